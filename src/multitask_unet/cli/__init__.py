@@ -1,0 +1,45 @@
+"""The ``multitask-unet`` command line: a thin layer over the Python API.
+
+Each subcommand lives in its own module of this package and exposes
+``add_parser(subparsers) -> argparse.ArgumentParser`` and ``run(args) -> int``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from multitask_unet.errors import MultitaskUNetError
+
+__all__ = ["main"]
+
+# Subcommand modules, in the order ``--help`` lists them.
+_COMMANDS: tuple[str, ...] = ("models",)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="multitask-unet",
+        description="Joint 3D segmentation and classification with nnU-Net-style networks.",
+    )
+    from multitask_unet import __version__
+
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in _COMMANDS:
+        module = importlib.import_module(f"multitask_unet.cli.{name}")
+        sub = module.add_parser(subparsers)
+        sub.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``multitask-unet``; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except MultitaskUNetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
