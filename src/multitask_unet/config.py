@@ -68,7 +68,9 @@ class Config:
         if isinstance(data, cls):
             return data
         if not isinstance(data, Mapping):
-            raise ConfigError(f"{cls.__name__} must be built from a mapping, got {type(data).__name__}")
+            raise ConfigError(
+                f"{cls.__name__} must be built from a mapping, got {type(data).__name__}"
+            )
         data = dict(data)
         target: type[C] = cls
         if cls.family is not None:
@@ -163,7 +165,9 @@ def _from_plain(value: Any, hint: Any, where: str) -> Any:
                 return _from_plain(value, arg, where)
             except ConfigError as exc:
                 errors.append(str(exc))
-        raise ConfigError(errors[0] if len(errors) == 1 else f"{where}: {value!r} fits none of {hint}")
+        raise ConfigError(
+            errors[0] if len(errors) == 1 else f"{where}: {value!r} fits none of {hint}"
+        )
     if origin is typing.Literal:
         if value not in args:
             raise ConfigError(f"{where} must be one of {', '.join(map(repr, args))}, got {value!r}")
@@ -175,7 +179,9 @@ def _from_plain(value: Any, hint: Any, where: str) -> Any:
             return tuple(_from_plain(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
         if args and len(args) != len(value):
             raise ConfigError(f"{where} must have {len(args)} items, got {len(value)}: {value!r}")
-        return tuple(_from_plain(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+        return tuple(
+            _from_plain(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args))
+        )
     if origin in (dict, Mapping, typing.Mapping):
         if not isinstance(value, Mapping):
             raise ConfigError(f"{where} must be a mapping, got {value!r}")

@@ -71,7 +71,9 @@ class Registry(Generic[T]):
     def _unknown_message(self, name: object) -> str:
         close = difflib.get_close_matches(str(name), self._items, n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-        return f"Unknown {self.kind} {name!r}.{hint} Available: {', '.join(self.list()) or '(none)'}."
+        return (
+            f"Unknown {self.kind} {name!r}.{hint} Available: {', '.join(self.list()) or '(none)'}."
+        )
 
     def __contains__(self, name: object) -> bool:
         return name in self._items
