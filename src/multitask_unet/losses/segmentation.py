@@ -1,0 +1,300 @@
+"""Soft Dice and Dice + cross-entropy with nnU-Net's semantics.
+
+The defaults equal what nnU-Net v2 (``nnUNetTrainer._build_loss``) uses for a ``3d_fullres``
+configuration with label maps: ``MemoryEfficientSoftDiceLoss`` without background, smooth
+``1e-5``, per-sample (not batch) Dice, Dice and CE weighted 1 : 1, no ignore label. As in nnU-Net,
+the Dice term is the *negative* soft Dice (in ``[-1, 0]``), so ``DiceCELoss`` can be negative; its
+``lower_bound`` says by how much.
+
+Target convention: integer labels ``(B, 1, *S)`` (as nnU-Net) or ``(B, *S)``, values in
+``[0, C)`` or ``ignore_label``; float tensors holding integers are accepted too. ``S`` is any
+number of spatial axes, ``(D, H, W)`` for 3D.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from multitask_unet.errors import DataError, ShapeError
+from multitask_unet.losses.base import LOSSES, check_valid, masked_ratio, zero_loss
+
+__all__ = ["DiceCELoss", "SoftDiceLoss"]
+
+
+def label_map(logits: torch.Tensor, target: torch.Tensor, where: str) -> torch.Tensor:
+    """Return ``target`` as a long ``(B, 1, *S)`` label map matching ``logits`` ``(B, C, *S)``."""
+    if not isinstance(logits, torch.Tensor) or logits.ndim < 3:
+        shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise ShapeError(f"{where}: logits must be (B, C, *spatial), got {shape}")
+    if target.ndim == logits.ndim - 1:
+        target = target.unsqueeze(1)
+    expected = (logits.shape[0], 1, *logits.shape[2:])
+    if tuple(target.shape) != expected:
+        raise ShapeError(
+            f"{where}: target of shape {tuple(target.shape)} does not fit logits of shape "
+            f"{tuple(logits.shape)}; give integer labels of shape {expected} or {expected[:1] + expected[2:]}"
+        )
+    if target.dtype == torch.bool or target.is_complex():
+        raise ShapeError(f"{where}: target must hold integer labels, got dtype {target.dtype}")
+    return target.long()
+
+
+def check_labels(
+    target: torch.Tensor, num_classes: int, where: str, *, ignore_label: int | None = None
+) -> None:
+    """Raise DataError if a label is outside ``[0, num_classes)`` (``ignore_label`` excepted)."""
+    if target.numel() == 0:
+        return
+    labels = target if ignore_label is None else target[target != ignore_label]
+    if labels.numel() == 0:
+        return
+    low, high = torch.aminmax(labels)
+    low_v, high_v = int(low), int(high)
+    if low_v < 0 or high_v >= num_classes:
+        bad = low_v if low_v < 0 else high_v
+        ignore = "" if ignore_label is None else f" or the ignore label {ignore_label}"
+        raise DataError(
+            f"{where}: the target holds label {bad}, but the logits have {num_classes} channels, "
+            f"so labels must lie in [0, {num_classes - 1}]{ignore}. Check the label map or the "
+            f"number of segmentation classes of the model."
+        )
+
+
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over all ranks, with the gradient summed over ranks too (as nnU-Net's AllGatherGrad)."""
+
+    @staticmethod
+    def forward(ctx: Any, tensor: torch.Tensor) -> torch.Tensor:
+        out = tensor.clone()
+        torch.distributed.all_reduce(out)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.clone()
+        torch.distributed.all_reduce(grad)
+        return grad
+
+
+def _sum_over_ranks(tensor: torch.Tensor) -> torch.Tensor:
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        return _AllReduceSum.apply(tensor)
+    return tensor
+
+
+@LOSSES.register("dice")
+class SoftDiceLoss(nn.Module):
+    """Negative soft Dice of softmax probabilities, as nnU-Net's ``MemoryEfficientSoftDiceLoss``.
+
+    Per class ``c``: ``dice_c = (2 * sum(p_c * y_c) + smooth) / max(sum(p_c) + sum(y_c) + smooth,
+    1e-8)``, sums over the spatial axes (and the batch with ``batch_dice``); the loss is
+    ``-mean(dice)`` over classes (and samples without ``batch_dice``), in ``[-1, 0]``.
+
+    Args:
+        batch_dice: Pool the sums over the batch before the ratio (nnU-Net's ``batch_dice``;
+            ``False`` in nnU-Net's ``3d_fullres`` plans).
+        do_bg: Include the background channel 0.
+        smooth: Added to numerator and denominator.
+        ddp: With ``batch_dice``, also pool over all ``torch.distributed`` ranks (as nnU-Net does
+            when training with DDP); ignored when no process group is running.
+
+    Example:
+        >>> logits = torch.randn(2, 3, 4, 6, 6)
+        >>> target = torch.randint(0, 3, (2, 1, 4, 6, 6))
+        >>> SoftDiceLoss()(logits, target).shape
+        torch.Size([])
+    """
+
+    lower_bound: float = -1.0
+
+    def __init__(
+        self,
+        *,
+        batch_dice: bool = False,
+        do_bg: bool = False,
+        smooth: float = 1e-5,
+        ddp: bool = False,
+    ) -> None:
+        super().__init__()
+        self.batch_dice = bool(batch_dice)
+        self.do_bg = bool(do_bg)
+        self.smooth = float(smooth)
+        self.ddp = bool(ddp)
+
+    def extra_repr(self) -> str:
+        return f"batch_dice={self.batch_dice}, do_bg={self.do_bg}, smooth={self.smooth}"
+
+    def forward(
+        self,
+        logits: torch.Tensor,
+        target: torch.Tensor,
+        *,
+        valid: torch.Tensor | None = None,
+        voxel_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Negative soft Dice.
+
+        Args:
+            logits: ``(B, C, *S)`` raw scores.
+            target: ``(B, 1, *S)`` or ``(B, *S)`` integer labels in ``[0, C)``.
+            valid: Optional bool ``(B,)``; samples marked ``False`` are left out.
+            voxel_mask: Optional bool ``(B, 1, *S)``; voxels marked ``False`` are left out
+                (used for an ignore label).
+
+        Returns:
+            0-dim float32 tensor.
+        """
+        target = label_map(logits, target, type(self).__name__)
+        valid = check_valid(valid, logits.shape[0], type(self).__name__)
+        if valid is not None:
+            target = torch.where(valid.view(-1, *[1] * (target.ndim - 1)), target, 0)
+        check_labels(target, logits.shape[1], type(self).__name__)
+        return self._dice(logits, target, valid, voxel_mask)
+
+    def _dice(
+        self,
+        logits: torch.Tensor,
+        target: torch.Tensor,
+        valid: torch.Tensor | None,
+        voxel_mask: torch.Tensor | None,
+    ) -> torch.Tensor:
+        axes = tuple(range(2, logits.ndim))
+        probs = torch.softmax(logits.float(), dim=1)
+        with torch.no_grad():
+            onehot = torch.zeros_like(probs).scatter_(1, target, 1.0)
+            if voxel_mask is not None:
+                onehot = onehot * voxel_mask
+        if not self.do_bg:
+            probs, onehot = probs[:, 1:], onehot[:, 1:]
+        if voxel_mask is not None:
+            probs = probs * voxel_mask
+        intersect = (probs * onehot).sum(axes)  # (B, C')
+        sum_pred = probs.sum(axes)
+        sum_gt = onehot.sum(axes)
+        if valid is not None:
+            keep = valid.view(-1, 1)
+            intersect, sum_pred, sum_gt = (
+                torch.where(keep, t, 0) for t in (intersect, sum_pred, sum_gt)
+            )
+        if self.batch_dice:
+            stats = torch.stack([intersect.sum(0), sum_pred.sum(0), sum_gt.sum(0)])
+            if self.ddp:
+                stats = _sum_over_ranks(stats)
+            intersect, sum_pred, sum_gt = stats
+        dice = (2 * intersect + self.smooth) / (sum_gt + sum_pred + self.smooth).clamp_min(1e-8)
+        if self.batch_dice or valid is None:
+            return -dice.mean()
+        per_sample = torch.where(valid.view(-1, 1), dice, 0)
+        count = valid.sum() * dice.shape[1]
+        return -masked_ratio(per_sample.sum(), count.to(per_sample.dtype))
+
+
+@LOSSES.register("dice_ce")
+class DiceCELoss(nn.Module):
+    """Soft Dice (without background) plus cross-entropy, as nnU-Net's ``DC_and_CE_loss``.
+
+    ``loss = weight_ce * CE + weight_dice * (-soft_dice)``; with the defaults it equals nnU-Net
+    v2's ``3d_fullres`` training loss (before deep supervision). The CE term is the mean over the
+    voxels of valid samples that do not carry ``ignore_label``; the Dice term is
+    :class:`SoftDiceLoss`. Computed in float32 whatever the logits' dtype (autocast-safe).
+
+    Args:
+        batch_dice: See :class:`SoftDiceLoss`.
+        do_bg: Include background in the Dice term.
+        smooth: Dice smoothing term.
+        weight_ce: Weight of the cross-entropy term.
+        weight_dice: Weight of the Dice term.
+        ignore_label: A label value whose voxels are left out of both terms (nnU-Net's
+            ``ignore_label``; ``None`` for none).
+        ddp: See :class:`SoftDiceLoss`.
+
+    Example:
+        >>> loss = DiceCELoss()
+        >>> logits = torch.randn(2, 3, 4, 6, 6, requires_grad=True)
+        >>> target = torch.randint(0, 3, (2, 1, 4, 6, 6))
+        >>> value = loss(logits, target, valid=torch.tensor([True, False]))
+        >>> value.backward()
+    """
+
+    def __init__(
+        self,
+        *,
+        batch_dice: bool = False,
+        do_bg: bool = False,
+        smooth: float = 1e-5,
+        weight_ce: float = 1.0,
+        weight_dice: float = 1.0,
+        ignore_label: int | None = None,
+        ddp: bool = False,
+    ) -> None:
+        super().__init__()
+        self.dice = SoftDiceLoss(batch_dice=batch_dice, do_bg=do_bg, smooth=smooth, ddp=ddp)
+        self.weight_ce = float(weight_ce)
+        self.weight_dice = float(weight_dice)
+        self.ignore_label = None if ignore_label is None else int(ignore_label)
+
+    @property
+    def lower_bound(self) -> float:
+        """Smallest possible value: ``-weight_dice`` (CE is non-negative, -Dice is at least -1)."""
+        return min(0.0, -self.weight_dice)
+
+    def extra_repr(self) -> str:
+        return (
+            f"weight_ce={self.weight_ce}, weight_dice={self.weight_dice}, "
+            f"ignore_label={self.ignore_label}"
+        )
+
+    def forward(
+        self, logits: torch.Tensor, target: torch.Tensor, *, valid: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Dice + CE.
+
+        Args:
+            logits: ``(B, C, *S)`` raw scores.
+            target: ``(B, 1, *S)`` or ``(B, *S)`` integer labels in ``[0, C)`` or ``ignore_label``.
+            valid: Optional bool ``(B,)``; samples marked ``False`` (no segmentation) are left out.
+
+        Returns:
+            0-dim float32 tensor; ``zero_loss`` when nothing is valid.
+        """
+        name = type(self).__name__
+        target = label_map(logits, target, name)
+        valid = check_valid(valid, logits.shape[0], name)
+        if valid is not None:
+            target = torch.where(valid.view(-1, *[1] * (target.ndim - 1)), target, 0)
+        check_labels(target, logits.shape[1], name, ignore_label=self.ignore_label)
+
+        voxel_mask = None
+        if self.ignore_label is not None:
+            voxel_mask = target != self.ignore_label
+            target = torch.where(voxel_mask, target, 0)
+
+        terms = []
+        if self.weight_ce != 0:
+            terms.append(self.weight_ce * self._ce(logits, target, valid, voxel_mask))
+        if self.weight_dice != 0:
+            terms.append(self.weight_dice * self.dice._dice(logits, target, valid, voxel_mask))
+        return sum(terms[1:], terms[0]) if terms else zero_loss(logits)
+
+    def _ce(
+        self,
+        logits: torch.Tensor,
+        target: torch.Tensor,
+        valid: torch.Tensor | None,
+        voxel_mask: torch.Tensor | None,
+    ) -> torch.Tensor:
+        if valid is None and voxel_mask is None:
+            return F.cross_entropy(logits.float(), target[:, 0])
+        per_voxel = F.cross_entropy(logits.float(), target[:, 0], reduction="none")
+        keep = (
+            torch.ones_like(per_voxel, dtype=torch.bool) if voxel_mask is None else voxel_mask[:, 0]
+        )
+        if valid is not None:
+            keep = keep & valid.view(-1, *[1] * (keep.ndim - 1))
+        per_voxel = torch.where(keep, per_voxel, 0)
+        return masked_ratio(per_voxel.sum(), keep.sum().to(per_voxel.dtype))
