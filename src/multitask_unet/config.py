@@ -31,7 +31,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar, Union
 
-from multitask_unet.errors import ConfigError
+from multitask_unet.errors import ConfigError, RegistryError
 from multitask_unet.registry import Registry
 
 __all__ = ["Config"]
@@ -79,7 +79,10 @@ class Config:
                 raise ConfigError(
                     f"{cls.__name__} needs a 'name' key; one of: {', '.join(cls.family.list())}"
                 )
-            target = cls.family.get(family_name)  # type: ignore[assignment]
+            try:
+                target = cls.family.get(family_name)  # type: ignore[assignment]
+            except RegistryError as exc:
+                raise ConfigError(f"{cls.__name__}: {exc}") from None
             if not issubclass(target, cls):
                 raise ConfigError(f"{family_name!r} is a {target.__name__}, not a {cls.__name__}")
         hints = typing.get_type_hints(target)

@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+import multitask_unet as mtu
+from multitask_unet import ConfigError, ModelConfig, RegistryError
+from multitask_unet.layers.specs import make_act, make_norm
+
+
+def test_list_models_and_patterns() -> None:
+    names = mtu.list_models()
+    assert {
+        "tiny_plain",
+        "tiny_residual",
+        "nnunet_3d_fullres",
+        "nnunet_3d_fullres_resenc_m",
+    } <= set(names)
+    assert mtu.list_models("tiny*") == [n for n in names if n.startswith("tiny")]
+
+
+def test_unknown_preset_suggests() -> None:
+    with pytest.raises(RegistryError, match="tiny_plain"):
+        mtu.create_model("tiny_plane")
+
+
+@pytest.mark.parametrize("name", mtu.list_models())
+def test_preset_configs_round_trip(name: str) -> None:
+    config = mtu.models.resolve_config(name)
+    assert ModelConfig.from_dict(config.to_dict()) == config
+    assert ModelConfig.from_yaml(config.to_yaml()) == config
+
+
+def test_overrides_and_component_specs() -> None:
+    model = mtu.create_model(
+        "tiny_plain",
+        in_channels=2,
+        num_classes=5,
+        encoder=("residual", {"channels": (4, 8), "strides": (1, 2)}),
+        decoder={"name": "unet", "convs_per_stage": 2},
+    )
+    assert model.config.encoder.name == "residual"
+    assert model.config.decoder.convs_per_stage == 2
+    assert model(torch.zeros(1, 2, 4, 4, 4))["seg"].shape == (1, 5, 4, 4, 4)
+    with pytest.raises(ConfigError, match="unknown create_model option"):
+        mtu.create_model("tiny_plain", num_clases=3)
+    with pytest.raises(ConfigError, match="head name 'seg'"):
+        ModelConfig(encoder=model.config.encoder, heads={"seg": model.config.encoder})  # type: ignore[dict-item]
+
+
+def test_anisotropic_preset_divisor_and_odd_sizes() -> None:
+    model = mtu.create_model("tiny_anisotropic").eval()
+    assert model.size_divisor == (2, 4, 4)
+    with torch.no_grad():
+        out = model(torch.randn(1, 1, 6, 20, 12))
+    assert out["seg"].shape == (1, 3, 6, 20, 12)
+
+
+@pytest.mark.parametrize(
+    ("preset", "dna_kwargs"),
+    [
+        ("nnunet_3d_fullres", {"n_conv_per_stage": 2, "n_conv_per_stage_decoder": 2}),
+        (
+            "nnunet_3d_fullres_resenc_m",
+            {"n_blocks_per_stage": [1, 3, 4, 6, 6, 6], "n_conv_per_stage_decoder": 1},
+        ),
+    ],
+)
+def test_nnunet_presets_have_dna_parameter_counts(preset: str, dna_kwargs: dict) -> None:
+    unet = pytest.importorskip("dynamic_network_architectures.architectures.unet")
+    cls = unet.PlainConvUNet if "n_conv_per_stage" in dna_kwargs else unet.ResidualEncoderUNet
+    dna = cls(
+        input_channels=1,
+        n_stages=6,
+        features_per_stage=[32, 64, 128, 256, 320, 320],
+        conv_op=torch.nn.Conv3d,
+        kernel_sizes=3,
+        strides=[1, 2, 2, 2, 2, 2],
+        num_classes=3,
+        conv_bias=False,
+        norm_op=torch.nn.InstanceNorm3d,
+        norm_op_kwargs={"eps": 1e-5, "affine": True},
+        nonlin=torch.nn.LeakyReLU,
+        nonlin_kwargs={"inplace": True},
+        **dna_kwargs,
+    )
+    ours = mtu.create_model(preset)
+    expected = sum(p.numel() for p in {id(p): p for p in dna.parameters()}.values())
+    assert sum(p.numel() for p in ours.parameters()) == expected
+
+
+def test_layer_specs() -> None:
+    assert type(make_norm(("group", {"num_groups": 2}), 4, spatial_dims=3)).__name__ == "GroupNorm"
+    assert make_norm(None, 4, spatial_dims=3) is None
+    with pytest.raises(ConfigError, match="num_groups"):
+        make_norm(("group", {"num_groups": 3}), 4, spatial_dims=3)
+    with pytest.raises(ConfigError, match="invalid options"):
+        make_act(("relu", {"slope": 2}))
+    with pytest.raises(RegistryError, match="leaky_relu"):
+        make_act("leaky_rellu")
