@@ -1,0 +1,60 @@
+"""Order-preserving parallel map over worker processes, with an optional tqdm progress bar."""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from typing import TypeVar
+
+from tqdm.auto import tqdm
+
+__all__ = ["parallel_map"]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def parallel_map(
+    fn: Callable[[T], R],
+    items: Sequence[T],
+    *,
+    num_workers: int = 2,
+    desc: str = "",
+    progress: bool = True,
+) -> list[R]:
+    """``[fn(item) for item in items]``, computed by ``num_workers`` processes.
+
+    ``num_workers <= 1`` runs in this process (easiest to debug). Workers are started with
+    ``spawn`` so that the parent's threads (PyTorch, BLAS) are never forked; ``fn`` must therefore
+    be a module-level function, and a script that calls this must guard its code with
+    ``if __name__ == "__main__":`` (a Python rule for ``spawn``). The first exception raised by
+    any item is re-raised here.
+    """
+    results: list[R | None] = [None] * len(items)
+    with tqdm(total=len(items), desc=desc, disable=not progress, unit="case") as bar:
+        if num_workers <= 1 or len(items) <= 1:
+            for i, item in enumerate(items):
+                results[i] = fn(item)
+                bar.update()
+            return results  # type: ignore[return-value]
+        context = multiprocessing.get_context("spawn")
+        workers = min(num_workers, len(items))
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            futures = {pool.submit(fn, item): i for i, item in enumerate(items)}
+            try:
+                for future in as_completed(futures):
+                    results[futures[future]] = future.result()
+                    bar.update()
+            except BrokenProcessPool as exc:
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise RuntimeError(
+                    "a worker process died: it ran out of memory, or a script started workers "
+                    "without an `if __name__ == '__main__':` guard around its code. Guard the "
+                    "script, lower the number of workers, or use num_workers=1"
+                ) from exc
+            except BaseException:
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+    return results  # type: ignore[return-value]
