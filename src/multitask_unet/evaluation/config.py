@@ -1,0 +1,116 @@
+"""What an evaluation measures: regions, labels, tolerances and the bootstrap.
+
+Example:
+    >>> cfg = EvaluationConfig()
+    >>> [(r.key, r.labels) for r in cfg.regions]
+    [('whole_pancreas', (1, 2)), ('lesion', (2,))]
+    >>> EvaluationConfig.from_dict({"nsd_tolerance_mm": 1.0, "regions": [{"key": "organ", "labels": [1]}]}).regions
+    (Region(key='organ', labels=(1,)),)
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from multitask_unet.config import Config
+from multitask_unet.errors import ConfigError
+
+__all__ = ["PANCREAS_REGIONS", "EvaluationConfig", "Region"]
+
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class Region(Config):
+    """A named foreground region: the union of some labels of a label map.
+
+    Args:
+        key: Identifier used in column and metric names (``dice_<key>``), e.g.
+            ``"whole_pancreas"``.
+        labels: The label values that together form the region, e.g. ``(1, 2)``.
+    """
+
+    key: str
+    labels: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if not _NAME.match(self.key):
+            raise ConfigError(
+                f"region name {self.key!r} must start with a letter and hold only letters, "
+                "digits and '_' (it becomes a column name)"
+            )
+        if not self.labels or any(label <= 0 for label in self.labels):
+            raise ConfigError(
+                f"region {self.key!r} needs one or more foreground labels > 0, got {self.labels}"
+            )
+        if len(set(self.labels)) != len(self.labels):
+            raise ConfigError(f"region {self.key!r} lists a label twice: {self.labels}")
+
+    @classmethod
+    def parse(cls, text: str) -> Region:
+        """Build a region from ``"NAME=L1,L2"``, e.g. ``"whole_pancreas=1,2"``."""
+        name, sep, labels = text.partition("=")
+        try:
+            values = tuple(int(v) for v in labels.split(",") if v.strip())
+        except ValueError:
+            values = ()
+        if not sep or not values:
+            raise ConfigError(f"region {text!r} must look like NAME=L1,L2 (e.g. lesion=2)")
+        return cls(key=name.strip(), labels=values)
+
+
+PANCREAS_REGIONS: tuple[Region, ...] = (
+    Region("whole_pancreas", (1, 2)),
+    Region("lesion", (2,)),
+)
+"""The pancreas study's regions: pancreas and lesion together (labels 1, 2), and the lesion."""
+
+
+@dataclass(frozen=True)
+class EvaluationConfig(Config):
+    """Options of :func:`multitask_unet.evaluation.evaluate`.
+
+    Args:
+        regions: Regions scored with Dice, NSD and HD95 (default: the pancreas study's).
+        labels: Single labels scored with Dice (columns ``dice_label_<k>``).
+        nsd_tolerance_mm: Tolerance of the normalised surface distance, in mm.
+        hd_percentile: Percentile of the robust Hausdorff distance (95 for HD95).
+        both_empty: Dice and NSD of a region that is empty in both reference and prediction:
+            ``"one"`` (1.0, the Metrics Reloaded convention) or ``"nan"`` (left out of means).
+        n_bootstrap: Bootstrap resamples of the cases for the confidence intervals.
+        confidence: Level of the percentile bootstrap intervals.
+        seed: Seed of the bootstrap; equal seeds give equal intervals.
+    """
+
+    regions: tuple[Region, ...] = PANCREAS_REGIONS
+    labels: tuple[int, ...] = (1, 2)
+    nsd_tolerance_mm: float = 2.0
+    hd_percentile: float = 95.0
+    both_empty: Literal["one", "nan"] = "one"
+    n_bootstrap: int = 1000
+    confidence: float = 0.95
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        names = [r.key for r in self.regions]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"region names must be unique, got {names}")
+        if any(label <= 0 for label in self.labels):
+            raise ConfigError(f"labels must be foreground values > 0, got {self.labels}")
+        if not self.nsd_tolerance_mm >= 0:
+            raise ConfigError(f"nsd_tolerance_mm must be >= 0, got {self.nsd_tolerance_mm}")
+        if not 0 <= self.hd_percentile <= 100:
+            raise ConfigError(f"hd_percentile must be in [0, 100], got {self.hd_percentile}")
+        if self.n_bootstrap < 0:
+            raise ConfigError(
+                f"n_bootstrap must be >= 0 (0 skips intervals), got {self.n_bootstrap}"
+            )
+        if not 0 < self.confidence < 1:
+            raise ConfigError(f"confidence must be in (0, 1), e.g. 0.95, got {self.confidence}")
+
+    @property
+    def both_empty_value(self) -> float:
+        """The numeric value that ``both_empty`` stands for."""
+        return 1.0 if self.both_empty == "one" else float("nan")

@@ -1,0 +1,137 @@
+"""PNG figures of an evaluation: ROC curves, confusion matrix, Dice distribution.
+
+Figures are drawn on ``matplotlib.figure.Figure`` objects with the Agg canvas, without pyplot,
+so the caller's matplotlib backend and global state are never touched. matplotlib is needed
+only here; without it :func:`require_matplotlib` raises an error that says how to install it.
+
+Example:
+    >>> import numpy as np, tempfile, pathlib
+    >>> out = pathlib.Path(tempfile.mkdtemp()) / "cm.png"
+    >>> plot_confusion_matrix(np.array([[3, 1], [0, 4]]), ("a", "b"), out)
+    >>> out.read_bytes()[:4] == b"\\x89PNG"
+    True
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from multitask_unet.errors import MultitaskUNetError
+from multitask_unet.evaluation._atomic import atomic_path
+from multitask_unet.evaluation.classification import roc_auc_ovr, roc_curve
+
+__all__ = [
+    "plot_confusion_matrix",
+    "plot_dice_distribution",
+    "plot_roc_curves",
+    "require_matplotlib",
+]
+
+
+def require_matplotlib() -> None:
+    """Raise a clear error when matplotlib is not installed."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise MultitaskUNetError(
+            "figures need matplotlib: `pip install matplotlib`, or skip figures "
+            "(`multitask-unet evaluate --no-figures`, `evaluate(..., figures=False)`)"
+        ) from None
+
+
+def plot_roc_curves(
+    y_true: np.ndarray,
+    scores: np.ndarray,
+    class_names: Sequence[str],
+    path: str | os.PathLike[str],
+) -> None:
+    """One-vs-rest ROC curve of every class, with its AUC in the legend.
+
+    Args:
+        y_true: Reference classes, shape ``(N,)``.
+        scores: Class probabilities, shape ``(N, K)``.
+        class_names: K class names.
+        path: PNG file to write (atomically).
+    """
+    fig, ax = _figure(5.0, 5.0)
+    y_true = np.asarray(y_true)
+    aucs = roc_auc_ovr(y_true, scores)
+    for k, name in enumerate(class_names):
+        if np.isnan(aucs[k]):
+            ax.plot([], [], " ", label=f"{name}: undefined (one class only)")
+            continue
+        fpr, tpr = roc_curve(y_true == k, np.asarray(scores)[:, k])
+        ax.plot(fpr, tpr, drawstyle="default", label=f"{name}: AUC {aucs[k]:.3f}")
+    ax.plot([0, 1], [0, 1], color="0.7", linestyle="--", linewidth=1)
+    ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="false positive rate", ylabel="true positive rate")
+    ax.set_title(f"ROC curves, one vs rest (n = {y_true.size})")
+    ax.legend(loc="lower right", fontsize="small")
+    _save(fig, path)
+
+
+def plot_confusion_matrix(
+    matrix: np.ndarray, class_names: Sequence[str], path: str | os.PathLike[str]
+) -> None:
+    """Confusion matrix with counts; colour is the share of each reference class (row).
+
+    Args:
+        matrix: ``(K, K)`` counts, rows reference, columns predicted.
+        class_names: K class names.
+        path: PNG file to write (atomically).
+    """
+    matrix = np.asarray(matrix)
+    k = matrix.shape[0]
+    fig, ax = _figure(1.2 * k + 2.5, 1.2 * k + 2.0)
+    rows = matrix.sum(axis=1, keepdims=True)
+    share = np.divide(matrix, rows, out=np.zeros(matrix.shape), where=rows > 0)
+    image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    for i in range(k):
+        for j in range(k):
+            colour = "white" if share[i, j] > 0.5 else "black"
+            ax.text(j, i, str(int(matrix[i, j])), ha="center", va="center", color=colour)
+    ax.set_xticks(range(k), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(k), class_names)
+    ax.set(xlabel="predicted", ylabel="reference", title="Confusion matrix")
+    fig.colorbar(image, ax=ax, label="share of reference class")
+    _save(fig, path)
+
+
+def plot_dice_distribution(columns: Mapping[str, np.ndarray], path: str | os.PathLike[str]) -> None:
+    """Box plot with every case as a dot, one box per Dice column.
+
+    Args:
+        columns: Column name (e.g. ``"dice_lesion"``) to per-case values; NaN values are skipped.
+        path: PNG file to write (atomically).
+    """
+    names = list(columns)
+    data = [np.asarray(columns[n], dtype=float) for n in names]
+    data = [d[~np.isnan(d)] for d in data]
+    fig, ax = _figure(1.6 * max(len(names), 1) + 2.0, 4.5)
+    if names:
+        ax.boxplot(data, showfliers=False)
+        ax.set_xticks(range(1, len(names) + 1), [n.removeprefix("dice_") for n in names])
+        rng = np.random.default_rng(0)  # fixed jitter: identical files for identical inputs
+        for i, values in enumerate(data, start=1):
+            ax.scatter(i + rng.uniform(-0.15, 0.15, values.size), values, s=10, alpha=0.6)
+    ax.set(ylim=(-0.02, 1.02), ylabel="Dice", title="Dice per case")
+    _save(fig, path)
+
+
+def _figure(width: float, height: float) -> tuple[Any, Any]:
+    require_matplotlib()
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    return fig, fig.add_subplot()
+
+
+def _save(fig: Any, path: str | os.PathLike[str]) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")

@@ -1,0 +1,380 @@
+"""Evaluate a prediction folder against a reference dataset and write the report.
+
+The report folder holds:
+
+* ``cases.csv``: one row per evaluated case: ``case_id``, ``split``, ``label``,
+  ``predicted``, ``prob_<class>`` and every segmentation metric. An empty cell means "not
+  applicable" (e.g. no reference mask), ``nan`` means "undefined" (e.g. HD95 against an empty
+  reference).
+* ``summary.json``: every metric as ``{"estimate", "low", "high", "confidence", "n",
+  "n_resamples", "n_undefined"}`` (percentile bootstrap over cases; JSON ``null`` for NaN), the
+  confusion matrix, the case counts, the configuration and the conventions used.
+* ``roc_curves.png``, ``confusion_matrix.png``, ``dice_distribution.png``.
+
+Segmentation summaries are means over the cases where a value is defined; ``n_undefined``
+counts the rest (the empty-reference conventions are in
+:mod:`multitask_unet.evaluation.segmentation`). Classification metrics are computed over all
+cases with a known class.
+
+Example:
+    >>> summary = summarize(
+    ...     [{"dice_lesion": 0.8}, {"dice_lesion": 0.6}],
+    ...     config=EvaluationConfig(n_bootstrap=100),
+    ... )
+    >>> round(summary["dice_lesion"]["estimate"], 3), summary["dice_lesion"]["n"]
+    (0.7, 2)
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from multitask_unet.errors import DataError, ShapeError
+from multitask_unet.evaluation._atomic import atomic_write_text
+from multitask_unet.evaluation.bootstrap import bootstrap_ci, bootstrap_mean
+from multitask_unet.evaluation.classification import (
+    balanced_accuracy,
+    confusion_matrix,
+    macro_f1,
+    roc_auc_ovr,
+)
+from multitask_unet.evaluation.config import EvaluationConfig
+from multitask_unet.evaluation.inputs import (
+    PredictionTable,
+    read_label_map,
+    read_predictions,
+    read_reference,
+)
+from multitask_unet.evaluation.segmentation import evaluate_segmentation
+
+__all__ = ["CONVENTIONS", "EvaluationReport", "evaluate", "summarize", "write_report"]
+
+CONVENTIONS: dict[str, str] = {
+    "empty_reference": (
+        "Metrics Reloaded: reference and prediction both empty -> Dice = NSD = 1 (config "
+        "both_empty='one'; 'nan' leaves such cases out), HD95 = 0 mm; exactly one empty -> "
+        "Dice = NSD = 0, HD95 undefined (NaN)."
+    ),
+    "aggregation": (
+        "Segmentation metrics are means over the cases where the value is defined; n_undefined "
+        "counts the cases left out. Intervals: percentile bootstrap over cases, seeded."
+    ),
+    "surface": (
+        "Surface = mask voxels with a background face neighbour; distances in mm between voxel "
+        "centres (spacing-aware EDT). NSD (Nikolov et al.) = share of both surfaces within the "
+        "tolerance; HD95 = max of the two directed 95th percentiles (MONAI, Metrics Reloaded)."
+    ),
+    "classification": (
+        "AUC: one-vs-rest per class (NaN when a class has no positive or no negative case); "
+        "auc_ovr_macro = mean over defined classes. macro_f1 over classes present in reference "
+        "or prediction (F1 = 0 without true positives); balanced_accuracy = mean recall over "
+        "classes present in the reference; confusion matrix rows = reference, columns = predicted."
+    ),
+}
+"""The conventions written into every ``summary.json``."""
+
+
+@dataclass
+class EvaluationReport:
+    """What :func:`evaluate` computed.
+
+    Attributes:
+        cases: One dict per case (the rows of ``cases.csv``).
+        summary: The content of ``summary.json``.
+        class_names: Names of the classes, in class order (empty without classification).
+        y_true: ``(N,)`` reference classes of the classified cases.
+        scores: ``(N, K)`` probabilities of the classified cases.
+    """
+
+    cases: list[dict[str, Any]]
+    summary: dict[str, Any]
+    class_names: tuple[str, ...] = ()
+    y_true: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    scores: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+
+
+def summarize(
+    segmentation: Sequence[Mapping[str, float]],
+    *,
+    y_true: np.ndarray | None = None,
+    scores: np.ndarray | None = None,
+    y_pred: np.ndarray | None = None,
+    class_names: Sequence[str] | None = None,
+    config: EvaluationConfig | None = None,
+) -> dict[str, Any]:
+    """Aggregate per-case results into summary metrics with bootstrap intervals.
+
+    Args:
+        segmentation: Per-case segmentation metrics (from :func:`evaluate_segmentation`).
+        y_true: ``(N,)`` reference classes, or None without classification.
+        scores: ``(N, K)`` class probabilities.
+        y_pred: ``(N,)`` predicted classes; default ``scores.argmax(1)``.
+        class_names: K names; default ``class<k>``.
+        config: Bootstrap options (default :class:`EvaluationConfig`).
+
+    Returns:
+        Metric name to interval dict (see the module docstring), plus ``confusion_matrix``.
+    """
+    config = config or EvaluationConfig()
+    boot = {"n_resamples": config.n_bootstrap, "confidence": config.confidence, "seed": config.seed}
+    summary: dict[str, Any] = {}
+    metric_names = [k for k in (segmentation[0] if segmentation else {}) if _is_score(k)]
+    for name in metric_names:
+        values = np.array([row[name] for row in segmentation], dtype=np.float64)
+        record = bootstrap_mean(values, **boot).to_dict()
+        record["n_undefined"] = int(np.isnan(values).sum())
+        summary[name] = record
+    if y_true is not None and scores is not None:
+        summary.update(_summarize_classification(y_true, scores, y_pred, class_names, boot))
+    return summary
+
+
+def evaluate(
+    pred_dir: str | Path,
+    ref_root: str | Path,
+    *,
+    out_dir: str | Path | None = None,
+    split: str | None = None,
+    config: EvaluationConfig | None = None,
+    figures: bool = True,
+) -> EvaluationReport:
+    """Compare a prediction folder with a reference dataset; optionally write the report.
+
+    Args:
+        pred_dir: Folder with ``CASE.nii.gz`` label maps and/or ``predictions.csv``.
+        ref_root: Reference dataset in the study layout (``SPLIT/subtypeK/CASE.nii.gz``).
+        out_dir: Report folder; None computes without writing.
+        split: Evaluate exactly this split of the reference: every case of it must have a
+            prediction. None evaluates the predicted cases, which must all be in the reference.
+        config: Regions, tolerance, bootstrap (default :class:`EvaluationConfig`).
+        figures: Also write the PNG figures (needs matplotlib).
+
+    Returns:
+        The :class:`EvaluationReport`.
+
+    Example:
+        >>> report = evaluate("runs/pred", "data/pancreas", out_dir="runs/report")  # doctest: +SKIP
+        >>> report.summary["dice_whole_pancreas"]["estimate"]  # doctest: +SKIP
+        0.89
+    """
+    config = config or EvaluationConfig()
+    pred_dir = Path(pred_dir)
+    if figures and out_dir is not None:
+        from multitask_unet.evaluation.figures import require_matplotlib
+
+        require_matplotlib()
+    masks = {p.name.removesuffix(".nii.gz"): p for p in sorted(pred_dir.glob("*.nii.gz"))}
+    table = (
+        read_predictions(pred_dir / "predictions.csv")
+        if (pred_dir / "predictions.csv").is_file()
+        else None
+    )
+    if not masks and table is None:
+        raise DataError(f"{pred_dir} holds no CASE.nii.gz label maps and no predictions.csv")
+    reference = read_reference(ref_root)
+    selected = _select_cases(reference, masks, table, split, pred_dir, Path(ref_root))
+    probs = dict(zip(table.case_ids, zip(table.probabilities, table.predicted))) if table else {}
+    rows, seg_rows, labelled = [], [], []
+    for case_id in selected:
+        ref = reference[case_id]
+        row: dict[str, Any] = {"case_id": case_id, "split": ref.split, "label": ref.label}
+        if table is not None:
+            p, predicted = probs[case_id]
+            row["predicted"] = int(predicted)
+            row.update({f"prob_{n}": float(v) for n, v in zip(table.class_names, p)})
+            if ref.label is not None:
+                labelled.append((ref.label, p, predicted))
+        if ref.mask is not None and masks:
+            metrics = _segment_case(masks[case_id], ref.mask, config)
+            row.update(metrics)
+            seg_rows.append(metrics)
+        rows.append(row)
+    y_true = scores = y_pred = None
+    names: tuple[str, ...] = table.class_names if table else ()
+    if labelled:
+        y_true = np.array([t for t, _, _ in labelled], dtype=np.int64)
+        scores = np.stack([p for _, p, _ in labelled])
+        y_pred = np.array([q for _, _, q in labelled], dtype=np.int64)
+        if y_true.max() >= len(names):
+            raise DataError(
+                f"reference class {int(y_true.max())} has no prob_ column in "
+                f"{pred_dir / 'predictions.csv'} (columns for {names})"
+            )
+    summary = summarize(
+        seg_rows, y_true=y_true, scores=scores, y_pred=y_pred, class_names=names, config=config
+    )
+    summary["cases"] = {
+        "evaluated": len(rows),
+        "segmentation": len(seg_rows),
+        "classification": len(labelled),
+        "split": split,
+    }
+    summary["config"] = config.to_dict()
+    summary["conventions"] = CONVENTIONS
+    report = EvaluationReport(rows, summary, names)
+    if y_true is not None:
+        report.y_true, report.scores = y_true, scores
+    if out_dir is not None:
+        write_report(report, out_dir, figures=figures)
+    return report
+
+
+def write_report(report: EvaluationReport, out_dir: str | Path, *, figures: bool = True) -> None:
+    """Write ``cases.csv``, ``summary.json`` and (optionally) the figures, each atomically."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out_dir / "cases.csv", _cases_csv(report.cases))
+    text = json.dumps(_json_safe(report.summary), indent=2, allow_nan=False)
+    atomic_write_text(out_dir / "summary.json", text + "\n")
+    if not figures:
+        return
+    from multitask_unet.evaluation import figures as fig
+
+    if report.y_true.size:
+        fig.plot_roc_curves(
+            report.y_true, report.scores, report.class_names, out_dir / "roc_curves.png"
+        )
+        matrix = np.asarray(report.summary["confusion_matrix"]["counts"])
+        fig.plot_confusion_matrix(matrix, report.class_names, out_dir / "confusion_matrix.png")
+    dice_columns = [k for k in (report.cases[0] if report.cases else {}) if k.startswith("dice_")]
+    columns = {
+        k: np.array([_nan(row.get(k)) for row in report.cases if k in row]) for k in dice_columns
+    }
+    if columns:
+        fig.plot_dice_distribution(columns, out_dir / "dice_distribution.png")
+
+
+def _summarize_classification(
+    y_true: np.ndarray,
+    scores: np.ndarray,
+    y_pred: np.ndarray | None,
+    class_names: Sequence[str] | None,
+    boot: dict[str, Any],
+) -> dict[str, Any]:
+    scores = np.asarray(scores, dtype=np.float64)
+    y_true = np.asarray(y_true, dtype=np.int64)
+    y_pred = scores.argmax(axis=1) if y_pred is None else np.asarray(y_pred, dtype=np.int64)
+    k = scores.shape[1]
+    names = tuple(class_names) if class_names else tuple(f"class{i}" for i in range(k))
+
+    def macro_auc(idx: np.ndarray) -> float:
+        aucs = roc_auc_ovr(y_true[idx], scores[idx])
+        return float(np.nanmean(aucs)) if np.any(~np.isnan(aucs)) else math.nan
+
+    statistics = {
+        "auc_ovr_macro": macro_auc,
+        "macro_f1": lambda idx: macro_f1(y_true[idx], y_pred[idx]),
+        "balanced_accuracy": lambda idx: balanced_accuracy(y_true[idx], y_pred[idx]),
+        "accuracy": lambda idx: float(np.mean(y_true[idx] == y_pred[idx])),
+    }
+    for c, name in enumerate(names):
+        statistics[f"auc_ovr_{name}"] = lambda idx, c=c: float(
+            roc_auc_ovr(y_true[idx], scores[idx])[c]
+        )
+    out: dict[str, Any] = {}
+    for name, statistic in statistics.items():
+        record = bootstrap_ci(statistic, y_true.size, **boot).to_dict()
+        record["n_undefined"] = 0
+        out[name] = record
+    out["confusion_matrix"] = {
+        "classes": list(names),
+        "rows": "reference",
+        "columns": "predicted",
+        "counts": confusion_matrix(y_true, y_pred, num_classes=k).tolist(),
+    }
+    return out
+
+
+def _segment_case(pred_path: Path, ref_path: Path, config: EvaluationConfig) -> dict[str, float]:
+    ref, spacing, ref_affine = read_label_map(ref_path)
+    pred, _, pred_affine = read_label_map(pred_path, like=ref_path)
+    if pred.shape != ref.shape:
+        raise ShapeError(
+            f"{pred_path} has shape {pred.shape} but its reference {ref_path} has {ref.shape}; "
+            "write predictions on the grid of the input image"
+        )
+    if not np.allclose(pred_affine, ref_affine, atol=1e-3):
+        raise DataError(
+            f"{pred_path} and {ref_path} have different affines (voxel-to-world matrices); "
+            "write predictions with the input image's geometry"
+        )
+    return evaluate_segmentation(pred, ref, spacing=spacing, config=config)
+
+
+def _select_cases(
+    reference: Mapping[str, Any],
+    masks: Mapping[str, Path],
+    table: PredictionTable | None,
+    split: str | None,
+    pred_dir: Path,
+    ref_root: Path,
+) -> list[str]:
+    predicted = set(masks) | set(table.case_ids if table else ())
+    if split is not None:
+        wanted = sorted(k for k, v in reference.items() if v.split == split)
+        if not wanted:
+            splits = sorted({v.split for v in reference.values()})
+            raise DataError(f"split {split!r} not found under {ref_root}; splits: {splits}")
+    else:
+        wanted = sorted(predicted)
+    unknown = sorted(predicted - set(reference)) if split is None else []
+    if unknown:
+        raise DataError(
+            f"{len(unknown)} predicted cases are not in the reference {ref_root}: {unknown[:5]}; "
+            "check --pred and --ref"
+        )
+    missing = []
+    for case_id in wanted:
+        ref = reference[case_id]
+        if masks and ref.mask is not None and case_id not in masks:
+            missing.append(f"{case_id}.nii.gz")
+        if table is not None and case_id not in table.case_ids:
+            missing.append(f"{case_id} in predictions.csv")
+    if missing:
+        raise DataError(f"{pred_dir} lacks predictions for {len(missing)} cases: {missing[:5]}")
+    return wanted
+
+
+def _cases_csv(rows: Sequence[Mapping[str, Any]]) -> str:
+    columns: list[str] = []
+    for row in rows:
+        columns.extend(k for k in row if k not in columns)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: "" if row.get(k) is None else _fmt(row[k]) for k in columns})
+    return buffer.getvalue()
+
+
+def _fmt(value: Any) -> Any:
+    return repr(float(value)) if isinstance(value, (float, np.floating)) else value
+
+
+def _is_score(name: str) -> bool:
+    return name.startswith(("dice_", "nsd_", "hd95_"))
+
+
+def _nan(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return None if math.isnan(value) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
