@@ -234,14 +234,20 @@ class DeepSupervisionLoss(nn.Module):
         outputs = list(outputs)
         if not outputs:
             raise ShapeError("outputs is empty; give [seg, *seg_deep]")
+        for i in range(1, len(outputs)):
+            finer, coarser = outputs[i - 1].shape[2:], outputs[i].shape[2:]
+            if len(finer) != len(coarser) or any(c > f for c, f in zip(coarser, finer)):
+                raise ShapeError(
+                    f"output {i} has spatial shape {tuple(coarser)}, output {i - 1} "
+                    f"{tuple(finer)}; outputs must be ordered fine to coarse ([seg, *seg_deep])"
+                )
         if isinstance(target, torch.Tensor):
             full = tuple(target.shape[-(outputs[0].ndim - 2) :])
-            for i, out in enumerate(outputs):
-                if any(o > f for o, f in zip(out.shape[2:], full)):
-                    raise ShapeError(
-                        f"output {i} has spatial shape {tuple(out.shape[2:])}, larger than the "
-                        f"target's {full}; outputs must be ordered fine to coarse"
-                    )
+            if any(o > f for o, f in zip(outputs[0].shape[2:], full)):
+                raise ShapeError(
+                    f"output 0 has spatial shape {tuple(outputs[0].shape[2:])}, larger than the "
+                    f"target's {full}; give the full-resolution target"
+                )
             targets = downsample_seg_target(target, [tuple(o.shape[2:]) for o in outputs])
         else:
             targets = list(target)

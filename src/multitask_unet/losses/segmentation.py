@@ -181,12 +181,19 @@ class SoftDiceLoss(nn.Module):
             intersect, sum_pred, sum_gt = (
                 torch.where(keep, t, 0) for t in (intersect, sum_pred, sum_gt)
             )
+        num_valid = None
         if self.batch_dice:
-            stats = torch.stack([intersect.sum(0), sum_pred.sum(0), sum_gt.sum(0)])
+            stats = [intersect.sum(0), sum_pred.sum(0), sum_gt.sum(0)]
+            if valid is not None:  # pooled Dice of no sample would be smooth / smooth = 1
+                stats.append(valid.sum().to(intersect.dtype).expand_as(stats[0]))
+            stacked = torch.stack(stats)
             if self.ddp:
-                stats = _sum_over_ranks(stats)
-            intersect, sum_pred, sum_gt = stats
+                stacked = _sum_over_ranks(stacked)
+            intersect, sum_pred, sum_gt = stacked[:3]
+            num_valid = stacked[3, 0] if valid is not None else None
         dice = (2 * intersect + self.smooth) / (sum_gt + sum_pred + self.smooth).clamp_min(1e-8)
+        if num_valid is not None:
+            return torch.where(num_valid > 0, -dice.mean(), 0)
         if self.batch_dice or valid is None:
             return -dice.mean()
         per_sample = torch.where(valid.view(-1, 1), dice, 0)
