@@ -1,0 +1,342 @@
+"""The training input pipeline: cases -> balanced case draws -> patches -> augmentation -> Batch.
+
+:class:`TrainLoader` is a ``DataLoader`` over a map-style :class:`PatchDataset`: every draw of
+the :class:`~multitask_unet.data.sampling.BalancedCaseSampler` becomes one patch, cropped from
+the (memory-mapped) case by the :class:`~multitask_unet.data.patches.ForegroundPatchSampler`,
+augmented in a worker and collated into a :class:`~multitask_unet.data.batch.Batch`. Each draw
+carries its own seed, derived from ``(seed, epoch, rank, position)``, so an epoch's batches are
+identical whatever the number of workers. :func:`queue_loader` offers the same sampler and
+augmentation on TorchIO's ``Queue`` instead (measured slower, see ``benchmarks/bench_data.py``).
+
+Example:
+    >>> import torch, torchio as tio
+    >>> seg = torch.zeros(1, 12, 12, 12, dtype=torch.uint8); seg[0, 4:8, 4:8, 4:8] = 1
+    >>> subjects = [tio.Subject(image=tio.ScalarImage(tensor=torch.rand(1, 12, 12, 12)),
+    ...                         seg=tio.LabelMap(tensor=seg), label=i % 2, case_id=f"c{i}")
+    ...             for i in range(4)]
+    >>> loader = TrainLoader(subjects, LoaderConfig(patch_size=(8, 8, 8), batch_size=2,
+    ...                                             iterations_per_epoch=3))
+    >>> batches = list(loader)
+    >>> len(batches), batches[0].image.shape, batches[0].seg.dtype
+    (3, torch.Size([2, 1, 8, 8, 8]), torch.uint8)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torchio as tio
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from multitask_unet.config import Config
+from multitask_unet.data.augmentation import AugmentationConfig, build_augmentation, window_size
+from multitask_unet.data.batch import Batch
+from multitask_unet.data.patches import (
+    CLASS_LOCATIONS_KEY,
+    ForegroundPatchSampler,
+    parse_class_locations,
+    patch_to_sample,
+)
+from multitask_unet.data.sampling import BalancedCaseSampler, WeightsMode, distributed_rank
+from multitask_unet.errors import ConfigError, DataError
+
+__all__ = [
+    "CachedCase",
+    "LoaderConfig",
+    "PatchDataset",
+    "TrainLoader",
+    "list_cached_cases",
+    "queue_loader",
+]
+
+
+@dataclass(frozen=True)
+class LoaderConfig(Config):
+    """Options of the training input pipeline.
+
+    Attributes:
+        patch_size: Patch ``(D, H, W)`` fed to the network.
+        batch_size: Patches per batch (per rank).
+        iterations_per_epoch: Batches per epoch (nnU-Net: 250).
+        foreground_probability: Share of patches centred on a foreground class (nnU-Net: 1/3).
+        lesion_label: Lesion class for ``lesion_probability`` (e.g. 2), or None.
+        lesion_probability: Probability that a patch of a case with a known class is centred
+            on its lesion (classification patches that see the lesion).
+        weights_mode: Case weighting, ``"balanced"``, ``"inverse_sqrt"`` or ``"none"``.
+        augmentation: Augmentation strengths; None means nnU-Net's for ``patch_size``
+            (:meth:`AugmentationConfig.nnunet`); :meth:`AugmentationConfig.off` disables it.
+        num_workers: Worker processes (0: in the main process).
+        seed: Base seed of case draws, patch positions and augmentation.
+        pin_memory: Pin batches for faster host-to-GPU copies.
+    """
+
+    patch_size: tuple[int, int, int] = (64, 128, 128)
+    batch_size: int = 2
+    iterations_per_epoch: int = 250
+    foreground_probability: float = 1 / 3
+    lesion_label: int | None = None
+    lesion_probability: float = 0.0
+    weights_mode: WeightsMode = "balanced"
+    augmentation: AugmentationConfig | None = None
+    num_workers: int = 0
+    seed: int = 0
+    pin_memory: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "iterations_per_epoch"):
+            if getattr(self, name) < 1:
+                raise ConfigError(
+                    f"LoaderConfig.{name} must be at least 1, got {getattr(self, name)}"
+                )
+        if self.num_workers < 0:
+            raise ConfigError(f"LoaderConfig.num_workers must be >= 0, got {self.num_workers}")
+        if min(self.patch_size) < 1:
+            raise ConfigError(f"LoaderConfig.patch_size must be positive, got {self.patch_size}")
+
+    def augmentation_config(self) -> AugmentationConfig:
+        """The augmentation actually used (nnU-Net's for the patch size when unset)."""
+        return self.augmentation or AugmentationConfig.nnunet(self.patch_size)
+
+    def patch_sampler(self) -> ForegroundPatchSampler:
+        """The patch sampler with the augmentation these options describe."""
+        aug = self.augmentation_config()
+        return ForegroundPatchSampler(
+            self.patch_size,
+            foreground_probability=self.foreground_probability,
+            window_size=window_size(self.patch_size, aug),
+            transform=build_augmentation(aug, patch_size=self.patch_size),
+            lesion_label=self.lesion_label,
+            lesion_probability=self.lesion_probability,
+        )
+
+
+@dataclass(frozen=True)
+class CachedCase:
+    """A preprocessed case on disk: ``image.npy`` (C, D, H, W) float32, ``seg.npy`` (1, D, H, W)
+    uint8 and ``properties.json`` (``label``, ``class_locations``), read memory-mapped."""
+
+    case_id: str
+    directory: Path
+    label: int | None = None
+
+    def open(self) -> tio.Subject:
+        """A subject whose tensors are memory maps (no voxel is read until a patch is cropped)."""
+        props = self.properties()
+        with warnings.catch_warnings():  # read-only memory maps; patches are always copies
+            warnings.simplefilter("ignore", UserWarning)
+            image = torch.from_numpy(np.load(self.directory / "image.npy", mmap_mode="r"))
+            entries: dict[str, Any] = {"image": tio.ScalarImage(tensor=image)}
+            if (self.directory / "seg.npy").is_file():
+                seg = torch.from_numpy(np.load(self.directory / "seg.npy", mmap_mode="r"))
+                entries["seg"] = tio.LabelMap(tensor=seg)
+        entries.update(label=self.label, case_id=self.case_id)
+        if CLASS_LOCATIONS_KEY in props:
+            entries[CLASS_LOCATIONS_KEY] = parse_class_locations(props[CLASS_LOCATIONS_KEY])
+        return tio.Subject(entries)
+
+    def properties(self) -> dict[str, Any]:
+        path = self.directory / "properties.json"
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def list_cached_cases(cache_dir: str | os.PathLike[str]) -> list[CachedCase]:
+    """Every case folder with an ``image.npy`` in ``cache_dir``, sorted by case id."""
+    root = Path(cache_dir)
+    if not root.is_dir():
+        raise DataError(f"Cache folder {root} does not exist; run the preprocessing first")
+    cases = []
+    for folder in sorted(p for p in root.iterdir() if (p / "image.npy").is_file()):
+        label = CachedCase(folder.name, folder).properties().get("label")
+        cases.append(CachedCase(folder.name, folder, None if label is None else int(label)))
+    if not cases:
+        raise DataError(f"No cached case (CASE/image.npy) in {root}; run the preprocessing first")
+    return cases
+
+
+def _as_cases(source: Any) -> list[tio.Subject | CachedCase]:
+    if isinstance(source, (str, os.PathLike)):
+        return list(list_cached_cases(source))
+    cases = list(source)
+    if not cases:
+        raise DataError("The training loader got no cases; pass subjects or a cache folder")
+    for case in cases:
+        if not isinstance(case, (tio.Subject, CachedCase)):
+            raise DataError(f"Cases must be tio.Subject or CachedCase, got {type(case).__name__}")
+    return cases
+
+
+def _label_of(case: tio.Subject | CachedCase) -> int | None:
+    label = case.label if isinstance(case, CachedCase) else case.get("label")
+    return None if label is None or int(label) < 0 else int(label)
+
+
+class PatchDataset(Dataset):
+    """Map-style dataset indexed by ``(case_index, seed)``; returns one augmented patch sample.
+
+    Args:
+        cases: In-memory subjects or :class:`CachedCase` s (opened lazily in each worker).
+        sampler: Crops, oversamples foreground and augments.
+    """
+
+    def __init__(
+        self, cases: Sequence[tio.Subject | CachedCase], sampler: ForegroundPatchSampler
+    ) -> None:
+        self.cases = list(cases)
+        self.sampler = sampler
+        self._open: dict[int, tuple[tio.Subject, dict[int, np.ndarray]]] = {}
+
+    def __len__(self) -> int:
+        return len(self.cases)
+
+    def case(self, index: int) -> tuple[tio.Subject, dict[int, np.ndarray]]:
+        """The subject of case ``index`` and its class locations (cached per process)."""
+        if index not in self._open:
+            case = self.cases[index]
+            subject = case.open() if isinstance(case, CachedCase) else case
+            self._open[index] = (subject, self.sampler.class_locations(subject))
+        return self._open[index]
+
+    def __getitem__(self, item: tuple[int, int]) -> dict[str, Any]:
+        index, seed = item
+        subject, locations = self.case(index)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            patch = self.sampler.sample(
+                subject, rng=np.random.default_rng(seed), class_locations=locations
+            )
+        return patch_to_sample(patch)
+
+    def __getstate__(self) -> dict[str, Any]:  # workers reopen memory maps themselves
+        state = dict(self.__dict__)
+        state["_open"] = {
+            i: v for i, v in self._open.items() if not isinstance(self.cases[i], CachedCase)
+        }
+        return state
+
+
+class _SeededDraws(Sampler[tuple[int, int]]):
+    """Pairs every case draw with a seed from ``(seed, epoch, rank, position)``."""
+
+    def __init__(self, cases: BalancedCaseSampler) -> None:
+        self.cases = cases
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        c = self.cases
+        for pos, index in enumerate(c):
+            ss = np.random.SeedSequence([c.seed, c.epoch, c.rank, pos])
+            yield index, int(ss.generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+    def __len__(self) -> int:
+        return len(self.cases)
+
+
+class TrainLoader:
+    """Iterable over one epoch of training :class:`Batch` es.
+
+    Args:
+        source: ``tio.Subject`` s (``image``, ``seg``, ``label``, ``case_id``; optional
+            ``class_locations``), :class:`CachedCase` s, or a preprocessing cache folder.
+        config: Pipeline options.
+        rank: Rank of this process; defaults to ``torch.distributed``'s.
+        world_size: Number of ranks; defaults to ``torch.distributed``'s.
+
+    Call :meth:`set_epoch` before each epoch to draw new cases and patches.
+    """
+
+    def __init__(
+        self,
+        source: Sequence[tio.Subject | CachedCase] | str | os.PathLike[str],
+        config: LoaderConfig | None = None,
+        *,
+        rank: int | None = None,
+        world_size: int | None = None,
+    ) -> None:
+        self.config = cfg = config or LoaderConfig()
+        self.cases = _as_cases(source)
+        rank, world_size = distributed_rank(rank, world_size)
+        self.case_sampler = BalancedCaseSampler(
+            [_label_of(c) for c in self.cases],
+            weights_mode=cfg.weights_mode,
+            num_samples=cfg.batch_size * cfg.iterations_per_epoch * world_size,
+            seed=cfg.seed,
+            rank=rank,
+            world_size=world_size,
+        )
+        self.dataset = PatchDataset(self.cases, cfg.patch_sampler())
+        if cfg.num_workers > 0:  # compute class locations once, before workers fork
+            for i, case in enumerate(self.cases):
+                if isinstance(case, tio.Subject) and CLASS_LOCATIONS_KEY not in case:
+                    self.dataset.case(i)
+        self._loader = DataLoader(
+            self.dataset,
+            batch_size=cfg.batch_size,
+            sampler=_SeededDraws(self.case_sampler),
+            num_workers=cfg.num_workers,
+            collate_fn=Batch.collate,
+            pin_memory=cfg.pin_memory,
+            drop_last=True,
+            persistent_workers=cfg.num_workers > 0,
+            prefetch_factor=4 if cfg.num_workers > 0 else None,
+        )
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch (new case draws, patch positions and augmentations)."""
+        self.case_sampler.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[Batch]:
+        return iter(self._loader)
+
+    def __len__(self) -> int:
+        return len(self._loader)
+
+
+def _collate_patches(patches: Sequence[tio.Subject]) -> Batch:
+    return Batch.collate([patch_to_sample(p) for p in patches])
+
+
+def queue_loader(
+    subjects: Sequence[tio.Subject],
+    config: LoaderConfig | None = None,
+    *,
+    samples_per_volume: int = 8,
+    max_length: int = 64,
+) -> DataLoader:
+    """The same sampling and augmentation on TorchIO's ``Queue``; yields :class:`Batch` es.
+
+    Each queue worker loads whole subjects and cuts ``samples_per_volume`` patches from each;
+    cases are drawn by the balanced sampler. Slower than :class:`TrainLoader` on cached data
+    (TorchIO copies every subject it loads), kept for TorchIO-based workflows.
+    """
+    cfg = config or LoaderConfig()
+    subjects = list(subjects)
+    num_subjects = max(1, cfg.batch_size * cfg.iterations_per_epoch // samples_per_volume)
+    case_sampler = BalancedCaseSampler(
+        [_label_of(s) for s in subjects],
+        weights_mode=cfg.weights_mode,
+        num_samples=num_subjects,
+        seed=cfg.seed,
+    )
+    queue = tio.Queue(
+        tio.SubjectsDataset(subjects),
+        max_length=max_length,
+        samples_per_volume=samples_per_volume,
+        sampler=cfg.patch_sampler(),
+        subject_sampler=case_sampler,
+        num_workers=cfg.num_workers,
+        shuffle_subjects=False,
+    )
+    return DataLoader(
+        queue,
+        batch_size=cfg.batch_size,
+        num_workers=0,
+        collate_fn=_collate_patches,
+        pin_memory=cfg.pin_memory,
+    )
