@@ -1,0 +1,172 @@
+"""``attention``: attention pooling per level, then a classifier.
+
+Two poolers, chosen by ``mode``, both softmax-weighted sums over voxels and therefore exactly
+mergeable through a running log-sum-exp (:class:`~multitask_unet.heads.state.SoftmaxState`):
+
+- ``"gated"`` — gated attention (Ilse et al., 2018), ``num_heads`` branches:
+  ``score_h(n) = w_h^T (tanh(V x_n) * sigmoid(U x_n))`` with ``V, U`` 1x1 projections to
+  ``attention_dim``; each branch pools the raw features, giving ``(B, num_heads * C)``.
+- ``"query"`` — learned-query multi-head attention pooling: ``num_heads`` query parameters
+  ``q_h`` of width ``attention_dim``, keys ``K x_n`` and values ``W x_n + b`` (1x1
+  projections, ``value_dim`` per head), ``score_h(n) = q_h . (K x_n)_h / sqrt(attention_dim)``.
+  Because a softmax-weighted sum commutes with linear maps, the key projection is folded into
+  one score vector per head and the value projection is applied once, after pooling: the same
+  result as projecting every voxel, at a fraction of the cost. Output ``(B, num_heads *
+  value_dim)``.
+
+Voxel weights ``w >= 0`` multiply the attention: ``a_n ∝ w_n exp(score_n)``; voxels with
+``w = 0`` are left out. A window with no counted voxel reads as zero features.
+
+Example:
+    >>> import torch, multitask_unet as mtu
+    >>> cfg = AttentionHeadConfig(num_classes=3, mode="query", num_heads=2)
+    >>> model = mtu.create_model("tiny_plain", heads={"cls": cfg}).eval()
+    >>> model(torch.zeros(1, 1, 8, 16, 16))["cls"].shape
+    torch.Size([1, 3])
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+import torch
+from torch import nn
+
+from multitask_unet.errors import ConfigError
+from multitask_unet.features import FeatureInfo
+from multitask_unet.heads.levels import LevelIndices
+from multitask_unet.heads.pooled import PooledHeadConfig
+from multitask_unet.heads.pooling import flat
+from multitask_unet.heads.state import SoftmaxState, rescale
+
+__all__ = ["AttentionHeadConfig", "GatedAttentionPool", "QueryAttentionPool", "softmax_pool"]
+
+
+def softmax_pool(
+    scores: torch.Tensor, x: torch.Tensor, weights: torch.Tensor | None
+) -> SoftmaxState:
+    """Log-sum-exp state of ``sum_n softmax_n(score + log w) x_n``.
+
+    Args:
+        scores: ``(B, H, N)`` attention scores.
+        x: ``(B, C, N)`` values.
+        weights: ``(B, 1, N)`` non-negative voxel weights or ``None``.
+    """
+    if weights is not None:
+        scores = scores.masked_fill(weights <= 0, float("-inf"))
+    top = scores.detach().amax(dim=-1)  # v / s does not depend on it: no gradient needed
+    e = rescale(scores, top[..., None])
+    if weights is not None:
+        e = e * weights
+    return SoftmaxState(top, e.sum(dim=-1), torch.bmm(e, x.transpose(1, 2)))
+
+
+class GatedAttentionPool(nn.Module):
+    """Gated attention pooling of one level (Ilse et al., 2018) with ``num_heads`` branches.
+
+    Args:
+        channels: Channels ``C`` of the level.
+        attention_dim: Width of the ``tanh`` and ``sigmoid`` projections.
+        num_heads: Number of attention branches ``H``; ``out_features = H * C``.
+    """
+
+    def __init__(self, channels: int, *, attention_dim: int, num_heads: int) -> None:
+        super().__init__()
+        self.attention_dim = attention_dim
+        self.gates = nn.Linear(channels, 2 * attention_dim)  # V and U, stacked
+        self.score = nn.Linear(attention_dim, num_heads, bias=False)  # a bias cancels in softmax
+        self.out_features = num_heads * channels
+
+    def forward(self, x: torch.Tensor, weights: torch.Tensor | None = None) -> SoftmaxState:
+        """State of ``x`` ``(B, C, *S)`` with optional weights ``(B, 1, *S)``."""
+        x, w = flat(x, weights)
+        h = torch.matmul(self.gates.weight, x) + self.gates.bias[:, None]  # (B, 2L, N)
+        v, u = h.split(self.attention_dim, dim=1)
+        scores = torch.matmul(self.score.weight, torch.tanh(v) * torch.sigmoid(u))
+        return softmax_pool(scores, x, w)
+
+    def readout(self, state: SoftmaxState) -> torch.Tensor:
+        """``(B, H * C)`` attention-pooled features."""
+        return state.result().flatten(1)
+
+
+class QueryAttentionPool(nn.Module):
+    """Learned-query multi-head attention pooling of one level.
+
+    Args:
+        channels: Channels ``C`` of the level.
+        attention_dim: Width of each head's query and key.
+        num_heads: Number of heads ``H``.
+        value_dim: Width of each head's value; ``out_features = H * value_dim``.
+    """
+
+    def __init__(
+        self, channels: int, *, attention_dim: int, num_heads: int, value_dim: int
+    ) -> None:
+        super().__init__()
+        self.num_heads, self.attention_dim, self.value_dim = num_heads, attention_dim, value_dim
+        self.query = nn.Parameter(torch.randn(num_heads, attention_dim))
+        self.key = nn.Linear(channels, num_heads * attention_dim, bias=False)
+        self.value = nn.Linear(channels, num_heads * value_dim)
+        self.out_features = num_heads * value_dim
+
+    def score_weight(self) -> torch.Tensor:
+        """``(H, C)``: ``q_h^T K_h / sqrt(attention_dim)``, the folded key projection."""
+        keys = self.key.weight.view(self.num_heads, self.attention_dim, -1)
+        return torch.einsum("hd,hdc->hc", self.query, keys) / math.sqrt(self.attention_dim)
+
+    def forward(self, x: torch.Tensor, weights: torch.Tensor | None = None) -> SoftmaxState:
+        """State of ``x`` ``(B, C, *S)`` with optional weights ``(B, 1, *S)``."""
+        x, w = flat(x, weights)
+        return softmax_pool(torch.matmul(self.score_weight(), x), x, w)
+
+    def readout(self, state: SoftmaxState) -> torch.Tensor:
+        """``(B, H * value_dim)``: each head's value projection of its pooled features."""
+        pooled = state.result()  # (B, H, C)
+        weight = self.value.weight.view(self.num_heads, self.value_dim, -1)
+        bias = self.value.bias.view(self.num_heads, self.value_dim)
+        return (torch.einsum("hvc,bhc->bhv", weight, pooled) + bias).flatten(1)
+
+
+@dataclass(frozen=True)
+class AttentionHeadConfig(PooledHeadConfig):
+    """Config of the ``attention`` head (see :class:`PooledHeadConfig` for shared options).
+
+    Attributes:
+        decoder_stages: Default ``"all"``.
+        hidden: Hidden width of the classifier (default 64).
+        mode: ``"gated"`` (default) or ``"query"``.
+        num_heads: Attention branches (gated) or heads (query).
+        attention_dim: Gated: width of ``V`` and ``U``; query: width of queries and keys.
+        value_dim: Query mode: width of each head's value (unused by gated attention).
+    """
+
+    name: ClassVar[str] = "attention"
+    decoder_stages: LevelIndices = "all"
+    hidden: int = 64
+    mode: Literal["gated", "query"] = "gated"
+    num_heads: int = 1
+    attention_dim: int = 32
+    value_dim: int = 32
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.mode not in ("gated", "query"):
+            raise ConfigError(f"attention mode must be 'gated' or 'query', got {self.mode!r}")
+        for field in ("num_heads", "attention_dim", "value_dim"):
+            if getattr(self, field) < 1:
+                raise ConfigError(f"{field} must be >= 1, got {getattr(self, field)}")
+
+    def make_pooler(self, info: FeatureInfo) -> nn.Module:
+        if self.mode == "gated":
+            return GatedAttentionPool(
+                info.channels, attention_dim=self.attention_dim, num_heads=self.num_heads
+            )
+        return QueryAttentionPool(
+            info.channels,
+            attention_dim=self.attention_dim,
+            num_heads=self.num_heads,
+            value_dim=self.value_dim,
+        )
