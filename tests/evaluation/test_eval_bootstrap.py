@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 from multitask_unet.errors import ConfigError
-from multitask_unet.evaluation import bootstrap_ci, bootstrap_mean, macro_f1
+from multitask_unet.evaluation import (
+    balanced_accuracy,
+    bootstrap_ci,
+    bootstrap_many,
+    bootstrap_mean,
+    macro_f1,
+)
 from multitask_unet.evaluation.bootstrap import resample_indices
 
 
@@ -67,3 +73,21 @@ def test_no_resamples_and_bad_confidence():
     assert ci.estimate == pytest.approx(0.6) and np.isnan(ci.low)
     with pytest.raises(ConfigError, match="confidence"):
         bootstrap_mean(np.array([0.5]), confidence=95)
+
+
+def test_many_statistics_share_resamples_with_single_ones():
+    rng = np.random.default_rng(5)
+    y, y_hat = rng.integers(0, 3, 30), rng.integers(0, 3, 30)
+    many = bootstrap_many(
+        lambda i: {"f1": macro_f1(y[i], y_hat[i]), "bacc": balanced_accuracy(y[i], y_hat[i])},
+        y.size,
+        n_resamples=150,
+        seed=2,
+    )
+    assert list(many) == ["f1", "bacc"]
+    single = bootstrap_ci(
+        lambda i: balanced_accuracy(y[i], y_hat[i]), y.size, n_resamples=150, seed=2
+    )
+    assert many["bacc"] == single
+    with pytest.raises(ConfigError, match="zero cases"):
+        bootstrap_many(lambda i: {"x": 0.0}, 0)

@@ -16,7 +16,12 @@ Example:
 
 from __future__ import annotations
 
-from multitask_unet.evaluation.bootstrap import Interval, bootstrap_ci, bootstrap_mean
+from multitask_unet.evaluation.bootstrap import (
+    Interval,
+    bootstrap_ci,
+    bootstrap_many,
+    bootstrap_mean,
+)
 from multitask_unet.evaluation.classification import (
     balanced_accuracy,
     confusion_matrix,
@@ -43,6 +48,7 @@ __all__ = [
     "Region",
     "balanced_accuracy",
     "bootstrap_ci",
+    "bootstrap_many",
     "bootstrap_mean",
     "confusion_matrix",
     "dice",

@@ -17,7 +17,7 @@ Example:
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -25,7 +25,7 @@ import numpy as np
 
 from multitask_unet.errors import ConfigError
 
-__all__ = ["Interval", "bootstrap_ci", "bootstrap_mean", "resample_indices"]
+__all__ = ["Interval", "bootstrap_ci", "bootstrap_many", "bootstrap_mean", "resample_indices"]
 
 
 @dataclass(frozen=True)
@@ -88,11 +88,50 @@ def bootstrap_ci(
     Returns:
         The :class:`Interval`.
     """
+    intervals = bootstrap_many(
+        lambda idx: {"value": statistic(idx)},
+        n,
+        n_resamples=n_resamples,
+        confidence=confidence,
+        seed=seed,
+    )
+    return intervals["value"]
+
+
+def bootstrap_many(
+    statistics: Callable[[np.ndarray], Mapping[str, float]],
+    n: int,
+    *,
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> dict[str, Interval]:
+    """Bootstrap intervals of several statistics computed together on each resample.
+
+    Args:
+        statistics: Maps an index array into the cases to named floats, e.g.
+            ``lambda idx: evaluate_classification(y[idx], p[idx])``; always the same names.
+        n: Number of cases.
+        n_resamples: Resamples; 0 returns the estimates with NaN bounds.
+        confidence: Interval level in ``(0, 1)``.
+        seed: Seed of the resampling (the resamples of :func:`resample_indices`).
+
+    Returns:
+        Name to :class:`Interval`, in the order ``statistics`` returns them.
+    """
     _check_confidence(confidence)
-    estimate = float(statistic(np.arange(n))) if n else float("nan")
+    if n == 0:
+        raise ConfigError("cannot bootstrap a statistic of zero cases")
+    point = {k: float(v) for k, v in statistics(np.arange(n)).items()}
     indices = resample_indices(n, n_resamples=n_resamples, seed=seed)
-    values = np.array([float(statistic(idx)) for idx in indices]) if n else np.zeros(0)
-    return _interval(estimate, values, confidence, n, n_resamples)
+    values = np.full((n_resamples, len(point)), np.nan)
+    for row, idx in enumerate(indices):
+        resampled = statistics(idx)
+        values[row] = [float(resampled[k]) for k in point]
+    return {
+        k: _interval(v, values[:, j], confidence, n, n_resamples)
+        for j, (k, v) in enumerate(point.items())
+    }
 
 
 def bootstrap_mean(

@@ -77,13 +77,15 @@ def roc_auc_ovr(y_true: np.ndarray, scores: np.ndarray) -> np.ndarray:
     if scores.ndim != 2 or scores.shape[0] != y_true.size:
         raise ShapeError(f"scores must have shape (N={y_true.size}, K), got {scores.shape}")
     out = np.full(scores.shape[1], np.nan)
+    if y_true.size == 0:
+        return out
+    ranks = rankdata(scores, axis=0)  # per class; ties get their average rank
     for k in range(scores.shape[1]):
         positive = y_true == k
         n_pos = int(positive.sum())
         n_neg = positive.size - n_pos
         if n_pos and n_neg:
-            ranks = rankdata(scores[:, k])  # ties get their average rank
-            out[k] = (ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+            out[k] = (ranks[positive, k].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
     return out
 
 

@@ -14,7 +14,9 @@ The report folder holds:
 Segmentation summaries are means over the cases where a value is defined; ``n_undefined``
 counts the rest (the empty-reference conventions are in
 :mod:`multitask_unet.evaluation.segmentation`). Classification metrics are computed over all
-cases with a known class.
+cases with a known class (``n_undefined`` is 0 for them); all of them are recomputed together on
+each bootstrap resample, and resamples where a metric is undefined (e.g. an AUC whose class was
+not drawn) are left out of its interval.
 
 Example:
     >>> summary = summarize(
@@ -40,13 +42,8 @@ import numpy as np
 
 from multitask_unet.errors import DataError, ShapeError
 from multitask_unet.evaluation._atomic import atomic_write_text
-from multitask_unet.evaluation.bootstrap import bootstrap_ci, bootstrap_mean
-from multitask_unet.evaluation.classification import (
-    balanced_accuracy,
-    confusion_matrix,
-    macro_f1,
-    roc_auc_ovr,
-)
+from multitask_unet.evaluation.bootstrap import bootstrap_many, bootstrap_mean
+from multitask_unet.evaluation.classification import confusion_matrix, evaluate_classification
 from multitask_unet.evaluation.config import EvaluationConfig
 from multitask_unet.evaluation.inputs import (
     PredictionTable,
@@ -266,25 +263,14 @@ def _summarize_classification(
     k = scores.shape[1]
     names = tuple(class_names) if class_names else tuple(f"class{i}" for i in range(k))
 
-    def macro_auc(idx: np.ndarray) -> float:
-        aucs = roc_auc_ovr(y_true[idx], scores[idx])
-        return float(np.nanmean(aucs)) if np.any(~np.isnan(aucs)) else math.nan
-
-    statistics = {
-        "auc_ovr_macro": macro_auc,
-        "macro_f1": lambda idx: macro_f1(y_true[idx], y_pred[idx]),
-        "balanced_accuracy": lambda idx: balanced_accuracy(y_true[idx], y_pred[idx]),
-        "accuracy": lambda idx: float(np.mean(y_true[idx] == y_pred[idx])),
-    }
-    for c, name in enumerate(names):
-        statistics[f"auc_ovr_{name}"] = lambda idx, c=c: float(
-            roc_auc_ovr(y_true[idx], scores[idx])[c]
+    def statistics(idx: np.ndarray) -> dict[str, float]:
+        return evaluate_classification(
+            y_true[idx], scores[idx], y_pred=y_pred[idx], class_names=names
         )
+
     out: dict[str, Any] = {}
-    for name, statistic in statistics.items():
-        record = bootstrap_ci(statistic, y_true.size, **boot).to_dict()
-        record["n_undefined"] = 0
-        out[name] = record
+    for name, interval in bootstrap_many(statistics, y_true.size, **boot).items():
+        out[name] = {**interval.to_dict(), "n_undefined": 0}
     out["confusion_matrix"] = {
         "classes": list(names),
         "rows": "reference",
