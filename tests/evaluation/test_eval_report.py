@@ -172,6 +172,8 @@ def test_cli(study, tmp_path, capsys):
     parser = argparse.ArgumentParser()
     evaluate_cli.add_parser(parser.add_subparsers())
     out = tmp_path / "cli_report"
+    config_file = tmp_path / "eval.yaml"
+    EvaluationConfig(seed=11, labels=(1,), n_bootstrap=10).save(config_file)
     args = parser.parse_args(
         [
             "evaluate",
@@ -184,6 +186,7 @@ def test_cli(study, tmp_path, capsys):
             "--nsd-tolerance", "1.0",
             "--n-bootstrap", "50",
             "--no-figures",
+            "--config", str(config_file),
         ]
     )  # fmt: skip
     assert evaluate_cli.run(args) == 0
@@ -192,7 +195,8 @@ def test_cli(study, tmp_path, capsys):
     summary = json.loads((out / "summary.json").read_text())
     assert "dice_organ" in summary and "dice_whole_pancreas" not in summary
     assert summary["config"]["nsd_tolerance_mm"] == 1.0
-    assert summary["config"]["n_bootstrap"] == 50
+    assert summary["config"]["n_bootstrap"] == 50  # flags override the file
+    assert summary["config"]["seed"] == 11 and "dice_label_2" not in summary
 
 
 def test_summarize_in_memory_without_files():

@@ -76,7 +76,8 @@ class EvaluationConfig(Config):
         regions: Regions scored with Dice, NSD and HD95 (default: the pancreas study's).
         labels: Single labels scored with Dice (columns ``dice_label_<k>``).
         nsd_tolerance_mm: Tolerance of the normalised surface distance, in mm.
-        hd_percentile: Percentile of the robust Hausdorff distance (95 for HD95).
+        hd_percentile: Percentile of the robust Hausdorff distance (95 for HD95; the columns
+            keep the name ``hd95_<region>``).
         both_empty: Dice and NSD of a region that is empty in both reference and prediction:
             ``"one"`` (1.0, the Metrics Reloaded convention) or ``"nan"`` (left out of means).
         n_bootstrap: Bootstrap resamples of the cases for the confidence intervals.
