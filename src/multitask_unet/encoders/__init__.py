@@ -3,6 +3,7 @@
 from multitask_unet.encoders.base import ENCODERS, Encoder, EncoderConfig
 from multitask_unet.encoders.plain import PlainEncoder, PlainEncoderConfig
 from multitask_unet.encoders.residual import ResidualEncoder, ResidualEncoderConfig
+from multitask_unet.encoders.timm3d import Timm3dEncoder, Timm3dEncoderConfig
 
 __all__ = [
     "ENCODERS",
@@ -12,4 +13,6 @@ __all__ = [
     "PlainEncoderConfig",
     "ResidualEncoder",
     "ResidualEncoderConfig",
+    "Timm3dEncoder",
+    "Timm3dEncoderConfig",
 ]
