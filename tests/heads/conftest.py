@@ -124,9 +124,10 @@ def window_features(
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    explicit = {
-        name for mark in metafunc.definition.iter_markers("parametrize") for name in mark.args[0].split(",")
-    }
+    explicit: set[str] = set()
+    for mark in metafunc.definition.iter_markers("parametrize"):
+        names = mark.args[0]
+        explicit.update(names.split(",") if isinstance(names, str) else names)
     if "encoder" in metafunc.fixturenames and "encoder" not in explicit:
         metafunc.parametrize("encoder", encoder_params())
     if "variant" in metafunc.fixturenames and "variant" not in explicit:

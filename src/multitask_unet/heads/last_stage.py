@@ -44,4 +44,3 @@ class LastStageHeadConfig(PooledHeadConfig):
 
     def make_pooler(self, info: FeatureInfo) -> nn.Module:
         return GlobalPool(self.pooling, channels=info.channels)
-

@@ -48,7 +48,9 @@ class _TensorState:
     @classmethod
     def _check(cls, states: Sequence[object]) -> None:
         if not states:
-            raise ShapeError(f"cannot merge an empty list of {cls.__name__}s; pool one window first")
+            raise ShapeError(
+                f"cannot merge an empty list of {cls.__name__}s; pool one window first"
+            )
         bad = [type(s).__name__ for s in states if not isinstance(s, cls)]
         if bad:
             raise ShapeError(f"cannot merge {cls.__name__} with {', '.join(sorted(set(bad)))}")
