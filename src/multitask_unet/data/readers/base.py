@@ -1,0 +1,167 @@
+"""The dataset index a reader returns, the :class:`Layout` base class and the ``LAYOUTS`` registry.
+
+A reader only looks at file names: it never opens a volume. Problems it can see that way (a
+subtype folder without cases, a label contradicting its folder) are kept in
+:attr:`DatasetIndex.issues`; :func:`~multitask_unet.data.validation.validate_dataset` reports
+them together with what it finds inside the files.
+"""
+
+from __future__ import annotations
+
+import difflib
+from abc import ABC, abstractmethod
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import ClassVar
+
+from multitask_unet.data.readers.labels import CaseLabels
+from multitask_unet.data.records import CaseRecord
+from multitask_unet.data.report import Issue
+from multitask_unet.errors import DataError
+from multitask_unet.registry import Registry
+
+__all__ = ["DEFAULT_LABEL_NAMES", "LAYOUTS", "DatasetIndex", "Layout", "class_names_for"]
+
+#: Segmentation labels of the study (nnU-Net ``dataset.json`` style: name -> value).
+DEFAULT_LABEL_NAMES: Mapping[str, int] = {"background": 0, "pancreas": 1, "lesion": 2}
+
+_SPLIT_ORDER = ("train", "validation", "test")
+
+
+def class_names_for(records: tuple[CaseRecord, ...] | list[CaseRecord]) -> tuple[str, ...]:
+    """``("subtype0", ..., "subtype{K-1}")`` for the largest label ``K-1`` among ``records``."""
+    labels = [r.label for r in records if r.label is not None]
+    return tuple(f"subtype{k}" for k in range(max(labels) + 1)) if labels else ()
+
+
+@dataclass(frozen=True)
+class DatasetIndex:
+    """The cases of a dataset as found on disk (no file opened yet).
+
+    Attributes:
+        root: The folder (or manifest file) that was read.
+        layout: Name of the layout that read it (``"study"``, ``"nnunet"``, ``"manifest"``, ...).
+        records: One :class:`~multitask_unet.data.records.CaseRecord` per case.
+        class_names: Name of each case-level class (lesion subtype), index = label.
+        label_names: Segmentation label values by name, e.g. ``{"background": 0, ...}``.
+        channel_names: Name of each image channel.
+        issues: Problems the reader saw from file names alone.
+
+    Example:
+        >>> index = DatasetIndex(Path("."), "study", (CaseRecord("a", (Path("a_0000.nii.gz"),)),))
+        >>> len(index), index.splits, index.split("train").case_ids
+        (1, ('train',), ('a',))
+    """
+
+    root: Path
+    layout: str
+    records: tuple[CaseRecord, ...]
+    class_names: tuple[str, ...] = ()
+    label_names: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_LABEL_NAMES))
+    channel_names: tuple[str, ...] = ("CT",)
+    issues: tuple[Issue, ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __iter__(self) -> Iterator[CaseRecord]:
+        return iter(self.records)
+
+    def __getitem__(self, key: int | str) -> CaseRecord:
+        """The record at position ``key`` or with case id ``key``."""
+        if isinstance(key, int):
+            return self.records[key]
+        for record in self.records:
+            if record.case_id == key:
+                return record
+        close = difflib.get_close_matches(str(key), self.case_ids, n=3)
+        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+        raise DataError(f"No case {key!r} in {self.root}.{hint}")
+
+    @property
+    def case_ids(self) -> tuple[str, ...]:
+        """Case ids in record order."""
+        return tuple(r.case_id for r in self.records)
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        """Split names present: train, validation, test first, then others alphabetically."""
+        present = {r.split for r in self.records}
+        known = [s for s in _SPLIT_ORDER if s in present]
+        return tuple(known + sorted(present - set(_SPLIT_ORDER)))
+
+    @property
+    def num_classes(self) -> int:
+        """Number of case-level classes (``len(class_names)``)."""
+        return len(self.class_names)
+
+    def split(self, name: str) -> DatasetIndex:
+        """The same index restricted to one split (an unknown split is an error)."""
+        if name not in self.splits:
+            close = difflib.get_close_matches(name, self.splits, n=3)
+            hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+            raise DataError(
+                f"No split {name!r} in {self.root}.{hint} Splits: {', '.join(self.splits)}."
+            )
+        records = tuple(r for r in self.records if r.split == name)
+        ids = {r.case_id for r in records}
+        issues = tuple(i for i in self.issues if i.case_id is None or i.case_id in ids)
+        return replace(self, records=records, issues=issues)
+
+    def counts(self) -> dict[str, dict[int | None, int]]:
+        """Number of cases per split and label (``None`` for unlabelled cases).
+
+        Example:
+            >>> DatasetIndex(Path("."), "study", (CaseRecord("a", (), label=1),)).counts()
+            {'train': {1: 1}}
+        """
+        counter = Counter((r.split, r.label) for r in self.records)
+        out: dict[str, dict[int | None, int]] = {}
+        for split in self.splits:
+            labels = sorted((lab for s, lab in counter if s == split), key=lambda v: (v is None, v))
+            out[split] = {lab: counter[(split, lab)] for lab in labels}
+        return out
+
+    def __repr__(self) -> str:
+        parts = ", ".join(f"{s}={sum(v.values())}" for s, v in self.counts().items())
+        return f"DatasetIndex(layout={self.layout!r}, root={str(self.root)!r}, {parts})"
+
+
+class Layout(ABC):
+    """How a dataset is arranged on disk; subclass and register to add one.
+
+    Example:
+        >>> @LAYOUTS.register("flat_example")
+        ... class FlatLayout(Layout):
+        ...     name = "flat_example"
+        ...     description = "CASE_0000.nii.gz files in one folder"
+        ...     def detect(self, root):
+        ...         return False
+        ...     def read(self, root, *, labels):
+        ...         cases = sorted(root.glob("*_0000.nii.gz"))
+        ...         records = tuple(CaseRecord(p.name[:-12], (p,)) for p in cases)
+        ...         return DatasetIndex(root, self.name, records)
+        >>> "flat_example" in LAYOUTS
+        True
+    """
+
+    #: Registry name, also stored in :attr:`DatasetIndex.layout`.
+    name: ClassVar[str]
+    #: One line shown when no layout recognises a folder.
+    description: ClassVar[str]
+    #: Auto-detection tries layouts with a higher priority first.
+    priority: ClassVar[int] = 0
+
+    @abstractmethod
+    def detect(self, root: Path) -> bool:
+        """Whether ``root`` looks like this layout (cheap: file names only)."""
+
+    @abstractmethod
+    def read(self, root: Path, *, labels: CaseLabels | None) -> DatasetIndex:
+        """Index the cases under ``root``; ``labels`` are case-level labels given by the user."""
+
+
+#: Dataset layouts by name. Built-in: ``study``, ``nnunet``, ``manifest``.
+LAYOUTS: Registry[type[Layout]] = Registry("dataset layout")

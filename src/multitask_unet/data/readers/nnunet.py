@@ -1,0 +1,197 @@
+"""nnU-Net raw datasets: ``imagesTr/``, ``labelsTr/``, ``imagesTs/`` and ``dataset.json``.
+
+Training cases (``imagesTr``) go to split ``"train"`` unless the case-labels table names another
+split (e.g. ``"validation"``); ``imagesTs`` cases go to ``"test"`` (with masks when a ``labelsTs``
+folder holds them). Case-level labels come from the table passed as ``labels`` (or a
+``cases.csv`` next to ``dataset.json``), since nnU-Net itself has none.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+from multitask_unet.data.readers.base import (
+    DEFAULT_LABEL_NAMES,
+    LAYOUTS,
+    DatasetIndex,
+    Layout,
+    class_names_for,
+)
+from multitask_unet.data.readers.files import CaseFiles, group_case_files
+from multitask_unet.data.readers.labels import CaseLabels, unmatched_labels_issue
+from multitask_unet.data.records import CaseRecord
+from multitask_unet.data.report import Issue
+
+__all__ = ["NnUNetLayout", "load_dataset_json"]
+
+
+def load_dataset_json(
+    path: Path,
+) -> tuple[dict[str, int], tuple[str, ...] | None, list[Issue]]:
+    """Label names and channel names from an nnU-Net ``dataset.json``.
+
+    Returns:
+        ``(label_names, channel_names, issues)``; the study's labels and ``None`` channels when
+        the file does not exist.
+    """
+    if not path.is_file():
+        return dict(DEFAULT_LABEL_NAMES), None, []
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        fix = "fix the JSON syntax"
+        return (
+            dict(DEFAULT_LABEL_NAMES),
+            None,
+            [_error(f"dataset.json is not valid JSON ({exc})", fix, path)],
+        )
+    issues: list[Issue] = []
+    label_names: dict[str, int] = {}
+    for name, value in dict(data.get("labels") or {}).items():
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            label_names[str(name)] = value
+        else:
+            issues.append(
+                _error(
+                    f"label {name!r} has value {value!r}; only non-negative integer labels are "
+                    "supported (no region-based training)",
+                    'write "labels" as {"background": 0, "pancreas": 1, ...}',
+                    path,
+                )
+            )
+    if not label_names:
+        issues.append(
+            _error(
+                'dataset.json has no "labels"',
+                'add "labels": {"background": 0, "pancreas": 1, ...}',
+                path,
+            )
+        )
+        label_names = dict(DEFAULT_LABEL_NAMES)
+    channels = data.get("channel_names") or data.get("modality")
+    channel_names = None
+    if isinstance(channels, Mapping) and channels:
+        try:
+            channel_names = tuple(str(channels[k]) for k in sorted(channels, key=int))
+        except ValueError:
+            fix = 'use "channel_names": {"0": "CT"}'
+            issues.append(_error("channel_names keys must be 0, 1, ...", fix, path))
+    return label_names, channel_names, issues
+
+
+@LAYOUTS.register("nnunet")
+class NnUNetLayout(Layout):
+    """nnU-Net raw dataset: ``imagesTr/CASE_0000.nii.gz``, ``labelsTr/CASE.nii.gz``, ``dataset.json``."""
+
+    name = "nnunet"
+    description = "nnU-Net raw dataset: imagesTr/, labelsTr/, imagesTs/ and dataset.json"
+    priority = 20
+
+    def detect(self, root: Path) -> bool:
+        return root.is_dir() and (root / "imagesTr").is_dir()
+
+    def read(self, root: Path, *, labels: CaseLabels | None) -> DatasetIndex:
+        issues: list[Issue] = []
+        json_path = root / "dataset.json"
+        label_names, channel_names, json_issues = load_dataset_json(json_path)
+        issues.extend(json_issues)
+        data: dict = {}
+        if json_path.is_file() and not json_issues:
+            data = json.loads(json_path.read_text())
+        elif not json_path.is_file():
+            fix = "write dataset.json with channel_names, labels, numTraining and file_ending"
+            issues.append(
+                _error("dataset.json is missing (nnU-Net raw datasets need one)", fix, json_path)
+            )
+        ending = str(data.get("file_ending", ".nii.gz"))
+
+        found: list[tuple[str, Path, CaseFiles, Path | None]] = []  # split, folder, files, masks
+        for split, images, masks in (("train", "imagesTr", "labelsTr"), ("test", "imagesTs", None)):
+            if split == "test" and (root / "labelsTs").is_dir():
+                masks = "labelsTs"
+            if not (root / images).is_dir():
+                continue
+            cases, others = group_case_files(root / images, suffix=ending)
+            issues.extend(_stray(others, ending))
+            mask_dir = root / masks if masks else None
+            if mask_dir is not None and mask_dir.is_dir():
+                mask_files, mask_others = group_case_files(mask_dir, suffix=ending)
+                issues.extend(_stray(mask_others, ending))
+                for case_id, entry in mask_files.items():
+                    if entry.channels:
+                        fix = f"rename it {case_id}{ending} (masks have no channel suffix)"
+                        issues += [
+                            _error("mask named like an image channel", fix, p)
+                            for p in entry.channels.values()
+                        ]
+                    if entry.mask is not None:
+                        cases.setdefault(case_id, CaseFiles(case_id, suffix=ending))
+            for case_id, entry in cases.items():
+                if entry.mask is not None:  # CASE.nii.gz among the images
+                    fix = f"rename it {case_id}_0000{ending}"
+                    issues.append(_error("image without a _XXXX channel suffix", fix, entry.mask))
+                found.append((split, root / images, entry, mask_dir))
+
+        num_channels = max(
+            [len(channel_names or ())] + [max(f.channels, default=-1) + 1 for _, _, f, _ in found]
+        )
+        channel_names = channel_names or tuple(f"channel{i}" for i in range(num_channels))
+        records = []
+        for split, folder, files, mask_dir in found:
+            mask = mask_dir / f"{files.case_id}{ending}" if mask_dir is not None else None
+            if split == "test" and mask is not None and not mask.exists():
+                mask = None
+            records.append(
+                CaseRecord(
+                    case_id=files.case_id,
+                    images=files.images(len(channel_names), folder),
+                    mask=mask,
+                    split=split,
+                    extra={"folder": folder.name},
+                )
+            )
+        n_train = sum(r.split == "train" for r in records)
+        if "numTraining" in data and data["numTraining"] != n_train:
+            issues.append(
+                _error(
+                    f"numTraining is {data['numTraining']} but imagesTr holds {n_train} cases",
+                    f'set "numTraining": {n_train} or add the missing cases',
+                    json_path,
+                )
+            )
+        if labels is not None:
+            records = [_labelled(r, labels) for r in records]
+            unmatched = unmatched_labels_issue(labels, [r.case_id for r in records])
+            issues.extend([unmatched] if unmatched else [])
+        if not records:
+            fix = f"put CASE_0000{ending} files in imagesTr/"
+            issues.append(_error("no cases in imagesTr/ or imagesTs/", fix, root / "imagesTr"))
+        return DatasetIndex(
+            root=root,
+            layout=self.name,
+            records=tuple(records),
+            class_names=class_names_for(records),
+            label_names=label_names,
+            channel_names=channel_names,
+            issues=tuple(issues),
+        )
+
+
+def _labelled(record: CaseRecord, labels: CaseLabels) -> CaseRecord:
+    label = labels.labels.get(record.case_id)
+    split = record.split
+    if split == "train":
+        split = labels.splits.get(record.case_id, split)
+    return CaseRecord(record.case_id, record.images, record.mask, label, split, record.extra)
+
+
+def _stray(paths: list[Path], ending: str) -> list[Issue]:
+    fix = f"remove it or convert it to {ending} (dataset.json file_ending)"
+    message = "file ignored: not an image with the dataset's file ending"
+    return [Issue("warning", message, fix, file=p) for p in paths]
+
+
+def _error(message: str, fix: str, path: Path) -> Issue:
+    return Issue("error", message, fix, file=path)
