@@ -45,7 +45,12 @@ from multitask_unet.data.patches import (
     parse_class_locations,
     patch_to_sample,
 )
-from multitask_unet.data.sampling import BalancedCaseSampler, WeightsMode, distributed_rank
+from multitask_unet.data.sampling import (
+    WEIGHTS_MODES,
+    BalancedCaseSampler,
+    WeightsMode,
+    distributed_rank,
+)
 from multitask_unet.errors import ConfigError, DataError
 
 __all__ = [
@@ -98,6 +103,11 @@ class LoaderConfig(Config):
                 )
         if self.num_workers < 0:
             raise ConfigError(f"LoaderConfig.num_workers must be >= 0, got {self.num_workers}")
+        if self.weights_mode not in WEIGHTS_MODES:
+            raise ConfigError(
+                f"LoaderConfig.weights_mode {self.weights_mode!r} is unknown; "
+                f"use one of {', '.join(WEIGHTS_MODES)}"
+            )
         if min(self.patch_size) < 1:
             raise ConfigError(f"LoaderConfig.patch_size must be positive, got {self.patch_size}")
 

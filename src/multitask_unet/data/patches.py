@@ -289,7 +289,7 @@ class ForegroundPatchSampler(RandomSampler):
         window = np.asarray(self.window_size, dtype=np.int64)
         need = window - np.asarray(self.final_patch_size, dtype=np.int64)
         need = np.maximum(need, window - shape_arr)
-        lbs = -(need // 2)
+        lbs = (-need) // 2  # as nnU-Net writes it: floor(-need / 2)
         ubs = shape_arr + need // 2 + need % 2 - window
         center_class = -1
         lesion = class_locations.get(self.lesion_label) if self.lesion_label is not None else None

@@ -1,0 +1,214 @@
+"""The Batch boundary type and the training loader (subjects, cache folders, TorchIO Queue)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torchio as tio
+
+from multitask_unet.data.augmentation import AugmentationConfig
+from multitask_unet.data.batch import MISSING_LABEL, Batch
+from multitask_unet.data.loader import (
+    CachedCase,
+    LoaderConfig,
+    TrainLoader,
+    list_cached_cases,
+    queue_loader,
+)
+from multitask_unet.errors import ConfigError, DataError, ShapeError
+
+SHAPE = (10, 14, 12)
+
+
+def _arrays(i: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(i)
+    image = rng.standard_normal((1, *SHAPE)).astype(np.float32)
+    seg = np.zeros((1, *SHAPE), dtype=np.uint8)
+    seg[0, 3:7, 4:9, 3:8] = 1
+    seg[0, 4:6, 5:7, 4:6] = 2
+    return image, seg
+
+
+def _subjects(labels) -> list[tio.Subject]:
+    out = []
+    for i, label in enumerate(labels):
+        image, seg = _arrays(i)
+        out.append(
+            tio.Subject(
+                image=tio.ScalarImage(tensor=torch.from_numpy(image)),
+                seg=tio.LabelMap(tensor=torch.from_numpy(seg)),
+                label=label,
+                case_id=f"case{i}",
+            )
+        )
+    return out
+
+
+def _config(**kw) -> LoaderConfig:
+    base = {"patch_size": (8, 8, 8), "batch_size": 2, "iterations_per_epoch": 4}
+    return LoaderConfig(**{**base, **kw})
+
+
+# -- Batch ---------------------------------------------------------------------------------------
+def test_collate_fills_missing_targets() -> None:
+    batch = Batch.collate(
+        [
+            {
+                "image": torch.zeros(2, 3, 4, 5),
+                "seg": torch.ones(1, 3, 4, 5),
+                "label": 1,
+                "case_id": "a",
+            },
+            {"image": torch.ones(2, 3, 4, 5), "seg": None, "label": None, "case_id": "b"},
+        ]
+    )
+    assert batch.image.shape == (2, 2, 3, 4, 5) and batch.seg.shape == (2, 1, 3, 4, 5)
+    assert batch.seg.dtype == torch.long and batch.seg[1].sum() == 0
+    assert batch.label.tolist() == [1, MISSING_LABEL] and batch.has_label.tolist() == [True, False]
+    assert batch.has_seg.tolist() == [True, False] and batch.case_id == ("a", "b")
+    moved = batch.to("cpu", non_blocking=True)
+    assert moved is not batch and torch.equal(moved.image, batch.image)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"image": torch.zeros(2, 1, 3, 4)},
+        {"image": torch.zeros(2, 1, 3, 4, 5, dtype=torch.float64)},
+        {"seg": torch.zeros(2, 1, 3, 4, 6, dtype=torch.long)},
+        {"seg": torch.zeros(2, 1, 3, 4, 5)},
+        {"label": torch.zeros(3, dtype=torch.long)},
+        {"has_seg": torch.ones(2)},
+        {"case_id": ("a",)},
+    ],
+)
+def test_batch_rejects_wrong_shapes_and_dtypes(change) -> None:
+    fields = {
+        "image": torch.zeros(2, 1, 3, 4, 5),
+        "seg": torch.zeros(2, 1, 3, 4, 5, dtype=torch.uint8),
+        "label": torch.zeros(2, dtype=torch.long),
+        "has_seg": torch.ones(2, dtype=torch.bool),
+        "case_id": ("a", "b"),
+    }
+    with pytest.raises(ShapeError):
+        Batch(**{**fields, **change})
+
+
+def test_collate_rejects_mixed_patch_sizes() -> None:
+    with pytest.raises(ShapeError, match="same"):
+        Batch.collate([{"image": torch.zeros(1, 2, 2, 2)}, {"image": torch.zeros(1, 3, 2, 2)}])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="pinning memory needs a CUDA device")
+def test_pin_memory_keeps_values() -> None:
+    batch = Batch.collate([{"image": torch.ones(1, 2, 2, 2), "label": 0, "case_id": "a"}])
+    pinned = batch.pin_memory()
+    assert pinned.image.is_pinned() and torch.equal(pinned.image, batch.image)
+
+
+# -- TrainLoader ---------------------------------------------------------------------------------
+def test_loader_yields_batches_with_case_labels() -> None:
+    subjects = _subjects([0, 1, 2, None])
+    loader = TrainLoader(subjects, _config())
+    batches = list(loader)
+    assert len(batches) == len(loader) == 4
+    by_id = {s["case_id"]: -1 if s["label"] is None else s["label"] for s in subjects}
+    for b in batches:
+        assert isinstance(b, Batch) and b.image.shape == (2, 1, 8, 8, 8)
+        assert b.seg.dtype == torch.uint8 and b.has_seg.all()
+        assert b.label.tolist() == [by_id[c] for c in b.case_id]
+
+
+def test_same_seed_gives_the_same_epoch_with_or_without_workers() -> None:
+    subjects = _subjects([0, 1, 1])
+    a = [b.image for b in TrainLoader(subjects, _config(seed=4))]
+    b = [b.image for b in TrainLoader(subjects, _config(seed=4, num_workers=2))]
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+    c = [b.image for b in TrainLoader(subjects, _config(seed=5))]
+    assert not all(torch.equal(x, y) for x, y in zip(a, c, strict=True))
+
+
+def test_set_epoch_draws_new_patches() -> None:
+    loader = TrainLoader(_subjects([0, 1]), _config())
+    first = [b.image for b in loader]
+    loader.set_epoch(1)
+    second = [b.image for b in loader]
+    assert not all(torch.equal(x, y) for x, y in zip(first, second, strict=True))
+
+
+def test_ranks_get_their_share_of_draws() -> None:
+    subjects = _subjects([0, 1, 2])
+    cfg = _config(augmentation=AugmentationConfig.off())
+    ranks = [TrainLoader(subjects, cfg, rank=r, world_size=2) for r in range(2)]
+    ids = [[c for b in loader for c in b.case_id] for loader in ranks]
+    assert len(ids[0]) == len(ids[1]) == 8  # batch 2 x 4 iterations on each rank
+    draws = ranks[0].case_sampler.global_indices().tolist()
+    assert ids[0] == [f"case{i}" for i in draws[0::2]]
+    assert ids[1] == [f"case{i}" for i in draws[1::2]]
+
+
+def _write_cache(root, labels) -> None:
+    for i, label in enumerate(labels):
+        image, seg = _arrays(i)
+        d = root / f"case{i}"
+        d.mkdir(parents=True)
+        np.save(d / "image.npy", image)
+        np.save(d / "seg.npy", seg)
+        props = {"label": label, "class_locations": {"2": [[0, 4, 5, 4]], "1": [[0, 3, 4, 3]]}}
+        (d / "properties.json").write_text(json.dumps(props))
+
+
+def test_cache_folder_source_reads_memory_maps_and_properties(tmp_path, monkeypatch) -> None:
+    _write_cache(tmp_path, [2, 0, 1])
+    cases = list_cached_cases(tmp_path)
+    assert [(c.case_id, c.label) for c in cases] == [("case0", 2), ("case1", 0), ("case2", 1)]
+    modes, load = [], np.load
+    monkeypatch.setattr(
+        np, "load", lambda *a, **k: modes.append(k.get("mmap_mode")) or load(*a, **k)
+    )
+    subject = cases[0].open()
+    assert modes == ["r", "r"] and subject["image"].shape == (1, *SHAPE)
+    assert subject["class_locations"][2].tolist() == [[4, 5, 4]]
+    monkeypatch.undo()
+    cfg = _config(foreground_probability=1.0, augmentation=AugmentationConfig.off(), num_workers=1)
+    batches = list(TrainLoader(tmp_path, cfg))
+    centres = {int(b.seg[i, 0, 4, 4, 4]) for b in batches for i in range(len(b))}
+    assert centres <= {1, 2} and batches[0].label.min() >= 0
+
+
+def test_loader_rejects_empty_sources(tmp_path) -> None:
+    with pytest.raises(DataError, match="preprocessing"):
+        TrainLoader(tmp_path, _config())
+    with pytest.raises(DataError, match="no cases"):
+        TrainLoader([], _config())
+    with pytest.raises(DataError, match=r"tio\.Subject or CachedCase"):
+        TrainLoader([np.zeros(3)], _config())
+
+
+def test_loader_config_round_trips_and_validates() -> None:
+    cfg = _config(augmentation=AugmentationConfig(p_elastic=0.2), lesion_label=2)
+    assert LoaderConfig.from_dict(cfg.to_dict()) == cfg
+    assert _config().augmentation_config() == AugmentationConfig.nnunet((8, 8, 8))
+    with pytest.raises(ConfigError):
+        _config(batch_size=0)
+    with pytest.raises(ConfigError):
+        _config(weights_mode="square")
+
+
+def test_queue_loader_yields_batches() -> None:
+    loader = queue_loader(_subjects([0, 1, 2]), _config(), samples_per_volume=2, max_length=4)
+    batches = list(loader)
+    assert len(batches) == 4 and all(b.image.shape == (2, 1, 8, 8, 8) for b in batches)
+    assert all(b.label.tolist() == [int(c[-1]) for c in b.case_id] for b in batches)
+
+
+def test_cached_case_without_seg_is_classification_only(tmp_path) -> None:
+    d = tmp_path / "solo"
+    d.mkdir()
+    np.save(d / "image.npy", _arrays(0)[0])
+    (d / "properties.json").write_text(json.dumps({"label": 1}))
+    batches = list(TrainLoader([CachedCase("solo", d, 1)], _config(iterations_per_epoch=1)))
+    assert batches[0].has_seg.tolist() == [False, False] and batches[0].label.tolist() == [1, 1]
