@@ -58,6 +58,7 @@ def test_region_metrics_use_spacing_and_volumes():
     assert row["hd95_whole_pancreas"] == hd95(p, r, spacing=spacing)
     assert row["ref_volume_ml_lesion"] == pytest.approx((ref == 2).sum() * 3.0 / 1000)
     assert row["pred_volume_ml_whole_pancreas"] == pytest.approx(p.sum() * 3.0 / 1000)
+    assert all(type(v) is float for v in row.values())  # plain floats for CSV and JSON
 
 
 @pytest.mark.parametrize(

@@ -135,6 +135,6 @@ def _region_metrics(
         f"dice_{name}": dice(p, r, both_empty=both_empty),
         f"nsd_{name}": nsd,
         f"hd95_{name}": hd,
-        f"ref_volume_ml_{name}": np.count_nonzero(r) * voxel_ml,
-        f"pred_volume_ml_{name}": np.count_nonzero(p) * voxel_ml,
+        f"ref_volume_ml_{name}": float(np.count_nonzero(r) * voxel_ml),
+        f"pred_volume_ml_{name}": float(np.count_nonzero(p) * voxel_ml),
     }
