@@ -16,6 +16,17 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
+_PRELOAD = ["multitask_unet.data.cache", "multitask_unet.data.fingerprint"]
+
+
+def _context() -> multiprocessing.context.BaseContext:
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(_PRELOAD)  # no effect once the server runs
+        return context
+    return multiprocessing.get_context("spawn")
+
+
 def parallel_map(
     fn: Callable[[T], R],
     items: Sequence[T],
@@ -26,11 +37,13 @@ def parallel_map(
 ) -> list[R]:
     """``[fn(item) for item in items]``, computed by ``num_workers`` processes.
 
-    ``num_workers <= 1`` runs in this process (easiest to debug). Workers are started with
-    ``spawn`` so that the parent's threads (PyTorch, BLAS) are never forked; ``fn`` must therefore
-    be a module-level function, and a script that calls this must guard its code with
-    ``if __name__ == "__main__":`` (a Python rule for ``spawn``). The first exception raised by
-    any item is re-raised here.
+    ``num_workers <= 1`` runs in this process (easiest to debug). Workers are forked from a clean
+    ``forkserver`` process (``spawn`` where there is none), never from this process, so that the
+    parent's threads (PyTorch, BLAS, progress bars) are not forked; the server imports this
+    package once per session and workers start fast from it. ``fn`` must be a module-level
+    function, and a script that calls this must guard its code with
+    ``if __name__ == "__main__":`` (Python's rule for these start methods). The first exception
+    raised by any item is re-raised here.
     """
     results: list[R | None] = [None] * len(items)
     with tqdm(total=len(items), desc=desc, disable=not progress, unit="case") as bar:
@@ -39,7 +52,7 @@ def parallel_map(
                 results[i] = fn(item)
                 bar.update()
             return results  # type: ignore[return-value]
-        context = multiprocessing.get_context("spawn")
+        context = _context()
         workers = min(num_workers, len(items))
         with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
             futures = {pool.submit(fn, item): i for i, item in enumerate(items)}

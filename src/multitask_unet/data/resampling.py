@@ -5,8 +5,8 @@
   nnU-Net).
 * Label maps: every label's indicator is interpolated linearly (order 1) and each output voxel
   takes the label with the largest score, ties going to the nearest-neighbour label. No label
-  value that is not in the input can appear ("no label bleeds"), and thin structures survive
-  better than with nearest-neighbour resampling.
+  value that is not in the input can appear ("no label bleeds"), and boundaries are smoother
+  than with nearest-neighbour resampling.
 * Anisotropic data (nnU-Net's *separate z*): when the current or the target spacing has one axis
   more than ``anisotropy_threshold`` (3) times coarser than the finest one, slices are resampled
   in-plane with the order above and the coarse axis with ``order_z`` (0, nearest, by default), so

@@ -1,0 +1,88 @@
+"""One case's voxels, read from disk and brought to the canonical ``(C, D, H, W)`` layout.
+
+This is the common first step of the fingerprint and of preprocessing: read every image channel
+and the mask (see :mod:`multitask_unet.data.io`), check that they share one grid, and reorient
+them (:func:`~multitask_unet.data.orientation.to_canonical`), keeping what is needed to go back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from multitask_unet.data.io import Volume, read_image, read_mask
+from multitask_unet.data.orientation import to_canonical, voxel_spacing
+from multitask_unet.data.records import CaseRecord
+from multitask_unet.errors import DataError
+
+__all__ = ["CanonicalCase", "read_canonical_case"]
+
+
+@dataclass(frozen=True, eq=False)
+class CanonicalCase:
+    """A case in canonical orientation.
+
+    Attributes:
+        case_id: The record's id.
+        image: ``(C, D, H, W)`` float32 voxels.
+        seg: ``(D, H, W)`` integer label map, or ``None`` for an unlabelled case.
+        affine: ``(4, 4)`` map from ``(d, h, w)`` indices to RAS+ mm.
+        original_affine: The image file's ``(4, 4)`` affine.
+        original_shape: The image file's spatial shape ``(I, J, K)``.
+    """
+
+    case_id: str
+    image: np.ndarray
+    seg: np.ndarray | None
+    affine: np.ndarray
+    original_affine: np.ndarray
+    original_shape: tuple[int, int, int]
+
+    @property
+    def spacing(self) -> tuple[float, float, float]:
+        """Voxel size in mm along ``(D, H, W)``."""
+        return voxel_spacing(self.affine)
+
+
+def read_canonical_case(record: CaseRecord, *, orientation: str = "LPS") -> CanonicalCase:
+    """Read ``record``'s channels and mask and reorient them to ``orientation``.
+
+    Raises:
+        DataError: A file is unreadable, not 3D, or does not share the first channel's grid.
+    """
+    if not record.images:
+        raise DataError(f"case {record.case_id!r} has no image file; give at least one channel")
+    volumes = [read_image(path) for path in record.images]
+    first = volumes[0]
+    for volume in volumes:
+        _check_grid(volume.array.shape, volume.affine, first, volume.path, record.case_id)
+    stacked = np.stack([np.asarray(v.array, dtype=np.float32) for v in volumes])
+    image, affine = to_canonical(stacked, first.affine, orientation=orientation)
+    seg = None
+    if record.mask is not None:
+        mask = read_mask(record.mask)
+        _check_grid(mask.array.shape, mask.affine, first, mask.path, record.case_id)
+        seg, _ = to_canonical(mask.array, mask.affine, orientation=orientation)
+    return CanonicalCase(
+        case_id=record.case_id,
+        image=np.ascontiguousarray(image),
+        seg=None if seg is None else np.ascontiguousarray(seg),
+        affine=affine,
+        original_affine=first.affine.copy(),
+        original_shape=tuple(int(s) for s in first.array.shape),  # type: ignore[arg-type]
+    )
+
+
+def _check_grid(
+    shape: tuple[int, ...], affine: np.ndarray, first: Volume, path: Path | None, case_id: str
+) -> None:
+    if len(shape) != 3:
+        raise DataError(f"{path}: expected a 3D volume, got shape {tuple(shape)} (case {case_id})")
+    if tuple(shape) != tuple(first.array.shape) or not np.allclose(affine, first.affine, atol=1e-3):
+        raise DataError(
+            f"{path} (case {case_id}) is not on the grid of {first.path}: shape {tuple(shape)} "
+            f"vs {tuple(first.array.shape)}, spacing/origin/direction must match too; resample "
+            "it onto the image grid"
+        )

@@ -1,0 +1,384 @@
+"""Preprocessing: resampling, cropping, normalisation, the on-disk cache and restore_native.
+
+Everything claimed "as nnU-Net" is checked against nnunetv2's own functions on the same input.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from multitask_unet.data.cache import (
+    list_cached_cases,
+    load_cached_case,
+    load_cached_plan,
+    preprocess_dataset,
+)
+from multitask_unet.data.cropping import crop, nonzero_bbox, uncrop
+from multitask_unet.data.fingerprint import compute_fingerprint
+from multitask_unet.data.orientation import from_canonical, to_canonical
+from multitask_unet.data.planning import ChannelNormalization, PreprocessingConfig, create_plan
+from multitask_unet.data.preprocessing import (
+    normalize_image,
+    preprocess_case,
+    restore_native,
+    sample_class_locations,
+)
+from multitask_unet.data.records import CaseRecord
+from multitask_unet.data.resampling import compute_new_shape, resample_image, resample_seg
+from multitask_unet.errors import DataError, ShapeError
+
+nnunet_resampling = pytest.importorskip("nnunetv2.preprocessing.resampling.default_resampling")
+
+LPS = np.diag([-1.0, -1.0, 1.0])
+RESAMPLING_CASES = [
+    # spacing, new spacing, (D, H, W)
+    ((1.0, 1.0, 1.0), (1.3, 0.7, 1.1), (11, 14, 13)),  # isotropic, mixed up/down
+    ((4.0, 0.8, 0.8), (2.0, 1.0, 1.0), (7, 17, 15)),  # anisotropic input: separate z
+    ((1.0, 1.0, 1.0), (3.5, 1.0, 1.0), (13, 10, 9)),  # anisotropic target: separate z
+    ((0.9, 3.0, 0.9), (0.9, 1.5, 0.9), (9, 5, 11)),  # coarse middle axis
+]
+
+
+def _blobs(shape: tuple[int, ...], rng: np.random.Generator, labels: int = 3) -> np.ndarray:
+    seg = np.zeros(shape, np.int16)
+    for label in range(1, labels + 1):
+        lo = [int(rng.integers(0, max(1, s - 3))) for s in shape]
+        hi = [min(s, a + int(rng.integers(2, max(3, s // 2 + 2)))) for a, s in zip(lo, shape)]
+        seg[tuple(slice(a, b) for a, b in zip(lo, hi))] = label
+    return seg
+
+
+@pytest.mark.parametrize(("spacing", "new_spacing", "shape"), RESAMPLING_CASES)
+def test_resample_image_equals_nnunet(spacing, new_spacing, shape) -> None:
+    image = np.random.default_rng(0).normal(size=(2, *shape)).astype(np.float32)
+    new_shape = compute_new_shape(shape, spacing, new_spacing)
+    ours = resample_image(image, new_shape, spacing=spacing, new_spacing=new_spacing)
+    theirs = nnunet_resampling.resample_data_or_seg_to_shape(
+        image, new_shape, spacing, new_spacing, is_seg=False, order=3, order_z=0,
+        force_separate_z=None,
+    )  # fmt: skip
+    assert ours.shape == (2, *new_shape) and ours.dtype == np.float32
+    np.testing.assert_allclose(ours, theirs, atol=1e-5)
+
+
+@pytest.mark.parametrize(("spacing", "new_spacing", "shape"), RESAMPLING_CASES)
+@pytest.mark.parametrize("kind", ["blobs", "noise"])
+def test_resample_seg_equals_nnunet_and_never_bleeds(spacing, new_spacing, shape, kind) -> None:
+    rng = np.random.default_rng(1)
+    seg = _blobs(shape, rng) if kind == "blobs" else rng.choice([0, 2, 5], size=shape)
+    seg = seg.astype(np.int16)
+    new_shape = compute_new_shape(shape, spacing, new_spacing)
+    ours = resample_seg(seg, new_shape, spacing=spacing, new_spacing=new_spacing)
+    theirs = nnunet_resampling.resample_data_or_seg_to_shape(
+        seg[None], new_shape, spacing, new_spacing, is_seg=True, order=1, order_z=0,
+        force_separate_z=None,
+    )[0]  # fmt: skip
+    np.testing.assert_array_equal(ours, theirs)
+    assert set(np.unique(ours)) <= set(np.unique(seg))  # no in-between label (e.g. 1 between 0, 2)
+
+
+@pytest.mark.parametrize("bad", [np.zeros((4, 5)), np.zeros((1, 2, 3, 4, 5))])
+def test_resampling_rejects_wrong_ndim(bad: np.ndarray) -> None:
+    with pytest.raises(ShapeError, match="must be"):
+        resample_seg(bad, (2, 2, 2), spacing=(1, 1, 1), new_spacing=(1, 1, 1))
+
+
+def test_nonzero_bbox_equals_nnunet_crop_and_uncrop_inverts() -> None:
+    cropping = pytest.importorskip("nnunetv2.preprocessing.cropping.cropping")
+    rng = np.random.default_rng(2)
+    image = np.zeros((2, 9, 12, 11), np.float32)
+    image[0, 2:7, 3:10, 1:6] = rng.normal(size=(5, 7, 5)) + 5
+    image[1, 1:3, 4:6, 5:9] = 1.0
+    image[0, 4, 5, 3] = 0.0  # a hole inside the body
+    _, _, theirs = cropping.crop_to_nonzero(image.copy(), np.zeros((1, 9, 12, 11), np.int8))
+    bbox = nonzero_bbox(image)
+    assert [list(b) for b in bbox] == [list(map(int, b)) for b in theirs]
+    np.testing.assert_array_equal(uncrop(crop(image, bbox), bbox, image.shape[1:]), image)
+
+
+def test_normalize_image_ct_equals_nnunet() -> None:
+    norm_module = pytest.importorskip(
+        "nnunetv2.preprocessing.normalization.default_normalization_schemes"
+    )
+    stats = {"mean": 40.0, "std": 55.0, "percentile_00_5": -80.0, "percentile_99_5": 210.0}
+    image = np.random.default_rng(3).normal(50, 150, size=(1, 5, 6, 7)).astype(np.float32)
+    ours = normalize_image(image, [ChannelNormalization("ct", -80.0, 210.0, 40.0, 55.0)])
+    theirs = norm_module.CTNormalization(False, stats).run(image[0].copy())
+    np.testing.assert_allclose(ours[0], theirs, rtol=1e-6)
+    assert not np.shares_memory(ours, image)
+
+
+@pytest.mark.parametrize(
+    ("max_per_class", "count", "expected"), [(10, 50, 10), (10, 5, 5), (10, 2000, 20)]
+)
+def test_sample_class_locations_budget(max_per_class: int, count: int, expected: int) -> None:
+    seg = np.zeros(4000, np.uint8)
+    seg[np.random.default_rng(4).choice(4000, count, replace=False)] = 1
+    seg = seg.reshape(10, 20, 20)
+    locations = sample_class_locations(seg, [1, 2], max_per_class=max_per_class)
+    assert len(locations[1]) == expected  # min(budget, count), but at least 1% of the voxels
+    assert (seg[tuple(locations[1].T)] == 1).all()
+    assert locations[2].shape == (0, 3)
+
+
+# -- whole cases ------------------------------------------------------------------------------
+
+
+def _write(path: Path, array: np.ndarray, affine: np.ndarray) -> Path:
+    nib.save(nib.Nifti1Image(array, affine), path)
+    return path
+
+
+def _affine(spacing, *, layout: str) -> np.ndarray:
+    """File affine: 'LPS' (ITK-style), 'RAS', or 'SPL' (axes permuted: i superior, k left)."""
+    affine = np.eye(4)
+    if layout == "LPS":
+        affine[:3, :3] = LPS @ np.diag(spacing)
+    elif layout == "RAS":
+        affine[:3, :3] = np.diag(spacing)
+    else:
+        affine[:3, :3] = np.array([[0, 0, 1], [0, -1, 0], [1, 0, 0]]) @ np.diag(spacing)
+    affine[:3, 3] = (12.5, -30.0, 7.0)
+    return affine
+
+
+def _make_case(
+    folder: Path,
+    case_id: str,
+    *,
+    shape=(23, 19, 9),
+    spacing=(0.8, 0.8, 3.2),
+    layout: str = "LPS",
+    label: int | None = 1,
+    with_mask: bool = True,
+    seed: int = 0,
+) -> CaseRecord:
+    """A tiny CT-like case in file order (I, J, K): body in HU with zero air around it."""
+    rng = np.random.default_rng(seed)
+    image = np.zeros(shape, np.int16)
+    body = tuple(slice(1, s - 1) for s in shape)
+    image[body] = rng.normal(40, 60, size=[s - 2 for s in shape]).astype(np.int16)
+    mask = np.zeros(shape, np.uint8)
+    c = [s // 2 for s in shape]
+    mask[c[0] - 5 : c[0] + 5, c[1] - 4 : c[1] + 4, c[2] - 2 : c[2] + 3] = 1
+    mask[c[0] - 2 : c[0] + 2, c[1] - 1 : c[1] + 2, c[2] - 1 : c[2] + 1] = 2
+    image[mask > 0] += 60
+    affine = _affine(spacing, layout=layout)
+    img = _write(folder / f"{case_id}_0000.nii.gz", image, affine)
+    msk = _write(folder / f"{case_id}.nii.gz", mask, affine) if with_mask else None
+    return CaseRecord(case_id, (img,), msk, label)
+
+
+def _config(target=(1.0, 1.0, 2.0), **changes) -> PreprocessingConfig:
+    norm = (ChannelNormalization("ct", -60.0, 200.0, 60.0, 50.0),)
+    return PreprocessingConfig(target_spacing=target, normalization=norm, **changes)
+
+
+def test_preprocess_case_equals_nnunet_default_preprocessor(tmp_path: Path) -> None:
+    pytest.importorskip("nnunetv2.preprocessing.preprocessors.default_preprocessor")
+    from nnunetv2.preprocessing.preprocessors.default_preprocessor import DefaultPreprocessor
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    record = _make_case(tmp_path, "case", spacing=(0.8, 0.8, 3.2))
+    config = _config(target=(2.0, 1.0, 1.0))  # (D, H, W); nnU-Net's (z, y, x) for LPS files
+    stats = {"mean": 60.0, "std": 50.0, "percentile_00_5": -60.0, "percentile_99_5": 200.0}
+    resample = {"order_z": 0, "force_separate_z": None}
+    configuration = {
+        "data_identifier": "x", "preprocessor_name": "DefaultPreprocessor", "batch_size": 2,
+        "patch_size": [8, 16, 16], "median_image_size_in_voxels": [8, 16, 16],
+        "spacing": list(config.target_spacing), "normalization_schemes": ["CTNormalization"],
+        "use_mask_for_norm": [False], "batch_dice": False,
+        "resampling_fn_data": "resample_data_or_seg_to_shape",
+        "resampling_fn_data_kwargs": {"is_seg": False, "order": 3, **resample},
+        "resampling_fn_seg": "resample_data_or_seg_to_shape",
+        "resampling_fn_seg_kwargs": {"is_seg": True, "order": 1, **resample},
+        "resampling_fn_probabilities": "resample_data_or_seg_to_shape",
+        "resampling_fn_probabilities_kwargs": {"is_seg": False, "order": 1, **resample},
+        "architecture": {"network_class_name": "x", "arch_kwargs": {}, "_kw_requires_import": []},
+    }  # fmt: skip
+    plans = PlansManager({
+        "dataset_name": "Dataset999_Test", "plans_name": "p", "image_reader_writer": "SimpleITKIO",
+        "transpose_forward": [0, 1, 2], "transpose_backward": [0, 1, 2],
+        "original_median_spacing_after_transp": [3.2, 0.8, 0.8],
+        "original_median_shape_after_transp": [9, 19, 23],
+        "configurations": {"3d_fullres": configuration}, "label_manager": "LabelManager",
+        "experiment_planner_used": "ExperimentPlanner",
+        "foreground_intensity_properties_per_channel": {"0": stats},
+    })  # fmt: skip
+    dataset_json = {"labels": {"background": 0, "a": 1, "b": 2}, "channel_names": {"0": "CT"}}
+    data, seg, props = DefaultPreprocessor(verbose=False).run_case(
+        [str(record.images[0])], str(record.mask), plans,
+        plans.get_configuration("3d_fullres"), dataset_json,
+    )  # fmt: skip
+
+    ours = preprocess_case(record, config)
+    np.testing.assert_allclose(ours.image, data, atol=1e-4)
+    np.testing.assert_array_equal(ours.seg, np.maximum(seg, 0))  # nnU-Net marks outside as -1
+    assert [list(b) for b in ours.properties.crop_bbox] == props["bbox_used_for_cropping"]
+    assert ours.seg.dtype == np.uint8 and ours.image.dtype == np.float32
+
+
+@pytest.mark.parametrize("layout", ["LPS", "RAS", "SPL"])
+def test_restore_native_round_trips_to_the_original_grid(tmp_path: Path, layout: str) -> None:
+    record = _make_case(tmp_path, "case", shape=(23, 19, 9), spacing=(0.7, 0.9, 3.1), layout=layout)
+    case = preprocess_case(record, _config(target=(1.5, 1.1, 1.1)))
+    original = nib.load(record.mask)
+    truth = np.asarray(original.dataobj)
+
+    labels = restore_native(case.seg, case.properties)
+    assert labels.shape == (1, *truth.shape) and labels.dtype == case.seg.dtype
+    np.testing.assert_allclose(np.asarray(case.properties.original_affine), original.affine)
+    assert (labels[0] == truth).mean() > 0.97
+    for label in (1, 2):
+        overlap = 2 * ((labels[0] == label) & (truth == label)).sum()
+        assert overlap / ((labels[0] == label).sum() + (truth == label).sum()) > 0.8
+
+    one_hot = np.stack([(case.seg[0] == k) for k in range(3)]).astype(np.float32)
+    probs = restore_native(one_hot, case.properties)
+    assert probs.shape == (3, *truth.shape) and probs.dtype == np.float32
+    assert (probs.argmax(0) == truth).mean() > 0.97
+
+
+def test_preprocessed_affine_maps_voxels_to_the_same_world_points(tmp_path: Path) -> None:
+    record = _make_case(tmp_path, "case", layout="SPL", spacing=(0.7, 0.9, 3.1))
+    case = preprocess_case(record, _config(target=(1.0, 0.8, 0.8)))
+    original = nib.load(record.mask)
+
+    def world_centroid(mask: np.ndarray, affine: np.ndarray) -> np.ndarray:
+        return (affine @ np.append(np.argwhere(mask).mean(0), 1.0))[:3]
+
+    ours = world_centroid(case.seg[0] == 2, np.asarray(case.properties.affine))
+    truth = world_centroid(np.asarray(original.dataobj) == 2, original.affine)
+    assert np.abs(ours - truth).max() < 1.0  # mm, well below one original slice (3.1 mm)
+
+
+def test_orientation_round_trip_and_sitk_agreement(tmp_path: Path) -> None:
+    sitk = pytest.importorskip("SimpleITK")
+    record = _make_case(tmp_path, "case", layout="SPL")
+    img = nib.load(record.images[0])
+    array = np.asarray(img.dataobj)
+    canonical, _ = to_canonical(array, img.affine)
+    reference = sitk.DICOMOrient(sitk.ReadImage(str(record.images[0])), "LPS")
+    np.testing.assert_array_equal(canonical, sitk.GetArrayFromImage(reference))
+    np.testing.assert_array_equal(from_canonical(canonical, img.affine, array.shape), array)
+    with pytest.raises(ShapeError, match="original shape"):
+        from_canonical(canonical[:, :, 1:], img.affine, array.shape)
+
+
+def test_preprocess_case_without_mask_and_with_bad_grid(tmp_path: Path) -> None:
+    record = _make_case(tmp_path, "case", with_mask=False, label=None)
+    case = preprocess_case(record, _config())
+    assert case.seg is None and case.properties.class_locations == {}
+    other = _make_case(tmp_path, "other", shape=(21, 19, 9))
+    mixed = CaseRecord("mixed", record.images, other.mask)
+    with pytest.raises(DataError, match="not on the grid"):
+        preprocess_case(mixed, _config())
+
+
+def test_restore_native_rejects_a_foreign_grid(tmp_path: Path) -> None:
+    case = preprocess_case(_make_case(tmp_path, "case"), _config())
+    with pytest.raises(ShapeError, match="preprocessed grid"):
+        restore_native(np.zeros((3, 3, 3), np.uint8), case.properties)
+
+
+# -- cache ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> list[CaseRecord]:
+    folder = tmp_path_factory.mktemp("tiny")
+    return [
+        _make_case(folder, "a", shape=(23, 19, 9), spacing=(0.8, 0.8, 3.2), seed=1, label=0),
+        _make_case(folder, "b", shape=(21, 25, 7), spacing=(0.9, 0.9, 2.8), seed=2, label=1),
+        _make_case(folder, "c", shape=(17, 17, 11), spacing=(0.7, 0.7, 3.0), seed=3, label=2),
+    ]
+
+
+def _plan(records: list[CaseRecord], **kwargs):
+    fingerprint = compute_fingerprint(
+        records, num_workers=1, progress=False, intensity_samples=3000
+    )
+    return create_plan(fingerprint, size_divisor=(4, 8, 8), **kwargs)
+
+
+def test_cache_round_trip_skip_and_invalidation(tmp_path: Path, tiny_dataset) -> None:
+    plan = _plan(tiny_dataset)
+    unlabelled = CaseRecord("t", tiny_dataset[0].images, None, None, "test")
+    cases = [*tiny_dataset, unlabelled]
+    first = preprocess_dataset(cases, plan, tmp_path, num_workers=1, progress=False)
+    assert sorted(first.processed) == ["a", "b", "c", "t"] and first.skipped == ()
+    assert list_cached_cases(tmp_path) == ["a", "b", "c", "t"]
+    assert load_cached_plan(tmp_path) == plan
+
+    cached = load_cached_case(tmp_path, "b", cache_key=plan.cache_key())
+    direct = preprocess_case(tiny_dataset[1], plan)
+    assert isinstance(cached.image, np.memmap) and not cached.image.flags.writeable
+    np.testing.assert_array_equal(cached.image, direct.image)
+    np.testing.assert_array_equal(cached.seg, direct.seg)
+    assert cached.properties == direct.properties
+    assert set(cached.properties.class_locations_array()) == {1, 2}
+    assert load_cached_case(tmp_path, "t").seg is None
+
+    os.remove(tmp_path / "c" / "properties.json")  # an interrupted case
+    again = preprocess_dataset(cases, plan, tmp_path, num_workers=1, progress=False)
+    assert again.processed == ("c",) and sorted(again.skipped) == ["a", "b", "t"]
+
+    other = create_plan(plan.fingerprint, size_divisor=(4, 8, 8), target_spacing=(2.5, 1, 1))
+    assert other.cache_key() != plan.cache_key()
+    with pytest.raises(DataError, match="another plan"):
+        load_cached_case(tmp_path, "a", cache_key=other.cache_key())
+    redo = preprocess_dataset(cases[:2], other, tmp_path, num_workers=1, progress=False)
+    assert sorted(redo.processed) == ["a", "b"]
+    assert list_cached_cases(tmp_path) == ["a", "b"]  # c and t are stale for the new plan
+
+
+def test_cache_with_two_workers_matches_serial(tmp_path: Path, tiny_dataset) -> None:
+    plan = _plan(tiny_dataset)
+    preprocess_dataset(tiny_dataset, plan, tmp_path / "serial", num_workers=1, progress=False)
+    preprocess_dataset(tiny_dataset, plan, tmp_path / "pool", num_workers=2, progress=False)
+    for record in tiny_dataset:
+        serial = load_cached_case(tmp_path / "serial", record.case_id)
+        pooled = load_cached_case(tmp_path / "pool", record.case_id)
+        np.testing.assert_array_equal(serial.image, pooled.image)
+        assert serial.properties == pooled.properties
+
+
+def test_load_cached_case_errors(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="not in the cache"):
+        load_cached_case(tmp_path, "nope")
+    with pytest.raises(DataError, match="not a preprocessing cache"):
+        list_cached_cases(tmp_path)
+
+
+# -- real data --------------------------------------------------------------------------------
+
+
+@pytest.mark.real_data
+def test_real_cases_preprocess_and_restore(tmp_path: Path) -> None:
+    root = os.environ.get("MULTITASK_UNET_TEST_DATA")
+    if not root:
+        pytest.skip("MULTITASK_UNET_TEST_DATA is not set (folder of the shared real CT)")
+    base = Path(root) / "pancreas_quiz_subset" / "train"
+    records = []
+    for case_id, sub in (("quiz_0_324", "subtype0"), ("quiz_1_010", "subtype1")):
+        folder = base / sub
+        records.append(
+            CaseRecord(case_id, (folder / f"{case_id}_0000.nii.gz",), folder / f"{case_id}.nii.gz")
+        )
+    plan = _plan(records)
+    preprocess_dataset(records, plan, tmp_path, num_workers=1, progress=False)
+    for record in records:
+        cached = load_cached_case(tmp_path, record.case_id)
+        assert cached.image.dtype == np.float32 and cached.seg.dtype == np.uint8
+        assert cached.image.shape[1:] == cached.seg.shape[1:] == cached.properties.shape
+        restored = restore_native(np.asarray(cached.seg[0]), cached.properties)
+        original = nib.load(record.mask)
+        truth = np.rint(np.asarray(original.dataobj)).astype(np.uint8)  # one mask stores 1.0000153
+        assert restored.shape == truth.shape
+        np.testing.assert_allclose(np.asarray(cached.properties.original_affine), original.affine)
+        assert (restored == truth).mean() > 0.99
