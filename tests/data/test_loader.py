@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch
@@ -11,13 +9,7 @@ import torchio as tio
 
 from multitask_unet.data.augmentation import AugmentationConfig
 from multitask_unet.data.batch import MISSING_LABEL, Batch
-from multitask_unet.data.loader import (
-    CachedCase,
-    LoaderConfig,
-    TrainLoader,
-    list_cached_cases,
-    queue_loader,
-)
+from multitask_unet.data.loader import LoaderConfig, TrainLoader, cache_entries, queue_loader
 from multitask_unet.errors import ConfigError, DataError, ShapeError
 
 SHAPE = (10, 14, 12)
@@ -150,41 +142,67 @@ def test_ranks_get_their_share_of_draws() -> None:
     assert ids[1] == [f"case{i}" for i in draws[1::2]]
 
 
-def _write_cache(root, labels) -> None:
-    for i, label in enumerate(labels):
-        image, seg = _arrays(i)
-        d = root / f"case{i}"
-        d.mkdir(parents=True)
-        np.save(d / "image.npy", image)
-        np.save(d / "seg.npy", seg)
-        props = {"label": label, "class_locations": {"2": [[0, 4, 5, 4]], "1": [[0, 3, 4, 3]]}}
-        (d / "properties.json").write_text(json.dumps(props))
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory):
+    """A real preprocessing cache of tiny phantoms, made by the library's own pipeline."""
+    from multitask_unet.data.cache import preprocess_dataset
+    from multitask_unet.data.fingerprint import compute_fingerprint
+    from multitask_unet.data.phantoms import write_phantom_dataset
+    from multitask_unet.data.planning import create_plan
+    from multitask_unet.data.records import CaseRecord
 
-
-def test_cache_folder_source_reads_memory_maps_and_properties(tmp_path, monkeypatch) -> None:
-    _write_cache(tmp_path, [2, 0, 1])
-    cases = list_cached_cases(tmp_path)
-    assert [(c.case_id, c.label) for c in cases] == [("case0", 2), ("case1", 0), ("case2", 1)]
-    modes, load = [], np.load
-    monkeypatch.setattr(
-        np, "load", lambda *a, **k: modes.append(k.get("mmap_mode")) or load(*a, **k)
+    root = tmp_path_factory.mktemp("loader_cache")
+    index = write_phantom_dataset(
+        root / "raw", n_train=3, n_validation=0, n_test=1, shape=(24, 24, 12),
+        spacing=(2.0, 2.0, 3.0), class_counts=(1, 1, 1), seed=0,
+    )  # fmt: skip
+    records = list(index.split("train").records)
+    test = index.split("test").records[0]
+    unlabelled = CaseRecord("unlabelled", test.images, None, None, "test")
+    fingerprint = compute_fingerprint(
+        records, num_workers=1, progress=False, intensity_samples=2000
     )
-    subject = cases[0].open()
-    assert modes == ["r", "r"] and subject["image"].shape == (1, *SHAPE)
-    assert subject["class_locations"][2].tolist() == [[4, 5, 4]]
-    monkeypatch.undo()
+    plan = create_plan(fingerprint, size_divisor=(4, 8, 8))
+    preprocess_dataset([*records, unlabelled], plan, root / "cache", num_workers=1, progress=False)
+    return root / "cache"
+
+
+def test_cache_folder_source_reads_memory_maps_and_properties(cache_dir, monkeypatch) -> None:
+    from multitask_unet.data.cache import load_cached_case
+
+    entries = cache_entries(cache_dir)
+    labelled = [e for e in entries if e.label is not None]
+    assert sorted(e.label for e in labelled) == [0, 1, 2]
+    subject = labelled[0].open()
+    case = load_cached_case(cache_dir, labelled[0].case_id)
+    assert isinstance(case.image, np.memmap)  # what open() wraps without reading
+    assert torch.equal(subject["image"].data, torch.from_numpy(np.asarray(case.image)))
+    expected = case.properties.class_locations_array()
+    assert all(np.array_equal(subject["class_locations"][k], v) for k, v in expected.items())
     cfg = _config(foreground_probability=1.0, augmentation=AugmentationConfig.off(), num_workers=1)
-    batches = list(TrainLoader(tmp_path, cfg))
+    batches = list(TrainLoader(labelled, cfg))
     centres = {int(b.seg[i, 0, 4, 4, 4]) for b in batches for i in range(len(b))}
     assert centres <= {1, 2} and batches[0].label.min() >= 0
+    assert all(b.has_seg.all() for b in batches)
+
+
+def test_cache_folder_with_an_unlabelled_case(cache_dir) -> None:
+    cfg = _config(weights_mode="balanced", iterations_per_epoch=20)
+    batches = list(TrainLoader(cache_dir, cfg))
+    rows = [
+        (c, int(lab), bool(s)) for b in batches for c, lab, s in zip(b.case_id, b.label, b.has_seg)
+    ]
+    unl = [r for r in rows if r[0] == "unlabelled"]
+    assert unl and all(lab == MISSING_LABEL and not s for _, lab, s in unl)
+    assert all(s for c, _, s in rows if c != "unlabelled")
 
 
 def test_loader_rejects_empty_sources(tmp_path) -> None:
-    with pytest.raises(DataError, match="preprocessing"):
+    with pytest.raises(DataError, match="preprocess"):
         TrainLoader(tmp_path, _config())
     with pytest.raises(DataError, match="no cases"):
         TrainLoader([], _config())
-    with pytest.raises(DataError, match=r"tio\.Subject or CachedCase"):
+    with pytest.raises(DataError, match=r"tio\.Subject or CacheEntry"):
         TrainLoader([np.zeros(3)], _config())
 
 
@@ -203,12 +221,3 @@ def test_queue_loader_yields_batches() -> None:
     batches = list(loader)
     assert len(batches) == 4 and all(b.image.shape == (2, 1, 8, 8, 8) for b in batches)
     assert all(b.label.tolist() == [int(c[-1]) for c in b.case_id] for b in batches)
-
-
-def test_cached_case_without_seg_is_classification_only(tmp_path) -> None:
-    d = tmp_path / "solo"
-    d.mkdir()
-    np.save(d / "image.npy", _arrays(0)[0])
-    (d / "properties.json").write_text(json.dumps({"label": 1}))
-    batches = list(TrainLoader([CachedCase("solo", d, 1)], _config(iterations_per_epoch=1)))
-    assert batches[0].has_seg.tolist() == [False, False] and batches[0].label.tolist() == [1, 1]

@@ -23,7 +23,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from collections.abc import Iterator, Sequence
@@ -42,7 +41,6 @@ from multitask_unet.data.batch import Batch
 from multitask_unet.data.patches import (
     CLASS_LOCATIONS_KEY,
     ForegroundPatchSampler,
-    parse_class_locations,
     patch_to_sample,
 )
 from multitask_unet.data.sampling import (
@@ -54,11 +52,11 @@ from multitask_unet.data.sampling import (
 from multitask_unet.errors import ConfigError, DataError
 
 __all__ = [
-    "CachedCase",
+    "CacheEntry",
     "LoaderConfig",
     "PatchDataset",
     "TrainLoader",
-    "list_cached_cases",
+    "cache_entries",
     "queue_loader",
 ]
 
@@ -129,62 +127,61 @@ class LoaderConfig(Config):
 
 
 @dataclass(frozen=True)
-class CachedCase:
-    """A preprocessed case on disk: ``image.npy`` (C, D, H, W) float32, ``seg.npy`` (1, D, H, W)
-    uint8 and ``properties.json`` (``label``, ``class_locations``), read memory-mapped."""
+class CacheEntry:
+    """A case of a preprocessing cache folder, opened lazily (in each worker) as memory maps.
 
+    Attributes:
+        cache_dir: The cache folder (see :mod:`multitask_unet.data.cache`).
+        case_id: The case.
+        label: Its class, or None.
+    """
+
+    cache_dir: Path
     case_id: str
-    directory: Path
     label: int | None = None
 
     def open(self) -> tio.Subject:
-        """A subject whose tensors are memory maps (no voxel is read until a patch is cropped)."""
-        props = self.properties()
+        """A subject whose tensors are memory maps; no voxel is read until a patch is cropped."""
+        from multitask_unet.data.cache import load_cached_case
+
+        case = load_cached_case(self.cache_dir, self.case_id, mmap=True)
         with warnings.catch_warnings():  # read-only memory maps; patches are always copies
             warnings.simplefilter("ignore", UserWarning)
-            image = torch.from_numpy(np.load(self.directory / "image.npy", mmap_mode="r"))
-            entries: dict[str, Any] = {"image": tio.ScalarImage(tensor=image)}
-            if (self.directory / "seg.npy").is_file():
-                seg = torch.from_numpy(np.load(self.directory / "seg.npy", mmap_mode="r"))
-                entries["seg"] = tio.LabelMap(tensor=seg)
+            entries: dict[str, Any] = {
+                "image": tio.ScalarImage(tensor=torch.from_numpy(case.image))
+            }
+            if case.seg is not None:
+                entries["seg"] = tio.LabelMap(tensor=torch.from_numpy(case.seg))
         entries.update(label=self.label, case_id=self.case_id)
-        if CLASS_LOCATIONS_KEY in props:
-            entries[CLASS_LOCATIONS_KEY] = parse_class_locations(props[CLASS_LOCATIONS_KEY])
+        entries[CLASS_LOCATIONS_KEY] = case.properties.class_locations_array()
         return tio.Subject(entries)
 
-    def properties(self) -> dict[str, Any]:
-        path = self.directory / "properties.json"
-        return json.loads(path.read_text()) if path.is_file() else {}
 
+def cache_entries(cache_dir: str | os.PathLike[str]) -> list[CacheEntry]:
+    """Every complete case of a preprocessing cache folder, with its label, sorted by id."""
+    from multitask_unet.data.cache import list_cached_cases, load_cached_case
 
-def list_cached_cases(cache_dir: str | os.PathLike[str]) -> list[CachedCase]:
-    """Every case folder with an ``image.npy`` in ``cache_dir``, sorted by case id."""
+    ids = list_cached_cases(cache_dir)
+    if not ids:
+        raise DataError(f"No cached case in {cache_dir}; run `multitask-unet preprocess` first")
     root = Path(cache_dir)
-    if not root.is_dir():
-        raise DataError(f"Cache folder {root} does not exist; run the preprocessing first")
-    cases = []
-    for folder in sorted(p for p in root.iterdir() if (p / "image.npy").is_file()):
-        label = CachedCase(folder.name, folder).properties().get("label")
-        cases.append(CachedCase(folder.name, folder, None if label is None else int(label)))
-    if not cases:
-        raise DataError(f"No cached case (CASE/image.npy) in {root}; run the preprocessing first")
-    return cases
+    return [CacheEntry(root, i, load_cached_case(root, i, mmap=True).properties.label) for i in ids]
 
 
-def _as_cases(source: Any) -> list[tio.Subject | CachedCase]:
+def _as_cases(source: Any) -> list[tio.Subject | CacheEntry]:
     if isinstance(source, (str, os.PathLike)):
-        return list(list_cached_cases(source))
+        return list(cache_entries(source))
     cases = list(source)
     if not cases:
         raise DataError("The training loader got no cases; pass subjects or a cache folder")
     for case in cases:
-        if not isinstance(case, (tio.Subject, CachedCase)):
-            raise DataError(f"Cases must be tio.Subject or CachedCase, got {type(case).__name__}")
+        if not isinstance(case, (tio.Subject, CacheEntry)):
+            raise DataError(f"Cases must be tio.Subject or CacheEntry, got {type(case).__name__}")
     return cases
 
 
-def _label_of(case: tio.Subject | CachedCase) -> int | None:
-    label = case.label if isinstance(case, CachedCase) else case.get("label")
+def _label_of(case: tio.Subject | CacheEntry) -> int | None:
+    label = case.label if isinstance(case, CacheEntry) else case.get("label")
     return None if label is None or int(label) < 0 else int(label)
 
 
@@ -192,12 +189,12 @@ class PatchDataset(Dataset):
     """Map-style dataset indexed by ``(case_index, seed)``; returns one augmented patch sample.
 
     Args:
-        cases: In-memory subjects or :class:`CachedCase` s (opened lazily in each worker).
+        cases: In-memory subjects or :class:`CacheEntry` s (opened lazily in each worker).
         sampler: Crops, oversamples foreground and augments.
     """
 
     def __init__(
-        self, cases: Sequence[tio.Subject | CachedCase], sampler: ForegroundPatchSampler
+        self, cases: Sequence[tio.Subject | CacheEntry], sampler: ForegroundPatchSampler
     ) -> None:
         self.cases = list(cases)
         self.sampler = sampler
@@ -210,7 +207,7 @@ class PatchDataset(Dataset):
         """The subject of case ``index`` and its class locations (cached per process)."""
         if index not in self._open:
             case = self.cases[index]
-            subject = case.open() if isinstance(case, CachedCase) else case
+            subject = case.open() if isinstance(case, CacheEntry) else case
             self._open[index] = (subject, self.sampler.class_locations(subject))
         return self._open[index]
 
@@ -227,7 +224,7 @@ class PatchDataset(Dataset):
     def __getstate__(self) -> dict[str, Any]:  # workers reopen memory maps themselves
         state = dict(self.__dict__)
         state["_open"] = {
-            i: v for i, v in self._open.items() if not isinstance(self.cases[i], CachedCase)
+            i: v for i, v in self._open.items() if not isinstance(self.cases[i], CacheEntry)
         }
         return state
 
@@ -253,7 +250,7 @@ class TrainLoader:
 
     Args:
         source: ``tio.Subject`` s (``image``, ``seg``, ``label``, ``case_id``; optional
-            ``class_locations``), :class:`CachedCase` s, or a preprocessing cache folder.
+            ``class_locations``), :class:`CacheEntry` s, or a preprocessing cache folder.
         config: Pipeline options.
         rank: Rank of this process; defaults to ``torch.distributed``'s.
         world_size: Number of ranks; defaults to ``torch.distributed``'s.
@@ -263,7 +260,7 @@ class TrainLoader:
 
     def __init__(
         self,
-        source: Sequence[tio.Subject | CachedCase] | str | os.PathLike[str],
+        source: Sequence[tio.Subject | CacheEntry] | str | os.PathLike[str],
         config: LoaderConfig | None = None,
         *,
         rank: int | None = None,
