@@ -227,3 +227,13 @@ def test_missing_keys_and_bad_configs_are_explained():
         Warmup(epochs=-1)
     with pytest.raises(ConfigError, match="no option 'epoch'"):
         MultiTaskLoss(warmup={"cls": {"epoch": 3}})
+
+
+def test_none_target_means_no_sample_has_it():
+    outputs, targets = model_outputs(10), model_targets(10)
+    targets["seg"] = None
+    result = MultiTaskLoss()(outputs, targets)
+    result.total.backward()
+    assert result.parts["seg"].item() == 0.0
+    torch.testing.assert_close(result.total, 0.3 * result.parts["cls"])
+    assert all(torch.all(t.grad == 0) for t in (outputs["seg"], *outputs["seg_deep"]))

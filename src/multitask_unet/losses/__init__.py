@@ -22,6 +22,7 @@ from multitask_unet.losses.classification import (
     OneVsRestBCELoss,
     class_weights,
 )
+from multitask_unet.losses.config import LossTermConfig, MultiTaskLossConfig
 from multitask_unet.losses.deep_supervision import (
     DeepSupervisionLoss,
     deep_supervision_scales,
@@ -38,7 +39,9 @@ __all__ = [
     "DiceCELoss",
     "FocalLoss",
     "LossOutput",
+    "LossTermConfig",
     "MultiTaskLoss",
+    "MultiTaskLossConfig",
     "OneVsRestBCELoss",
     "SoftDiceLoss",
     "Warmup",

@@ -34,6 +34,7 @@ from torch import nn
 
 from multitask_unet.config import Config
 from multitask_unet.errors import ConfigError, ShapeError
+from multitask_unet.losses.base import zero_loss
 from multitask_unet.losses.classification import CrossEntropyLoss
 from multitask_unet.losses.deep_supervision import DeepSupervisionLoss
 from multitask_unet.losses.segmentation import DiceCELoss
@@ -103,6 +104,11 @@ class LossOutput:
         out.update({f"loss/{k}": float(v) for k, v in self.parts.items()})
         out.update({f"weight/{k}": float(v) for k, v in self.weights.items()})
         return out
+
+
+def _zero(prediction: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
+    tensors = [prediction] if isinstance(prediction, torch.Tensor) else prediction
+    return sum((zero_loss(t) for t in tensors[1:]), zero_loss(tensors[0]))
 
 
 def _default_losses() -> dict[str, tuple[nn.Module, float]]:
@@ -205,7 +211,7 @@ class MultiTaskLoss(nn.Module):
     def forward(
         self,
         outputs: Mapping[str, Any],
-        targets: Mapping[str, torch.Tensor],
+        targets: Mapping[str, torch.Tensor | None],
         *,
         valid: Mapping[str, torch.Tensor] | None = None,
     ) -> LossOutput:
@@ -215,7 +221,8 @@ class MultiTaskLoss(nn.Module):
             outputs: The model's output dict, e.g. ``{"seg": (B, C, D, H, W), "seg_deep": [...],
                 "cls": (B, K)}``.
             targets: Key -> target: ``"seg"`` ``(B, 1, D, H, W)`` or ``(B, D, H, W)`` labels,
-                ``"cls"`` ``(B,)`` class indices with ``-1`` for missing.
+                ``"cls"`` ``(B,)`` class indices with ``-1`` for missing; ``None`` when no
+                sample of the batch has that target (the part is then 0).
             valid: Optional key -> bool ``(B,)``: which samples have a target for that key.
 
         Returns:
@@ -237,8 +244,11 @@ class MultiTaskLoss(nn.Module):
                     f"targets has no {key!r} (it has {sorted(targets)}); pass a target for every "
                     f"loss key and mark samples without one as missing (-1 or valid=...)"
                 )
-            extra = {"valid": valid[key]} if key in valid else {}
-            value = loss(prediction, targets[key], **extra)
+            if targets[key] is None:  # no sample of the batch has this target
+                value = _zero(prediction)
+            else:
+                extra = {"valid": valid[key]} if key in valid else {}
+                value = loss(prediction, targets[key], **extra)
             if not isinstance(value, torch.Tensor) or value.ndim != 0:
                 raise ShapeError(f"the loss for {key!r} must return a 0-dim tensor, got {value!r}")
             weight = self.weight(key)
