@@ -12,7 +12,7 @@ import pytest
 from sklearn import metrics as skm
 
 from multitask_unet.cli import evaluate as evaluate_cli
-from multitask_unet.errors import DataError, ShapeError
+from multitask_unet.errors import DataError, RegistryError, ShapeError
 from multitask_unet.evaluation import EvaluationConfig, evaluate, summarize
 from multitask_unet.evaluation._atomic import atomic_write_text
 
@@ -127,6 +127,7 @@ def test_segmentation_only_and_classification_only(study, tmp_path, predictions_
         ("bad_affine", DataError, "affines"),
         ("bad_csv", DataError, "must be numbers"),
         ("bad_split", DataError, "split 'nope' not found"),
+        ("swapped_columns", DataError, "order the prob_ columns by class"),
     ],
 )
 def test_errors_name_file_and_fix(study, nifti_writer, damage, error, match):
@@ -143,10 +144,21 @@ def test_errors_name_file_and_fix(study, nifti_writer, damage, error, match):
     elif damage == "bad_csv":
         path = study.pred_dir / "predictions.csv"
         path.write_text(path.read_text().replace("case_2_02,", "case_2_02,abc,", 1))
+    elif damage == "swapped_columns":
+        path = study.pred_dir / "predictions.csv"
+        text = path.read_text()
+        path.write_text(text.replace("prob_subtype0,prob_subtype1", "prob_subtype1,prob_subtype0"))
     else:
         split = "nope"
     with pytest.raises(error, match=match):
         evaluate(study.pred_dir, study.ref_root, split=split, config=FAST, figures=False)
+
+
+def test_layout_is_passed_to_the_reader(study):
+    report = evaluate(study.pred_dir, study.ref_root, layout="study", config=FAST, figures=False)
+    assert report.summary["cases"]["evaluated"] == 9
+    with pytest.raises(RegistryError, match="nnunet"):
+        evaluate(study.pred_dir, study.ref_root, layout="nnunett", config=FAST, figures=False)
 
 
 def test_float_stored_reference_labels_are_rounded_within_tolerance(study, nifti_writer):

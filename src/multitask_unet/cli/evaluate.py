@@ -31,7 +31,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="score predictions (Dice, NSD, HD95, AUC, F1) against a reference dataset",
         description=(
             "Compare OUT/CASE.nii.gz label maps and OUT/predictions.csv with a reference dataset "
-            "(SPLIT/subtypeK/CASE.nii.gz) and write REPORT/cases.csv, REPORT/summary.json and "
+            "(e.g. SPLIT/subtypeK/CASE.nii.gz) and write REPORT/cases.csv, REPORT/summary.json and "
             "PNG figures. Both-empty regions score Dice = NSD = 1 and HD95 = 0 (Metrics Reloaded)."
         ),
     )
@@ -45,6 +45,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=None,
         help="evaluate exactly this reference split (every case needs a prediction); "
         "default: the predicted cases",
+    )
+    parser.add_argument(
+        "--layout",
+        default="auto",
+        help="layout of the reference dataset: study, nnunet, manifest or auto (default)",
     )
     parser.add_argument(
         "--config", type=Path, default=None, help="EvaluationConfig as .yaml or .json"
@@ -84,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
         args.ref,
         out_dir=args.output,
         split=args.split,
+        layout=args.layout,
         config=config,
         figures=not args.no_figures,
     )

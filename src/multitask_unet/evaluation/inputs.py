@@ -6,36 +6,37 @@ Prediction folder (written by the predictor)::
     OUT/predictions.csv      case_id, prob_<class name> per class, predicted (integer class)
 
 The ``prob_`` columns are in class order: column k holds the probability of class k, the class
-that the reference layout stores in ``subtype<k>/``. Either part may be absent (a
+that the study layout stores in ``subtype<k>/``. Either part may be absent (a
 segmentation-only or a classification-only model), not both.
 
-Reference: a dataset in the study layout, ``SPLIT/subtypeK/CASE.nii.gz`` (label map) beside
-``CASE_0000.nii.gz`` (image); the class of a case is ``K`` from its folder.
+Reference: any dataset :func:`multitask_unet.data.readers.read_dataset` reads (the study layout
+``SPLIT/subtypeK/CASE.nii.gz``, nnU-Net raw datasets, CSV manifests); label maps are read with
+:func:`multitask_unet.data.io.read_mask`, which rounds labels stored as floats (``1.0000153``)
+and rejects values farther than 1e-3 from an integer.
 """
 
 from __future__ import annotations
 
 import csv
 import math
-import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from multitask_unet.data.io import read_mask
+from multitask_unet.data.readers import DatasetIndex, read_dataset
+from multitask_unet.data.records import CaseRecord
 from multitask_unet.errors import DataError, ShapeError
 
 __all__ = [
     "PredictionTable",
-    "ReferenceCase",
+    "check_class_order",
     "read_label_map",
     "read_predictions",
     "read_reference",
+    "records_by_id",
 ]
-
-_IMAGE = re.compile(r"_\d{4}$")
-_SUBTYPE = re.compile(r"^subtype(\d+)$")
-_LABEL_TOLERANCE = 1e-3
 
 
 @dataclass(frozen=True)
@@ -53,16 +54,6 @@ class PredictionTable:
     class_names: tuple[str, ...]
     probabilities: np.ndarray
     predicted: np.ndarray
-
-
-@dataclass(frozen=True)
-class ReferenceCase:
-    """One reference case: where its label map is and what its class is."""
-
-    case_id: str
-    split: str
-    label: int | None
-    mask: Path | None
 
 
 def read_predictions(path: str | Path) -> PredictionTable:
@@ -115,40 +106,43 @@ def read_predictions(path: str | Path) -> PredictionTable:
     )
 
 
-def read_reference(root: str | Path) -> dict[str, ReferenceCase]:
-    """Find the reference cases of a dataset in the study layout.
+def read_reference(root: str | Path, *, layout: str = "auto") -> DatasetIndex:
+    """Index the reference dataset; cases whose label map file is missing get ``mask=None``.
 
     Args:
-        root: Dataset folder holding ``SPLIT/subtypeK/CASE.nii.gz`` label maps.
+        root: Dataset folder (or manifest CSV).
+        layout: Layout name for :func:`~multitask_unet.data.readers.read_dataset`, or ``"auto"``.
 
-    Returns:
-        Case id to :class:`ReferenceCase`, for every case with a label map or a known class.
+    Raises:
+        DataError: ``root`` is missing, of no known layout, or holds no case with a label map
+            or a class.
     """
-    root = Path(root)
-    if not root.is_dir():
-        raise DataError(f"reference folder {root} does not exist")
-    cases: dict[str, ReferenceCase] = {}
-    for split_dir in sorted(p for p in root.iterdir() if p.is_dir()):
-        for folder in [split_dir, *sorted(p for p in split_dir.iterdir() if p.is_dir())]:
-            match = _SUBTYPE.match(folder.name)
-            label = int(match.group(1)) if match else None
-            for file in sorted(folder.glob("*.nii.gz")):
-                stem = file.name.removesuffix(".nii.gz")
-                image_only = _IMAGE.search(stem)
-                case_id = _IMAGE.sub("", stem)
-                if case_id in cases and cases[case_id].split != split_dir.name:
-                    raise DataError(f"case {case_id} appears in two splits of {root}")
-                old = cases.get(case_id)
-                mask = old.mask if old else None
-                cases[case_id] = ReferenceCase(
-                    case_id, split_dir.name, label, mask if image_only else file
-                )
-    cases = {k: v for k, v in cases.items() if v.mask is not None or v.label is not None}
-    if not cases:
+    index = read_dataset(root, layout=layout)
+    records = tuple(
+        replace(r, mask=None) if r.mask is not None and not Path(r.mask).is_file() else r
+        for r in index.records
+    )
+    if not any(r.mask is not None or r.label is not None for r in records):
         raise DataError(
-            f"no reference cases under {root}; expected SPLIT/subtypeK/CASE.nii.gz label maps"
+            f"no reference case under {root} has a label map or a class; "
+            "point --ref at the labelled dataset"
         )
-    return cases
+    return replace(index, records=records)
+
+
+def check_class_order(table: PredictionTable, index: DatasetIndex, csv_path: Path) -> None:
+    """Check that ``prob_<name>`` columns sit at the index of their class in the dataset.
+
+    Raises:
+        DataError: a dataset class name appears among the columns at another position.
+    """
+    for k, name in enumerate(index.class_names):
+        if name in table.class_names and table.class_names.index(name) != k:
+            raise DataError(
+                f"{csv_path}: column prob_{name} is column {table.class_names.index(name)} of the "
+                f"probabilities but {name} is class {k} of the reference; order the prob_ columns "
+                f"by class: {', '.join('prob_' + n for n in index.class_names)}"
+            )
 
 
 def read_label_map(
@@ -156,38 +150,24 @@ def read_label_map(
 ) -> tuple[np.ndarray, tuple[float, ...], np.ndarray]:
     """Read an integer label map with its spacing (mm) and affine.
 
-    Float-stored labels are rounded when within 1e-3 of an integer (some datasets store
-    ``1.0000153``), and rejected otherwise.
-
     Args:
-        path: A NIfTI label map.
-        like: Only used in error messages: the file this map must match.
+        path: A label map in any format :func:`~multitask_unet.data.io.read_mask` reads.
+        like: Only used in error messages: the reference this map is compared with.
 
     Returns:
-        ``(labels, spacing, affine)``: ``(D, H, W)`` int16 array in the file's axis order, the
-        voxel size per axis, and the 4x4 voxel-to-world matrix.
+        ``(labels, spacing, affine)``: ``(X, Y, Z)`` integer array in the file's axis order,
+        the voxel size per axis in mm, and the 4x4 voxel-to-world (RAS+) matrix.
     """
-    import nibabel as nib
-
     path = Path(path)
-    if not path.is_file():
-        raise DataError(
-            f"label map {path} does not exist" + (f" (needed for {like})" if like else "")
-        )
-    image = nib.load(str(path))
-    data = np.asanyarray(image.dataobj)
-    if data.ndim == 4 and data.shape[-1] == 1:
-        data = data[..., 0]
-    if data.ndim != 3:
-        raise ShapeError(f"{path} must be a 3-D label map, got shape {data.shape}")
-    if not np.issubdtype(data.dtype, np.integer):
-        rounded = np.rint(data)
-        worst = float(np.max(np.abs(rounded - data))) if data.size else 0.0
-        if worst > _LABEL_TOLERANCE:
-            raise DataError(
-                f"{path} holds non-integer labels (off by up to {worst:.3g}); "
-                "store the label map as integers"
-            )
-        data = rounded
-    spacing = tuple(float(z) for z in image.header.get_zooms()[:3])
-    return data.astype(np.int16), spacing, np.asarray(image.affine, dtype=np.float64)
+    if not path.exists():
+        needed = f" (needed for {like})" if like else ""
+        raise DataError(f"label map {path} does not exist{needed}")
+    volume = read_mask(path)
+    if volume.array.ndim != 3:
+        raise ShapeError(f"{path} must be a 3-D label map, got shape {volume.array.shape}")
+    return volume.array, tuple(volume.spacing), np.asarray(volume.affine, dtype=np.float64)
+
+
+def records_by_id(index: DatasetIndex) -> dict[str, CaseRecord]:
+    """Case id to record."""
+    return {r.case_id: r for r in index.records}

@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from multitask_unet.data.records import CaseRecord
 from multitask_unet.errors import DataError, ShapeError
 from multitask_unet.evaluation._atomic import atomic_write_text
 from multitask_unet.evaluation.bootstrap import bootstrap_many, bootstrap_mean
@@ -47,9 +48,11 @@ from multitask_unet.evaluation.classification import confusion_matrix, evaluate_
 from multitask_unet.evaluation.config import EvaluationConfig
 from multitask_unet.evaluation.inputs import (
     PredictionTable,
+    check_class_order,
     read_label_map,
     read_predictions,
     read_reference,
+    records_by_id,
 )
 from multitask_unet.evaluation.segmentation import evaluate_segmentation
 
@@ -141,6 +144,7 @@ def evaluate(
     *,
     out_dir: str | Path | None = None,
     split: str | None = None,
+    layout: str = "auto",
     config: EvaluationConfig | None = None,
     figures: bool = True,
 ) -> EvaluationReport:
@@ -148,10 +152,11 @@ def evaluate(
 
     Args:
         pred_dir: Folder with ``CASE.nii.gz`` label maps and/or ``predictions.csv``.
-        ref_root: Reference dataset in the study layout (``SPLIT/subtypeK/CASE.nii.gz``).
+        ref_root: Reference dataset, e.g. in the study layout (``SPLIT/subtypeK/CASE.nii.gz``).
         out_dir: Report folder; None computes without writing.
         split: Evaluate exactly this split of the reference: every case of it must have a
             prediction. None evaluates the predicted cases, which must all be in the reference.
+        layout: Layout of ``ref_root`` (``"study"``, ``"nnunet"``, ``"manifest"``) or ``"auto"``.
         config: Regions, tolerance, bootstrap (default :class:`EvaluationConfig`).
         figures: Also write the PNG figures (needs matplotlib).
 
@@ -177,7 +182,10 @@ def evaluate(
     )
     if not masks and table is None:
         raise DataError(f"{pred_dir} holds no CASE.nii.gz label maps and no predictions.csv")
-    reference = read_reference(ref_root)
+    index = read_reference(ref_root, layout=layout)
+    if table is not None:
+        check_class_order(table, index, pred_dir / "predictions.csv")
+    reference = records_by_id(index)
     selected = _select_cases(reference, masks, table, split, pred_dir, Path(ref_root))
     probs = dict(zip(table.case_ids, zip(table.probabilities, table.predicted))) if table else {}
     rows, seg_rows, labelled = [], [], []
@@ -297,7 +305,7 @@ def _segment_case(pred_path: Path, ref_path: Path, config: EvaluationConfig) -> 
 
 
 def _select_cases(
-    reference: Mapping[str, Any],
+    reference: Mapping[str, CaseRecord],
     masks: Mapping[str, Path],
     table: PredictionTable | None,
     split: str | None,
