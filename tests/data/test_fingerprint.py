@@ -15,6 +15,7 @@ from multitask_unet.data.fingerprint import (
     IntensityStats,
     compute_fingerprint,
 )
+from multitask_unet.data.readers import read_dataset
 from multitask_unet.data.records import CaseRecord
 from multitask_unet.errors import ConfigError, DataError
 
@@ -140,17 +141,9 @@ def test_fingerprint_errors(dataset: list[CaseRecord]) -> None:
 
 
 @pytest.mark.real_data
-def test_real_training_split_fingerprint() -> None:
-    root = os.environ.get("MULTITASK_UNET_TEST_DATA")
-    if not root:
-        pytest.skip("MULTITASK_UNET_TEST_DATA is not set (folder of the shared real CT)")
+def test_real_training_split_fingerprint(quiz_subset: Path) -> None:
     sitk = pytest.importorskip("SimpleITK")
-    train = Path(root) / "pancreas_quiz_subset" / "train"
-    records = []
-    for image in sorted(train.glob("subtype*/*_0000.nii.gz")):
-        case_id = image.name.removesuffix("_0000.nii.gz")
-        subtype = int(image.parent.name.removeprefix("subtype"))
-        records.append(CaseRecord(case_id, (image,), image.parent / f"{case_id}.nii.gz", subtype))
+    records = read_dataset(quiz_subset).split("train").records
     fp = compute_fingerprint(records, num_workers=2, progress=False, intensity_samples=200_000)
     reference = [sitk.ReadImage(str(r.images[0])).GetSpacing()[::-1] for r in records]
     assert fp.median_spacing == pytest.approx(tuple(np.median(reference, axis=0)))

@@ -5,6 +5,7 @@ Everything claimed "as nnU-Net" is checked against nnunetv2's own functions on t
 
 from __future__ import annotations
 
+import argparse
 import os
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from multitask_unet.data.preprocessing import (
     restore_native,
     sample_class_locations,
 )
+from multitask_unet.data.readers import read_dataset
 from multitask_unet.data.records import CaseRecord
 from multitask_unet.data.resampling import compute_new_shape, resample_image, resample_seg
 from multitask_unet.errors import DataError, ShapeError
@@ -359,17 +361,9 @@ def test_load_cached_case_errors(tmp_path: Path) -> None:
 
 
 @pytest.mark.real_data
-def test_real_cases_preprocess_and_restore(tmp_path: Path) -> None:
-    root = os.environ.get("MULTITASK_UNET_TEST_DATA")
-    if not root:
-        pytest.skip("MULTITASK_UNET_TEST_DATA is not set (folder of the shared real CT)")
-    base = Path(root) / "pancreas_quiz_subset" / "train"
-    records = []
-    for case_id, sub in (("quiz_0_324", "subtype0"), ("quiz_1_010", "subtype1")):
-        folder = base / sub
-        records.append(
-            CaseRecord(case_id, (folder / f"{case_id}_0000.nii.gz",), folder / f"{case_id}.nii.gz")
-        )
+def test_real_cases_preprocess_and_restore(quiz_subset: Path, tmp_path: Path) -> None:
+    train = read_dataset(quiz_subset).split("train")
+    records = [train["quiz_0_324"], train["quiz_1_010"]]  # native 3 mm; float mask 1.0000153
     plan = _plan(records)
     preprocess_dataset(records, plan, tmp_path, num_workers=1, progress=False)
     for record in records:
@@ -378,7 +372,24 @@ def test_real_cases_preprocess_and_restore(tmp_path: Path) -> None:
         assert cached.image.shape[1:] == cached.seg.shape[1:] == cached.properties.shape
         restored = restore_native(np.asarray(cached.seg[0]), cached.properties)
         original = nib.load(record.mask)
-        truth = np.rint(np.asarray(original.dataobj)).astype(np.uint8)  # one mask stores 1.0000153
+        truth = np.rint(np.asarray(original.dataobj)).astype(np.uint8)
         assert restored.shape == truth.shape
         np.testing.assert_allclose(np.asarray(cached.properties.original_affine), original.affine)
         assert (restored == truth).mean() > 0.99
+
+
+def test_preprocess_command_is_rerun_safe(phantom_dataset, tmp_path: Path, capsys) -> None:
+    from multitask_unet.cli import preprocess as preprocess_cli
+
+    plan = _plan(list(phantom_dataset.split("train").records))
+    plan.save(tmp_path / "plan.json")
+    argv = ["preprocess", str(phantom_dataset.root), "--plan", str(tmp_path / "plan.json"),
+            "-o", str(tmp_path / "cache"), "--workers", "1", "--no-progress"]  # fmt: skip
+    parser = argparse.ArgumentParser()
+    preprocess_cli.add_parser(parser.add_subparsers(dest="command"))
+    assert preprocess_cli.run(parser.parse_args(argv)) == 0
+    assert list_cached_cases(tmp_path / "cache") == sorted(phantom_dataset.case_ids)
+    assert preprocess_cli.run(parser.parse_args([*argv, "--split", "test"])) == 0
+    assert f"preprocessed 0 case(s), {len(phantom_dataset.split('test'))} already" in (
+        capsys.readouterr().out
+    )

@@ -238,6 +238,7 @@ def create_plan(
     gpu_memory_gb: float = 8.0,
     normalization: str | Sequence[str] = "ct",
     target_spacing: Sequence[float] | None = None,
+    labels: Sequence[int] | None = None,
     num_classes: int | None = None,
 ) -> Plan:
     """Plan preprocessing and patch size for a fingerprinted dataset.
@@ -248,7 +249,9 @@ def create_plan(
         gpu_memory_gb: GPU memory to plan the patch and batch for (nnU-Net: 8).
         normalization: ``"ct"``, ``"zscore"`` or ``"none"``, for all channels or one each.
         target_spacing: Override the planned target spacing (mm, ``(D, H, W)``).
-        num_classes: Segmentation outputs, for the memory estimate; default: labels seen.
+        labels: Segmentation label values (e.g. the dataset's declared labels); default: the
+            labels seen by the fingerprint. Background 0 is always included.
+        num_classes: Segmentation outputs, for the memory estimate; default: ``len(labels)``.
 
     Returns:
         The :class:`Plan`.
@@ -266,7 +269,7 @@ def create_plan(
         compute_new_shape(c.shape_after_crop, c.spacing, spacing) for c in fingerprint.cases
     ]
     median_shape = tuple(round(float(x)) for x in np.median(np.array(new_shapes), axis=0))
-    labels = fingerprint.labels if 0 in fingerprint.labels else (0, *fingerprint.labels)
+    labels = tuple(sorted({0, *(fingerprint.labels if labels is None else map(int, labels))}))
     classes = num_classes if num_classes is not None else len(labels)
     patch, estimate = plan_patch_size(
         median_shape,

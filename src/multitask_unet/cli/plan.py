@@ -1,0 +1,130 @@
+"""``multitask-unet plan``: fingerprint a dataset and write an nnU-Net-style plan as JSON.
+
+Example::
+
+    multitask-unet plan ../shared/data/pancreas_quiz_subset -o plan.json --size-divisor 8,32,32
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+__all__ = ["add_parser", "run"]
+
+
+def _ints(text: str) -> int | tuple[int, ...]:
+    values = tuple(int(v) for v in text.split(","))
+    return values[0] if len(values) == 1 else values
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    return tuple(float(v) for v in text.split(","))
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register the ``plan`` subcommand."""
+    from multitask_unet.data.readers import LAYOUTS
+
+    parser = subparsers.add_parser(
+        "plan",
+        help="fingerprint a dataset and plan target spacing, normalisation and patch size",
+        description=(
+            "Read the labelled cases of one split of DATA, compute the dataset fingerprint "
+            "(spacings, shapes, foreground intensities, label and subtype counts) and plan the "
+            "target spacing, CT normalisation, patch size and batch size by nnU-Net's rules. "
+            "The plan is written as JSON (see docs/concepts/plan.md)."
+        ),
+    )
+    parser.add_argument("data", type=Path, metavar="DATA", help="dataset folder or manifest CSV")
+    parser.add_argument(
+        "-o", "--output", required=True, type=Path, metavar="PLAN", help="plan .json to write"
+    )
+    parser.add_argument(
+        "--layout", default="auto", choices=["auto", *LAYOUTS.list()], help="dataset layout"
+    )
+    parser.add_argument(
+        "--split", default="train", help="split to fingerprint (default: train); needs masks"
+    )
+    parser.add_argument(
+        "--size-divisor",
+        type=_ints,
+        default=32,
+        metavar="N|D,H,W",
+        help="the network's size_divisor (model.size_divisor); powers of two (default 32)",
+    )
+    parser.add_argument(
+        "--gpu-memory", type=float, default=8.0, metavar="GB", help="GPU memory budget (8)"
+    )
+    parser.add_argument(
+        "--normalization",
+        default="ct",
+        choices=["ct", "zscore", "none"],
+        help="intensity normalisation of every channel (default: ct, as nnU-Net for CT)",
+    )
+    parser.add_argument(
+        "--target-spacing",
+        type=_floats,
+        default=None,
+        metavar="D,H,W",
+        help="override the planned target spacing (mm, slice axis first)",
+    )
+    parser.add_argument(
+        "--orientation", default="LPS", help="canonical orientation code (default LPS)"
+    )
+    parser.add_argument(
+        "--intensity-samples",
+        type=int,
+        default=10**8,
+        metavar="N",
+        help="foreground voxels sampled for the intensity statistics (nnU-Net: 1e8)",
+    )
+    parser.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    return parser
+
+
+def _fmt(values: Any, digits: int = 3) -> str:
+    return " x ".join(f"{v:.{digits}g}" if isinstance(v, float) else str(v) for v in values)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Fingerprint, plan, save and print a summary."""
+    from multitask_unet.data.fingerprint import compute_fingerprint
+    from multitask_unet.data.planning import create_plan
+    from multitask_unet.data.readers import read_dataset
+
+    index = read_dataset(args.data, layout=args.layout).split(args.split)
+    fingerprint = compute_fingerprint(
+        index.records,
+        orientation=args.orientation,
+        intensity_samples=args.intensity_samples,
+        num_workers=args.workers,
+        progress=not args.no_progress,
+    )
+    plan = create_plan(
+        fingerprint,
+        size_divisor=args.size_divisor,
+        gpu_memory_gb=args.gpu_memory,
+        normalization=args.normalization,
+        target_spacing=args.target_spacing,
+        labels=sorted(set(index.label_names.values())),
+    )
+    plan.save(args.output)
+    stats = fingerprint.intensity[0]
+    print(
+        f"cases ({args.split}):    {len(fingerprint.cases)}  subtypes {fingerprint.subtype_counts}"
+    )
+    print(f"median spacing:   {_fmt(fingerprint.median_spacing)} mm (D x H x W)")
+    print(f"target spacing:   {_fmt(plan.target_spacing)} mm")
+    print(f"median shape:     {_fmt(plan.median_shape)} voxels at the target spacing")
+    print(f"patch size:       {_fmt(plan.patch_size)}  (divisible by {_fmt(plan.size_divisor)})")
+    print(f"batch size:       {plan.batch_size}  for {plan.gpu_memory_gb:g} GB")
+    print(
+        f"foreground HU:    [{stats.percentile_00_5:.1f}, {stats.percentile_99_5:.1f}]  "
+        f"mean {stats.mean:.1f}  std {stats.std:.1f}"
+    )
+    print(f"cache key:        {plan.cache_key()}")
+    print(f"wrote {args.output}")
+    return 0
