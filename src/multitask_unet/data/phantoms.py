@@ -81,8 +81,8 @@ def make_phantom(
     sp = np.asarray(spacing, float)
     half = np.asarray(shape) * sp / 2
     scale = min(1.0, float(half.min()) / 30.0)  # anatomy in mm, shrunk for small fields of view
-    x, y, z = (((np.arange(n) + 0.5) * s - h)[idx] for n, s, h, idx in zip(
-        shape, sp, half, (np.s_[:, None, None], np.s_[None, :, None], np.s_[None, None, :])))  # fmt: skip
+    centres = [(np.arange(n) + 0.5) * s - h for n, s, h in zip(shape, sp, half, strict=True)]
+    x, y, z = centres[0][:, None, None], centres[1][None, :, None], centres[2][None, None, :]
 
     def field(sigma_mm: float) -> np.ndarray:
         """Smooth Gaussian random field with unit standard deviation."""

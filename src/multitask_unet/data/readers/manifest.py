@@ -55,10 +55,8 @@ class ManifestLayout(Layout):
             columns = {c.strip().lower(): c for c in (reader.fieldnames or [])}
             rows = list(reader)
         case_col = next((columns[c] for c in _CASE if c in columns), None)
-        images = sorted(
-            ((int(m.group(1) or 0), original) for c, original in columns.items()
-             if (m := _IMAGE.match(c))),
-        )  # fmt: skip
+        matches = ((_IMAGE.match(c), original) for c, original in columns.items())
+        images = sorted((int(m.group(1) or 0), original) for m, original in matches if m)
         if case_col is None or not images:
             raise DataError(
                 f"{path} needs a case column ({'/'.join(_CASE)}) and an image column (image or "

@@ -1,0 +1,320 @@
+"""Check a dataset before anything is written, reporting every problem in one pass.
+
+:func:`validate_dataset` reads every image and mask once (in a few threads) and returns a
+:class:`~multitask_unet.data.report.ValidationReport`: errors make the data unusable as it is,
+warnings describe what the pipeline will do about a harmless oddity (e.g. mask values such as
+``1.0000153`` rounded to ``1``). Each issue names the file and the fix.
+
+Checked per case: missing image or mask; unreadable or truncated files; 2D and 4D volumes; NaN
+or Inf intensities; image/mask (and channel/channel) shape, spacing, origin and direction
+mismatches beyond ``geometry_tolerance``; non-integer mask values (rounded within
+``label_tolerance``, an error beyond it); mask values outside the declared labels; masks
+without foreground. Checked per dataset: duplicate case ids, empty splits and subtype folders,
+labels contradicting their folder, subtypes without training cases.
+
+Example:
+    >>> from multitask_unet.data.phantoms import write_phantom_dataset
+    >>> import tempfile
+    >>> root = write_phantom_dataset(tempfile.mkdtemp(), n_train=3, n_validation=0, n_test=0,
+    ...                              shape=(24, 24, 12)).root
+    >>> validate_dataset(root).ok
+    True
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from multitask_unet.data.io import Volume, read_image
+from multitask_unet.data.readers import DatasetIndex, read_dataset
+from multitask_unet.data.readers.labels import CaseLabels, LabelsSource
+from multitask_unet.data.records import CaseRecord
+from multitask_unet.data.report import Issue, ValidationReport
+from multitask_unet.errors import DataError
+
+__all__ = ["validate_dataset"]
+
+_GRID_FIX = "resample the mask onto the image grid (same shape, spacing, origin and direction)"
+
+
+def validate_dataset(
+    data: str | Path | DatasetIndex,
+    *,
+    layout: str = "auto",
+    labels: LabelsSource | CaseLabels | None = None,
+    label_tolerance: float = 1e-3,
+    geometry_tolerance: float = 1e-3,
+    workers: int | None = None,
+) -> ValidationReport:
+    """Check every case of a dataset and report all problems at once.
+
+    Args:
+        data: A dataset folder (or manifest) or a :class:`DatasetIndex` already read.
+        layout: Layout name when ``data`` is a path (``"auto"`` detects it).
+        labels: Case labels when ``data`` is a path (see :func:`read_dataset`).
+        label_tolerance: Mask values within this distance of an integer are rounded (one
+            warning per file); farther values are errors.
+        geometry_tolerance: Relative tolerance on spacing, on origin (in voxels) and on
+            direction cosines between the channels and the mask of a case.
+        workers: Threads reading files (default: up to 4).
+
+    Returns:
+        The :class:`ValidationReport`; ``report.ok`` is ``False`` when there is any error.
+    """
+    start = time.perf_counter()
+    if isinstance(data, DatasetIndex):
+        index = data
+    else:
+        try:
+            index = read_dataset(data, layout=layout, labels=labels)
+        except DataError as exc:
+            fix = "fix the path, the layout or the labels file as described"
+            issue = Issue("error", str(exc), fix, file=Path(data))
+            return ValidationReport((issue,), root=Path(data))
+    label_values = frozenset(index.label_names.values())
+
+    def check(record: CaseRecord) -> tuple[list[Issue], int]:
+        return _check_case(record, label_values, label_tolerance, geometry_tolerance)
+
+    n_workers = max(1, workers if workers is not None else min(4, os.cpu_count() or 1))
+    if n_workers == 1 or len(index) < 2:
+        results = [check(r) for r in index.records]
+    else:
+        with ThreadPoolExecutor(n_workers) as pool:
+            results = list(pool.map(check, index.records))
+    issues = list(index.issues)
+    for case_issues, _ in results:
+        issues.extend(case_issues)
+    issues.extend(_check_index(index))
+    return ValidationReport(
+        tuple(issues),
+        root=index.root,
+        n_cases=len(index),
+        n_files=sum(n for _, n in results),
+        seconds=time.perf_counter() - start,
+    )
+
+
+def _check_case(
+    record: CaseRecord, label_values: frozenset[int], label_tol: float, geometry_tol: float
+) -> tuple[list[Issue], int]:
+    issues: list[Issue] = []
+    cid = record.case_id
+
+    def error(message: str, fix: str, path: Path) -> None:
+        issues.append(Issue("error", message, fix, file=path, case_id=cid))
+
+    def load(path: Path, what: str) -> Volume | None:
+        if not path.exists():
+            error(f"{what} missing", f"add {path.name} or remove case {cid!r}", path)
+            return None
+        try:
+            vol = read_image(path)
+        except DataError as exc:
+            error(f"unreadable {what}: {exc}", "re-export the file (e.g. as .nii.gz)", path)
+            return None
+        return vol if _dimensions_ok(vol, what, error) else None
+
+    n_files = 0
+    reference: Volume | None = None
+    for channel, path in enumerate(record.images):
+        vol = load(path, f"image channel {channel}")
+        n_files += vol is not None
+        if vol is None:
+            continue
+        if vol.array.dtype.kind not in "iufb":
+            fix = "store intensities as integers or floats"
+            error(f"image dtype {vol.array.dtype} is not numeric", fix, path)
+            continue
+        if vol.array.dtype.kind == "f":
+            bad = int(np.count_nonzero(~np.isfinite(vol.array)))
+            if bad:
+                fix = "replace them (e.g. by the minimum intensity) before training"
+                error(f"{bad} voxel(s) are NaN or Inf", fix, path)
+        if reference is None:
+            reference = vol
+        else:
+            what = f"channel {channel}"
+            fix = "resample all channels onto the grid of channel 0"
+            issues.extend(_geometry(reference, vol, what, fix, geometry_tol, cid))
+    if record.mask is not None:
+        mask = load(record.mask, "mask")
+        n_files += mask is not None
+        if mask is not None:
+            if reference is not None:
+                issues.extend(_geometry(reference, mask, "mask", _GRID_FIX, geometry_tol, cid))
+            issues.extend(_check_labels(mask, label_values, label_tol, cid))
+    return issues, n_files
+
+
+def _dimensions_ok(vol: Volume, what: str, error) -> bool:
+    shape = vol.shape
+    if len(shape) == 3 and min(shape) > 1:
+        return True
+    path = vol.path
+    if len(shape) < 3 or min(shape[:3]) == 1:
+        fix = "provide the full 3D volume (several voxels along every axis)"
+        error(f"{what} is 2D (shape {shape}); 3D volumes are needed", fix, path)
+    elif len(shape) == 4:
+        fix = "store each 3D volume as its own channel file CASE_0000, CASE_0001, ..."
+        error(f"{what} is 4D (shape {shape})", fix, path)
+    else:
+        error(f"{what} has {len(shape)} dimensions (shape {shape})", "store a 3D volume", path)
+    return False
+
+
+def _geometry(
+    ref: Volume, vol: Volume, what: str, fix: str, tol: float, case_id: str
+) -> list[Issue]:
+    def issue(message: str) -> Issue:
+        return Issue("error", f"{what} {message}", fix, file=vol.path, case_id=case_id)
+
+    if vol.shape != ref.shape:
+        return [issue(f"shape {vol.shape} differs from the image's {ref.shape}")]
+    out = []
+    ref_spacing, spacing = np.asarray(ref.spacing), np.asarray(vol.spacing)
+    if np.max(np.abs(spacing - ref_spacing) / ref_spacing) > tol:
+        out.append(issue(f"spacing {_fmt(spacing)} differs from the image's {_fmt(ref_spacing)}"))
+    shift = np.abs(np.asarray(vol.origin) - np.asarray(ref.origin)) / ref_spacing.min()
+    if np.max(shift) > tol:
+        out.append(
+            issue(
+                f"origin {_fmt(vol.origin)} differs from the image's {_fmt(ref.origin)} "
+                f"({np.max(shift):.3g} voxels)"
+            )
+        )
+    if np.max(np.abs(vol.direction - ref.direction)) > tol:
+        out.append(
+            issue(
+                f"direction {_fmt(vol.direction.ravel())} differs from the image's "
+                f"{_fmt(ref.direction.ravel())} (axes flipped or rotated)"
+            )
+        )
+    return out
+
+
+def _check_labels(
+    mask: Volume, label_values: frozenset[int], tol: float, case_id: str
+) -> list[Issue]:
+    array = mask.array
+
+    def issue(severity: str, message: str, fix: str) -> Issue:
+        return Issue(severity, message, fix, file=mask.path, case_id=case_id)  # type: ignore[arg-type]
+
+    if array.dtype.kind == "f":
+        finite = np.isfinite(array)
+        if not finite.all():
+            fix = "store integer labels 0, 1, 2, ..."
+            return [issue("error", f"{int((~finite).sum())} mask voxel(s) are NaN or Inf", fix)]
+        rounded = np.rint(array)
+        distance = np.abs(array - rounded)
+        deviation = float(distance.max()) if array.size else 0.0
+        if deviation > tol:
+            example = float(array[distance > tol].flat[0])
+            fix = "store integer labels 0, 1, 2, ... (re-export the mask)"
+            message = (
+                f"mask holds non-integer values such as {example!r} (up to {deviation:.3g} from "
+                f"an integer; tolerance {tol:g})"
+            )
+            return [issue("error", message, fix)]
+        out = []
+        if deviation > 0:
+            example = float(array[distance > 0].flat[0])
+            fix = "nothing to do; re-save the mask with integer values to silence this"
+            message = f"mask values such as {example!r} are rounded to integers ({deviation:.3g})"
+            out.append(issue("warning", message, fix))
+        values = _values(rounded.astype(np.int64))
+    else:
+        out = []
+        values = _values(array)
+    unknown = sorted(set(values) - label_values)
+    if unknown:
+        fix = "remap these values or declare them in dataset.json labels (label_names=...)"
+        message = f"mask values {unknown} are not declared labels {sorted(label_values)}"
+        out.append(issue("error", message, fix))
+    if not any(v != 0 for v in values):
+        fix = "check it is the right file; an all-background mask only teaches background"
+        out.append(issue("warning", "mask has no foreground (all voxels are 0)", fix))
+    return out
+
+
+def _values(array: np.ndarray) -> list[int]:
+    """Distinct integer values of ``array`` (bincount when small and non-negative)."""
+    if array.size == 0:
+        return []
+    lo, hi = int(array.min()), int(array.max())
+    if lo >= 0 and hi < 65536:
+        return [int(v) for v in np.flatnonzero(np.bincount(array.ravel().astype(np.intp)))]
+    return [int(v) for v in np.unique(array)]
+
+
+def _check_index(index: DatasetIndex) -> list[Issue]:
+    issues: list[Issue] = []
+    if not index.records:
+        fix = "check the dataset root and its layout"
+        issues.append(Issue("error", "the dataset has no cases", fix, file=index.root))
+    by_id: dict[str, list[CaseRecord]] = {}
+    for record in index.records:
+        by_id.setdefault(record.case_id, []).append(record)
+    for case_id, records in by_id.items():
+        if len(records) > 1:
+            places = ", ".join(str(r.images[0].parent) for r in records)
+            fix = "rename or remove all but one of them"
+            message = f"case id {case_id!r} appears {len(records)} times: {places}"
+            issues.append(Issue("error", message, fix, file=records[1].images[0], case_id=case_id))
+    if index.num_classes:
+        issues.extend(_check_classes(index))
+    for record in index.records:
+        if record.split != "test" and record.mask is None:
+            fix = "add its mask, or accept that it trains classification only"
+            message = f"{record.split} case has no mask"
+            issues.append(_case_issue("warning", message, fix, record))
+    return issues
+
+
+def _check_classes(index: DatasetIndex) -> list[Issue]:
+    issues: list[Issue] = []
+    counts: Mapping[str, Counter] = {
+        s: Counter(r.label for r in index.records if r.split == s and r.label is not None)
+        for s in index.splits
+    }
+    for split, counter in counts.items():
+        if not counter:
+            continue
+        for k, name in enumerate(index.class_names):
+            if counter[k]:
+                continue
+            if split == "train":
+                fix = f"add training cases of {name} or renumber the subtypes 0..K-1 without gaps"
+                message = f"{name} (label {k}) has no training cases"
+                issues.append(Issue("error", message, fix, file=index.root))
+            else:
+                fix = f"add {name} cases to {split} to evaluate that subtype"
+                message = f"{split} split has no {name} (label {k}) case"
+                issues.append(Issue("warning", message, fix, file=index.root))
+    if "train" in counts and not counts["train"] and index.num_classes:
+        fix = "put the training cases in train/subtypeK/ folders or pass labels=..."
+        message = "no training case has a subtype label"
+        issues.append(Issue("warning", message, fix, file=index.root))
+    for record in index.records:
+        if record.label is None and record.split != "test" and counts.get(record.split):
+            fix = "give it a subtype (folder or labels table); it will train segmentation only"
+            message = f"{record.split} case has no subtype label"
+            issues.append(_case_issue("warning", message, fix, record))
+    return issues
+
+
+def _case_issue(severity: str, message: str, fix: str, record: CaseRecord) -> Issue:
+    file = record.images[0] if record.images else record.mask
+    return Issue(severity, message, fix, file=file, case_id=record.case_id)  # type: ignore[arg-type]
+
+
+def _fmt(values) -> str:
+    return "(" + ", ".join(f"{float(v):.4g}" for v in np.asarray(values).ravel()) + ")"
