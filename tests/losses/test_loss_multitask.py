@@ -237,3 +237,22 @@ def test_none_target_means_no_sample_has_it():
     assert result.parts["seg"].item() == 0.0
     torch.testing.assert_close(result.total, 0.3 * result.parts["cls"])
     assert all(torch.all(t.grad == 0) for t in (outputs["seg"], *outputs["seg_deep"]))
+
+
+@pytest.mark.parametrize(
+    ("cls", "has_seg", "expected"),
+    [
+        ((1, -1, 3), None, {"seg": True, "cls": True}),
+        ((-1, -1, -1), (False, True, False), {"seg": True, "cls": False}),
+        ((-1, 2, -1), (False, False, False), {"seg": False, "cls": True}),
+    ],
+)
+def test_present_flags_and_uncertainty_ignores_absent_parts(cls, has_seg, expected):
+    outputs, targets = model_outputs(11), model_targets(11, cls=cls)
+    valid = None if has_seg is None else {"seg": torch.tensor(has_seg)}
+    loss_fn = MultiTaskLoss(uncertainty=True)
+    result = loss_fn(outputs, targets, valid=valid)
+    assert {k: bool(v) for k, v in result.present.items()} == expected
+    result.total.backward()
+    for key, is_present in expected.items():
+        assert (loss_fn.log_vars[key].grad != 0) == is_present

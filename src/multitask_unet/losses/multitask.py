@@ -35,7 +35,7 @@ from torch import nn
 from multitask_unet.config import Config
 from multitask_unet.errors import ConfigError, ShapeError
 from multitask_unet.losses.base import zero_loss
-from multitask_unet.losses.classification import CrossEntropyLoss
+from multitask_unet.losses.classification import MISSING, CrossEntropyLoss
 from multitask_unet.losses.deep_supervision import DeepSupervisionLoss
 from multitask_unet.losses.segmentation import DiceCELoss
 
@@ -92,11 +92,14 @@ class LossOutput:
         parts: Unweighted loss of every key, detached (0 when no sample had a target).
         weights: The multiplier applied to every part at this step (static weight x warm-up,
             times ``exp(-log_var)`` with uncertainty weighting), detached.
+        present: Bool 0-dim tensor per key: did any sample of the batch have a target? Average
+            logged parts over the batches where it is true.
     """
 
     total: torch.Tensor
     parts: dict[str, torch.Tensor]
     weights: dict[str, torch.Tensor]
+    present: dict[str, torch.Tensor]
 
     def scalars(self) -> dict[str, float]:
         """Python floats for logging: ``loss``, ``loss/<key>`` and ``weight/<key>`` (syncs)."""
@@ -104,6 +107,24 @@ class LossOutput:
         out.update({f"loss/{k}": float(v) for k, v in self.parts.items()})
         out.update({f"weight/{k}": float(v) for k, v in self.weights.items()})
         return out
+
+
+def _any_target(target: Any, valid: torch.Tensor | None) -> torch.Tensor:
+    """Bool 0-dim tensor: does any sample have a target (``valid`` and, for ``(B,)`` class
+    targets, not ``-1``)? Computed on the target's device, without a host sync."""
+    if target is None:
+        return torch.tensor(False)
+    flags = None
+    if (
+        isinstance(target, torch.Tensor)
+        and target.ndim == 1
+        and not (target.is_floating_point() or target.is_complex())
+    ):
+        flags = target != MISSING
+    if valid is not None:
+        valid = valid.to(torch.bool)
+        flags = valid if flags is None else flags & valid.to(flags.device)
+    return torch.tensor(True) if flags is None else flags.any()
 
 
 def _zero(prediction: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
@@ -124,7 +145,10 @@ class MultiTaskLoss(nn.Module):
     ``w_k * a_k * (exp(-s_k) * (L_k - L_k_min) + s_k / 2)``, where ``L_k_min`` is the loss's
     ``lower_bound`` (nnU-Net's Dice+CE can be negative; shifting it keeps the objective bounded
     and does not change the network's gradients). ``s_k`` starts at 0; add this module's
-    parameters to the optimiser and save its ``state_dict`` with the checkpoint.
+    parameters to the optimiser and save its ``state_dict`` with the checkpoint; under DDP,
+    wrap a module holding both the model and this loss (or average the log-variance gradients
+    over ranks) so that the ranks keep the same weights. A batch without any target for a key
+    leaves that key's log-variance unchanged.
 
     For a key ``k``, the output ``f"{k}_deep"`` (e.g. ``"seg_deep"``) holds deep-supervision
     logits; when present the loss of ``k`` receives ``[outputs[k], *outputs[k + "_deep"]]`` and
@@ -237,6 +261,7 @@ class MultiTaskLoss(nn.Module):
         total: torch.Tensor | None = None
         parts: dict[str, torch.Tensor] = {}
         weights: dict[str, torch.Tensor] = {}
+        present: dict[str, torch.Tensor] = {}
         for key, loss in self.losses.items():
             prediction = self._prediction(outputs, key, loss)
             if key not in targets:
@@ -252,10 +277,13 @@ class MultiTaskLoss(nn.Module):
             if not isinstance(value, torch.Tensor) or value.ndim != 0:
                 raise ShapeError(f"the loss for {key!r} must return a 0-dim tensor, got {value!r}")
             weight = self.weight(key)
+            present[key] = _any_target(targets[key], valid.get(key))
             if self.uncertainty:
                 log_var = self.log_vars[key]
                 bound = float(getattr(loss, "lower_bound", 0.0))
                 term = weight * (torch.exp(-log_var) * (value - bound) + 0.5 * log_var)
+                # A batch without any target for this key must not move its log-variance.
+                term = torch.where(present[key].to(term.device), term, term * 0)
                 weights[key] = (weight * torch.exp(-log_var)).detach()
             else:
                 term = weight * value
@@ -263,7 +291,7 @@ class MultiTaskLoss(nn.Module):
             parts[key] = value.detach()
             total = term if total is None else total + term
         assert total is not None  # at least one key, checked in __init__
-        return LossOutput(total=total, parts=parts, weights=weights)
+        return LossOutput(total=total, parts=parts, weights=weights, present=present)
 
     def _prediction(self, outputs: Mapping[str, Any], key: str, loss: nn.Module) -> Any:
         if key not in outputs:

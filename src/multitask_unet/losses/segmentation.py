@@ -163,6 +163,11 @@ class SoftDiceLoss(nn.Module):
         valid: torch.Tensor | None,
         voxel_mask: torch.Tensor | None,
     ) -> torch.Tensor:
+        if logits.shape[1] < 2:
+            raise ShapeError(
+                f"soft Dice over a softmax needs logits with at least 2 channels (background and "
+                f"foreground), got {tuple(logits.shape)}"
+            )
         axes = tuple(range(2, logits.ndim))
         probs = torch.softmax(logits.float(), dim=1)
         with torch.no_grad():
@@ -181,20 +186,25 @@ class SoftDiceLoss(nn.Module):
             intersect, sum_pred, sum_gt = (
                 torch.where(keep, t, 0) for t in (intersect, sum_pred, sum_gt)
             )
-        num_valid = None
         if self.batch_dice:
-            stats = [intersect.sum(0), sum_pred.sum(0), sum_gt.sum(0)]
-            if valid is not None:  # pooled Dice of no sample would be smooth / smooth = 1
-                stats.append(valid.sum().to(intersect.dtype).expand_as(stats[0]))
-            stacked = torch.stack(stats)
+            # The sample count travels with the sums (same shape on every rank, with or without
+            # `valid`): the pooled Dice of no sample would be smooth / smooth = 1, not "nothing".
+            count = intersect.new_full((), logits.shape[0]) if valid is None else valid.sum()
+            stacked = torch.stack(
+                [
+                    intersect.sum(0),
+                    sum_pred.sum(0),
+                    sum_gt.sum(0),
+                    count.to(intersect).expand(intersect.shape[1]),
+                ]
+            )
             if self.ddp:
                 stacked = _sum_over_ranks(stacked)
-            intersect, sum_pred, sum_gt = stacked[:3]
-            num_valid = stacked[3, 0] if valid is not None else None
+            intersect, sum_pred, sum_gt, num_valid = stacked
+            dice = (2 * intersect + self.smooth) / (sum_gt + sum_pred + self.smooth).clamp_min(1e-8)
+            return torch.where(num_valid[0] > 0, -dice.mean(), 0)
         dice = (2 * intersect + self.smooth) / (sum_gt + sum_pred + self.smooth).clamp_min(1e-8)
-        if num_valid is not None:
-            return torch.where(num_valid > 0, -dice.mean(), 0)
-        if self.batch_dice or valid is None:
+        if valid is None:
             return -dice.mean()
         per_sample = torch.where(valid.view(-1, 1), dice, 0)
         count = valid.sum() * dice.shape[1]
@@ -267,7 +277,7 @@ class DiceCELoss(nn.Module):
             valid: Optional bool ``(B,)``; samples marked ``False`` (no segmentation) are left out.
 
         Returns:
-            0-dim float32 tensor; ``zero_loss`` when nothing is valid.
+            0-dim float32 tensor; 0 (with a zero gradient) when no sample is valid.
         """
         name = type(self).__name__
         target = label_map(logits, target, name)
