@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -18,17 +16,6 @@ from multitask_unet.evaluation.surface import surface_mask
 pytestmark = pytest.mark.real_data
 
 
-@pytest.fixture(scope="module")
-def quiz() -> Path:
-    root = os.environ.get("MULTITASK_UNET_TEST_DATA")
-    if not root:
-        pytest.skip("set MULTITASK_UNET_TEST_DATA to the shared real CT folder to run this test")
-    path = Path(root) / "pancreas_quiz_subset"
-    if not path.is_dir():
-        pytest.skip(f"{path} is missing from MULTITASK_UNET_TEST_DATA")
-    return path
-
-
 def _kdtree_nsd_hd(pred: np.ndarray, ref: np.ndarray, spacing, tau: float):
     """Independent reference: nearest surface points by KD-tree in millimetre coordinates."""
     p = np.argwhere(surface_mask(pred)) * np.asarray(spacing)
@@ -38,19 +25,19 @@ def _kdtree_nsd_hd(pred: np.ndarray, ref: np.ndarray, spacing, tau: float):
     return nsd, max(np.percentile(a, 95), np.percentile(b, 95))
 
 
-def test_real_validation_split(quiz, tmp_path):
+def test_real_validation_split(quiz_subset, tmp_path):
     """Predictions = reference masks, one of them shifted by one slice (about 2 mm)."""
     pred_dir = tmp_path / "pred"
     pred_dir.mkdir()
     shifted = "quiz_2_089"
-    for mask in sorted((quiz / "validation" / "subtype2").glob("quiz_2_???.nii.gz")):
+    for mask in sorted((quiz_subset / "validation" / "subtype2").glob("quiz_2_???.nii.gz")):
         image = nib.load(str(mask))
         data = np.asanyarray(image.dataobj).astype(np.uint8)
         if mask.name.startswith(shifted):
             data = np.roll(data, 1, axis=2)
         nib.save(nib.Nifti1Image(data, image.affine, image.header), str(pred_dir / mask.name))
     ref_root = tmp_path / "ref"  # the validation split only, to keep the test fast
-    shutil.copytree(quiz / "validation", ref_root / "validation")
+    shutil.copytree(quiz_subset / "validation", ref_root / "validation")
     config = EvaluationConfig(n_bootstrap=100)
     report = evaluate(
         pred_dir, ref_root, out_dir=tmp_path / "report", split="validation", config=config
@@ -79,7 +66,7 @@ def test_real_validation_split(quiz, tmp_path):
     assert (tmp_path / "report" / "summary.json").is_file()
 
 
-def test_real_float_mask_with_off_integer_labels(quiz):
-    labels, spacing, _ = read_label_map(quiz / "train" / "subtype1" / "quiz_1_010.nii.gz")
+def test_real_float_mask_with_off_integer_labels(quiz_subset):
+    labels, spacing, _ = read_label_map(quiz_subset / "train" / "subtype1" / "quiz_1_010.nii.gz")
     assert set(np.unique(labels)) <= {0, 1, 2} and (labels == 1).any()
     assert spacing == pytest.approx((1.0, 1.0, 3.0))

@@ -216,7 +216,9 @@ def test_summarize_in_memory_without_files():
         {"dice_lesion": 0.5, "hd95_lesion": float("nan")},
         {"dice_lesion": 1.0, "hd95_lesion": 2.0},
     ]
-    summary = summarize(rows, y_true=np.array([0, 1, 1]), scores=np.eye(3)[[0, 1, 0], :2])
+    summary = summarize(
+        rows, y_true=np.array([0, 1, 1]), scores=np.eye(3)[[0, 1, 0], :2], config=FAST
+    )
     assert summary["dice_lesion"]["estimate"] == 0.75
     assert summary["hd95_lesion"]["n_undefined"] == 1
     assert summary["accuracy"]["estimate"] == pytest.approx(2 / 3)
@@ -234,3 +236,24 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path, monkeypatch):
         atomic_write_text(path, "new")
     assert path.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]  # no temporary left
+
+
+def test_phantom_dataset_predicted_perfectly(phantom_dataset, tmp_path, predictions_writer):
+    """The data package's phantom dataset as reference; predictions equal to its masks."""
+    from multitask_unet.data.io import read_mask, write_image
+
+    pred_dir = tmp_path / "pred"
+    probs = {}
+    for record in phantom_dataset.split("validation"):
+        mask = read_mask(record.mask)
+        write_image(pred_dir / f"{record.case_id}.nii.gz", mask.array.astype(np.uint8), mask.affine)
+        probs[record.case_id] = np.eye(3)[record.label] * 0.8 + 0.2 / 3
+    predictions_writer(pred_dir / "predictions.csv", probs)
+    report = evaluate(
+        pred_dir, phantom_dataset.root, split="validation", config=FAST, figures=False
+    )
+    summary = report.summary
+    assert summary["cases"]["segmentation"] == len(probs) == 3
+    for key in ("dice_whole_pancreas", "dice_lesion", "nsd_whole_pancreas", "auc_ovr_macro"):
+        assert summary[key]["estimate"] == 1.0, key
+    assert summary["hd95_whole_pancreas"]["estimate"] == 0.0
