@@ -128,6 +128,8 @@ def test_segmentation_only_and_classification_only(study, tmp_path, predictions_
         ("bad_csv", DataError, "must be numbers"),
         ("bad_split", DataError, "split 'nope' not found"),
         ("swapped_columns", DataError, "order the prob_ columns by class"),
+        ("fractional_class", DataError, "'predicted' an integer"),
+        ("duplicate_row", DataError, "more than once"),
     ],
 )
 def test_errors_name_file_and_fix(study, nifti_writer, damage, error, match):
@@ -148,6 +150,14 @@ def test_errors_name_file_and_fix(study, nifti_writer, damage, error, match):
         path = study.pred_dir / "predictions.csv"
         text = path.read_text()
         path.write_text(text.replace("prob_subtype0,prob_subtype1", "prob_subtype1,prob_subtype0"))
+    elif damage == "fractional_class":
+        path = study.pred_dir / "predictions.csv"
+        lines = path.read_text().splitlines()
+        lines[1] = lines[1].rsplit(",", 1)[0] + ",1.5"
+        path.write_text("\n".join(lines) + "\n")
+    elif damage == "duplicate_row":
+        path = study.pred_dir / "predictions.csv"
+        path.write_text(path.read_text() + path.read_text().splitlines()[1] + "\n")
     else:
         split = "nope"
     with pytest.raises(error, match=match):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import math
+from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -78,24 +79,28 @@ def read_predictions(path: str | Path) -> PredictionTable:
             f"found columns {columns}"
         )
     ids, probs, predicted = [], [], []
+    k = len(prob_columns)
     for line, row in enumerate(rows, start=2):
-        ids.append(row["case_id"].strip())
+        case_id = (row.get("case_id") or "").strip()
+        if not case_id:
+            raise DataError(f"{path} line {line}: empty case_id; every row needs its case")
         try:
             values = [float(row[c]) for c in prob_columns]
             guess = row.get("predicted")
-            pred = int(float(guess)) if guess not in (None, "") else int(np.argmax(values))
+            pred = float(guess) if guess not in (None, "") else float(np.argmax(values))
         except (TypeError, ValueError):
             raise DataError(
                 f"{path} line {line}: probabilities and 'predicted' must be numbers"
             ) from None
-        if not all(math.isfinite(v) for v in values) or not 0 <= pred < len(prob_columns):
+        if not all(math.isfinite(v) for v in values) or not (pred.is_integer() and 0 <= pred < k):
             raise DataError(
                 f"{path} line {line}: probabilities must be finite and 'predicted' an integer in "
-                f"[0, {len(prob_columns)}), got {values} and {pred}"
+                f"[0, {k}), got {values} and {guess!r}"
             )
+        ids.append(case_id)
         probs.append(values)
-        predicted.append(pred)
-    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        predicted.append(int(pred))
+    duplicates = sorted(case for case, count in Counter(ids).items() if count > 1)
     if duplicates:
         raise DataError(f"{path} lists cases more than once: {duplicates}")
     return PredictionTable(
