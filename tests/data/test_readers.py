@@ -197,7 +197,7 @@ def test_users_can_register_a_layout(tmp_path: Path):
         priority = -100
 
         def detect(self, root: Path) -> bool:
-            return root.is_dir() and any(root.glob("*_0000.nii.gz"))
+            return (root / "FLAT_LAYOUT_TEST").is_file()  # a marker: detects nothing else
 
         def read(self, root: Path, *, labels) -> DatasetIndex:
             found = sorted(root.glob("*_0000.nii.gz"))
@@ -205,6 +205,7 @@ def test_users_can_register_a_layout(tmp_path: Path):
             return DatasetIndex(root, self.name, records)
 
     _volume(tmp_path / "x_0000.nii.gz")
+    (tmp_path / "FLAT_LAYOUT_TEST").touch()
     index = read_dataset(tmp_path)
     assert index.layout == "test_flat_folder" and index.case_ids == ("x",)
 
@@ -264,3 +265,23 @@ def test_four_digit_case_ids_are_not_mistaken_for_channels(tmp_path: Path):
     index = read_dataset(tmp_path)
     assert index.case_ids == ("case_0010",)
     assert index["case_0010"].mask == folder / "case_0010.nii.gz"
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "multitask_unet.data.io",
+        "multitask_unet.data.report",
+        "multitask_unet.data.readers",
+        "multitask_unet.data.readers.base",
+        "multitask_unet.data.readers.labels",
+        "multitask_unet.data.validation",
+        "multitask_unet.data.phantoms",
+    ],
+)
+def test_docstring_examples_run(module: str):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0

@@ -9,10 +9,10 @@ stored in RAS (TotalSegmentator) are both described correctly.
 Example:
     >>> import numpy as np, tempfile, pathlib
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "ct.nii.gz"
-    >>> write_image(path, np.zeros((4, 5, 6), np.int16), spacing_affine((0.8, 0.8, 2.0)))
+    >>> _ = write_image(path, np.zeros((4, 5, 6), np.int16), spacing_affine((0.75, 0.75, 2.0)))
     >>> vol = read_image(path)
     >>> vol.shape, vol.spacing
-    ((4, 5, 6), (0.8, 0.8, 2.0))
+    ((4, 5, 6), (0.75, 0.75, 2.0))
 """
 
 from __future__ import annotations

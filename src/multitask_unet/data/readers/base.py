@@ -132,19 +132,20 @@ class DatasetIndex:
 class Layout(ABC):
     """How a dataset is arranged on disk; subclass and register to add one.
 
-    Example:
-        >>> @LAYOUTS.register("flat_example")
-        ... class FlatLayout(Layout):
-        ...     name = "flat_example"
-        ...     description = "CASE_0000.nii.gz files in one folder"
-        ...     def detect(self, root):
-        ...         return False
-        ...     def read(self, root, *, labels):
-        ...         cases = sorted(root.glob("*_0000.nii.gz"))
-        ...         records = tuple(CaseRecord(p.name[:-12], (p,)) for p in cases)
-        ...         return DatasetIndex(root, self.name, records)
-        >>> "flat_example" in LAYOUTS
-        True
+    Example (a folder of ``CASE_0000.nii.gz`` files; ``read_dataset(root, layout="flat")``)::
+
+        @LAYOUTS.register("flat")
+        class FlatLayout(Layout):
+            name = "flat"
+            description = "CASE_0000.nii.gz files in one folder"
+
+            def detect(self, root):
+                return root.is_dir() and any(root.glob("*_0000.nii.gz"))
+
+            def read(self, root, *, labels):
+                found = sorted(root.glob("*_0000.nii.gz"))
+                records = tuple(CaseRecord(p.name[:-12], (p,)) for p in found)
+                return DatasetIndex(root, self.name, records)
     """
 
     #: Registry name, also stored in :attr:`DatasetIndex.layout`.
