@@ -13,7 +13,14 @@ __all__ = ["save_npy_atomic", "write_text_atomic"]
 
 def _temp_beside(path: Path) -> tuple[int, Path]:
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.chmod(name, 0o666 & ~_umask())  # mkstemp makes 0600 files; use the usual permissions
     return fd, Path(name)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
