@@ -60,9 +60,10 @@ __all__ = ["CONVENTIONS", "EvaluationReport", "evaluate", "summarize", "write_re
 
 CONVENTIONS: dict[str, str] = {
     "empty_reference": (
-        "Metrics Reloaded: reference and prediction both empty -> Dice = NSD = 1 (config "
-        "both_empty='one'; 'nan' leaves such cases out), HD95 = 0 mm; exactly one empty -> "
-        "Dice = NSD = 0, HD95 undefined (NaN)."
+        "As the Metrics Reloaded reference implementation: reference and prediction both "
+        "empty -> Dice = 1, HD95 = 0 mm, and NSD = 1 (config both_empty='one'; 'nan' leaves "
+        "such cases out of Dice/NSD means); exactly one empty -> Dice = NSD = 0, HD95 "
+        "undefined (NaN, left out of the mean and counted in n_undefined)."
     ),
     "aggregation": (
         "Segmentation metrics are means over the cases where the value is defined; n_undefined "

@@ -1,15 +1,19 @@
 """Per-case segmentation metrics: Dice per label and per region, NSD and HD95 per region.
 
-Empty references follow *Metrics Reloaded* (Maier-Hein et al., Nature Methods 2024, and its
-reference implementation, where Dice is an F-beta score with beta = 1):
+Empty references follow *Metrics Reloaded* (Maier-Hein et al., Nature Methods 2024) as its
+reference implementation (``MetricsReloaded.metrics.pairwise_measures``) computes them:
 
-* reference **and** prediction empty: a true negative. Dice = NSD = 1 by default
-  (``both_empty="one"``); ``both_empty="nan"`` makes them NaN so means leave the case out.
-  HD95 = 0 mm.
-* reference empty, prediction not (or the reverse): Dice = NSD = 0; HD95 is undefined (NaN).
+* reference **and** prediction empty: a true negative. Dice = 1 (Metrics Reloaded's F-beta
+  returns 1 when there is neither a false positive nor a false negative) and HD95 = 0 mm (its
+  distance measures return 0 for two empty masks). NSD = 1 by the same reasoning (the package
+  leaves its NSD at 0/0 there; we score agreement on nothing as agreement). With
+  ``both_empty="nan"`` Dice and NSD are NaN instead, so means leave such cases out.
+* reference empty, prediction not (or the reverse): Dice = NSD = 0; HD95 has no finite value
+  and is NaN (undefined) rather than an arbitrary "worst" distance.
 
 Aggregates (see :mod:`multitask_unet.evaluation.report`) average over the cases where a value is
-defined and report how many were left out (``n_undefined``); the per-case CSV keeps the NaN.
+defined and report how many were left out (``n_undefined``); the per-case CSV keeps the NaN, so
+a different policy (e.g. a worst-case distance) can be applied afterwards.
 
 Example:
     >>> import numpy as np
