@@ -267,3 +267,16 @@ def test_phantom_dataset_predicted_perfectly(phantom_dataset, tmp_path, predicti
     for key in ("dice_whole_pancreas", "dice_lesion", "nsd_whole_pancreas", "auc_ovr_macro"):
         assert summary[key]["estimate"] == 1.0, key
     assert summary["hd95_whole_pancreas"]["estimate"] == 0.0
+
+
+def test_cli_main_dispatch_and_error_exit(study, tmp_path, monkeypatch, capsys):
+    import multitask_unet.cli as cli
+
+    monkeypatch.setattr(cli, "_COMMANDS", ("evaluate",))
+    base = ["evaluate", "--pred", str(study.pred_dir), "--ref", str(study.ref_root)]
+    assert cli.main([*base, "-o", str(tmp_path / "r"), "--n-bootstrap", "20", "--no-figures"]) == 0
+    assert (tmp_path / "r" / "summary.json").is_file()
+    (study.pred_dir / "case_0_01.nii.gz").unlink()
+    assert cli.main([*base, "-o", str(tmp_path / "r2"), "--split", "validation"]) == 2
+    assert "lacks predictions" in capsys.readouterr().err
+    assert not (tmp_path / "r2").exists()  # nothing written on error
