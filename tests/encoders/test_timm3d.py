@@ -143,6 +143,8 @@ def test_build_errors_name_the_problem() -> None:
 
 
 def test_forward_rejects_wrong_rank_and_broken_feature_info() -> None:
+    with pytest.raises(ShapeError, match=r"batch size >= 2.*\(32, 32, 64\)"):
+        _encoder().train()(torch.randn(1, 1, 32, 32, 32))  # BatchNorm on 1 x 1 x 1 maps
     encoder = _encoder(out_indices=(0, 1))
     with pytest.raises(ShapeError, match=r"\(B, C, D, H, W\)"):
         encoder(torch.randn(1, 1, 8, 8))

@@ -220,7 +220,19 @@ class Timm3dEncoder(Encoder):
             raise ShapeError(
                 f"timm-3d encoders take (B, C, D, H, W) tensors, got shape {tuple(x.shape)}"
             )
-        features = list(self.backbone(x))
+        try:
+            features = list(self.backbone(x))
+        except ValueError as exc:
+            if "more than 1 value per channel" not in str(exc):
+                raise
+            size, div = tuple(x.shape[2:]), self.size_divisor
+            bigger = (*size[:-1], max(size[-1], 2 * div[-1]))
+            raise ShapeError(
+                f"{self.model_name!r} uses BatchNorm, which in training needs more than one value "
+                f"per channel, but input {tuple(x.shape)} leaves a single voxel per map at the "
+                f"deepest level (stride {div}). Train with batch size >= 2 or a larger patch, "
+                f"e.g. {bigger}."
+            ) from exc
         self._check_features(x, features)
         return features
 
@@ -388,12 +400,8 @@ def load_timm3d_checkpoint(backbone: nn.Module, path: str | os.PathLike[str]) ->
 
 
 def _normalise_key(key: str) -> str:
-    stripped = True
-    while stripped:
-        stripped = False
-        for prefix in _CHECKPOINT_PREFIXES:
-            if key.startswith(prefix):
-                key, stripped = key[len(prefix) :], True
+    for prefix in _CHECKPOINT_PREFIXES:  # in this order, e.g. "module.encoder.backbone."
+        key = key.removeprefix(prefix)
     return key.replace(".", "_")
 
 
