@@ -280,3 +280,18 @@ def test_cli_main_dispatch_and_error_exit(study, tmp_path, monkeypatch, capsys):
     assert cli.main([*base, "-o", str(tmp_path / "r2"), "--split", "validation"]) == 2
     assert "lacks predictions" in capsys.readouterr().err
     assert not (tmp_path / "r2").exists()  # nothing written on error
+
+
+def test_missing_matplotlib_gives_a_clear_error_before_any_work(study, tmp_path, monkeypatch):
+    import sys
+
+    from multitask_unet.errors import MultitaskUNetError
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` fail
+    with pytest.raises(MultitaskUNetError, match=r"pip install matplotlib.*--no-figures"):
+        evaluate(study.pred_dir, study.ref_root, out_dir=tmp_path / "r", config=FAST)
+    assert not (tmp_path / "r").exists()
+    report = evaluate(
+        study.pred_dir, study.ref_root, out_dir=tmp_path / "r", config=FAST, figures=False
+    )
+    assert report.summary["cases"]["evaluated"] == 9
