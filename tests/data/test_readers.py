@@ -285,3 +285,40 @@ def test_docstring_examples_run(module: str):
 
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
     assert result.failed == 0
+
+
+def test_nnunet_explicit_dataset_lists_match_nnunet(tmp_path: Path):
+    from nnunetv2.utilities.utils import get_filenames_of_train_images_and_targets
+
+    root = tmp_path / "Dataset002_Lists"
+    _volume(tmp_path / "elsewhere" / "a_ct.nii.gz")
+    _volume(tmp_path / "elsewhere" / "a_seg.nii.gz")
+    _volume(root / "img" / "b.nii.gz")
+    _volume(root / "seg" / "b.nii.gz")
+    dataset = {
+        "a": {
+            "images": [str(tmp_path / "elsewhere" / "a_ct.nii.gz")],
+            "label": str(tmp_path / "elsewhere" / "a_seg.nii.gz"),
+        },
+        "b": {"images": ["img/b.nii.gz"], "label": "seg/b.nii.gz"},
+    }
+    root.mkdir(exist_ok=True)
+    (root / "dataset.json").write_text(
+        json.dumps(
+            {
+                "channel_names": {"0": "CT"},
+                "labels": {"background": 0, "organ": 1},
+                "numTraining": 2,
+                "file_ending": ".nii.gz",
+                "dataset": dataset,
+            }
+        )
+    )
+    index = read_dataset(root)
+    assert index.layout == "nnunet"
+    theirs = get_filenames_of_train_images_and_targets(str(root))
+    assert set(index.case_ids) == set(theirs)
+    for record in index:
+        assert [str(p) for p in record.images] == theirs[record.case_id]["images"]
+        assert str(record.mask) == theirs[record.case_id]["label"]
+    assert not [i for i in index.issues if i.severity == "error"]

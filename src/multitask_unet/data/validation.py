@@ -124,6 +124,9 @@ def _check_case(
 
     n_files = 0
     reference: Volume | None = None
+    if not record.images:
+        fix = "list at least one image channel for the case"
+        issues.append(Issue("error", "case has no image file", fix, file=record.mask, case_id=cid))
     for channel, path in enumerate(record.images):
         vol = load(path, f"image channel {channel}")
         n_files += vol is not None
@@ -265,10 +268,10 @@ def _check_index(index: DatasetIndex) -> list[Issue]:
         by_id.setdefault(record.case_id, []).append(record)
     for case_id, records in by_id.items():
         if len(records) > 1:
-            places = ", ".join(str(r.images[0].parent) for r in records)
+            places = ", ".join(str(_first_file(r).parent) for r in records)
             fix = "rename or remove all but one of them"
             message = f"case id {case_id!r} appears {len(records)} times: {places}"
-            issues.append(Issue("error", message, fix, file=records[1].images[0], case_id=case_id))
+            issues.append(_case_issue("error", message, fix, records[1]))
     if index.num_classes:
         issues.extend(_check_classes(index))
     for record in index.records:
@@ -311,8 +314,12 @@ def _check_classes(index: DatasetIndex) -> list[Issue]:
     return issues
 
 
+def _first_file(record: CaseRecord) -> Path:
+    return record.images[0] if record.images else (record.mask or Path(record.case_id))
+
+
 def _case_issue(severity: str, message: str, fix: str, record: CaseRecord) -> Issue:
-    file = record.images[0] if record.images else record.mask
+    file = _first_file(record)
     return Issue(severity, message, fix, file=file, case_id=record.case_id)  # type: ignore[arg-type]
 
 

@@ -1,6 +1,7 @@
 """nnU-Net raw datasets: ``imagesTr/``, ``labelsTr/``, ``imagesTs/`` and ``dataset.json``.
 
-Training cases (``imagesTr``) go to split ``"train"`` unless the case-labels table names another
+Training cases (``imagesTr``, or the ``"dataset"`` file lists of ``dataset.json`` when present,
+as nnU-Net reads them) go to split ``"train"`` unless the case-labels table names another
 split (e.g. ``"validation"``); ``imagesTs`` cases go to ``"test"`` (with masks when a ``labelsTs``
 folder holds them). Case-level labels come from the table passed as ``labels`` (or a
 ``cases.csv`` next to ``dataset.json``), since nnU-Net itself has none.
@@ -9,6 +10,7 @@ folder holds them). Case-level labels come from the table passed as ``labels`` (
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -90,7 +92,14 @@ class NnUNetLayout(Layout):
     priority = 20
 
     def detect(self, root: Path) -> bool:
-        return root.is_dir() and (root / "imagesTr").is_dir()
+        if not root.is_dir():
+            return False
+        if (root / "imagesTr").is_dir():
+            return True
+        try:
+            return "dataset" in json.loads((root / "dataset.json").read_text())
+        except (OSError, ValueError, TypeError):
+            return False
 
     def read(self, root: Path, *, labels: CaseLabels | None) -> DatasetIndex:
         issues: list[Issue] = []
@@ -152,6 +161,9 @@ class NnUNetLayout(Layout):
                     extra={"folder": folder.name},
                 )
             )
+        if isinstance(data.get("dataset"), Mapping):  # explicit file lists replace imagesTr
+            records = [r for r in records if r.split != "train"]
+            records[:0] = _explicit_records(root, data["dataset"], json_path, issues)
         n_train = sum(r.split == "train" for r in records)
         if "numTraining" in data and data["numTraining"] != n_train:
             issues.append(
@@ -177,6 +189,35 @@ class NnUNetLayout(Layout):
             channel_names=channel_names,
             issues=tuple(issues),
         )
+
+
+def _explicit_records(
+    root: Path, dataset: Mapping, json_path: Path, issues: list[Issue]
+) -> list[CaseRecord]:
+    """Training cases listed in dataset.json's ``"dataset"`` key (paths relative to ``root``)."""
+
+    def resolve(value: str) -> Path:
+        path = Path(os.path.expandvars(value))
+        return path if path.is_absolute() else root / path
+
+    records = []
+    for case_id, entry in dataset.items():
+        images = entry.get("images") if isinstance(entry, Mapping) else None
+        if not images or not isinstance(images, list):
+            fix = 'give every case {"images": [...], "label": ...}'
+            issues.append(_error(f'"dataset" entry {case_id!r} lists no images', fix, json_path))
+            continue
+        mask = resolve(entry["label"]) if entry.get("label") else None
+        records.append(
+            CaseRecord(
+                case_id=str(case_id),
+                images=tuple(resolve(str(p)) for p in images),
+                mask=mask,
+                split="train",
+                extra={"folder": "dataset.json"},
+            )
+        )
+    return records
 
 
 def _labelled(record: CaseRecord, labels: CaseLabels) -> CaseRecord:
