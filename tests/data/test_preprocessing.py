@@ -272,6 +272,21 @@ def test_orientation_round_trip_and_sitk_agreement(tmp_path: Path) -> None:
         from_canonical(canonical[:, :, 1:], img.affine, array.shape)
 
 
+def test_channels_are_preprocessed_independently(tmp_path: Path) -> None:
+    record = _make_case(tmp_path, "case", layout="RAS")
+    second = tmp_path / "case_0001.nii.gz"
+    source = nib.load(record.images[0])
+    _write(second, (np.asarray(source.dataobj) * 2).astype(np.int16), source.affine)
+    norm = (ChannelNormalization("ct", -60.0, 200.0, 60.0, 50.0), ChannelNormalization("zscore"))
+    config = PreprocessingConfig(target_spacing=(1.0, 1.0, 2.0), normalization=norm)
+    both = preprocess_case(CaseRecord("case", (record.images[0], second), record.mask), config)
+    alone = preprocess_case(CaseRecord("case", (second,), record.mask), config.replace(
+        normalization=[norm[1].to_dict()]))  # fmt: skip
+    assert both.image.shape[0] == 2
+    np.testing.assert_allclose(both.image[1], alone.image[0], atol=1e-5)
+    assert abs(float(both.image[1].mean())) < 0.2  # z-scored before resampling
+
+
 def test_preprocess_case_without_mask_and_with_bad_grid(tmp_path: Path) -> None:
     record = _make_case(tmp_path, "case", with_mask=False, label=None)
     case = preprocess_case(record, _config())

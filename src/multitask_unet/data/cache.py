@@ -17,7 +17,7 @@ Example:
     >>> preprocess_dataset(records, plan, "cache/", num_workers=2)  # doctest: +SKIP
     >>> case = load_cached_case("cache/", "quiz_2_044")  # doctest: +SKIP
     >>> case.image.shape, type(case.image)  # doctest: +SKIP
-    ((1, 64, 160, 176), <class 'numpy.memmap'>)
+    ((1, 38, 75, 125), <class 'numpy.memmap'>)
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ voxels in total are drawn with replacement (equally many per case, seed 1234) an
 Example:
     >>> fp = compute_fingerprint(records, num_workers=2)  # doctest: +SKIP
     >>> fp.median_spacing, fp.intensity[0].percentile_99_5  # doctest: +SKIP
-    ((2.0, 0.73, 0.73), 180.0)
+    ((2.0, 0.7326, 0.7328), 180.0)
 """
 
 from __future__ import annotations
