@@ -70,7 +70,8 @@ class GlobalPool(nn.Module):
         if self.kind == "max":
             if w is not None:
                 x = x.masked_fill(w <= 0, float("-inf"))
-            return MaxState(x.amax(dim=-1))
+            # max(dim) back-propagates by one scatter, cheaper than amax's dense mask
+            return MaxState(x.max(dim=-1).values)
         if w is None:
             count = torch.full((x.shape[0], 1), float(x.shape[-1]), device=x.device)
             return MeanState(x.sum(dim=-1), count)

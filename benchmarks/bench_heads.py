@@ -1,0 +1,216 @@
+"""Cost of each classification head: forward+backward time with the head / segmentation only.
+
+Every variant is the same network (same preset, same seed, so the same encoder and decoder
+weights) and the same input; the only difference is the classification head and its loss
+term. One training step is ``model(x)`` in train mode (deep supervision on), cross-entropy on
+``"seg"`` and every ``"seg_deep"`` output, plus ``0.3 *`` the head's loss (cross-entropy, or
+binary cross-entropy for one-vs-rest), then ``backward``. Repetitions are interleaved (every
+round runs each variant once, in a rotated order) and each head's ratio is taken per round
+against the segmentation-only step of the same round; the reported ratio is the median.
+
+On CPU the clock is the process's CPU time by default (``--clock cpu``): on a machine shared
+with other jobs it measures the work done rather than the time spent waiting for a core
+(wall-clock times are recorded too). As a low-noise cross-check, each head's own forward +
+backward is also timed alone on precomputed features (``head_only_seconds``), giving
+``estimated_ratio = 1 + head_only / segmentation step``.
+
+Usage::
+
+    PYTHONPATH=src python benchmarks/bench_heads.py --preset nnunet_3d_fullres \\
+        --size 32 64 64 --batch 1 --reps 5 --threads 1 --out benchmarks/results/heads_cpu.json
+
+Not part of the test run. Results carry device, dtype, thread count and versions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+import multitask_unet as mtu
+from multitask_unet.heads import HEADS
+
+DEFAULT_VARIANTS: dict[str, tuple[str, dict[str, Any]] | None] = {
+    "seg_only": None,
+    **{name: (name, {}) for name in HEADS.list()},
+    "attention_query": ("attention", {"mode": "query", "num_heads": 4}),
+}
+
+
+def _step(
+    model: mtu.MultiTaskUNet, x: torch.Tensor, seg_target: torch.Tensor, cls_target: torch.Tensor
+) -> None:
+    model.zero_grad(set_to_none=True)
+    out = model(x)
+    loss = F.cross_entropy(out["seg"], seg_target)
+    for deep in out.get("seg_deep", []):
+        loss = loss + F.cross_entropy(deep, _resize_labels(seg_target, deep.shape[2:]))
+    for name, head in model.heads.items():
+        logits = out[name]
+        if head.loss_kind == "bce_ovr":
+            onehot = F.one_hot(cls_target, head.num_classes).to(logits.dtype)
+            loss = loss + 0.3 * F.binary_cross_entropy_with_logits(logits, onehot)
+        else:
+            loss = loss + 0.3 * F.cross_entropy(logits, cls_target)
+    loss.backward()
+
+
+def _head_only(
+    model: mtu.MultiTaskUNet,
+    x: torch.Tensor,
+    cls_target: torch.Tensor,
+    timed: Callable[[Callable[[], None]], tuple[float, float]],
+    reps: int,
+) -> float:
+    """Median time of the heads' own forward + backward on precomputed features."""
+    if not len(model.heads):
+        return 0.0
+    with torch.no_grad():
+        f = model.features(x)
+    f = mtu.Features(
+        [t.clone().requires_grad_() for t in f.encoder],
+        [t.clone().requires_grad_() for t in f.decoder],
+    )
+
+    def run() -> None:
+        for head in model.heads.values():
+            logits = head(f)
+            if head.loss_kind == "bce_ovr":
+                onehot = F.one_hot(cls_target, head.num_classes).to(logits.dtype)
+                F.binary_cross_entropy_with_logits(logits, onehot).backward()
+            else:
+                F.cross_entropy(logits, cls_target).backward()
+
+    run()  # warm-up
+    return statistics.median(timed(run)[0] for _ in range(reps))
+
+
+def _resize_labels(labels: torch.Tensor, size: torch.Size) -> torch.Tensor:
+    return F.interpolate(labels[:, None].float(), size=tuple(size), mode="nearest")[:, 0].long()
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device, dtype = torch.device(args.device), torch.float32
+    models: dict[str, mtu.MultiTaskUNet] = {}
+    for key, spec in DEFAULT_VARIANTS.items():
+        torch.manual_seed(0)
+        heads = {} if spec is None else {"cls": (spec[0], {"num_classes": 3, **spec[1]})}
+        models[key] = mtu.create_model(args.preset, heads=heads).to(device).train()
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(args.batch, 1, *args.size, generator=g).to(device)
+    seg_target = torch.randint(0, 3, (args.batch, *args.size), generator=g).to(device)
+    cls_target = torch.randint(0, 3, (args.batch,), generator=g).to(device)
+
+    use_cpu_clock = args.clock == "cpu" and device.type == "cpu"
+
+    def timed(fn: Callable[[], None]) -> tuple[float, float]:
+        """(clock seconds, wall seconds) of one call."""
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start, start_cpu = time.perf_counter(), time.process_time()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        elapsed = time.perf_counter() - start
+        return (time.process_time() - start_cpu if use_cpu_clock else elapsed), elapsed
+
+    def step(key: str) -> Callable[[], None]:
+        return lambda: _step(models[key], x, seg_target, cls_target)
+
+    keys = list(models)
+    for key in keys:
+        for _ in range(args.warmup):
+            timed(step(key))
+    times: dict[str, list[float]] = {k: [] for k in keys}
+    wall: dict[str, list[float]] = {k: [] for k in keys}
+    for r in range(args.reps):
+        order = keys[r % len(keys) :] + keys[: r % len(keys)]
+        for key in order:
+            clock, elapsed = timed(step(key))
+            times[key].append(clock)
+            wall[key].append(elapsed)
+        print(f"round {r + 1}/{args.reps}: " + ", ".join(f"{k} {times[k][-1]:.3f}s" for k in keys))
+    base = times["seg_only"]
+    results = {}
+    for key in keys:
+        ratios = [t / b for t, b in zip(times[key], base)]
+        head_only = _head_only(models[key], x, cls_target, timed, args.reps * 3)
+        results[key] = {
+            "seconds": times[key],
+            "wall_seconds": wall[key],
+            "median_seconds": statistics.median(times[key]),
+            "ratio_per_round": ratios,
+            "median_ratio": statistics.median(ratios),
+            "ratio_of_medians": statistics.median(times[key]) / statistics.median(base),
+            "head_only_seconds": head_only,
+            "estimated_ratio": 1.0 + head_only / statistics.median(base),
+            "head_parameters": sum(p.numel() for p in models[key].heads.parameters()),
+        }
+    return {
+        "benchmark": "classification head cost: forward+backward with head / segmentation only",
+        "preset": args.preset,
+        "input_shape": [args.batch, 1, *args.size],
+        "reps": args.reps,
+        "warmup": args.warmup,
+        "target_ratio": 1.03,
+        "all_within_target": all(r["median_ratio"] <= 1.03 for r in results.values()),
+        "clock": "process CPU time" if use_cpu_clock else "wall",
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "dtype": str(dtype),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "multitask_unet": mtu.__version__,
+        "results": results,
+    }
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--preset", default="nnunet_3d_fullres")
+    parser.add_argument("--size", type=int, nargs="+", default=[32, 64, 64])
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu", help="CPU only")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/heads_cpu.json"))
+    args = parser.parse_args()
+    report = run(args)
+    for key, r in report["results"].items():
+        print(
+            f"{key:>16}: median {r['median_seconds']:.3f}s  ratio {r['median_ratio']:.4f}  "
+            f"estimated {r['estimated_ratio']:.4f}"
+        )
+    _write_atomic(args.out, json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
