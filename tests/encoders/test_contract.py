@@ -23,7 +23,7 @@ TINY_ENCODERS: dict[str, dict] = {
         "strides": (1, 2, (2, 2, 1)),
         "blocks_per_stage": (1, 2, 1),
     },
-    "timm3d": {"model_name": "resnet18", "out_indices": (0, 1, 2)},
+    "timm3d": {"model_name": "tinynet_e", "out_indices": (0, 1, 2)},
 }
 # An input size valid for each config above (odd multiples of the size divisor).
 VALID_SIZES = {"plain": (6, 12, 20), "residual": (12, 12, 4), "timm3d": (24, 24, 40)}

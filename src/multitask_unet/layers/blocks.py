@@ -167,7 +167,9 @@ class BasicResidualBlock(nn.Module):
         self.act = make_act(act) or nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.conv2(self.conv1(x)) + self.skip(x))
+        out = self.conv2(self.conv1(x))
+        out += self.skip(x)  # in place, as nnU-Net: one feature map less to keep
+        return self.act(out)
 
     @property
     def last_norm(self) -> nn.Module | None:
@@ -211,7 +213,9 @@ class BottleneckResidualBlock(nn.Module):
         self.act = make_act(act) or nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.conv3(self.conv2(self.conv1(x))) + self.skip(x))
+        out = self.conv3(self.conv2(self.conv1(x)))
+        out += self.skip(x)
+        return self.act(out)
 
     @property
     def last_norm(self) -> nn.Module | None:

@@ -1,0 +1,91 @@
+"""Shared helpers: environment description, interleaved timing, result files."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def environment(device: str, dtype: str = "float32") -> dict[str, Any]:
+    """Device, dtype and versions, recorded with every result."""
+    import multitask_unet
+
+    info: dict[str, Any] = {
+        "device": device,
+        "device_name": torch.cuda.get_device_name(0) if device.startswith("cuda") else _cpu_name(),
+        "dtype": dtype,
+        "cpu_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "multitask_unet": multitask_unet.__version__,
+        "python": platform.python_version(),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    for name in ("dynamic_network_architectures", "nnunetv2", "torchio"):
+        try:
+            from importlib.metadata import version
+
+            info[name] = version(name.replace("_", "-"))
+        except Exception:
+            info[name] = None
+    return info
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
+    except OSError:
+        pass
+    return platform.processor() or "cpu"
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def interleaved_times(
+    fns: dict[str, Callable[[], Any]], *, device: str, repeats: int, warmup: int = 1
+) -> dict[str, list[float]]:
+    """Run each function ``repeats`` times, alternating between them, so drift hits all alike."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+            sync(device)
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            sync(device)
+            start = time.perf_counter()
+            fn()
+            sync(device)
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def summary(times: list[float]) -> dict[str, float]:
+    return {"median_s": statistics.median(times), "min_s": min(times), "n": len(times)}
+
+
+def save(name: str, result: dict[str, Any], out_dir: Path | None = None) -> Path:
+    """Write ``results/<name>-<device>.json`` atomically and return its path."""
+    out_dir = out_dir or RESULTS
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device = str(result.get("environment", {}).get("device", "cpu")).split(":")[0]
+    path = out_dir / f"{name}-{device}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    os.replace(tmp, path)
+    return path
