@@ -109,6 +109,7 @@ def test_levels_read_by_default() -> None:
         ("bottleneck", {"num_classes": 3, "encoder_levels": ()}, "reads no level"),
         ("attention", {"num_classes": 3, "mode": "transformer"}, "'gated', 'query'"),
         ("attention", {"num_classes": 3, "num_heads": 0}, "num_heads"),
+        ("attention", {"num_classes": 3, "attention_dim": 0}, "attention_dim"),
         ("panda", {}, "num_classes"),
         ("panda", {"num_classes": 3, "stages": (0,)}, "Did you mean 'decoder_stages'"),
     ],
@@ -116,6 +117,20 @@ def test_levels_read_by_default() -> None:
 def test_invalid_configs_name_the_problem(name: str, options: dict, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         HeadConfig.from_dict({"name": name, **options})
+
+
+def test_attention_width_defaults_to_a_quarter_of_the_channels() -> None:
+    model = mtu.create_model(
+        "small_residual",
+        heads={
+            "auto": ("attention", {"num_classes": 2}),
+            "fixed": ("attention", {"num_classes": 2, "attention_dim": 12}),
+        },
+    )
+    channels = [ref.info.channels for ref in model.heads["auto"].levels]
+    auto = [p.gates.out_features // 2 for p in model.heads["auto"].poolers]
+    assert auto == [max(8, c // 4) for c in channels] and len(set(auto)) > 1
+    assert {p.gates.out_features for p in model.heads["fixed"].poolers} == {24}
 
 
 def test_levels_out_of_range_fail_at_build() -> None:

@@ -36,50 +36,13 @@ from torch import nn
 
 from multitask_unet.errors import ConfigError
 from multitask_unet.features import FeatureInfo
+from multitask_unet.heads.attention_ops import gated_attention_pool, query_attention_pool
 from multitask_unet.heads.levels import LevelIndices
 from multitask_unet.heads.pooled import PooledHeadConfig
 from multitask_unet.heads.pooling import flat
-from multitask_unet.heads.state import SoftmaxState, rescale
+from multitask_unet.heads.state import SoftmaxState
 
-__all__ = [
-    "AttentionHeadConfig",
-    "GatedAttentionPool",
-    "QueryAttentionPool",
-    "pointwise",
-    "softmax_pool",
-]
-
-
-def pointwise(
-    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
-) -> torch.Tensor:
-    """A 1x1 projection of flattened maps: ``(B, C, N)`` -> ``(B, O, N)`` for weight ``(O, C)``.
-
-    One batched GEMM with the bias fused (faster on CPU than ``conv1d`` or ``matmul``).
-    """
-    weight = weight.expand(x.shape[0], *weight.shape)
-    if bias is None:
-        return torch.bmm(weight, x)
-    return torch.baddbmm(bias[None, :, None], weight, x)
-
-
-def softmax_pool(
-    scores: torch.Tensor, x: torch.Tensor, weights: torch.Tensor | None
-) -> SoftmaxState:
-    """Log-sum-exp state of ``sum_n softmax_n(score + log w) x_n``.
-
-    Args:
-        scores: ``(B, H, N)`` attention scores.
-        x: ``(B, C, N)`` values.
-        weights: ``(B, 1, N)`` non-negative voxel weights or ``None``.
-    """
-    if weights is not None:
-        scores = scores.masked_fill(weights <= 0, float("-inf"))
-    top = scores.detach().max(dim=-1).values  # v / s does not depend on it: no gradient needed
-    e = rescale(scores, top[..., None])
-    if weights is not None:
-        e = e * weights
-    return SoftmaxState(top, e.sum(dim=-1), torch.bmm(e, x.transpose(1, 2)))
+__all__ = ["AttentionHeadConfig", "GatedAttentionPool", "QueryAttentionPool"]
 
 
 class GatedAttentionPool(nn.Module):
@@ -93,18 +56,15 @@ class GatedAttentionPool(nn.Module):
 
     def __init__(self, channels: int, *, attention_dim: int, num_heads: int) -> None:
         super().__init__()
-        self.tanh_gate = nn.Linear(channels, attention_dim)  # V
-        self.sigmoid_gate = nn.Linear(channels, attention_dim)  # U
+        self.gates = nn.Linear(channels, 2 * attention_dim)  # V (first half) stacked over U
         self.score = nn.Linear(attention_dim, num_heads, bias=False)  # a bias cancels in softmax
         self.out_features = num_heads * channels
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor | None = None) -> SoftmaxState:
         """State of ``x`` ``(B, C, *S)`` with optional weights ``(B, 1, *S)``."""
         x, w = flat(x, weights)
-        v = pointwise(x, self.tanh_gate.weight, self.tanh_gate.bias)  # (B, L, N)
-        u = pointwise(x, self.sigmoid_gate.weight, self.sigmoid_gate.bias)
-        scores = pointwise(torch.tanh(v) * torch.sigmoid(u), self.score.weight)  # (B, H, N)
-        return softmax_pool(scores, x, w)
+        gates, score = self.gates, self.score
+        return SoftmaxState(*gated_attention_pool(x, gates.weight, gates.bias, score.weight, w))
 
     def readout(self, state: SoftmaxState) -> torch.Tensor:
         """``(B, H * C)`` attention-pooled features."""
@@ -139,7 +99,7 @@ class QueryAttentionPool(nn.Module):
     def forward(self, x: torch.Tensor, weights: torch.Tensor | None = None) -> SoftmaxState:
         """State of ``x`` ``(B, C, *S)`` with optional weights ``(B, 1, *S)``."""
         x, w = flat(x, weights)
-        return softmax_pool(pointwise(x, self.score_weight()), x, w)
+        return SoftmaxState(*query_attention_pool(x, self.score_weight(), w))
 
     def readout(self, state: SoftmaxState) -> torch.Tensor:
         """``(B, H * value_dim)``: each head's value projection of its pooled features."""
@@ -159,6 +119,8 @@ class AttentionHeadConfig(PooledHeadConfig):
         mode: ``"gated"`` (default) or ``"query"``.
         num_heads: Attention branches (gated) or heads (query).
         attention_dim: Gated: width of ``V`` and ``U``; query: width of queries and keys.
+            ``None`` (default): a quarter of each level's channels, at least 8 — the gates
+            run at every voxel, so their cost at the finest stage grows with this width.
         value_dim: Query mode: width of each head's value (unused by gated attention).
     """
 
@@ -167,7 +129,7 @@ class AttentionHeadConfig(PooledHeadConfig):
     hidden: int = 64
     mode: Literal["gated", "query"] = "gated"
     num_heads: int = 1
-    attention_dim: int = 32
+    attention_dim: int | None = None
     value_dim: int = 32
 
     def __post_init__(self) -> None:
@@ -175,17 +137,17 @@ class AttentionHeadConfig(PooledHeadConfig):
         if self.mode not in ("gated", "query"):
             raise ConfigError(f"attention mode must be 'gated' or 'query', got {self.mode!r}")
         for field in ("num_heads", "attention_dim", "value_dim"):
-            if getattr(self, field) < 1:
-                raise ConfigError(f"{field} must be >= 1, got {getattr(self, field)}")
+            value = getattr(self, field)
+            if value is not None and value < 1:
+                raise ConfigError(f"{field} must be >= 1, got {value}")
 
     def make_pooler(self, info: FeatureInfo) -> nn.Module:
+        dim = self.attention_dim or max(8, info.channels // 4)
         if self.mode == "gated":
-            return GatedAttentionPool(
-                info.channels, attention_dim=self.attention_dim, num_heads=self.num_heads
-            )
+            return GatedAttentionPool(info.channels, attention_dim=dim, num_heads=self.num_heads)
         return QueryAttentionPool(
             info.channels,
-            attention_dim=self.attention_dim,
+            attention_dim=dim,
             num_heads=self.num_heads,
             value_dim=self.value_dim,
         )
