@@ -10,21 +10,19 @@ optional elastic deformation; the transforms TorchIO lacks are defined here as s
 
 Default probabilities (per patch; nnU-Net's values):
 
-========================  =====  ==============================================================
-transform                 p      parameters
-========================  =====  ==============================================================
-rotation                  0.20   U(-30, 30) degrees per axis (anisotropic: 180 in-plane only)
-scaling                   0.20   one factor U(0.7, 1.4) for all axes
-elastic (optional)        0.00   TorchIO ``RandomElasticDeformation``
-noise                     0.10   std U(0, sqrt(0.1)) (nnU-Net: variance U(0, 0.1))
-blur                      0.10   sigma U(0.5, 1) per axis (nnU-Net: 0.2 x p_per_channel 0.5)
-brightness                0.15   multiply by U(0.75, 1.25) per channel
-contrast                  0.15   factor U(0.75, 1.25) around the mean, range preserved
-low resolution            0.25   zoom U(0.5, 1), each channel with p 0.5
-inverted gamma            0.10   gamma U(0.7, 1.5) on the negated image, statistics kept
-gamma                     0.30   gamma U(0.7, 1.5), statistics kept
-mirroring                 0.50   per axis
-========================  =====  ==============================================================
+| transform | p | parameters |
+|---|---|---|
+| rotation | 0.20 | U(-30, 30) degrees per axis (dummy-2D case: U(-180, 180) in-plane) |
+| scaling | 0.20 | one factor U(0.7, 1.4) for all (in-plane) axes |
+| elastic (optional) | 0.00 | TorchIO ``RandomElasticDeformation`` |
+| noise | 0.10 | std U(0, sqrt(0.1)) (nnU-Net: variance U(0, 0.1)) |
+| blur | 0.10 | sigma U(0.5, 1) (nnU-Net: p 0.2 x p_per_channel 0.5) |
+| brightness | 0.15 | multiply by U(0.75, 1.25) per channel |
+| contrast | 0.15 | factor U(0.75, 1.25) around the mean, range preserved |
+| low resolution | 0.25 | zoom U(0.5, 1), each channel with p 0.5 |
+| inverted gamma | 0.10 | gamma U(0.7, 1.5) on the negated image, mean and std kept |
+| gamma | 0.30 | gamma U(0.7, 1.5), mean and std kept |
+| mirroring | 0.50 | per axis |
 
 Factor ranges straddling 1 are drawn like nnU-Net's ``BGContrast``: half the time below 1.
 All randomness comes from ``torch``'s global generator, as in TorchIO, so ``torch.manual_seed``

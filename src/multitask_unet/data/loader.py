@@ -144,40 +144,52 @@ class CacheEntry:
         """A subject whose tensors are memory maps; no voxel is read until a patch is cropped."""
         from multitask_unet.data.cache import load_cached_case
 
-        case = load_cached_case(self.cache_dir, self.case_id, mmap=True)
-        with warnings.catch_warnings():  # read-only memory maps; patches are always copies
-            warnings.simplefilter("ignore", UserWarning)
-            entries: dict[str, Any] = {
-                "image": tio.ScalarImage(tensor=torch.from_numpy(case.image))
-            }
-            if case.seg is not None:
-                entries["seg"] = tio.LabelMap(tensor=torch.from_numpy(case.seg))
-        entries.update(label=self.label, case_id=self.case_id)
-        entries[CLASS_LOCATIONS_KEY] = case.properties.class_locations_array()
-        return tio.Subject(entries)
+        return _subject(load_cached_case(self.cache_dir, self.case_id, mmap=True), self.label)
 
 
-def cache_entries(cache_dir: str | os.PathLike[str]) -> list[CacheEntry]:
-    """Every complete case of a preprocessing cache folder, with its label, sorted by id."""
+def _subject(case: Any, label: int | None) -> tio.Subject:
+    """A ``tio.Subject`` over a :class:`multitask_unet.data.cache.CachedCase`'s memory maps."""
+    with warnings.catch_warnings():  # read-only memory maps; patches are always copies
+        warnings.simplefilter("ignore", UserWarning)
+        entries: dict[str, Any] = {"image": tio.ScalarImage(tensor=torch.from_numpy(case.image))}
+        if case.seg is not None:
+            entries["seg"] = tio.LabelMap(tensor=torch.from_numpy(case.seg))
+    entries.update(label=label, case_id=case.case_id)
+    entries[CLASS_LOCATIONS_KEY] = case.properties.class_locations_array()
+    return tio.Subject(entries)
+
+
+def _open_cache(cache_dir: str | os.PathLike[str]) -> list[tuple[CacheEntry, tio.Subject]]:
     from multitask_unet.data.cache import list_cached_cases, load_cached_case
 
     ids = list_cached_cases(cache_dir)
     if not ids:
         raise DataError(f"No cached case in {cache_dir}; run `multitask-unet preprocess` first")
-    root = Path(cache_dir)
-    return [CacheEntry(root, i, load_cached_case(root, i, mmap=True).properties.label) for i in ids]
+    root, out = Path(cache_dir), []
+    for case_id in ids:
+        case = load_cached_case(root, case_id, mmap=True)
+        label = case.properties.label
+        out.append((CacheEntry(root, case_id, label), _subject(case, label)))
+    return out
 
 
-def _as_cases(source: Any) -> list[tio.Subject | CacheEntry]:
+def cache_entries(cache_dir: str | os.PathLike[str]) -> list[CacheEntry]:
+    """Every complete case of a preprocessing cache folder, with its label, sorted by id."""
+    return [entry for entry, _ in _open_cache(cache_dir)]
+
+
+def _as_cases(source: Any) -> tuple[list[tio.Subject | CacheEntry], dict[int, tio.Subject]]:
+    """The cases of a source and the subjects already opened while listing them."""
     if isinstance(source, (str, os.PathLike)):
-        return list(cache_entries(source))
+        opened = _open_cache(source)
+        return [entry for entry, _ in opened], {i: sub for i, (_, sub) in enumerate(opened)}
     cases = list(source)
     if not cases:
         raise DataError("The training loader got no cases; pass subjects or a cache folder")
     for case in cases:
         if not isinstance(case, (tio.Subject, CacheEntry)):
             raise DataError(f"Cases must be tio.Subject or CacheEntry, got {type(case).__name__}")
-    return cases
+    return cases, {}
 
 
 def _label_of(case: tio.Subject | CacheEntry) -> int | None:
@@ -203,11 +215,17 @@ class PatchDataset(Dataset):
     def __len__(self) -> int:
         return len(self.cases)
 
-    def case(self, index: int) -> tuple[tio.Subject, dict[int, np.ndarray]]:
-        """The subject of case ``index`` and its class locations (cached per process)."""
+    def case(
+        self, index: int, *, subject: tio.Subject | None = None
+    ) -> tuple[tio.Subject, dict[int, np.ndarray]]:
+        """The subject of case ``index`` and its class locations (cached per process).
+
+        ``subject`` passes in the case already opened (e.g. while listing a cache folder).
+        """
         if index not in self._open:
             case = self.cases[index]
-            subject = case.open() if isinstance(case, CacheEntry) else case
+            if subject is None:
+                subject = case.open() if isinstance(case, CacheEntry) else case
             self._open[index] = (subject, self.sampler.class_locations(subject))
         return self._open[index]
 
@@ -221,7 +239,7 @@ class PatchDataset(Dataset):
             )
         return patch_to_sample(patch)
 
-    def __getstate__(self) -> dict[str, Any]:  # workers reopen memory maps themselves
+    def __getstate__(self) -> dict[str, Any]:  # spawned workers reopen memory maps themselves
         state = dict(self.__dict__)
         state["_open"] = {
             i: v for i, v in self._open.items() if not isinstance(self.cases[i], CacheEntry)
@@ -267,7 +285,7 @@ class TrainLoader:
         world_size: int | None = None,
     ) -> None:
         self.config = cfg = config or LoaderConfig()
-        self.cases = _as_cases(source)
+        self.cases, opened = _as_cases(source)
         rank, world_size = distributed_rank(rank, world_size)
         self.case_sampler = BalancedCaseSampler(
             [_label_of(c) for c in self.cases],
@@ -278,10 +296,11 @@ class TrainLoader:
             world_size=world_size,
         )
         self.dataset = PatchDataset(self.cases, cfg.patch_sampler())
-        if cfg.num_workers > 0:  # compute class locations once, before workers fork
-            for i, case in enumerate(self.cases):
-                if isinstance(case, tio.Subject) and CLASS_LOCATIONS_KEY not in case:
-                    self.dataset.case(i)
+        for i, subject in opened.items():
+            self.dataset.case(i, subject=subject)
+        if cfg.num_workers > 0:  # open cases and find class locations once, before workers fork
+            for i in range(len(self.cases)):
+                self.dataset.case(i)
         self._loader = DataLoader(
             self.dataset,
             batch_size=cfg.batch_size,
