@@ -233,7 +233,7 @@ class PatchDataset(Dataset):
         index, seed = item
         subject, locations = self.case(index)
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+            torch.default_generator.manual_seed(seed)  # CPU only: no CUDA bookkeeping
             patch = self.sampler.sample(
                 subject, rng=np.random.default_rng(seed), class_locations=locations
             )
