@@ -38,6 +38,7 @@ def test_report_files_and_values(study, tmp_path):
         "cases.csv",
         "confusion_matrix.png",
         "dice_distribution.png",
+        "reliability_diagram.png",
         "roc_curves.png",
         "summary.json",
     ]

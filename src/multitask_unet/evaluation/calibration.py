@@ -28,21 +28,30 @@ Example:
 
 from __future__ import annotations
 
+import csv
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from multitask_unet.errors import ConfigError, ShapeError
+from multitask_unet.errors import ConfigError, DataError, ShapeError
+from multitask_unet.evaluation.bootstrap import bootstrap_many
 
 __all__ = [
     "CALIBRATION_BINNING",
     "NLL_FLOOR",
+    "UNCALIBRATED_PREFIX",
     "ReliabilityBins",
     "brier_score",
     "calibration_metrics",
     "expected_calibration_error",
     "negative_log_likelihood",
+    "read_uncalibrated",
     "reliability_bins",
+    "summarize_calibration",
 ]
 
 NLL_FLOOR = 1e-12
@@ -56,6 +65,9 @@ CALIBRATION_BINNING = (
     "-ln p_y with p clipped below at 1e-12."
 )
 """The conventions behind :func:`calibration_metrics`, for reports (``{n_bins}`` is filled in)."""
+
+UNCALIBRATED_PREFIX = "uncalibrated_prob_"
+"""Prefix of the ``predictions.csv`` columns holding the probabilities before calibration."""
 
 
 @dataclass(frozen=True)
@@ -192,6 +204,91 @@ def calibration_metrics(
         "brier": brier_score(y_true, probs),
         "nll": negative_log_likelihood(y_true, probs),
     }
+
+
+def summarize_calibration(
+    y_true: np.ndarray,
+    scores: np.ndarray,
+    *,
+    uncalibrated: np.ndarray | None = None,
+    n_bins: int = 15,
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> dict[str, dict[str, Any]]:
+    """ECE, Brier and NLL with paired bootstrap intervals, before and after calibration.
+
+    Args:
+        y_true: ``(N,)`` reference classes.
+        scores: ``(N, K)`` probabilities as written (calibrated when the model was).
+        uncalibrated: ``(N, K)`` probabilities of the same cases before calibration, or None.
+        n_bins: Bins of the ECE.
+        n_resamples: Bootstrap resamples (0: no intervals).
+        confidence: Interval level.
+        seed: Seed of the resampling; equal seeds pair these intervals with the other metrics'.
+
+    Returns:
+        ``{"ece", "brier", "nll"}`` (and ``"<metric>_uncalibrated"`` when given) to the interval
+        dicts of ``summary.json`` (``estimate``, ``low``, ``high``, ...; ``n_undefined`` 0).
+    """
+    y_true, scores = _check(y_true, scores)
+    versions = {"": scores}
+    if uncalibrated is not None:
+        versions["_uncalibrated"] = _check(y_true, uncalibrated)[1]
+
+    def statistics(idx: np.ndarray) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for suffix, probs in versions.items():
+            metrics = calibration_metrics(y_true[idx], probs[idx], n_bins=n_bins)
+            out.update({f"{name}{suffix}": value for name, value in metrics.items()})
+        return out
+
+    intervals = bootstrap_many(
+        statistics, y_true.size, n_resamples=n_resamples, confidence=confidence, seed=seed
+    )
+    return {name: {**iv.to_dict(), "n_undefined": 0} for name, iv in intervals.items()}
+
+
+def read_uncalibrated(
+    path: str | Path, case_ids: Sequence[str], class_names: Sequence[str]
+) -> np.ndarray | None:
+    """The ``uncalibrated_prob_<class>`` columns of ``predictions.csv``, if it has them.
+
+    Args:
+        path: The ``predictions.csv`` file.
+        case_ids: Case order of the returned rows (every case must be in the file).
+        class_names: Class order of the returned columns.
+
+    Returns:
+        ``(N, K)`` probabilities in ``case_ids`` order, or None without such columns.
+
+    Raises:
+        DataError: some but not all classes have a column, or a value is missing or not finite.
+    """
+    path = Path(path)
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        columns = [c for c in (reader.fieldnames or []) if c.startswith(UNCALIBRATED_PREFIX)]
+        rows = {(row.get("case_id") or "").strip(): row for row in reader}
+    if not columns:
+        return None
+    wanted = [UNCALIBRATED_PREFIX + name for name in class_names]
+    if sorted(columns) != sorted(wanted):
+        raise DataError(
+            f"{path}: the {UNCALIBRATED_PREFIX}<class> columns {columns} do not match the classes "
+            f"{list(class_names)}; write one per prob_ column, or none"
+        )
+    out = np.empty((len(case_ids), len(wanted)))
+    for i, case_id in enumerate(case_ids):
+        try:
+            out[i] = [float(rows[case_id][c]) for c in wanted]
+        except (KeyError, TypeError, ValueError):
+            raise DataError(
+                f"{path}: case {case_id!r} lacks a numeric value in {', '.join(wanted)}"
+            ) from None
+        if not all(math.isfinite(v) for v in out[i]):
+            raise DataError(f"{path}: case {case_id!r} has a non-finite uncalibrated probability")
+    return out
 
 
 def _check(y_true: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -1,4 +1,4 @@
-"""PNG figures of an evaluation: ROC curves, confusion matrix, Dice distribution.
+"""PNG figures of an evaluation: ROC curves, confusion matrix, Dice distribution, reliability.
 
 Figures are drawn on ``matplotlib.figure.Figure`` objects with the Agg canvas, without pyplot,
 so the caller's matplotlib backend and global state are never touched. matplotlib is needed
@@ -22,11 +22,13 @@ import numpy as np
 
 from multitask_unet.errors import MultitaskUNetError
 from multitask_unet.evaluation._atomic import atomic_path
+from multitask_unet.evaluation.calibration import reliability_bins
 from multitask_unet.evaluation.classification import roc_auc_ovr, roc_curve
 
 __all__ = [
     "plot_confusion_matrix",
     "plot_dice_distribution",
+    "plot_reliability_diagram",
     "plot_roc_curves",
     "require_matplotlib",
 ]
@@ -118,6 +120,56 @@ def plot_dice_distribution(columns: Mapping[str, np.ndarray], path: str | os.Pat
         for i, values in enumerate(data, start=1):
             ax.scatter(i + rng.uniform(-0.15, 0.15, values.size), values, s=10, alpha=0.6)
     ax.set(ylim=(-0.02, 1.02), ylabel="Dice", title="Dice per case")
+    _save(fig, path)
+
+
+def plot_reliability_diagram(
+    y_true: np.ndarray,
+    versions: Mapping[str, np.ndarray],
+    path: str | os.PathLike[str],
+    *,
+    n_bins: int = 15,
+) -> None:
+    """Top-label reliability diagram: accuracy against confidence per bin, with the ECE.
+
+    The upper panel draws, for each probability set, the accuracy of every non-empty
+    equal-width confidence bin at its mean confidence (the diagonal is perfect calibration);
+    the lower panel shows how many cases fall into each bin.
+
+    Args:
+        y_true: Reference classes, shape ``(N,)``.
+        versions: Label (e.g. ``"uncalibrated"``, ``"calibrated"``) to ``(N, K)`` probabilities.
+        path: PNG file to write (atomically).
+        n_bins: Equal-width confidence bins on ``[0, 1]``
+            (see :mod:`multitask_unet.evaluation.calibration`).
+    """
+    require_matplotlib()
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5.0, 6.0), dpi=100, layout="constrained")
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(3, 1))
+    top.plot([0, 1], [0, 1], color="0.7", linestyle="--", linewidth=1, label="perfect")
+    width = 1.0 / n_bins
+    for i, (label, probs) in enumerate(versions.items()):
+        bins = reliability_bins(y_true, probs, n_bins=n_bins)
+        filled = bins.count > 0
+        top.plot(
+            bins.confidence[filled],
+            bins.accuracy[filled],
+            marker="o",
+            label=f"{label}: ECE {bins.ece:.3f}",
+        )
+        offset = (i + 0.5) / max(len(versions), 1) - 0.5
+        bottom.bar(
+            bins.edges[:-1] + width * (0.5 + 0.8 * offset),
+            bins.count,
+            width=0.8 * width / max(len(versions), 1),
+            label=label,
+        )
+    top.set(xlim=(0, 1), ylim=(0, 1.02), ylabel="accuracy")
+    top.set_title(f"Reliability, top label ({n_bins} equal-width bins, n = {np.size(y_true)})")
+    top.legend(loc="upper left", fontsize="small")
+    bottom.set(xlabel="confidence (largest probability)", ylabel="cases")
     _save(fig, path)
 
 

@@ -9,7 +9,14 @@ The report folder holds:
 * ``summary.json``: every metric as ``{"estimate", "low", "high", "confidence", "n",
   "n_resamples", "n_undefined"}`` (percentile bootstrap over cases; JSON ``null`` for NaN), the
   confusion matrix, the case counts, the configuration and the conventions used.
-* ``roc_curves.png``, ``confusion_matrix.png``, ``dice_distribution.png``.
+* ``roc_curves.png``, ``confusion_matrix.png``, ``dice_distribution.png`` and
+  ``reliability_diagram.png`` (top-label reliability, before and after calibration when
+  ``predictions.csv`` also has ``uncalibrated_prob_<class>`` columns).
+
+Calibration of the class probabilities: ``ece``, ``brier`` and ``nll`` of the ``prob_`` columns
+and, with ``uncalibrated_prob_<class>`` columns, ``ece_uncalibrated``, ``brier_uncalibrated``
+and ``nll_uncalibrated``; definitions and binning in
+:mod:`multitask_unet.evaluation.calibration` and in ``conventions["calibration"]``.
 
 Segmentation summaries are means over the cases where a value is defined; ``n_undefined``
 counts the rest (the empty-reference conventions are in
@@ -44,6 +51,11 @@ from multitask_unet.data.records import CaseRecord
 from multitask_unet.errors import DataError, ShapeError
 from multitask_unet.evaluation._atomic import atomic_write_text
 from multitask_unet.evaluation.bootstrap import bootstrap_many, bootstrap_mean
+from multitask_unet.evaluation.calibration import (
+    CALIBRATION_BINNING,
+    read_uncalibrated,
+    summarize_calibration,
+)
 from multitask_unet.evaluation.classification import confusion_matrix, evaluate_classification
 from multitask_unet.evaluation.config import EvaluationConfig
 from multitask_unet.evaluation.inputs import (
@@ -80,6 +92,8 @@ CONVENTIONS: dict[str, str] = {
         "or prediction (F1 = 0 without true positives); balanced_accuracy = mean recall over "
         "classes present in the reference; confusion matrix rows = reference, columns = predicted."
     ),
+    "calibration": CALIBRATION_BINNING.format(n_bins=15)
+    + " '_uncalibrated' metrics use the uncalibrated_prob_<class> columns of predictions.csv.",
 }
 """The conventions written into every ``summary.json``."""
 
@@ -94,6 +108,7 @@ class EvaluationReport:
         class_names: Names of the classes, in class order (empty without classification).
         y_true: ``(N,)`` reference classes of the classified cases.
         scores: ``(N, K)`` probabilities of the classified cases.
+        uncalibrated: ``(N, K)`` their probabilities before calibration, or None.
     """
 
     cases: list[dict[str, Any]]
@@ -101,6 +116,7 @@ class EvaluationReport:
     class_names: tuple[str, ...] = ()
     y_true: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     scores: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    uncalibrated: np.ndarray | None = None
 
 
 def summarize(
@@ -110,6 +126,7 @@ def summarize(
     scores: np.ndarray | None = None,
     y_pred: np.ndarray | None = None,
     class_names: Sequence[str] | None = None,
+    uncalibrated: np.ndarray | None = None,
     config: EvaluationConfig | None = None,
 ) -> dict[str, Any]:
     """Aggregate per-case results into summary metrics with bootstrap intervals.
@@ -120,10 +137,13 @@ def summarize(
         scores: ``(N, K)`` class probabilities.
         y_pred: ``(N,)`` predicted classes; default ``scores.argmax(1)``.
         class_names: K names; default ``class<k>``.
+        uncalibrated: ``(N, K)`` probabilities before calibration (adds the
+            ``<metric>_uncalibrated`` calibration metrics), or None.
         config: Bootstrap options (default :class:`EvaluationConfig`).
 
     Returns:
-        Metric name to interval dict (see the module docstring), plus ``confusion_matrix``.
+        Metric name to interval dict (see the module docstring), plus ``confusion_matrix``;
+        with classification also ``ece``, ``brier`` and ``nll``.
     """
     config = config or EvaluationConfig()
     boot = {"n_resamples": config.n_bootstrap, "confidence": config.confidence, "seed": config.seed}
@@ -136,6 +156,7 @@ def summarize(
         summary[name] = record
     if y_true is not None and scores is not None:
         summary.update(_summarize_classification(y_true, scores, y_pred, class_names, boot))
+        summary.update(summarize_calibration(y_true, scores, uncalibrated=uncalibrated, **boot))
     return summary
 
 
@@ -184,11 +205,16 @@ def evaluate(
     if not masks and table is None:
         raise DataError(f"{pred_dir} holds no CASE.nii.gz label maps and no predictions.csv")
     index = read_reference(ref_root, layout=layout)
+    uncalibrated = None
     if table is not None:
         check_class_order(table, index, pred_dir / "predictions.csv")
+        uncalibrated = read_uncalibrated(
+            pred_dir / "predictions.csv", table.case_ids, table.class_names
+        )
     reference = records_by_id(index)
     selected = _select_cases(reference, masks, table, split, pred_dir, Path(ref_root))
     probs = dict(zip(table.case_ids, zip(table.probabilities, table.predicted))) if table else {}
+    raw = dict(zip(table.case_ids, uncalibrated)) if uncalibrated is not None and table else {}
     rows, seg_rows, labelled = [], [], []
     for case_id in selected:
         ref = reference[case_id]
@@ -198,25 +224,32 @@ def evaluate(
             row["predicted"] = int(predicted)
             row.update({f"prob_{n}": float(v) for n, v in zip(table.class_names, p)})
             if ref.label is not None:
-                labelled.append((ref.label, p, predicted))
+                labelled.append((ref.label, p, predicted, raw.get(case_id)))
         if ref.mask is not None and masks:
             metrics = _segment_case(masks[case_id], ref.mask, config)
             row.update(metrics)
             seg_rows.append(metrics)
         rows.append(row)
-    y_true = scores = y_pred = None
+    y_true = scores = y_pred = raw_scores = None
     names: tuple[str, ...] = table.class_names if table else ()
     if labelled:
-        y_true = np.array([t for t, _, _ in labelled], dtype=np.int64)
-        scores = np.stack([p for _, p, _ in labelled])
-        y_pred = np.array([q for _, _, q in labelled], dtype=np.int64)
+        y_true = np.array([t for t, _, _, _ in labelled], dtype=np.int64)
+        scores = np.stack([p for _, p, _, _ in labelled])
+        y_pred = np.array([q for _, _, q, _ in labelled], dtype=np.int64)
+        raw_scores = np.stack([r for *_, r in labelled]) if raw else None
         if y_true.max() >= len(names):
             raise DataError(
                 f"reference class {int(y_true.max())} has no prob_ column in "
                 f"{pred_dir / 'predictions.csv'} (columns for {names})"
             )
     summary = summarize(
-        seg_rows, y_true=y_true, scores=scores, y_pred=y_pred, class_names=names, config=config
+        seg_rows,
+        y_true=y_true,
+        scores=scores,
+        y_pred=y_pred,
+        class_names=names,
+        uncalibrated=raw_scores,
+        config=config,
     )
     summary["cases"] = {
         "evaluated": len(rows),
@@ -228,7 +261,7 @@ def evaluate(
     summary["conventions"] = CONVENTIONS
     report = EvaluationReport(rows, summary, names)
     if y_true is not None:
-        report.y_true, report.scores = y_true, scores
+        report.y_true, report.scores, report.uncalibrated = y_true, scores, raw_scores
     if out_dir is not None:
         write_report(report, out_dir, figures=figures)
     return report
@@ -251,6 +284,10 @@ def write_report(report: EvaluationReport, out_dir: str | Path, *, figures: bool
         )
         matrix = np.asarray(report.summary["confusion_matrix"]["counts"])
         fig.plot_confusion_matrix(matrix, report.class_names, out_dir / "confusion_matrix.png")
+        versions = {"as written": report.scores}
+        if report.uncalibrated is not None:
+            versions = {"uncalibrated": report.uncalibrated, "calibrated": report.scores}
+        fig.plot_reliability_diagram(report.y_true, versions, out_dir / "reliability_diagram.png")
     dice_columns = [k for k in (report.cases[0] if report.cases else {}) if k.startswith("dice_")]
     columns = {
         k: np.array([_nan(row.get(k)) for row in report.cases if k in row]) for k in dice_columns
