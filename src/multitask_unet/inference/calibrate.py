@@ -1,0 +1,174 @@
+"""Calibrate a model's classification heads and keep the result in its checkpoint.
+
+The checkpoint's ``calibration`` slot (see :mod:`multitask_unet.checkpoints`) holds::
+
+    {"version": 1, "heads": {"<head name>": Calibration.to_dict(), ...}}
+
+:func:`fit_heads` fits one :class:`~multitask_unet.inference.calibration.Calibration` per head
+from whole-case logits; :func:`read_calibrations` / :func:`calibration_slot` convert between the
+slot and the objects; :func:`check_calibrations` checks them against a model;
+:func:`write_calibrations` rewrites a checkpoint file with a new slot (atomically, everything
+else kept).
+
+Example:
+    >>> import torch, multitask_unet as mtu
+    >>> model = mtu.create_model("tiny_plain", heads={"cls": ("panda", {"num_classes": 2})})
+    >>> logits = {"cls": torch.tensor([[2.0, -1.0], [1.5, 0.0], [-1.0, 1.0], [0.5, 0.2]])}
+    >>> cals = fit_heads(logits, torch.tensor([0, 1, 1, 0]), model=model)
+    >>> slot = calibration_slot(cals)
+    >>> slot["version"], sorted(slot["heads"]), read_calibrations(slot) == cals
+    (1, ['cls'], True)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from multitask_unet.checkpoints import Checkpoint, load_checkpoint, save_checkpoint
+from multitask_unet.errors import ConfigError, WeightsError
+from multitask_unet.inference.calibration import Calibration, CalibrationMethod, fit_calibration
+from multitask_unet.models import MultiTaskUNet
+
+__all__ = [
+    "CALIBRATION_VERSION",
+    "calibration_slot",
+    "check_calibrations",
+    "fit_heads",
+    "read_calibrations",
+    "write_calibrations",
+]
+
+CALIBRATION_VERSION = 1
+"""Version of the layout of the checkpoint's ``calibration`` slot."""
+
+
+def fit_heads(
+    logits: Mapping[str, np.ndarray | torch.Tensor],
+    labels: np.ndarray | torch.Tensor,
+    *,
+    model: MultiTaskUNet,
+    method: CalibrationMethod | Literal["auto"] = "auto",
+) -> dict[str, Calibration]:
+    """Fit one calibration per classification head.
+
+    Args:
+        logits: Head name to ``(N, K)`` whole-case logits of the same ``N`` labelled cases (e.g.
+            from :func:`~multitask_unet.inference.sliding_window_predict`).
+        labels: ``(N,)`` reference classes.
+        model: The model the logits come from (gives each head's ``loss_kind``).
+        method: See :func:`~multitask_unet.inference.calibration.fit_calibration`.
+
+    Returns:
+        Head name to its fitted :class:`Calibration`.
+    """
+    unknown = sorted(set(logits) - set(model.heads))
+    if unknown:
+        raise ConfigError(
+            f"logits given for {unknown}, which are not classification heads of the model "
+            f"(heads: {sorted(model.heads)})"
+        )
+    return {
+        name: fit_calibration(values, labels, loss_kind=model.heads[name].loss_kind, method=method)
+        for name, values in logits.items()
+    }
+
+
+def calibration_slot(calibrations: Mapping[str, Calibration]) -> dict[str, Any]:
+    """The checkpoint's ``calibration`` slot for these calibrations."""
+    return {
+        "version": CALIBRATION_VERSION,
+        "heads": {name: cal.to_dict() for name, cal in calibrations.items()},
+    }
+
+
+def read_calibrations(source: Checkpoint | Mapping[str, Any] | None) -> dict[str, Calibration]:
+    """Head name to :class:`Calibration` from a checkpoint (or its ``calibration`` slot).
+
+    Args:
+        source: A loaded :class:`~multitask_unet.checkpoints.Checkpoint`, its slot, or None.
+
+    Returns:
+        The calibrations; empty when the checkpoint holds none.
+
+    Raises:
+        WeightsError: The slot is not in the layout of the module docstring.
+    """
+    slot = source.calibration if isinstance(source, Checkpoint) else source
+    if slot is None:
+        return {}
+    if not isinstance(slot, Mapping) or not isinstance(slot.get("heads"), Mapping):
+        raise WeightsError(
+            "the checkpoint's calibration slot must be {'version': 1, 'heads': {name: {...}}}, "
+            f"got {slot!r:.80}; refit it with `multitask-unet calibrate`"
+        )
+    version = slot.get("version")
+    if not isinstance(version, int) or version > CALIBRATION_VERSION:
+        raise WeightsError(
+            f"calibration slot version {version!r} is newer than this library reads "
+            f"({CALIBRATION_VERSION}); upgrade multitask_unet or refit the calibration"
+        )
+    try:
+        return {str(name): Calibration.from_dict(d) for name, d in slot["heads"].items()}
+    except ConfigError as exc:
+        raise WeightsError(
+            f"the checkpoint's calibration is invalid ({exc}); refit it with "
+            "`multitask-unet calibrate`"
+        ) from None
+
+
+def check_calibrations(calibrations: Mapping[str, Calibration], model: MultiTaskUNet) -> None:
+    """Check that every calibration fits a head of ``model`` (name, ``loss_kind``, ``K``).
+
+    Raises:
+        WeightsError: naming the head and the mismatch.
+    """
+    for name, cal in calibrations.items():
+        head = model.heads[name] if name in model.heads else None  # noqa: SIM401
+        if head is None:
+            raise WeightsError(
+                f"calibration for head {name!r}, which the model lacks (heads: "
+                f"{sorted(model.heads)}); refit with `multitask-unet calibrate`"
+            )
+        if head.loss_kind != cal.loss_kind or head.num_classes != cal.num_classes:
+            raise WeightsError(
+                f"calibration of head {name!r} is for a {cal.loss_kind!r} head with "
+                f"{cal.num_classes} classes, but the head is {head.loss_kind!r} with "
+                f"{head.num_classes}; refit with `multitask-unet calibrate`"
+            )
+
+
+def write_calibrations(
+    path: str | os.PathLike[str],
+    calibrations: Mapping[str, Calibration],
+    *,
+    output: str | os.PathLike[str] | None = None,
+) -> Path:
+    """Rewrite a checkpoint with a new ``calibration`` slot, keeping everything else.
+
+    Args:
+        path: The checkpoint to read.
+        calibrations: Head name to calibration (replaces the whole slot; empty removes it).
+        output: Where to write (default: ``path`` itself, replaced atomically).
+
+    Returns:
+        The written path.
+    """
+    checkpoint = load_checkpoint(path)
+    model = checkpoint.build_model()
+    check_calibrations(calibrations, model)
+    return save_checkpoint(
+        output if output is not None else path,
+        model,
+        plan=checkpoint.plan,
+        class_names=checkpoint.class_names,
+        label_names=checkpoint.label_names,
+        calibration=calibration_slot(calibrations) if calibrations else None,
+        training=checkpoint.training,
+        extra=checkpoint.extra,
+    )
