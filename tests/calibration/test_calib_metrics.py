@@ -57,6 +57,22 @@ def test_ece_matches_plain_loop(n_bins, k, seed):
     )
 
 
+@pytest.mark.parametrize("n_bins", [5, 10, 15])
+def test_confidences_on_bin_edges_go_to_the_lower_bin(n_bins):
+    # Confidence exactly m / M belongs to bin m - 1 (bins are left-open, right-closed).
+    edges = [m / n_bins for m in range(1, n_bins + 1) if m / n_bins >= 0.5]
+    probs = np.array([[c, 1 - c] for c in edges])
+    labels = np.arange(len(edges)) % 2
+    bins = reliability_bins(labels, probs, n_bins=n_bins)
+    expected = np.bincount([round(c * n_bins) - 1 for c in edges], minlength=n_bins)
+    np.testing.assert_array_equal(bins.count, expected)
+    assert bins.ece == pytest.approx(loop_ece(labels, probs, n_bins), abs=1e-12)
+    # One float step above an edge is in the upper bin (11/15 * 15 rounds back to 11 exactly).
+    above = np.nextafter(np.array(edges[:-1]), 1.0)
+    bins = reliability_bins(labels[:-1], np.stack([above, 1 - above], axis=1), n_bins=n_bins)
+    np.testing.assert_array_equal(bins.count, np.r_[0, expected[:-1]])
+
+
 def test_ece_hand_example():
     # 5 bins: (0.6, 0.8] holds the cases of confidence 0.7 and 0.75 (one right), (0.8, 1] holds
     # 0.9 (right) and 1.0 (wrong). ECE = 2/4 |0.5 - 0.725| + 2/4 |0.5 - 0.95| = 0.3375.

@@ -122,14 +122,16 @@ def reliability_bins(y_true: np.ndarray, probs: np.ndarray, *, n_bins: int = 15)
         raise ConfigError(f"n_bins must be a positive integer, e.g. 15, got {n_bins!r}")
     confidence = probs.max(axis=1)
     correct = (probs.argmax(axis=1) == y_true).astype(np.float64)
-    # Bin m holds m/M < c <= (m+1)/M; c = 0 goes to bin 0 and c > 1 (rounding) to the last bin.
-    index = np.clip(np.ceil(confidence * n_bins).astype(np.int64) - 1, 0, n_bins - 1)
+    # Bin m holds edges[m] < c <= edges[m+1] with edges[m] = m / M as floats, compared exactly;
+    # c = 0 goes to bin 0 and c > 1 (rounding) to the last bin.
+    edges = np.arange(n_bins + 1) / n_bins
+    index = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, n_bins - 1)
     count = np.bincount(index, minlength=n_bins)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_conf = np.bincount(index, weights=confidence, minlength=n_bins) / count
         accuracy = np.bincount(index, weights=correct, minlength=n_bins) / count
     return ReliabilityBins(
-        edges=np.linspace(0.0, 1.0, n_bins + 1),
+        edges=edges,
         count=count.astype(np.int64),
         confidence=mean_conf,
         accuracy=accuracy,
