@@ -3,14 +3,22 @@
 - :func:`sliding_window_predict`: segmentation and classification logits of a preprocessed
   volume, window by window (nnU-Net's method, with merged classification pool states).
 - :func:`gaussian_importance` and :func:`plan_windows`: its building blocks.
+- :class:`Predictor`: image files in, ``CASE.nii.gz`` label maps on the input's grid and
+  ``predictions.csv`` out (``multitask-unet predict``).
 """
 
 from multitask_unet.inference.gaussian import gaussian_importance
+from multitask_unet.inference.inputs import collect_cases
+from multitask_unet.inference.predictor import CasePrediction, PredictionRun, Predictor
 from multitask_unet.inference.sliding_window import mirror_combinations, sliding_window_predict
 from multitask_unet.inference.windows import Window, plan_windows, window_starts
 
 __all__ = [
+    "CasePrediction",
+    "PredictionRun",
+    "Predictor",
     "Window",
+    "collect_cases",
     "gaussian_importance",
     "mirror_combinations",
     "plan_windows",
