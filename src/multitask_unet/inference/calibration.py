@@ -40,8 +40,9 @@ Example:
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
     >>> true_logits = rng.normal(size=(4000, 3)) * 2
-    >>> labels = np.array([rng.choice(3, p=np.exp(z) / np.exp(z).sum()) for z in true_logits])
-    >>> cal = fit_temperature(3.0 * true_logits, labels)   # three times overconfident
+    >>> true_probs = np.exp(true_logits) / np.exp(true_logits).sum(axis=1, keepdims=True)
+    >>> labels = (rng.random((4000, 1)) > true_probs.cumsum(axis=1)).sum(axis=1)  # drawn from p
+    >>> cal = fit_temperature(3.0 * true_logits, labels)  # three times overconfident
     >>> round(cal.temperature, 1)
     3.0
 """
