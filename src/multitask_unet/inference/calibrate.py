@@ -22,8 +22,10 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,15 +33,25 @@ import numpy as np
 import torch
 
 from multitask_unet.checkpoints import Checkpoint, load_checkpoint, save_checkpoint
-from multitask_unet.errors import ConfigError, WeightsError
-from multitask_unet.inference.calibration import Calibration, CalibrationMethod, fit_calibration
+from multitask_unet.data.records import CaseRecord
+from multitask_unet.errors import ConfigError, DataError, WeightsError
+from multitask_unet.evaluation.calibration import calibration_metrics
+from multitask_unet.inference.calibration import (
+    Calibration,
+    CalibrationMethod,
+    calibrated_probabilities,
+    fit_calibration,
+)
 from multitask_unet.models import MultiTaskUNet
 
 __all__ = [
     "CALIBRATION_VERSION",
+    "CalibrationRun",
+    "calibrate_checkpoint",
     "calibration_slot",
     "check_calibrations",
     "fit_heads",
+    "labelled_cases",
     "read_calibrations",
     "write_calibrations",
 ]
@@ -172,3 +184,131 @@ def write_calibrations(
         training=checkpoint.training,
         extra=checkpoint.extra,
     )
+
+
+CaseLogits = Callable[[CaseRecord], Mapping[str, torch.Tensor]]
+"""Maps a case to its whole-case logits ``{head name: (K,) or (1, K)}``."""
+
+
+@dataclass(frozen=True)
+class CalibrationRun:
+    """What :func:`calibrate_checkpoint` fitted and wrote.
+
+    Attributes:
+        calibrations: Head name to the fitted :class:`Calibration`.
+        metrics: Head name to ``{"uncalibrated": {...}, "calibrated": {...}}`` with the
+            ``ece`` (15 bins), ``brier`` and ``nll`` of the fitting cases.
+        case_ids: The labelled cases the calibration was fitted on.
+        path: The checkpoint written.
+    """
+
+    calibrations: dict[str, Calibration]
+    metrics: dict[str, dict[str, dict[str, float]]]
+    case_ids: tuple[str, ...]
+    path: Path
+
+
+def labelled_cases(
+    data: str | os.PathLike[str], *, split: str | None = None, layout: str = "auto"
+) -> list[CaseRecord]:
+    """The cases of a dataset that have a subtype label (of ``split`` when given).
+
+    Raises:
+        DataError: no labelled case (in that split), naming the splits found.
+    """
+    from multitask_unet.data.readers import read_dataset
+
+    index = read_dataset(data, layout=layout)
+    records = [r for r in index.records if r.label is not None]
+    if split is not None:
+        records = [r for r in records if r.split == split]
+    if not records:
+        where = f"split {split!r} of {data}" if split else str(data)
+        raise DataError(
+            f"no case with a subtype label in {where} (splits: {', '.join(index.splits)}); "
+            "calibration needs labelled cases, e.g. the validation cases"
+        )
+    return records
+
+
+def calibrate_checkpoint(
+    checkpoint: str | os.PathLike[str],
+    data: str | os.PathLike[str],
+    *,
+    split: str | None = None,
+    layout: str = "auto",
+    method: CalibrationMethod | Literal["auto"] = "auto",
+    output: str | os.PathLike[str] | None = None,
+    case_logits: CaseLogits | None = None,
+    device: torch.device | str = "cpu",
+    predictor_options: Mapping[str, Any] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> CalibrationRun:
+    """Fit every classification head's calibration on labelled cases and store it.
+
+    Args:
+        checkpoint: The checkpoint file (it needs its preprocessing plan unless
+            ``case_logits`` is given).
+        data: A labelled dataset in any layout :func:`~multitask_unet.data.readers.read_dataset`
+            reads.
+        split: Use only this split's cases (e.g. ``"validation"``); default: every labelled case.
+        layout: Layout of ``data`` or ``"auto"``.
+        method: See :func:`~multitask_unet.inference.calibration.fit_calibration`.
+        output: Checkpoint to write (default: ``checkpoint`` itself, replaced atomically).
+        case_logits: How to get a case's whole-case logits; default: the uncalibrated
+            :class:`~multitask_unet.inference.Predictor` of the checkpoint (its plan's
+            preprocessing, sliding windows, merged pool states).
+        device: Where the network runs for the default ``case_logits``.
+        predictor_options: Keywords of the default ``Predictor`` (``overlap``, ``mirror_axes``,
+            ``dtype``, ``cls_weighting``, ...). Fit with the settings you will predict with:
+            mirroring and window weighting change the logits.
+        progress: Called with a short message per case (e.g. ``print``).
+
+    Returns:
+        The :class:`CalibrationRun`.
+    """
+    ckpt = load_checkpoint(checkpoint)
+    if case_logits is None:
+        model, predict = _predictor_logits(ckpt, device, predictor_options or {})
+    else:
+        model, predict = ckpt.build_model(device=device), case_logits
+    if not model.heads:
+        raise ConfigError(f"{checkpoint} has no classification head to calibrate")
+    records = labelled_cases(data, split=split, layout=layout)
+    per_head: dict[str, list[torch.Tensor]] = {name: [] for name in model.heads}
+    for i, record in enumerate(records, start=1):
+        if progress is not None:
+            progress(f"[{i}/{len(records)}] {record.case_id}")
+        out = predict(record)
+        for name in model.heads:
+            per_head[name].append(out[name].detach().to("cpu", torch.float64).reshape(-1))
+    labels = torch.tensor([r.label for r in records])
+    logits = {name: torch.stack(rows) for name, rows in per_head.items()}
+    calibrations = fit_heads(logits, labels, model=model, method=method)
+    metrics = {
+        name: {
+            "uncalibrated": _metrics(labels, calibrated_probabilities(z, cal.loss_kind)),
+            "calibrated": _metrics(labels, cal.probabilities(z)),
+        }
+        for (name, z), cal in zip(logits.items(), calibrations.values())
+    }
+    path = write_calibrations(checkpoint, calibrations, output=output)
+    return CalibrationRun(calibrations, metrics, tuple(r.case_id for r in records), path)
+
+
+def _metrics(labels: torch.Tensor, probs: torch.Tensor) -> dict[str, float]:
+    return calibration_metrics(labels.numpy(), probs.numpy())
+
+
+def _predictor_logits(
+    ckpt: Checkpoint, device: torch.device | str, options: Mapping[str, Any]
+) -> tuple[MultiTaskUNet, CaseLogits]:
+    from multitask_unet.inference.predictor import Predictor
+
+    predictor = Predictor.from_checkpoint(ckpt, device=device, calibrated=False, **options)
+
+    def predict(record: CaseRecord) -> dict[str, torch.Tensor]:
+        logits = predictor.predict_case(dataclasses.replace(record, mask=None)).logits
+        return {name: torch.as_tensor(z) for name, z in logits.items()}
+
+    return predictor.model, predict
