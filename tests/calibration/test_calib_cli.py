@@ -95,3 +95,27 @@ def test_split_without_labelled_cases_fails_cleanly(checkpoint, phantom_dataset,
     assert "no case with a subtype label" in capsys.readouterr().err
     with pytest.raises(DataError, match="splits: "):
         calibrate_checkpoint(path, phantom_dataset.root, split="nope", case_logits=dict)
+
+
+def test_predictor_applies_the_stored_calibration(checkpoint, phantom_dataset):
+    from multitask_unet.inference import Predictor
+
+    path, _, _ = checkpoint
+    rng = np.random.default_rng(1)
+
+    def case_logits(record):
+        z = 4.0 * (np.eye(3)[record.label] + rng.standard_normal(3))
+        return {"cls": torch.from_numpy(z), "cls_ovr": torch.from_numpy(z)}
+
+    run = calibrate_checkpoint(path, phantom_dataset.root, case_logits=case_logits)
+    predictor = Predictor.from_checkpoint(path, mirror_axes=())
+    assert predictor.calibration == run.calibrations["cls"]
+    raw = Predictor.from_checkpoint(path, mirror_axes=(), calibrated=False)
+    assert raw.calibration is None
+    record = phantom_dataset.records[0]
+    calibrated, plain = predictor.predict_case(record), raw.predict_case(record)
+    z = torch.from_numpy(plain.logits["cls"])[None]
+    np.testing.assert_allclose(
+        calibrated.probabilities, run.calibrations["cls"].probabilities(z)[0].numpy(), rtol=1e-6
+    )
+    assert calibrated.predicted == plain.predicted == int(z.argmax())
