@@ -1,0 +1,128 @@
+"""The documentation site: strict build, an API page for every public module, result tables."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import pkgutil
+import re
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+import multitask_unet
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = ROOT / "docs"
+_DIRECTIVE = re.compile(r"^:::\s+(?P<name>[\w.]+)\s*$", re.MULTILINE)
+
+
+def _load_hook() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("results_hook", DOCS / "_ext" / "results_hook.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def public_modules() -> list[str]:
+    """Every importable module of the package without a ``_``-prefixed part."""
+    names = ["multitask_unet"]
+    for info in pkgutil.walk_packages(multitask_unet.__path__, "multitask_unet."):
+        if not any(part.startswith("_") for part in info.name.split(".")):
+            names.append(info.name)
+    return sorted(names)
+
+
+def documented_modules() -> set[str]:
+    """Targets of the ``::: name`` directives of the API reference pages."""
+    return {
+        m.group("name")
+        for page in (DOCS / "reference").glob("*.md")
+        for m in _DIRECTIVE.finditer(page.read_text(encoding="utf-8"))
+    }
+
+
+def test_every_public_module_has_an_api_reference_entry() -> None:
+    missing = sorted(set(public_modules()) - documented_modules())
+    assert not missing, (
+        f"public modules without an API reference entry: {missing}; add a line "
+        "'::: <module>' to the matching page of docs/reference/ (and the page to mkdocs.yml)"
+    )
+
+
+def test_api_reference_names_only_existing_modules() -> None:
+    stale = sorted(name for name in documented_modules() if importlib.util.find_spec(name) is None)
+    assert not stale, f"docs/reference/ documents modules that do not exist: {stale}"
+
+
+def test_every_page_is_in_the_navigation() -> None:
+    config = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
+    pages = sorted(
+        p.relative_to(DOCS).as_posix() for p in DOCS.rglob("*.md") if "_ext" not in p.parts
+    )
+    missing = [p for p in pages if p not in config]
+    assert not missing, f"pages missing from the nav of mkdocs.yml: {missing}"
+
+
+# -- result files rendered into pages ----------------------------------------------------------
+
+
+def test_results_marker_renders_every_number_of_a_result_file(tmp_path: Path) -> None:
+    hook = _load_hook()
+    results = tmp_path / "benchmarks" / "results"
+    results.mkdir(parents=True)
+    data = {
+        "benchmark": "toy",
+        "environment": {"device": "cpu", "device_name": "Test CPU (2 cores)", "torch": "9.9"},
+        "settings": {"batch": 3},
+        "results": {"ours": {"median_s": 1.23456, "n": 5}, "ref": {"median_s": 2.5, "n": 5}},
+        "raw": list(range(50)),
+    }
+    (results / "toy-cpu.json").write_text(json.dumps(data))
+    text = hook.render_marker("benchmarks/results/toy*.json", root=tmp_path)
+    assert "Test CPU (2 cores)" in text and "torch 9.9" in text
+    assert "| `ours` | 1.235 | 5 |" in text and "| `ref` | 2.5 | 5 |" in text
+    assert "| `batch` | 3 |" in text
+    assert "49" not in text  # long raw lists are left out
+
+
+def test_results_marker_without_files_says_not_yet_measured(tmp_path: Path) -> None:
+    hook = _load_hook()
+    text = hook.render_marker("benchmarks/results/none*.json", root=tmp_path)
+    assert text.startswith("*Not yet measured")
+
+
+@pytest.mark.parametrize(
+    "path", sorted((ROOT / "benchmarks" / "results").glob("*.json")), ids=lambda p: p.name
+)
+def test_committed_result_files_render(path: Path) -> None:
+    text = _load_hook().render_file(path, root=ROOT)
+    assert text.startswith(f"#### `benchmarks/results/{path.name}`")
+    assert "Measured on:" in text
+
+
+# -- the strict build ------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_mkdocs_build_strict(tmp_path: Path) -> None:
+    for module in ("mkdocs", "material", "mkdocstrings", "mkdocstrings_handlers.python"):
+        if importlib.util.find_spec(module) is None:
+            pytest.skip(f"{module} is not installed (pip install -e '.[docs]')")
+    site = tmp_path / "site"
+    command = [sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet"]
+    proc = subprocess.run(
+        [*command, "-f", str(ROOT / "mkdocs.yml"), "-d", str(site)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+        timeout=600,
+    )
+    assert proc.returncode == 0, f"mkdocs build --strict failed:\n{proc.stdout}\n{proc.stderr}"
+    assert (site / "reference" / "models" / "index.html").is_file()
