@@ -86,6 +86,9 @@ def test_cases_and_labels_stay_aligned(checkpoint, phantom_dataset):
     assert run.calibrations == expected
     assert read_calibrations(load_checkpoint(path)) == expected  # written in place
     assert run.metrics["cls"]["calibrated"]["nll"] <= run.metrics["cls"]["uncalibrated"]["nll"]
+    assert run.reordered["cls"] == 0  # a temperature never reorders
+    p = expected["cls_ovr"].probabilities(torch.from_numpy(z - 1)).numpy()
+    assert run.reordered["cls_ovr"] == int(np.sum(p.argmax(1) != (z - 1).argmax(1)))
 
 
 def test_split_without_labelled_cases_fails_cleanly(checkpoint, phantom_dataset, capsys):

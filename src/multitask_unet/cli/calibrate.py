@@ -118,4 +118,12 @@ def run(args: argparse.Namespace) -> int:
         before, after = result.metrics[name]["uncalibrated"], result.metrics[name]["calibrated"]
         cells = "  ".join(f"{before[m]:.3f} -> {after[m]:.3f}" for m in ("ece", "brier", "nll"))
         print(f"  {name:10s}  {cal.method:11s}  {params:22s}  {cells}")
+    for name, count in result.reordered.items():
+        if count:
+            print(
+                f"  note: for {count} of {len(result.case_ids)} cases the largest calibrated "
+                f"probability of head {name!r} is not its predicted subtype (per-class maps "
+                "cross; the predicted subtype stays argmax of the raw logits). Refit with "
+                "--method temperature to keep them in agreement."
+            )
     return 0

@@ -200,12 +200,15 @@ class CalibrationRun:
             ``ece`` (15 bins), ``brier`` and ``nll`` of the fitting cases.
         case_ids: The labelled cases the calibration was fitted on.
         path: The checkpoint written.
+        reordered: Head name to the number of fitting cases whose largest calibrated
+            probability is not the predicted subtype (possible with per-class Platt only).
     """
 
     calibrations: dict[str, Calibration]
     metrics: dict[str, dict[str, dict[str, float]]]
     case_ids: tuple[str, ...]
     path: Path
+    reordered: dict[str, int]
 
 
 def labelled_cases(
@@ -285,15 +288,19 @@ def calibrate_checkpoint(
     labels = torch.tensor([r.label for r in records])
     logits = {name: torch.stack(rows) for name, rows in per_head.items()}
     calibrations = fit_heads(logits, labels, model=model, method=method)
-    metrics = {
-        name: {
+    metrics, reordered = {}, {}
+    for name, z in logits.items():
+        cal = calibrations[name]
+        probs = cal.probabilities(z)
+        metrics[name] = {
             "uncalibrated": _metrics(labels, calibrated_probabilities(z, cal.loss_kind)),
-            "calibrated": _metrics(labels, cal.probabilities(z)),
+            "calibrated": _metrics(labels, probs),
         }
-        for (name, z), cal in zip(logits.items(), calibrations.values())
-    }
+        top = probs.max(dim=1).values
+        reordered[name] = int((probs.gather(1, cal.predict(z)[:, None])[:, 0] < top).sum())
     path = write_calibrations(checkpoint, calibrations, output=output)
-    return CalibrationRun(calibrations, metrics, tuple(r.case_id for r in records), path)
+    case_ids = tuple(r.case_id for r in records)
+    return CalibrationRun(calibrations, metrics, case_ids, path, reordered)
 
 
 def _metrics(labels: torch.Tensor, probs: torch.Tensor) -> dict[str, float]:
