@@ -209,8 +209,8 @@ class Predictor:
         probs = out.pop("seg")[0].softmax(dim=0).cpu().numpy()
         native = restore_native(probs, case.properties)
         del probs
-        dtype = np.uint8 if native.shape[0] <= 256 else np.int16
-        labels = native.argmax(axis=0).astype(dtype)
+        dtype = torch.uint8 if native.shape[0] <= 256 else torch.int16
+        labels = torch.from_numpy(np.ascontiguousarray(native)).argmax(dim=0).to(dtype).numpy()
         logits = {k: v[0].float().cpu() for k, v in out.items()}
         probabilities = predicted = None
         if self.cls_head is not None:
