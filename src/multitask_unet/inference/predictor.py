@@ -11,6 +11,7 @@ grid), so that every label map has exactly the input's shape and affine.
 
     OUT/CASE.nii.gz        uint8 label map on the grid of the case's image
     OUT/predictions.csv    case_id, prob_<class> per class, predicted  (models with a head)
+                           and uncalibrated_prob_<class> per class when a calibration is used
 
 Every file is written atomically, after the case is fully predicted, so an interrupted run
 leaves only finished files; a re-run skips the cases already finished (label map written and,
@@ -60,6 +61,8 @@ class CasePrediction:
         probabilities: ``(K,)`` class probabilities of the classification head, or ``None``.
         predicted: Predicted class (argmax of the head's logits), or ``None``.
         logits: Raw ``(K,)`` logits of every classification head, by head name.
+        uncalibrated: ``(K,)`` probabilities before calibration when a calibration was
+            applied, else ``None``.
     """
 
     case_id: str
@@ -68,6 +71,7 @@ class CasePrediction:
     probabilities: np.ndarray | None
     predicted: int | None
     logits: dict[str, np.ndarray]
+    uncalibrated: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -212,12 +216,14 @@ class Predictor:
         dtype = torch.uint8 if native.shape[0] <= 256 else torch.int16
         labels = torch.from_numpy(np.ascontiguousarray(native)).argmax(dim=0).to(dtype).numpy()
         logits = {k: v[0].float().cpu() for k, v in out.items()}
-        probabilities = predicted = None
+        probabilities = predicted = uncalibrated = None
         if self.cls_head is not None:
             z = logits[self.cls_head][None]
             head = self.model.heads[self.cls_head]
             p = self.calibration.probabilities(z) if self.calibration else head.probabilities(z)
             probabilities = p[0].double().numpy()
+            if self.calibration is not None:
+                uncalibrated = head.probabilities(z)[0].double().numpy()
             predicted = int(z.argmax(dim=-1))
         return CasePrediction(
             case_id=case.properties.case_id,
@@ -226,6 +232,7 @@ class Predictor:
             probabilities=probabilities,
             predicted=predicted,
             logits={k: v.numpy() for k, v in logits.items()},
+            uncalibrated=uncalibrated,
         )
 
     def predict_case(self, record: CaseRecord | str | os.PathLike[str]) -> CasePrediction:
@@ -262,7 +269,12 @@ class Predictor:
         out.mkdir(parents=True, exist_ok=True)
         table = None
         if self.cls_head is not None:
-            table = PredictionTable.open(out / "predictions.csv", self.class_names, reset=overwrite)
+            table = PredictionTable.open(
+                out / "predictions.csv",
+                self.class_names,
+                reset=overwrite,
+                uncalibrated=self.calibration is not None,
+            )
         done, skipped = [], []
         from tqdm.auto import tqdm
 
@@ -276,7 +288,12 @@ class Predictor:
             remove_stale_temps(seg_path)
             write_image(seg_path, prediction.segmentation, prediction.affine)
             if table is not None:
-                table.set(record.case_id, prediction.probabilities, prediction.predicted)
+                table.set(
+                    record.case_id,
+                    prediction.probabilities,
+                    prediction.predicted,
+                    uncalibrated=prediction.uncalibrated,
+                )
                 table.save()
             done.append(record.case_id)
         return PredictionRun(out, tuple(done), tuple(skipped), table.path if table else None)
