@@ -253,3 +253,15 @@ def test_fit_input_errors():
         fit_temperature(np.zeros((0, 3)), np.zeros(0, dtype=np.int64))
     with pytest.raises(ShapeError, match="refit"):
         Calibration.identity(3).probabilities(torch.zeros(2, 4))
+
+
+def test_one_vs_rest_auc_of_softmax_can_move_with_three_classes():
+    # The documented limit: p_0 mixes both gaps z_j - z_0, and T reweights them. Case A has two
+    # moderate gaps, case B one tiny and one huge gap; their order on p_0 flips with T.
+    z = torch.tensor([[1.0, 0.0, 0.0], [2.0, 1.9, -10.0]], dtype=torch.float64)
+    y = np.array([0, 1])
+    sharp = Calibration("temperature", "ce", (1.0,) * 3, (0.0,) * 3)
+    flat = Calibration("temperature", "ce", (0.1,) * 3, (0.0,) * 3)
+    assert roc_auc_ovr(y, sharp.probabilities(z).numpy())[0] == 1.0
+    assert roc_auc_ovr(y, flat.probabilities(z).numpy())[0] == 0.0
+    assert torch.equal(sharp.predict(z), flat.predict(z))
