@@ -77,7 +77,7 @@ def test_cases_and_labels_stay_aligned(checkpoint, phantom_dataset):
         z = 3.0 * (np.eye(3)[record.label] + noise[record.case_id])
         return {"cls": torch.from_numpy(z), "cls_ovr": torch.from_numpy(z - 1)}
 
-    run = calibrate_checkpoint(path, phantom_dataset.root, case_logits=case_logits)
+    run = calibrate_checkpoint(path, phantom_dataset, case_logits=case_logits)  # an index
     records = [phantom_dataset[c] for c in run.case_ids]
     z = np.stack([case_logits(r)["cls"].numpy() for r in records])
     labels = np.array([r.label for r in records])

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from multitask_unet.checkpoints import Checkpoint, load_checkpoint, save_checkpoint
+from multitask_unet.data.readers import DatasetIndex, read_dataset
 from multitask_unet.data.records import CaseRecord
 from multitask_unet.errors import ConfigError, DataError, WeightsError
 from multitask_unet.evaluation.calibration import calibration_metrics
@@ -212,21 +213,24 @@ class CalibrationRun:
 
 
 def labelled_cases(
-    data: str | os.PathLike[str], *, split: str | None = None, layout: str = "auto"
+    data: str | os.PathLike[str] | DatasetIndex, *, split: str | None = None, layout: str = "auto"
 ) -> list[CaseRecord]:
-    """The cases of a dataset that have a subtype label (of ``split`` when given).
+    """The cases of a dataset (folder, manifest or read index) that have a subtype label.
+
+    Args:
+        data: A dataset :func:`~multitask_unet.data.readers.read_dataset` reads, or its index.
+        split: Keep only this split's cases.
+        layout: Layout of ``data`` or ``"auto"`` (ignored for an index).
 
     Raises:
         DataError: no labelled case (in that split), naming the splits found.
     """
-    from multitask_unet.data.readers import read_dataset
-
-    index = read_dataset(data, layout=layout)
+    index = data if isinstance(data, DatasetIndex) else read_dataset(data, layout=layout)
     records = [r for r in index.records if r.label is not None]
     if split is not None:
         records = [r for r in records if r.split == split]
     if not records:
-        where = f"split {split!r} of {data}" if split else str(data)
+        where = f"split {split!r} of {index.root}" if split else str(index.root)
         raise DataError(
             f"no case with a subtype label in {where} (splits: {', '.join(index.splits)}); "
             "calibration needs labelled cases, e.g. the validation cases"
@@ -236,7 +240,7 @@ def labelled_cases(
 
 def calibrate_checkpoint(
     checkpoint: str | os.PathLike[str],
-    data: str | os.PathLike[str],
+    data: str | os.PathLike[str] | DatasetIndex,
     *,
     split: str | None = None,
     layout: str = "auto",
@@ -253,7 +257,8 @@ def calibrate_checkpoint(
         checkpoint: The checkpoint file (it needs its preprocessing plan unless
             ``case_logits`` is given).
         data: A labelled dataset in any layout :func:`~multitask_unet.data.readers.read_dataset`
-            reads.
+            reads, or its :class:`~multitask_unet.data.readers.DatasetIndex` (e.g. the one a
+            trainer already holds).
         split: Use only this split's cases (e.g. ``"validation"``); default: every labelled case.
         layout: Layout of ``data`` or ``"auto"``.
         method: See :func:`~multitask_unet.inference.calibration.fit_calibration`.
