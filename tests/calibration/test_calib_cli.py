@@ -23,12 +23,13 @@ from multitask_unet.inference.calibrate import (
 from multitask_unet.inference.sliding_window import sliding_window_predict
 
 HEADS = {"cls": ("panda", {"num_classes": 3}), "cls_ovr": ("ovr", {"num_classes": 3})}
+# Several heads and none called "cls": the predictor needs no default head to calibrate them.
+OTHER_HEADS = {"subtype": ("panda", {"num_classes": 3}), "subtype_ovr": ("ovr", {"num_classes": 3})}
 
 
-@pytest.fixture
-def checkpoint(phantom_dataset, tmp_path):
+def make_checkpoint(phantom_dataset, tmp_path, heads):
     torch.manual_seed(0)
-    model = mtu.create_model("tiny_plain", heads=HEADS).eval()
+    model = mtu.create_model("tiny_plain", heads=heads).eval()
     train = phantom_dataset.split("train").records
     fingerprint = compute_fingerprint(
         train, num_workers=0, progress=False, intensity_samples=10_000
@@ -40,8 +41,13 @@ def checkpoint(phantom_dataset, tmp_path):
     return path, model, plan
 
 
-def test_cli_fits_every_head_on_the_predictor_logits(checkpoint, phantom_dataset, tmp_path, capsys):
-    path, model, plan = checkpoint
+@pytest.fixture
+def checkpoint(phantom_dataset, tmp_path):
+    return make_checkpoint(phantom_dataset, tmp_path, HEADS)
+
+
+def test_cli_fits_every_head_on_the_predictor_logits(phantom_dataset, tmp_path, capsys):
+    path, model, plan = make_checkpoint(phantom_dataset, tmp_path, OTHER_HEADS)
     out = tmp_path / "calibrated.pt"
     args = ["calibrate", "--checkpoint", str(path), str(phantom_dataset.root), "-o", str(out)]
     code = main([*args, "--mirror-axes", "", "--quiet"])
@@ -52,17 +58,17 @@ def test_cli_fits_every_head_on_the_predictor_logits(checkpoint, phantom_dataset
     cals = read_calibrations(load_checkpoint(out))
     # Independent path: preprocess each case and run the sliding windows directly.
     records = [r for r in phantom_dataset.records if r.label is not None]
-    logits = {name: [] for name in HEADS}
+    logits = {name: [] for name in OTHER_HEADS}
     for record in records:
         image = preprocess_case(dataclasses.replace(record, mask=None), plan).image
         result = sliding_window_predict(
             model, torch.from_numpy(image)[None], window_size=plan.patch_size
         )
-        for name in HEADS:
+        for name in OTHER_HEADS:
             logits[name].append(result[name][0].double())
     labels = torch.tensor([r.label for r in records])
     expected = fit_heads({k: torch.stack(v) for k, v in logits.items()}, labels, model=model)
-    for name in HEADS:
+    for name in OTHER_HEADS:
         assert cals[name].method == expected[name].method
         np.testing.assert_allclose(cals[name].scale, expected[name].scale, rtol=1e-4)
         np.testing.assert_allclose(cals[name].bias, expected[name].bias, rtol=1e-4, atol=1e-6)

@@ -317,6 +317,12 @@ def _predictor_logits(
 ) -> tuple[MultiTaskUNet, CaseLogits]:
     from multitask_unet.inference.predictor import Predictor
 
+    heads = list(ckpt.model_config.get("heads") or {})
+    if not heads:
+        raise ConfigError("the checkpoint's model has no classification head to calibrate")
+    # Every head's logits are returned; name one so that models with several heads work, and
+    # skip the class-name check of the CSV this predictor never writes.
+    options = {"cls_head": heads[0], "class_names": (), **options}
     predictor = Predictor.from_checkpoint(ckpt, device=device, calibrated=False, **options)
 
     def predict(record: CaseRecord) -> dict[str, torch.Tensor]:
