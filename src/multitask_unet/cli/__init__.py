@@ -16,7 +16,16 @@ from multitask_unet.errors import MultitaskUNetError
 __all__ = ["main"]
 
 # Subcommand modules, in the order ``--help`` lists them.
-_COMMANDS: tuple[str, ...] = ("models", "validate", "evaluate", "plan", "preprocess", "calibrate")
+_COMMANDS: tuple[str, ...] = (
+    "models",
+    "validate",
+    "evaluate",
+    "plan",
+    "preprocess",
+    "train",
+    "predict",
+    "calibrate",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

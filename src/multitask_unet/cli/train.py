@@ -1,0 +1,176 @@
+"""``multitask-unet train``: validate -> plan -> preprocess (cached) -> train.
+
+Example::
+
+    multitask-unet train phantoms/ -o runs/demo --preset small_residual --head panda \\
+        --epochs 50 --iters-per-epoch 100 --batch-size 2
+    torchrun --nproc_per_node 2 $(which multitask-unet) train phantoms/ -o runs/ddp
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+__all__ = ["add_parser", "run"]
+
+_EPILOG = """\
+The YAML config (--config) may set any option of multitask_unet.training.TrainConfig, e.g.
+
+  model: {preset: small_residual, head: panda}
+  optimizer: {name: sgd, lr: 0.01}     # nnU-Net's recipe; or {name: adamw, lr: 0.001}
+  epochs: 100
+  iterations_per_epoch: 250
+  val_every: 10
+
+Options given on the command line override the file. Every key is described in
+docs/concepts/training.md. The run folder receives config.yaml, plan.json, preprocessed/,
+checkpoints/{last,best}.pt, metrics.csv and curves.png. Under torchrun each process trains on
+its share of every batch (DDP: gloo on CPU, NCCL on GPU) and rank 0 writes.
+"""
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register the ``train`` subcommand."""
+    from multitask_unet.data.readers import LAYOUTS
+
+    parser = subparsers.add_parser(
+        "train",
+        help="train a multi-task U-Net (validate, plan, preprocess, then train; resumable)",
+        description=(
+            "Check the dataset DATA, plan preprocessing and patch size for the network (nnU-Net's "
+            "rules), preprocess the train and validation splits into a cache, and train with "
+            "nnU-Net's recipe (SGD 0.01, Nesterov 0.99, poly decay, gradient clipping 12). "
+            "Checkpoints are written after every epoch; --resume continues an interrupted run "
+            "exactly where its last checkpoint left it."
+        ),
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("data", type=Path, metavar="DATA", help="dataset folder or manifest CSV")
+    parser.add_argument(
+        "-o", "--output", required=True, type=Path, metavar="RUN", help="run folder to write"
+    )
+    parser.add_argument(
+        "--config", type=Path, metavar="FILE.yaml", help="training config (YAML or JSON)"
+    )
+    parser.add_argument(
+        "--preset", metavar="NAME", help="model preset (see `multitask-unet models`)"
+    )
+    parser.add_argument(
+        "--encoder", metavar="NAME", help="replace the preset's encoder (plain, residual, timm3d)"
+    )
+    parser.add_argument(
+        "--head",
+        metavar="NAME",
+        help="classification head (panda, ovr, attention, last_stage, bottleneck) or 'none'",
+    )
+    parser.add_argument("--epochs", type=int, metavar="N", help="training epochs (default 1000)")
+    parser.add_argument(
+        "--iters-per-epoch", type=int, metavar="N", help="optimiser steps per epoch (default 250)"
+    )
+    parser.add_argument(
+        "--batch-size", type=int, metavar="N", help="patches per step over all processes (plan's)"
+    )
+    parser.add_argument(
+        "--patch-size", type=int, nargs=3, metavar=("Z", "Y", "X"), help="patch size (plan's)"
+    )
+    parser.add_argument(
+        "--optimizer", choices=["sgd", "adamw"], help="optimiser (default sgd, nnU-Net's)"
+    )
+    parser.add_argument("--lr", type=float, metavar="LR", help="initial learning rate")
+    parser.add_argument("--val-every", type=int, metavar="N", help="validate every N epochs")
+    parser.add_argument("--seed", type=int, metavar="N", help="random seed (default 0)")
+    parser.add_argument(
+        "--device", metavar="DEV", help="auto (default), cpu, cuda or cuda:N (torchrun: per rank)"
+    )
+    parser.add_argument(
+        "--amp", choices=["auto", "bf16", "fp16", "off"], help="mixed precision on CUDA"
+    )
+    parser.add_argument(
+        "--resume", action="store_true", help="continue from RUN/checkpoints/last.pt"
+    )
+    parser.add_argument(
+        "--cache", type=Path, metavar="DIR", help="preprocessing cache (default RUN/preprocessed)"
+    )
+    parser.add_argument(
+        "--layout", default="auto", choices=["auto", *LAYOUTS.list()], help="dataset layout"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=2, help="processes for planning and preprocessing (2)"
+    )
+    parser.add_argument(
+        "--intensity-samples",
+        type=int,
+        default=10**8,
+        metavar="N",
+        help="foreground voxels sampled for the CT percentiles (nnU-Net: 1e8; 1e6 is faster)",
+    )
+    parser.add_argument(
+        "--num-workers", type=int, metavar="N", help="data-loading workers per process (0)"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="print one line per epoch")
+    return parser
+
+
+def build_config(args: argparse.Namespace) -> Any:
+    """The :class:`TrainConfig` of the file (if any) with the command-line options applied."""
+    from multitask_unet.training import TrainConfig
+
+    config = TrainConfig.load(args.config) if args.config else TrainConfig()
+    data = config.to_dict()
+    model = dict(data["model"])
+    if args.preset:
+        model["preset"] = args.preset
+    if args.encoder:
+        model["encoder"] = args.encoder
+    if args.head:
+        model["head"] = None if args.head.lower() == "none" else args.head
+    data["model"] = model
+    optimizer = dict(data["optimizer"])
+    if args.optimizer:
+        optimizer["name"] = args.optimizer
+    if args.lr is not None:
+        optimizer["lr"] = args.lr
+    data["optimizer"] = optimizer
+    flags = {
+        "epochs": args.epochs,
+        "iterations_per_epoch": args.iters_per_epoch,
+        "batch_size": args.batch_size,
+        "patch_size": args.patch_size,
+        "val_every": args.val_every,
+        "seed": args.seed,
+        "device": args.device,
+        "amp": args.amp,
+        "num_workers": args.num_workers,
+    }
+    data.update({k: v for k, v in flags.items() if v is not None})
+    if args.no_progress:
+        data["progress"] = False
+    return TrainConfig.from_dict(data)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train and print where the results are."""
+    from multitask_unet.training import train
+
+    config = build_config(args)
+    result = train(
+        args.data,
+        args.output,
+        config,
+        layout=args.layout,
+        cache_dir=args.cache,
+        resume=args.resume,
+        workers=args.workers,
+        intensity_samples=args.intensity_samples,
+    )
+    if result.run_dir.joinpath("checkpoints", "last.pt").is_file():  # rank 0 only
+        best = "" if result.best_score is None else f", best val/score {result.best_score:.4f}"
+        print(
+            f"trained {result.epochs} epoch(s) in {result.seconds / 60:.1f} min{best}; "
+            f"checkpoints in {result.run_dir / 'checkpoints'}, curves in "
+            f"{result.run_dir / 'curves.png'}"
+        )
+    return 0

@@ -1,0 +1,24 @@
+"""Training: the :class:`Trainer`, its config, schedule, distributed helpers and ``train``.
+
+Example:
+    >>> from multitask_unet.training import TrainConfig
+    >>> TrainConfig().optimizer.name, TrainConfig().optimizer.lr
+    ('sgd', 0.01)
+"""
+
+from multitask_unet.training.config import ModelSpec, OptimizerConfig, TrainConfig
+from multitask_unet.training.pipeline import prepare_plan, train
+from multitask_unet.training.schedule import PolyLR, build_optimizer
+from multitask_unet.training.trainer import Trainer, TrainResult
+
+__all__ = [
+    "ModelSpec",
+    "OptimizerConfig",
+    "PolyLR",
+    "TrainConfig",
+    "TrainResult",
+    "Trainer",
+    "build_optimizer",
+    "prepare_plan",
+    "train",
+]

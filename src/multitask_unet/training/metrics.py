@@ -1,0 +1,155 @@
+"""Per-epoch metrics: ``RUN/metrics.csv``, TensorBoard when installed, and ``RUN/curves.png``.
+
+One row per epoch; columns appear as metrics do (validation columns stay empty on epochs
+without validation). The CSV is rewritten atomically after every epoch, and a resumed run
+drops the rows of epochs it is about to redo, so the file always matches the checkpoint.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> run = pathlib.Path(tempfile.mkdtemp())
+    >>> log = MetricsLog(run, tensorboard=False)
+    >>> log.append({"epoch": 0, "loss": 1.5})
+    >>> log.append({"epoch": 1, "loss": 1.2, "val/dice_lesion": 0.4})
+    >>> print((run / "metrics.csv").read_text().strip())
+    epoch,loss,val/dice_lesion
+    0,1.5,
+    1,1.2,0.4
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import tempfile
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+__all__ = ["MetricsLog", "plot_curves", "read_metrics"]
+
+CSV_NAME = "metrics.csv"
+PLOT_NAME = "curves.png"
+
+
+def read_metrics(path: str | os.PathLike[str]) -> list[dict[str, float]]:
+    """The rows of a ``metrics.csv`` as dicts of floats (empty cells left out)."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    with path.open(newline="") as handle:
+        return [
+            {k: float(v) for k, v in row.items() if v not in ("", None)}
+            for row in csv.DictReader(handle)
+        ]
+
+
+class MetricsLog:
+    """Collects one row of metrics per epoch and writes them.
+
+    Args:
+        run_dir: The run folder.
+        tensorboard: Also write TensorBoard events to ``RUN/tensorboard`` when the
+            ``tensorboard`` package is installed.
+    """
+
+    def __init__(self, run_dir: str | os.PathLike[str], *, tensorboard: bool = True) -> None:
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / CSV_NAME
+        self.rows: list[dict[str, float]] = []
+        self._writer: Any = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:  # tensorboard is optional
+                pass
+            else:
+                self._writer = SummaryWriter(str(self.run_dir / "tensorboard"))
+
+    def resume(self, next_epoch: int) -> None:
+        """Keep the existing rows of epochs before ``next_epoch`` (those the checkpoint has)."""
+        self.rows = [r for r in read_metrics(self.path) if r.get("epoch", -1) < next_epoch]
+
+    def append(self, row: Mapping[str, float]) -> None:
+        """Add the row of one epoch (must have ``"epoch"``) and rewrite the CSV."""
+        self.rows.append({k: float(v) for k, v in row.items()})
+        if self._writer is not None:
+            step = int(row["epoch"])
+            for key, value in row.items():
+                if key != "epoch":
+                    self._writer.add_scalar(key, float(value), step)
+            self._writer.flush()
+        self._write_csv()
+
+    def _write_csv(self) -> None:
+        columns: list[str] = []
+        for row in self.rows:
+            columns += [k for k in row if k not in columns]
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        for row in self.rows:
+            writer.writerow({k: _fmt(v) for k, v in row.items()})
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.run_dir, prefix=f".{CSV_NAME}.")
+        with os.fdopen(fd, "w") as handle:
+            handle.write(buffer.getvalue())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, self.path)
+
+    def plot(self) -> Path | None:
+        """Write ``RUN/curves.png`` (None when matplotlib is missing)."""
+        return plot_curves(self.rows, self.run_dir / PLOT_NAME)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+
+
+def _fmt(value: float) -> str | int:
+    return int(value) if float(value).is_integer() and abs(value) < 2**53 else repr(float(value))
+
+
+def plot_curves(rows: list[dict[str, float]], path: str | os.PathLike[str]) -> Path | None:
+    """Plot losses (left) and validation metrics (right) against the epoch, atomically.
+
+    Returns:
+        The written path, or None when matplotlib is not installed.
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        warnings.warn("matplotlib is not installed; no curves.png written", stacklevel=2)
+        return None
+    path = Path(path)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    for key in keys:
+        points = [(r["epoch"], r[key]) for r in rows if key in r and "epoch" in r]
+        if not points or key == "epoch":
+            continue
+        xs, ys = zip(*points)
+        if key == "loss" or key.startswith("loss/"):
+            left.plot(xs, ys, label=key, marker="." if len(xs) < 30 else None)
+        elif key.startswith("val/"):
+            right.plot(xs, ys, label=key[4:], marker="o")
+    left.set(title="training loss", xlabel="epoch")
+    right.set(title="validation (whole cases)", xlabel="epoch", ylim=(0, 1.02))
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=110)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        Path(tmp).unlink(missing_ok=True)
+    return path

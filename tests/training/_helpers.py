@@ -1,0 +1,109 @@
+"""Tiny training setups shared by the training tests and their subprocess scripts."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from multitask_unet.data.cache import preprocess_dataset
+from multitask_unet.data.loader import CacheEntry, cache_entries
+from multitask_unet.data.phantoms import write_phantom_dataset
+from multitask_unet.data.planning import Plan
+from multitask_unet.data.readers import read_dataset
+from multitask_unet.training import TrainConfig, Trainer, prepare_plan
+
+#: 16^3 phantoms at 1 mm: the cached volume is exactly one 16^3 patch.
+PHANTOMS = {
+    "n_train": 6,
+    "n_validation": 2,
+    "n_test": 0,
+    "shape": (16, 16, 16),
+    "spacing": (1.0, 1.0, 1.0),
+    "class_counts": (1, 1, 1),
+    "seed": 3,
+}
+
+#: A training config that runs in about a second per epoch on one CPU thread.
+TINY = {
+    "model": {"preset": "tiny_plain", "head": "last_stage"},
+    "epochs": 3,
+    "iterations_per_epoch": 3,
+    "batch_size": 2,
+    "patch_size": [16, 16, 16],
+    "val_every": 0,
+    "augment": False,
+    "progress": False,
+    "device": "cpu",
+    "seed": 7,
+}
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A phantom dataset with its plan and preprocessing cache."""
+
+    data: Path
+    cache: Path
+    plan: Plan
+    class_names: tuple[str, ...]
+    label_names: dict[str, int]
+    train_ids: tuple[str, ...]
+    val_ids: tuple[str, ...]
+
+    def entries(self, ids: tuple[str, ...]) -> list[CacheEntry]:
+        by_id = {e.case_id: e for e in cache_entries(self.cache)}
+        return [by_id[i] for i in ids]
+
+    def to_json(self) -> str:
+        return json.dumps({"data": str(self.data), "cache": str(self.cache)})
+
+    @classmethod
+    def from_json(cls, text: str) -> Prepared:
+        paths = json.loads(text)
+        return prepare(Path(paths["data"]), Path(paths["cache"]), write=False)
+
+
+def prepare(data: Path, cache: Path, *, write: bool = True) -> Prepared:
+    """Write (or read) the phantoms, plan them and fill the cache."""
+    if write:
+        write_phantom_dataset(data, **PHANTOMS)
+    index = read_dataset(data)
+    if write:
+        plan = prepare_plan(index, config(), workers=1, intensity_samples=10**4)
+        preprocess_dataset(index.records, plan, cache, num_workers=1, progress=False)
+    plan = Plan.load(cache / "plan.json")
+    return Prepared(
+        data=data,
+        cache=cache,
+        plan=plan,
+        class_names=index.class_names,
+        label_names=dict(index.label_names),
+        train_ids=index.split("train").case_ids,
+        val_ids=index.split("validation").case_ids,
+    )
+
+
+def config(**overrides: Any) -> TrainConfig:
+    """``TINY`` with some options changed."""
+    return TrainConfig.from_dict({**TINY, **overrides})
+
+
+def trainer(prepared: Prepared, run_dir: Path, cfg: TrainConfig, *, val: bool = False) -> Trainer:
+    return Trainer(
+        cfg,
+        run_dir,
+        plan=prepared.plan,
+        train_cases=prepared.entries(prepared.train_ids),
+        val_cases=prepared.entries(prepared.val_ids) if val else (),
+        class_names=prepared.class_names,
+        label_names=prepared.label_names,
+    )
+
+
+def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    payload = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
+    return payload["state_dict"]

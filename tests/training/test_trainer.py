@@ -1,0 +1,96 @@
+"""The Trainer on a tiny cached phantom dataset: files, checkpoints, resume rules, validation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from _helpers import Prepared, config, final_weights, trainer
+
+from multitask_unet.checkpoints import load_checkpoint
+from multitask_unet.errors import ConfigError
+from multitask_unet.training import TrainConfig
+from multitask_unet.training.metrics import read_metrics
+
+
+@pytest.mark.parametrize(
+    ("head", "optimizer"), [("last_stage", "sgd"), ("ovr", "adamw"), (None, "sgd")]
+)
+def test_fit_writes_a_complete_run(
+    prepared: Prepared, tmp_path: Path, head: str | None, optimizer: str
+) -> None:
+    cfg = config(
+        model={"preset": "tiny_plain", "head": head},
+        optimizer={"name": optimizer, "lr": 0.003},
+        epochs=2,
+        iterations_per_epoch=2,
+        val_every=1,
+    )
+    result = trainer(prepared, tmp_path, cfg, val=True).fit()
+    assert result.epochs == 2
+    assert {p.name for p in tmp_path.iterdir()} >= {"config.yaml", "metrics.csv", "curves.png"}
+    assert TrainConfig.load(tmp_path / "config.yaml") == cfg
+    rows = read_metrics(tmp_path / "metrics.csv")
+    assert [r["epoch"] for r in rows] == [0, 1]
+    assert rows[1]["lr"] < rows[0]["lr"] == pytest.approx(0.003)  # poly decay by epoch
+    assert all(0 <= r["val/dice_lesion"] <= 1 for r in rows)
+    assert ("val/auc" in rows[-1]) == (head is not None)
+    assert ("loss/cls" in rows[-1]) == (head is not None)
+    # Both checkpoints load with weights_only=True and hold what the predictor needs.
+    for name in ("last.pt", "best.pt"):
+        torch.load(tmp_path / "checkpoints" / name, weights_only=True)
+        ckpt = load_checkpoint(tmp_path / "checkpoints" / name)
+        assert ckpt.class_names == prepared.class_names
+        assert ckpt.load_plan() == prepared.plan
+        assert set(ckpt.build_model().heads) == ({"cls"} if head else set())
+        assert ckpt.versions["torch"] == torch.__version__
+    state = load_checkpoint(tmp_path / "checkpoints" / "last.pt").training
+    assert state is not None and state["epoch"] == 1 and state["best_epoch"] in (0, 1)
+    assert TrainConfig.from_dict(state["config"]) == cfg
+    assert set(state) >= {"optimizer", "scheduler", "scaler", "rng", "loss"}
+
+
+def test_training_lowers_the_loss(prepared: Prepared, tmp_path: Path) -> None:
+    cfg = config(optimizer={"name": "adamw", "lr": 0.01}, epochs=4, iterations_per_epoch=4)
+    trainer(prepared, tmp_path, cfg).fit()
+    losses = [r["loss/seg"] for r in read_metrics(tmp_path / "metrics.csv")]
+    assert losses[-1] < losses[0]
+
+
+def test_refuses_to_overwrite_a_run_and_to_resume_nothing(
+    prepared: Prepared, tmp_path: Path
+) -> None:
+    cfg = config(epochs=1, iterations_per_epoch=1)
+    with pytest.raises(ConfigError, match="nothing to resume"):
+        trainer(prepared, tmp_path, cfg).fit(resume=True)
+    trainer(prepared, tmp_path, cfg).fit()
+    with pytest.raises(ConfigError, match="already holds a run"):
+        trainer(prepared, tmp_path, cfg).fit()
+
+
+def test_resume_rejects_a_changed_config_but_may_train_longer(
+    prepared: Prepared, tmp_path: Path
+) -> None:
+    trainer(prepared, tmp_path, config(epochs=1, iterations_per_epoch=1)).fit()
+    changed = config(epochs=1, iterations_per_epoch=1, seed=99)
+    with pytest.raises(ConfigError, match="seed"):
+        trainer(prepared, tmp_path, changed).fit(resume=True)
+    result = trainer(prepared, tmp_path, config(epochs=2, iterations_per_epoch=1)).fit(resume=True)
+    assert result.epochs == 2
+    assert [r["epoch"] for r in read_metrics(tmp_path / "metrics.csv")] == [0, 1]
+
+
+def test_resuming_a_finished_run_changes_nothing(prepared: Prepared, tmp_path: Path) -> None:
+    cfg = config(epochs=1, iterations_per_epoch=1)
+    trainer(prepared, tmp_path, cfg).fit()
+    before = final_weights(tmp_path)
+    trainer(prepared, tmp_path, cfg).fit(resume=True)
+    after = final_weights(tmp_path)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_patch_not_divisible_names_the_fix(prepared: Prepared, tmp_path: Path) -> None:
+    cfg = config(patch_size=[16, 16, 10])
+    with pytest.raises(ConfigError, match="size_divisor"):
+        trainer(prepared, tmp_path, cfg).fit()
