@@ -32,9 +32,9 @@ validation cases after training):
 What calibration keeps: the predicted class (both methods); the one-vs-rest AUC of two-class
 softmax heads (``p_1 = sigmoid((z_1 - z_0) / T)`` is increasing in the score the AUC ranks);
 the per-class binary AUCs of ``sigmoid(z_k)`` for ``ovr`` heads (both methods). The
-one-vs-rest AUC of softmax probabilities with ``K >= 3`` classes can move slightly under a
+one-vs-rest AUC of softmax probabilities with ``K >= 3`` classes can change under a
 temperature (a case's ``p_k`` depends on all of its logit gaps, whose weights change with
-``T``); pairwise (one-vs-one) AUCs of ``z_i - z_j`` never do.
+``T``, so two cases can swap places); pairwise (one-vs-one) AUCs of ``z_i - z_j`` never do.
 
 Example:
     >>> import numpy as np
