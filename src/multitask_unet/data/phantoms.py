@@ -9,8 +9,8 @@ trivial:
 | subtype | lesion intensity (mean HU, varies by case) | texture | shape |
 |---|---|---|---|
 | 0 | hypodense, N(30, 12) | homogeneous (4 HU) | round |
-| 1 | core N(35, 12), enhancing rim +70 to +110 | mild (6 HU) | oval |
-| 2 | N(45, 12) | heterogeneous (12-22 HU) | lobulated |
+| 1 | core N(35, 12), enhancing rim +80 to +120 | mild (6 HU) | oval |
+| 2 | N(45, 12) | heterogeneous (18-28 HU blobs) | lobulated |
 
 The pancreas enhances to about 120 HU, so every lesion stands out from it by 40-90 HU. Lesion
 radii are 6-11 mm (several hundred to a few thousand voxels at the default spacing). Sizes are
@@ -171,9 +171,9 @@ def _lesion_intensity(subtype: int, dist: np.ndarray, field, rng) -> np.ndarray:
     if subtype == 0:
         return rng.normal(30, 12) + 4 * field(1.5)
     if subtype == 1:
-        rim = np.clip((dist - rng.uniform(0.76, 0.84)) / 0.08, 0, 1)  # 0 in the core, 1 at the rim
-        return rng.normal(35, 12) + rng.uniform(70, 110) * rim + 6 * field(1.5)
-    return rng.normal(45, 12) + rng.uniform(12, 22) * field(1.2)
+        rim = np.clip((dist - rng.uniform(0.7, 0.78)) / 0.08, 0, 1)  # 0 in the core, 1 at the rim
+        return rng.normal(35, 12) + rng.uniform(80, 120) * rim + 6 * field(1.5)
+    return rng.normal(45, 12) + rng.uniform(18, 28) * field(1.5)
 
 
 def write_phantom_dataset(
