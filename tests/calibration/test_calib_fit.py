@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import warnings
 
@@ -184,6 +185,11 @@ def test_float64_logits_stay_float64():
     cal = Calibration("temperature", "ce", (0.5, 0.5), (0.0, 0.0))
     assert cal.probabilities(torch.zeros(1, 2, dtype=torch.float64)).dtype == torch.float64
     assert cal.probabilities(torch.zeros(1, 2, dtype=torch.float16)).dtype == torch.float32
+
+
+def test_identity_round_trips_through_json():
+    identity = Calibration.identity(3, "bce_ovr")
+    assert Calibration.from_dict(json.loads(json.dumps(identity.to_dict()))) == identity
 
 
 def test_round_trip_through_dict_and_checkpoint(tmp_path):

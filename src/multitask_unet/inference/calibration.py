@@ -93,8 +93,8 @@ class Calibration(Config):
         scale: ``K`` positive factors (``1 / T`` for every class under ``"temperature"``).
         bias: ``K`` offsets (zeros under ``"temperature"``).
         n_cases: Cases it was fitted on.
-        nll_before: NLL of those cases before calibration (nats per case).
-        nll_after: NLL of those cases after calibration.
+        nll_before: NLL of those cases before calibration (nats per case); None if not fitted.
+        nll_after: NLL of those cases after calibration; None if not fitted.
     """
 
     method: str
@@ -102,8 +102,8 @@ class Calibration(Config):
     scale: tuple[float, ...]
     bias: tuple[float, ...]
     n_cases: int = 0
-    nll_before: float = math.nan
-    nll_after: float = math.nan
+    nll_before: float | None = None
+    nll_after: float | None = None
 
     def __post_init__(self) -> None:
         if self.method not in _METHODS:
