@@ -8,6 +8,7 @@ parametrize the argument themselves. Helpers reach tests through the ``kit`` fix
 from __future__ import annotations
 
 import itertools
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -56,7 +57,9 @@ def _timm3d_options() -> dict[str, Any] | None:
     if "timm3d" not in ENCODERS:
         return None
     try:
-        import timm_3d  # noqa: F401
+        with warnings.catch_warnings():  # torch.jit deprecations raised inside timm
+            warnings.simplefilter("ignore", FutureWarning)
+            import timm_3d  # noqa: F401
     except ImportError:
         return None
     return {"name": "timm3d", "model_name": "tinynet_e", "out_indices": (0, 1, 2)}
@@ -69,7 +72,9 @@ def build_model(encoder: str, heads: dict[str, Any], *, seed: int = 0) -> mtu.Mu
         options = _timm3d_options()
         if options is None:
             pytest.skip("the timm3d encoder is not available in this checkout")
-        return mtu.create_model("tiny_plain", encoder=options, heads=heads)
+        with warnings.catch_warnings():  # torch.jit deprecations raised inside timm
+            warnings.simplefilter("ignore", FutureWarning)
+            return mtu.create_model("tiny_plain", encoder=options, heads=heads)
     return mtu.create_model(encoder, heads=heads)
 
 
