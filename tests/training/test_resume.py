@@ -31,7 +31,7 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(
 ) -> None:
     cfg = config(
         model={"preset": "tiny_plain", "head": "panda", "head_options": {"dropout": 0.2}},
-        epochs=3,
+        epochs=2,
         iterations_per_epoch=3,
     )
     killed = tmp_path / "killed"

@@ -1,0 +1,60 @@
+"""``multitask-unet train``: help, options over the YAML file, and errors with exit code 2."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from _helpers import Prepared, config
+
+from multitask_unet.cli import build_parser, main
+from multitask_unet.cli.train import build_config
+
+
+def test_help_lists_every_option(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = capsys.readouterr().out
+    for flag in ("--config", "--preset", "--encoder", "--head", "--epochs", "--iters-per-epoch",
+                 "--batch-size", "--patch-size", "--device", "--resume", "torchrun", "YAML"):  # fmt: skip
+        assert flag in text, flag
+
+
+def test_command_line_overrides_the_yaml_file(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    config(epochs=9, optimizer={"name": "adamw", "lr": 0.002}).save(path)
+    args = build_parser().parse_args(
+        ["train", "DATA", "-o", "RUN", "--config", str(path), "--epochs", "4", "--head", "none",
+         "--patch-size", "8", "16", "24", "--preset", "tiny_residual", "--no-progress"]
+    )  # fmt: skip
+    cfg = build_config(args)
+    assert (cfg.epochs, cfg.model.head, cfg.model.preset) == (4, None, "tiny_residual")
+    assert cfg.patch_size == (8, 16, 24)
+    assert (cfg.optimizer.name, cfg.optimizer.lr) == ("adamw", 0.002)  # kept from the file
+    assert cfg.iterations_per_epoch == 3 and not cfg.progress
+
+
+def test_dataset_errors_stop_before_training(
+    prepared: Prepared, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(prepared.data, data)
+    mask = next((data / "train").rglob("phantom_*[0-9].nii.gz"))
+    mask.write_bytes(b"not a nifti file")
+    code = main(["train", str(data), "-o", str(tmp_path / "run"), "--no-progress"])
+    assert code == 2
+    assert mask.name in capsys.readouterr().err
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_resume_without_a_run_is_an_error(
+    prepared: Prepared, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(prepared.cache / "plan.json", run / "plan.json")
+    code = main(["train", str(prepared.data), "-o", str(run), "--cache", str(prepared.cache),
+                 "--resume", "--no-progress", "--workers", "1"])  # fmt: skip
+    assert code == 2
+    assert "nothing to resume" in capsys.readouterr().err
