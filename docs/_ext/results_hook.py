@@ -113,8 +113,11 @@ def _render_value(value: Any, title: str, level: int) -> list[str]:
 
 def render_file(path: Path, *, root: Path) -> str:
     """Markdown for one result file: heading, machine, then every other value."""
-    data = json.loads(path.read_text())
     rel = path.relative_to(root).as_posix()
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{rel} is not valid JSON ({exc}); fix or remove the file") from None
     if not isinstance(data, Mapping):
         return f"`{rel}` does not hold a JSON object; nothing to show.\n"
     env = dict(data.get("environment") or {})

@@ -97,6 +97,21 @@ def test_results_marker_without_files_says_not_yet_measured(tmp_path: Path) -> N
     assert text.startswith("*Not yet measured")
 
 
+def test_results_marker_names_a_broken_result_file(tmp_path: Path) -> None:
+    hook = _load_hook()
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"bad\.json is not valid JSON"):
+        hook.render_marker("bad*.json", root=tmp_path)
+
+
+def test_results_markers_in_pages_are_expanded(tmp_path: Path) -> None:
+    hook = _load_hook()
+    page = "# Page\n\n<!-- results: nothing/here*.json -->\n\nText.\n"
+    config = {"config_file_path": str(tmp_path / "mkdocs.yml")}
+    out = hook.on_page_markdown(page, page=None, config=config, files=None)
+    assert "<!-- results" not in out and "*Not yet measured" in out and out.endswith("Text.\n")
+
+
 @pytest.mark.parametrize(
     "path", sorted((ROOT / "benchmarks" / "results").glob("*.json")), ids=lambda p: p.name
 )
