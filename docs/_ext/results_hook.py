@@ -41,7 +41,7 @@ MACHINE_KEYS = (
     "dynamic_network_architectures",
     "date",
 )
-_MAX_LIST = 6  # longer lists are raw repetitions; summaries next to them are shown instead
+_MAX_LIST = 6  # longest list of ints shown (shapes); longer lists are left out
 
 
 def _fmt(value: Any) -> str:
@@ -55,8 +55,13 @@ def _fmt(value: Any) -> str:
 
 
 def _is_scalar(value: Any) -> bool:
+    """Shown as one cell: numbers, strings, and short lists such as shapes. Lists of floats
+    longer than 3 are raw repetitions (the file's summaries next to them are shown instead)."""
     if isinstance(value, (list, tuple)):
-        return len(value) <= _MAX_LIST and all(isinstance(v, (int, float, str)) for v in value)
+        if not all(isinstance(v, (int, float, str)) and not isinstance(v, bool) for v in value):
+            return False
+        is_ints = all(isinstance(v, (int, str)) for v in value)
+        return len(value) <= (_MAX_LIST if is_ints else 3)
     return isinstance(value, (int, float, str, bool)) or value is None
 
 

@@ -82,13 +82,17 @@ def test_results_marker_renders_every_number_of_a_result_file(tmp_path: Path) ->
         "settings": {"batch": 3},
         "results": {"ours": {"median_s": 1.23456, "n": 5}, "ref": {"median_s": 2.5, "n": 5}},
         "raw": list(range(50)),
+        "shape": [1, 2, 32, 64, 64],
+        "runs": {"ours": {"seconds": [9.5, 9.25, 9.125, 9.0625], "median_s": 9.125}},
     }
     (results / "toy-cpu.json").write_text(json.dumps(data))
     text = hook.render_marker("benchmarks/results/toy*.json", root=tmp_path)
     assert "Test CPU (2 cores)" in text and "torch 9.9" in text
     assert "| `ours` | 1.235 | 5 |" in text and "| `ref` | 2.5 | 5 |" in text
     assert "| `batch` | 3 |" in text
-    assert "49" not in text  # long raw lists are left out
+    assert "**shape**: 1 × 2 × 32 × 64 × 64" in text
+    assert "| `ours` | 9.125 |" in text  # the summary, not the repetitions
+    assert "49" not in text and "9.062" not in text  # raw repetitions are left out
 
 
 def test_results_marker_without_files_says_not_yet_measured(tmp_path: Path) -> None:
