@@ -29,7 +29,7 @@ args = parser.parse_args()
 torch.set_num_threads(1)
 cfg = TrainConfig.from_json(args.config)
 steps = 0
-accumulate = trainer_module._accumulate
+accumulate = trainer_module.accumulate
 
 
 def announce(sums: dict, out: object) -> None:
@@ -43,6 +43,6 @@ def announce(sums: dict, out: object) -> None:
         time.sleep(120)
 
 
-trainer_module._accumulate = announce
+trainer_module.accumulate = announce
 prepared = _helpers.Prepared.from_json(args.prepared)
 _helpers.trainer(prepared, args.run_dir, cfg).fit()

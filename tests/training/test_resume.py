@@ -64,7 +64,7 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(
     different = [k for k in reference if not torch.equal(resumed[k], reference[k])]
     assert not different, f"weights differ after resuming: {different[:5]}"
     rows = read_metrics(killed / "metrics.csv")
-    assert [r["epoch"] for r in rows] == [0, 1, 2]
+    assert [r["epoch"] for r in rows] == [0, 1]
     assert [r["loss"] for r in rows] == [
         r["loss"] for r in read_metrics(uninterrupted / "metrics.csv")
     ]

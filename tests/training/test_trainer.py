@@ -15,10 +15,16 @@ from multitask_unet.training.metrics import read_metrics
 
 
 @pytest.mark.parametrize(
-    ("head", "optimizer"), [("last_stage", "sgd"), ("ovr", "adamw"), (None, "sgd")]
+    ("head", "optimizer", "progress"),
+    [("last_stage", "sgd", False), ("ovr", "adamw", True), (None, "sgd", False)],
 )
 def test_fit_writes_a_complete_run(
-    prepared: Prepared, tmp_path: Path, head: str | None, optimizer: str
+    prepared: Prepared,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    head: str | None,
+    optimizer: str,
+    progress: bool,
 ) -> None:
     cfg = config(
         model={"preset": "tiny_plain", "head": head},
@@ -26,8 +32,14 @@ def test_fit_writes_a_complete_run(
         epochs=2,
         iterations_per_epoch=2,
         val_every=1,
+        progress=progress,
     )
     result = trainer(prepared, tmp_path, cfg, val=True).fit()
+    shown = capsys.readouterr()
+    if progress:  # the bar shows the loss parts, the throughput and the time left
+        assert all(word in shown.err for word in ("seg=", "samples/s=", "left=", "epoch 2/2"))
+    else:  # one line per epoch
+        assert shown.out.count("epoch ") == 2 and "val/dice_lesion=" in shown.out
     assert result.epochs == 2
     assert {p.name for p in tmp_path.iterdir()} >= {"config.yaml", "metrics.csv", "curves.png"}
     assert TrainConfig.load(tmp_path / "config.yaml") == cfg

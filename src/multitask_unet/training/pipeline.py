@@ -15,9 +15,10 @@ from multitask_unet.data.planning import Plan
 from multitask_unet.data.readers import DatasetIndex, read_dataset
 from multitask_unet.errors import DataError
 from multitask_unet.models import MultiTaskUNet
+from multitask_unet.training.builders import build_model_config
 from multitask_unet.training.config import TrainConfig
 from multitask_unet.training.distributed import cleanup_distributed, setup_distributed
-from multitask_unet.training.trainer import Trainer, TrainResult, build_model_config
+from multitask_unet.training.trainer import Trainer, TrainResult
 
 __all__ = ["prepare_plan", "train"]
 

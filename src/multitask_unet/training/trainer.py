@@ -16,14 +16,15 @@ Example:
     >>> config = TrainConfig.from_dict({"model": {"preset": "tiny_plain"}, "epochs": 1,
     ...     "iterations_per_epoch": 2, "batch_size": 2, "patch_size": [16, 16, 16],
     ...     "progress": False})
-    >>> result = train(root, tempfile.mkdtemp(), config, verbose=False)
-    >>> result.epochs, sorted(result.metrics)[:2]
-    (1, ['epoch', 'loss'])
+    >>> result = train(root, tempfile.mkdtemp(), config, workers=1, intensity_samples=10_000,
+    ...                verbose=False)  # doctest: +ELLIPSIS
+    epoch 1/1  lr=0.01  loss=...
+    >>> result.epochs, "loss" in result.metrics
+    (1, True)
 """
 
 from __future__ import annotations
 
-import math
 import os
 import random
 import sys
@@ -43,16 +44,18 @@ from multitask_unet.data.batch import Batch
 from multitask_unet.data.loader import CacheEntry, LoaderConfig, TrainLoader
 from multitask_unet.data.planning import Plan
 from multitask_unet.errors import ConfigError
-from multitask_unet.losses import LossTermConfig, MultiTaskLoss, MultiTaskLossConfig
-from multitask_unet.models import ModelConfig, MultiTaskUNet, resolve_config
-from multitask_unet.training.config import ModelSpec, TrainConfig
+from multitask_unet.losses import MultiTaskLoss
+from multitask_unet.models import MultiTaskUNet
+from multitask_unet.training.builders import build_loss, build_model_config
+from multitask_unet.training.config import TrainConfig
 from multitask_unet.training.distributed import DistInfo, reduce_mean, setup_distributed
 from multitask_unet.training.metrics import MetricsLog
+from multitask_unet.training.progress import accumulate, means, postfix, print_row, progress_bar
 from multitask_unet.training.schedule import PolyLR, build_optimizer
 from multitask_unet.training.state import STATE_VERSION, rng_state, set_rng_state
 from multitask_unet.training.validation import validate
 
-__all__ = ["TrainResult", "Trainer", "build_loss", "build_model_config"]
+__all__ = ["TrainResult", "Trainer"]
 
 LAST, BEST = "last.pt", "best.pt"
 
@@ -74,49 +77,6 @@ class TrainResult:
     metrics: dict[str, float] = field(default_factory=dict)
     best_score: float | None = None
     seconds: float = 0.0
-
-
-def build_model_config(
-    spec: ModelSpec, *, in_channels: int, seg_classes: int, case_classes: int
-) -> ModelConfig:
-    """The model a :class:`ModelSpec` names, sized for the data.
-
-    Args:
-        spec: Preset, encoder, head.
-        in_channels: Image channels.
-        seg_classes: Segmentation outputs, background included (largest label + 1).
-        case_classes: Case-level classes; the head is left out when fewer than 2.
-    """
-    overrides: dict[str, Any] = {
-        "in_channels": in_channels,
-        "num_classes": seg_classes,
-        "deep_supervision": spec.deep_supervision,
-    }
-    if spec.encoder is not None:
-        overrides["encoder"] = spec.encoder
-    if spec.head is not None and case_classes >= 2:
-        overrides["heads"] = {
-            "cls": (spec.head, {"num_classes": case_classes, **spec.head_options})
-        }
-    elif spec.head is None:
-        overrides["heads"] = {}
-    return resolve_config(spec.preset, **overrides)
-
-
-def build_loss(
-    config: TrainConfig, model: MultiTaskUNet, *, class_counts: Sequence[int] = ()
-) -> MultiTaskLoss:
-    """``config.loss``, or the default: Dice+CE on ``seg`` + 0.3 x the head's own loss kind."""
-    loss_config = config.loss
-    if loss_config is None:
-        terms = {
-            "seg": LossTermConfig("dice_ce", 1.0, deep_supervision=config.model.deep_supervision)
-        }
-        for key, head in model.heads.items():
-            terms[key] = LossTermConfig(getattr(head, "loss_kind", "ce"), 0.3)
-        loss_config = MultiTaskLossConfig(terms=terms)
-    counts = {k: list(class_counts) for k in model.heads} if class_counts else None
-    return loss_config.build(class_counts=counts)
 
 
 class Trainer:
@@ -209,7 +169,10 @@ class Trainer:
         net: nn.Module = model
         if dist.distributed:
             ids = [device.index] if device.type == "cuda" else None
-            net = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+            unused = bool(set(model.heads) - set(loss_fn.losses))  # a head without a loss term
+            net = nn.parallel.DistributedDataParallel(
+                model, device_ids=ids, find_unused_parameters=unused
+            )
 
         # Data: balanced case draws, sharded over ranks; batches depend on (seed, epoch, rank).
         loader = TrainLoader(self.train_cases, self._loader_config(dist), rank=dist.rank,
@@ -224,7 +187,7 @@ class Trainer:
             loader.set_epoch(epoch)
             scheduler.step(epoch)
             sums: dict[str, float] = {}
-            bar = _progress(cfg, dist, epoch, len(loader))
+            bar = progress_bar(cfg, dist, epoch, len(loader))
             for it, batch in enumerate(loader):
                 loss_fn.set_epoch(epoch + it / len(loader))
                 batch = batch.to(device, non_blocking=True)
@@ -240,17 +203,17 @@ class Trainer:
                     nn.utils.clip_grad_norm_(model.parameters(), cfg.optimizer.grad_clip)
                 scaler.step(optimizer)
                 scaler.update()
-                _accumulate(sums, out)
+                accumulate(sums, out)
                 if bar is not None:
                     bar.update(1)
                     done = (epoch - start_epoch) * len(loader) + it + 1
                     left = (cfg.epochs - epoch) * len(loader) - it - 1
-                    bar.set_postfix(_postfix(sums, done, left, self.batch_size, started))
+                    bar.set_postfix(postfix(sums, done, left, self.batch_size, started))
             if bar is not None:
                 bar.close()
 
             # Epoch metrics, averaged over the iterations and the ranks.
-            row = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"], **_means(sums)}
+            row = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"], **means(sums)}
             row = {**reduce_mean(row, dist), "epoch": epoch}
             row["epoch_seconds"] = time.perf_counter() - epoch_start
             last_epoch = epoch == cfg.epochs - 1
@@ -287,7 +250,7 @@ class Trainer:
                 log.append(row)
                 log.plot()
                 if not cfg.progress:
-                    _print_row(row, cfg.epochs)
+                    print_row(row, cfg.epochs)
             _barrier(dist)
             limit = cfg.time_limit_minutes
             if limit is not None and _agree(time.perf_counter() - started > 60 * limit, dist):
@@ -446,56 +409,6 @@ def _sync_loss_grads(loss_fn: nn.Module, dist: DistInfo) -> None:
         if p.grad is not None:
             torch.distributed.all_reduce(p.grad)
             p.grad /= dist.world_size
-
-
-def _accumulate(sums: dict[str, float], out: Any) -> None:
-    """Add the batch's loss and parts; parts count only on batches that had their target."""
-    sums["loss"] = sums.get("loss", 0.0) + float(out.total.detach())
-    sums["n"] = sums.get("n", 0.0) + 1
-    for key, value in out.parts.items():
-        if bool(out.present[key]):
-            sums[f"loss/{key}"] = sums.get(f"loss/{key}", 0.0) + float(value)
-            sums[f"n/{key}"] = sums.get(f"n/{key}", 0.0) + 1
-
-
-def _means(sums: Mapping[str, float]) -> dict[str, float]:
-    out = {"loss": sums["loss"] / sums["n"]}
-    for key, value in sums.items():
-        if key.startswith("loss/"):
-            out[key] = value / sums["n/" + key[5:]]
-    return out
-
-
-def _progress(cfg: TrainConfig, dist: DistInfo, epoch: int, total: int) -> Any:
-    if not (cfg.progress and dist.is_main):
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="it", leave=False)
-
-
-def _postfix(
-    sums: Mapping[str, float], done: int, left: int, batch_size: int, started: float
-) -> dict[str, str]:
-    """Loss parts, samples per second and the time left for the whole run."""
-    rate = done / max(time.perf_counter() - started, 1e-9)
-    post = {k.replace("loss/", ""): f"{v:.3f}" for k, v in _means(sums).items()}
-    post["samples/s"] = f"{rate * batch_size:.1f}"
-    post["left"] = _hms(left / rate)
-    return post
-
-
-def _hms(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "?"
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-
-
-def _print_row(row: Mapping[str, float], epochs: int) -> None:
-    parts = [f"epoch {int(row['epoch']) + 1}/{epochs}"]
-    parts += [f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"]
-    print("  ".join(parts), flush=True)
 
 
 def _agree(flag: bool, dist: DistInfo) -> bool:
