@@ -6,7 +6,9 @@ the (memory-mapped) case by the :class:`~multitask_unet.data.patches.ForegroundP
 augmented in a worker and collated into a :class:`~multitask_unet.data.batch.Batch`. Each draw
 carries its own seed, derived from ``(seed, epoch, rank, position)``, so an epoch's batches are
 identical whatever the number of workers. :func:`queue_loader` offers the same sampler and
-augmentation on TorchIO's ``Queue`` instead (measured slower, see ``benchmarks/bench_data.py``).
+augmentation on TorchIO's ``Queue`` instead; its workers only load volumes while patches are cut
+and augmented in the training process, so prefer :class:`TrainLoader` (see
+``benchmarks/bench_data.py``).
 
 Example:
     >>> import torch, torchio as tio
@@ -337,9 +339,11 @@ def queue_loader(
 ) -> DataLoader:
     """The same sampling and augmentation on TorchIO's ``Queue``; yields :class:`Batch` es.
 
-    Each queue worker loads whole subjects and cuts ``samples_per_volume`` patches from each;
-    cases are drawn by the balanced sampler. Slower than :class:`TrainLoader` on cached data
-    (TorchIO copies every subject it loads), kept for TorchIO-based workflows.
+    The queue's workers load (and copy) whole subjects; ``samples_per_volume`` patches are then
+    cut and augmented from each *in the calling process*, ``max_length`` patches at a time, so
+    this work does not overlap with training and does not scale with ``num_workers``. Cases are
+    drawn by the balanced sampler. Kept for TorchIO-based workflows; :class:`TrainLoader` does
+    all per-patch work in its workers.
     """
     cfg = config or LoaderConfig()
     subjects = list(subjects)
