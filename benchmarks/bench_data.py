@@ -67,7 +67,7 @@ def prepare_cache(
     from multitask_unet.data.readers import read_dataset
 
     subset = _real_subset() if real else None
-    source = f"real: {subset}" if subset else f"phantoms: {phantoms} cases"
+    source = f"real: {subset.name} (../shared/data)" if subset else f"phantoms: {phantoms} cases"
     if cache is not None and (cache / "plan.json").is_file() and list_cached_cases(cache):
         return cache, source
     if subset is not None:
