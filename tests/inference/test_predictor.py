@@ -232,3 +232,5 @@ def test_predictor_options_are_checked(tiny_checkpoint, tiny_plan) -> None:
         Predictor(model, tiny_plan, class_names=("a", "b"))
     with pytest.raises(ConfigError, match="window_size"):
         Predictor(model, tiny_plan.preprocessing)
+    assert Predictor(model, tiny_plan).options["window_batch_size"] == 8  # mirrors of a window
+    assert Predictor(model, tiny_plan, mirror_axes=(1,)).options["window_batch_size"] == 2

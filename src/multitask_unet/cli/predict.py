@@ -48,7 +48,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         default="0,1,2",
         help="axes mirrored for test-time augmentation, e.g. '0,1,2' (default) or '' for none",
     )
-    parser.add_argument("--batch-size", type=int, default=1, help="windows per network call")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="network batch (windows x mirrored copies); default: one window's mirrored copies "
+        "on the CPU, 1 on GPUs",
+    )
     parser.add_argument("--cls-head", default=None, help="head written to predictions.csv")
     parser.add_argument(
         "--cls-weighting",
