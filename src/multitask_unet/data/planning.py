@@ -30,12 +30,13 @@ import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from multitask_unet.config import Config
 from multitask_unet.data._atomic import write_text_atomic
+from multitask_unet.data.budget import PlanBudget
 from multitask_unet.data.fingerprint import DatasetFingerprint
 from multitask_unet.data.orientation import check_orientation
 from multitask_unet.data.patch_planning import (
@@ -144,6 +145,9 @@ class Plan(Config):
         gpu_memory_gb: Memory budget the patch and batch size were planned for.
         anisotropic_axis: Axis whose target spacing used the 10th-percentile rule, else ``None``.
         fingerprint: The :class:`DatasetFingerprint` the plan was made from.
+        budget: What a wall-clock budget chose and why (:class:`PlanBudget`), for plans made by
+            :func:`multitask_unet.training.budget.plan_for_budget`; None (and absent from the
+            JSON) for nnU-Net-rule plans.
     """
 
     preprocessing: PreprocessingConfig
@@ -154,6 +158,7 @@ class Plan(Config):
     gpu_memory_gb: float
     anisotropic_axis: int | None
     fingerprint: DatasetFingerprint
+    budget: PlanBudget | None = None
 
     def __post_init__(self) -> None:
         for p, d in zip(self.patch_size, self.size_divisor):
@@ -171,6 +176,13 @@ class Plan(Config):
     def cache_key(self) -> str:
         """The preprocessing cache key (:meth:`PreprocessingConfig.cache_key`)."""
         return self.preprocessing.cache_key()
+
+    def to_dict(self) -> dict[str, Any]:
+        """As :meth:`Config.to_dict`; without a budget the ``budget`` key is left out."""
+        out = super().to_dict()
+        if self.budget is None:
+            out.pop("budget")
+        return out
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the plan as JSON (or YAML by extension), atomically."""

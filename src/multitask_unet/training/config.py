@@ -125,6 +125,11 @@ class TrainConfig(Config):
         progress: Show a progress bar.
         time_limit_minutes: Stop after the epoch during which this much time has passed (the
             checkpoint is complete, so ``--resume`` continues); None trains every epoch.
+        time_budget_minutes: Finish the whole schedule within this wall-clock time (counted from
+            the start of ``fit``): after every epoch, when the remaining epochs would not fit at
+            the mean epoch time so far, ``epochs`` is shortened and the poly schedule with it, so
+            that the learning rate still decays to its end. None keeps ``epochs``. A budget
+            plan (``plan --budget``) sets it.
     """
 
     model: ModelSpec = field(default_factory=ModelSpec)
@@ -149,6 +154,7 @@ class TrainConfig(Config):
     deterministic: bool = False
     progress: bool = True
     time_limit_minutes: float | None = None
+    time_budget_minutes: float | None = None
 
     def __post_init__(self) -> None:
         for key in ("epochs", "iterations_per_epoch"):
@@ -169,6 +175,10 @@ class TrainConfig(Config):
             raise ConfigError("num_workers and val_every must be >= 0")
         if not 0 <= self.val_overlap < 1:
             raise ConfigError(f"val_overlap must be in [0, 1), got {self.val_overlap}")
+        if self.time_budget_minutes is not None and not self.time_budget_minutes > 0:
+            raise ConfigError(
+                f"time_budget_minutes must be positive (or null), got {self.time_budget_minutes}"
+            )
         if self.amp not in ("auto", "bf16", "fp16", "off"):
             raise ConfigError(f"amp must be 'auto', 'bf16', 'fp16' or 'off', got {self.amp!r}")
 

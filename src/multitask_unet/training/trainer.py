@@ -46,6 +46,7 @@ from multitask_unet.data.planning import Plan
 from multitask_unet.errors import ConfigError
 from multitask_unet.losses import MultiTaskLoss
 from multitask_unet.models import MultiTaskUNet
+from multitask_unet.training.budget_schedule import epochs_within_budget
 from multitask_unet.training.builders import build_loss, build_model_config
 from multitask_unet.training.config import TrainConfig
 from multitask_unet.training.distributed import DistInfo, reduce_mean, setup_distributed
@@ -181,6 +182,7 @@ class Trainer:
         if log is not None:
             log.resume(start_epoch)
         row: dict[str, float] = {}
+        total_epochs = cfg.epochs  # shortened by time_budget_minutes
         for epoch in range(start_epoch, cfg.epochs):
             epoch_start = time.perf_counter()
             net.train()
@@ -207,7 +209,7 @@ class Trainer:
                 if bar is not None:
                     bar.update(1)
                     done = (epoch - start_epoch) * len(loader) + it + 1
-                    left = (cfg.epochs - epoch) * len(loader) - it - 1
+                    left = (total_epochs - epoch) * len(loader) - it - 1
                     bar.set_postfix(postfix(sums, done, left, self.batch_size, started))
             if bar is not None:
                 bar.close()
@@ -216,7 +218,7 @@ class Trainer:
             row = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"], **means(sums)}
             row = {**reduce_mean(row, dist), "epoch": epoch}
             row["epoch_seconds"] = time.perf_counter() - epoch_start
-            last_epoch = epoch == cfg.epochs - 1
+            last_epoch = epoch == total_epochs - 1
             if (
                 self.val_cases
                 and cfg.val_every
@@ -250,8 +252,23 @@ class Trainer:
                 log.append(row)
                 log.plot()
                 if not cfg.progress:
-                    print_row(row, cfg.epochs)
+                    print_row(row, total_epochs)
             _barrier(dist)
+            if last_epoch:
+                break
+            if cfg.time_budget_minutes is not None:
+                fitted = epochs_within_budget(
+                    total_epochs,
+                    epochs_done=epoch + 1 - start_epoch,
+                    next_epoch=epoch + 1,
+                    elapsed_s=time.perf_counter() - started,
+                    budget_s=60 * cfg.time_budget_minutes,
+                )
+                fitted = round(reduce_mean({"e": fitted}, dist)["e"])
+                if fitted < total_epochs and dist.is_main:
+                    print(f"time budget: the schedule is shortened to {fitted} epochs",
+                          file=sys.stderr)  # fmt: skip
+                total_epochs = scheduler.epochs = fitted
             limit = cfg.time_limit_minutes
             if limit is not None and _agree(time.perf_counter() - started > 60 * limit, dist):
                 if dist.is_main and not last_epoch:
