@@ -21,12 +21,16 @@ DOCS = ROOT / "docs"
 _DIRECTIVE = re.compile(r"^:::\s+(?P<name>[\w.]+)\s*$", re.MULTILINE)
 
 
-def _load_hook() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("results_hook", DOCS / "_ext" / "results_hook.py")
+def _load_ext(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, DOCS / "_ext" / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _load_hook() -> ModuleType:
+    return _load_ext("results_hook")
 
 
 def public_modules() -> list[str]:
@@ -67,6 +71,26 @@ def test_every_page_is_in_the_navigation() -> None:
     )
     missing = [p for p in pages if p not in config]
     assert not missing, f"pages missing from the nav of mkdocs.yml: {missing}"
+
+
+# -- docstrings as mkdocstrings reads them ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("docstring", "expected"),
+    [
+        ("Uses :class:`~multitask_unet.data.batch.Batch`.", "Uses `Batch`."),
+        ("See :func:`multitask_unet.create_model`.", "See `multitask_unet.create_model`."),
+        (":meth:`Plan.save` and :py:data:`LOSSES`", "`Plan.save` and `LOSSES`"),
+        (":mod:`the loaders <multitask_unet.data.loader>`", "`the loaders`"),
+        ("Example:\n    >>> f()\n", "Examples:\n    >>> f()\n"),
+        ("    Example:\n        >>> f()", "    Examples:\n        >>> f()"),
+        ("An example: not a header", "An example: not a header"),
+        ("``literal`` stays", "``literal`` stays"),
+    ],
+)
+def test_docstrings_are_translated_for_mkdocstrings(docstring: str, expected: str) -> None:
+    assert _load_ext("griffe_docstrings").translate(docstring) == expected
 
 
 # -- result files rendered into pages ----------------------------------------------------------
