@@ -87,6 +87,15 @@ def test_every_page_is_in_the_navigation() -> None:
         ("    Example:\n        >>> f()", "    Examples:\n        >>> f()"),
         ("An example: not a header", "An example: not a header"),
         ("``literal`` stays", "``literal`` stays"),
+        (
+            "Layout of a folder::\n\n    CACHE/plan.json",
+            "Layout of a folder:\n\n    CACHE/plan.json",
+        ),
+        (
+            "Example::\n\n    multitask-unet plan DATA",
+            "**Example**\n\n    multitask-unet plan DATA",
+        ),
+        ("x = a[::2]  # slices stay", "x = a[::2]  # slices stay"),
     ],
 )
 def test_docstrings_are_translated_for_mkdocstrings(docstring: str, expected: str) -> None:
