@@ -3,6 +3,7 @@
 Example::
 
     multitask-unet plan ../shared/data/pancreas_quiz_subset -o plan.json --size-divisor 8,32,32
+    multitask-unet plan ../shared/data/pancreas_quiz_subset -o RUN/plan.json --budget 30m --device cpu
 """
 
 from __future__ import annotations
@@ -80,6 +81,27 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="N",
         help="foreground voxels sampled for the intensity statistics (nnU-Net: 1e8)",
     )
+    parser.add_argument(
+        "--budget",
+        metavar="DURATION",
+        help=(
+            "wall-clock budget such as 30m or 2h: choose spacing, patch, network, batch and "
+            "schedule by measured trial steps so that training fits it (docs/concepts/budget.md);"
+            " without it the plan follows nnU-Net's rules"
+        ),
+    )
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        metavar="DEV",
+        help="with --budget: where the trial steps run and training will run (cpu, cuda)",
+    )
+    parser.add_argument(
+        "--max-trial-seconds",
+        type=float,
+        metavar="S",
+        help="with --budget: cap on the trial steps' time (default: 5%% of the budget)",
+    )
     parser.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser
@@ -87,6 +109,23 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def _fmt(values: Any, digits: int = 3) -> str:
     return " x ".join(f"{v:.{digits}g}" if isinstance(v, float) else str(v) for v in values)
+
+
+def _budget_plan(args: argparse.Namespace, fingerprint: Any, labels: list[int]) -> Any:
+    from multitask_unet.errors import ConfigError
+    from multitask_unet.training.budget import BudgetSearch, plan_for_budget
+
+    if args.target_spacing is not None:
+        raise ConfigError("--budget chooses the target spacing; leave out --target-spacing")
+    search = BudgetSearch(max_trial_seconds=args.max_trial_seconds)
+    return plan_for_budget(
+        fingerprint,
+        args.budget,
+        device=args.device,
+        search=search,
+        labels=labels,
+        normalization=args.normalization,
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -103,14 +142,19 @@ def run(args: argparse.Namespace) -> int:
         num_workers=args.workers,
         progress=not args.no_progress,
     )
-    plan = create_plan(
-        fingerprint,
-        size_divisor=args.size_divisor,
-        gpu_memory_gb=args.gpu_memory,
-        normalization=args.normalization,
-        target_spacing=args.target_spacing,
-        labels=sorted(set(index.label_names.values())),
-    )
+    labels = sorted(set(index.label_names.values()))
+    if args.budget is not None:
+        plan = _budget_plan(args, fingerprint, labels)
+    else:
+        plan = create_plan(
+            fingerprint,
+            size_divisor=args.size_divisor,
+            gpu_memory_gb=args.gpu_memory,
+            normalization=args.normalization,
+            target_spacing=args.target_spacing,
+            labels=labels,
+        )
+    args.output.parent.mkdir(parents=True, exist_ok=True)
     plan.save(args.output)
     stats = fingerprint.intensity[0]
     print(
@@ -125,6 +169,12 @@ def run(args: argparse.Namespace) -> int:
         f"foreground HU:    [{stats.percentile_00_5:.1f}, {stats.percentile_99_5:.1f}]  "
         f"mean {stats.mean:.1f}  std {stats.std:.1f}"
     )
+    if plan.budget is not None:
+        b = plan.budget
+        print(f"budget:           {b.seconds / 60:g} min on {b.device} ({b.device_name})")
+        print(f"model:            {b.preset}; {b.epochs} epochs x {b.iterations_per_epoch} steps")
+        print(f"trial steps:      {len(b.candidates)} candidates, {b.trial_seconds:.1f} s")
+        print(f"why:              {b.reason}")
     print(f"cache key:        {plan.cache_key()}")
     print(f"wrote {args.output}")
     return 0

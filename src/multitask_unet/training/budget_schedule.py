@@ -1,8 +1,9 @@
 """Fit a poly schedule into a wall-clock budget (``TrainConfig.time_budget_minutes``).
 
-After every epoch the trainer asks :func:`epochs_within_budget` how many epochs the schedule may
-have in total: the epochs already done plus as many more as fit the time left at the mean epoch
-time so far (validation included). The poly decay is then computed over that shorter total, so
+Before every epoch but the first the trainer asks :func:`epochs_within_budget` how many epochs
+the schedule may have in total: the epochs already done plus as many more as fit the time left at
+the mean epoch time so far (validation included), and at least the next one (so a run ends at
+most one epoch after its budget). The poly decay is then computed over that shorter total, so
 the learning rate still reaches the end of its schedule before the budget runs out, instead of
 the run being cut off at a high learning rate.
 
@@ -43,7 +44,7 @@ def epochs_within_budget(
 
     Returns:
         ``total_epochs`` when the rest fits, else ``next_epoch`` plus the epochs that fit the
-        remaining time (never fewer than ``next_epoch``: a finished epoch is never undone).
+        remaining time, but at least ``next_epoch + 1`` (the next epoch always runs).
     """
     if epochs_done < 1 or budget_s <= 0:
         raise ConfigError(
@@ -53,4 +54,4 @@ def epochs_within_budget(
     per_epoch = elapsed_s / epochs_done
     left = max(budget_s - elapsed_s, 0.0)
     more = math.floor(left / per_epoch) if per_epoch > 0 else total_epochs
-    return max(next_epoch, min(total_epochs, next_epoch + more))
+    return max(next_epoch + 1, min(total_epochs, next_epoch + more))

@@ -1,6 +1,8 @@
 """``train``: validate -> plan -> preprocess (cached) -> :class:`Trainer`, as ``multitask-unet train``.
 
-The plan is written once to ``RUN/plan.json`` and reused when the run is resumed or restarted;
+The plan is written once to ``RUN/plan.json`` and reused when the run is resumed or restarted
+(a plan made with ``plan --budget`` placed there first also sets the preset, the schedule and
+``time_budget_minutes``: :func:`multitask_unet.training.budget.budget_train_config`);
 the preprocessing cache (default ``RUN/preprocessed``) skips cases it already holds. Under
 ``torchrun``, rank 0 validates, plans and preprocesses while the other ranks wait.
 """
@@ -140,6 +142,15 @@ def train(
 
             torch.distributed.barrier()
         plan = Plan.load(plan_path)
+        if plan.budget is not None:  # a budget plan (plan --budget) sets model and schedule
+            from multitask_unet.training.budget import budget_train_config
+
+            config = budget_train_config(plan, config)
+            if verbose and dist.is_main:
+                print(
+                    f"budget plan: {plan.budget.preset}, {config.epochs} epochs x "
+                    f"{config.iterations_per_epoch} steps within {plan.budget.train_minutes:.1f} min"
+                )
         entries = {e.case_id: e for e in cache_entries(cache)}
         train_ids = index.split("train").case_ids
         val_ids = index.split(VALIDATION_SPLIT).case_ids if len(splits) > 1 else ()

@@ -184,6 +184,19 @@ class Trainer:
         row: dict[str, float] = {}
         total_epochs = cfg.epochs  # shortened by time_budget_minutes
         for epoch in range(start_epoch, cfg.epochs):
+            if cfg.time_budget_minutes is not None and epoch > start_epoch:
+                fitted = epochs_within_budget(
+                    total_epochs,
+                    epochs_done=epoch - start_epoch,
+                    next_epoch=epoch,
+                    elapsed_s=time.perf_counter() - started,
+                    budget_s=60 * cfg.time_budget_minutes,
+                )
+                fitted = round(reduce_mean({"e": fitted}, dist)["e"])
+                if fitted < total_epochs and dist.is_main:
+                    print(f"time budget: the schedule is shortened to {fitted} epochs",
+                          file=sys.stderr)  # fmt: skip
+                total_epochs = scheduler.epochs = fitted
             epoch_start = time.perf_counter()
             net.train()
             loader.set_epoch(epoch)
@@ -256,19 +269,6 @@ class Trainer:
             _barrier(dist)
             if last_epoch:
                 break
-            if cfg.time_budget_minutes is not None:
-                fitted = epochs_within_budget(
-                    total_epochs,
-                    epochs_done=epoch + 1 - start_epoch,
-                    next_epoch=epoch + 1,
-                    elapsed_s=time.perf_counter() - started,
-                    budget_s=60 * cfg.time_budget_minutes,
-                )
-                fitted = round(reduce_mean({"e": fitted}, dist)["e"])
-                if fitted < total_epochs and dist.is_main:
-                    print(f"time budget: the schedule is shortened to {fitted} epochs",
-                          file=sys.stderr)  # fmt: skip
-                total_epochs = scheduler.epochs = fitted
             limit = cfg.time_limit_minutes
             if limit is not None and _agree(time.perf_counter() - started > 60 * limit, dist):
                 if dist.is_main and not last_epoch:

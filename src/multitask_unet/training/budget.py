@@ -1,0 +1,476 @@
+"""Budget-aware planning: choose spacing, patch, network, batch and schedule by measured steps.
+
+:func:`plan_for_budget` turns a wall-clock budget (``"30m"``) on a device into a plan whose
+training finishes within it. It starts from nnU-Net's target spacing and considers, for every
+in-plane spacing factor (1x, 1.5x, 2x by default; the slice spacing is kept unless the in-plane
+spacing grows past it), a ladder of patch sizes (isotropic in mm, clipped to the median case at
+that spacing, rounded to the network's ``size_divisor``), every model preset and batch size of
+the :class:`BudgetSearch`. For each candidate it runs a few real training steps (forward,
+backward and optimiser step on random tensors of the patch size, after one warm-up step) and
+computes how many steps fit ``budget - trials - overhead``. The candidates are measured from the
+cheapest up; once one is too slow, larger ones of the same preset are skipped, and measuring
+stops when ``max_trial_fraction`` of the budget (or ``max_trial_seconds``) is spent.
+
+**Score.** Feasible candidates reach at least ``min_iterations * 2 / batch_size`` steps (the
+same number of patches as ``min_iterations`` steps at batch 2). Among them, the one whose patch
+covers the largest share of the median case wins (context); candidates within
+``coverage_tolerance`` of the best coverage are ranked by finer spacing, then by preset order
+(list the most capable first), then by more steps. Every candidate, its measured step time and
+the reason for the choice are stored in ``plan.budget`` (:class:`~multitask_unet.data.budget.PlanBudget`).
+
+Without a budget nothing here runs: ``create_plan`` keeps nnU-Net's rules.
+
+Example:
+    >>> from multitask_unet.data.phantoms import write_phantom_dataset
+    >>> from multitask_unet.data.readers import read_dataset
+    >>> from multitask_unet.data.fingerprint import compute_fingerprint
+    >>> import tempfile
+    >>> root = write_phantom_dataset(tempfile.mkdtemp(), n_train=2, n_validation=0, n_test=0,
+    ...                              shape=(16, 16, 16)).root
+    >>> fp = compute_fingerprint(read_dataset(root).split("train").records, num_workers=1,
+    ...                          intensity_samples=1000, progress=False)
+    >>> search = BudgetSearch(presets=("tiny_plain",), patch_voxels=(8**3, 16**3),
+    ...                       min_iterations=10)
+    >>> plan = plan_for_budget(fp, "5m", search=search, measure=lambda m, p, b: 0.5)
+    >>> plan.budget.preset, plan.budget.chosen.status, plan.budget.iterations >= 10
+    ('tiny_plain', 'chosen', True)
+    >>> budget_train_config(plan).time_budget_minutes == plan.budget.train_minutes
+    True
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from multitask_unet.config import Config
+from multitask_unet.data.budget import BudgetCandidate, PlanBudget, parse_duration
+from multitask_unet.data.fingerprint import DatasetFingerprint
+from multitask_unet.data.planning import Plan, create_plan, plan_target_spacing
+from multitask_unet.data.resampling import compute_new_shape
+from multitask_unet.errors import ConfigError
+from multitask_unet.models import ModelConfig, MultiTaskUNet
+from multitask_unet.training.builders import build_loss, build_model_config
+from multitask_unet.training.config import ModelSpec, OptimizerConfig, TrainConfig
+from multitask_unet.training.schedule import build_optimizer
+
+__all__ = [
+    "BudgetSearch",
+    "StepTimer",
+    "budget_train_config",
+    "measure_step_seconds",
+    "plan_for_budget",
+]
+
+StepTimer = Callable[[ModelConfig, tuple[int, int, int], int], float]
+"""``(model_config, patch_size, batch_size) -> seconds per training step``."""
+
+
+@dataclass(frozen=True)
+class BudgetSearch(Config):
+    """The candidates :func:`plan_for_budget` considers and how it judges them.
+
+    Attributes:
+        presets: Model presets, most capable first (the order breaks ties).
+        spacing_factors: In-plane spacing multipliers of nnU-Net's target spacing.
+        patch_voxels: Patch sizes to try, as voxel counts (shaped isotropic in mm).
+        batch_sizes: Batch sizes to try.
+        min_iterations: Fewest steps at batch 2 for a candidate to count (scaled by 2 / batch).
+        overhead_fraction: Share of the budget set aside for preprocessing, validation and
+            checkpoints.
+        step_margin: Factor on measured step times for data loading and augmentation.
+        max_trial_fraction: Share of the budget the trial steps may use.
+        max_trial_seconds: Absolute cap on trial time (None: only the fraction).
+        trial_steps: Timed steps per candidate (after one warm-up step).
+        coverage_tolerance: Candidates within this share of the best coverage count as ties.
+        lr: Initial learning rate of the SGD poly schedule (nnU-Net: 0.01).
+    """
+
+    presets: tuple[str, ...] = ("small_residual", "tiny_residual")
+    spacing_factors: tuple[float, ...] = (1.0, 1.5, 2.0)
+    patch_voxels: tuple[int, ...] = (32**3, 48**3, 64**3, 80**3, 96**3, 128**3)
+    batch_sizes: tuple[int, ...] = (2,)
+    min_iterations: int = 1000
+    overhead_fraction: float = 0.15
+    step_margin: float = 1.3
+    max_trial_fraction: float = 0.05
+    max_trial_seconds: float | None = None
+    trial_steps: int = 2
+    coverage_tolerance: float = 0.1
+    lr: float = 0.01
+
+    def __post_init__(self) -> None:
+        for key in ("presets", "spacing_factors", "patch_voxels", "batch_sizes"):
+            if not getattr(self, key):
+                raise ConfigError(f"BudgetSearch.{key} needs at least one value")
+        if min(self.spacing_factors) <= 0 or min(self.patch_voxels) < 1:
+            raise ConfigError("spacing_factors and patch_voxels must be positive")
+        if min(self.batch_sizes) < 1 or self.min_iterations < 1 or self.trial_steps < 1:
+            raise ConfigError("batch_sizes, min_iterations and trial_steps must be >= 1")
+        if not 0 <= self.overhead_fraction < 1 or not 0 < self.max_trial_fraction < 1:
+            raise ConfigError("overhead_fraction must be in [0, 1), max_trial_fraction in (0, 1)")
+        if self.step_margin < 1:
+            raise ConfigError(f"step_margin must be >= 1, got {self.step_margin}")
+
+
+def measure_step_seconds(
+    model_config: ModelConfig,
+    patch_size: Sequence[int],
+    batch_size: int,
+    *,
+    device: str | torch.device = "cpu",
+    steps: int = 2,
+) -> float:
+    """Mean seconds of one training step, measured after one warm-up step.
+
+    A step is what the trainer does: forward of a ``(batch_size, C, D, H, W)`` random image,
+    the default multi-task loss (Dice+CE with deep supervision, 0.3 x the head's loss) on random
+    targets, backward, gradient clipping and an SGD step; bf16 autocast on CUDA.
+
+    Raises:
+        torch.OutOfMemoryError: The step does not fit the device (the planner records it).
+    """
+    device = torch.device(device)
+    model = MultiTaskUNet(model_config).to(device)
+    model.train()
+    spec = ModelSpec(deep_supervision=model_config.deep_supervision)
+    loss_fn = build_loss(TrainConfig(model=spec), model).to(device)
+    optimizer = build_optimizer(model.parameters(), OptimizerConfig())
+    shape = (batch_size, model_config.in_channels, *patch_size)
+    image = torch.randn(shape, device=device)
+    seg = torch.randint(0, model_config.num_classes, (batch_size, 1, *patch_size), device=device)
+    targets: dict[str, torch.Tensor | None] = {}
+    for key in loss_fn.losses:
+        if key == "seg":
+            targets[key] = seg
+        else:
+            classes = getattr(model.heads[key], "num_classes", 2)
+            targets[key] = torch.randint(0, classes, (batch_size,), device=device)
+    bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+
+    def step() -> None:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            out = loss_fn(model(image), targets)
+        optimizer.zero_grad(set_to_none=True)
+        out.total.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 12.0)
+        optimizer.step()
+
+    step()  # warm-up: allocations, cuDNN autotuning
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    _sync(device)
+    return (time.perf_counter() - start) / steps
+
+
+def plan_for_budget(
+    fingerprint: DatasetFingerprint,
+    budget: str | float,
+    *,
+    device: str = "cpu",
+    search: BudgetSearch | None = None,
+    head: str | None = "panda",
+    labels: Sequence[int] | None = None,
+    normalization: str | Sequence[str] = "ct",
+    measure: StepTimer | None = None,
+) -> Plan:
+    """A plan whose training fits ``budget`` on ``device``, chosen by measured trial steps.
+
+    Args:
+        fingerprint: The dataset fingerprint.
+        budget: Wall-clock budget: seconds, or text such as ``"30m"`` or ``"1h"``.
+        device: Where the trial steps run and training will run (``"cpu"``, ``"cuda"``).
+        search: The candidates and the score (:class:`BudgetSearch`).
+        head: Classification head of the trial networks (None: segmentation only).
+        labels: Segmentation labels (default: those of the fingerprint).
+        normalization: As :func:`~multitask_unet.data.planning.create_plan`.
+        measure: Step timer (default: :func:`measure_step_seconds` on ``device``); tests pass a
+            fast stub.
+
+    Returns:
+        The :class:`Plan` of the chosen candidate, with ``plan.budget`` recording all of them.
+
+    Raises:
+        ConfigError: No candidate reaches the minimum number of steps within the budget (the
+            message lists the fastest one and what to change).
+    """
+    seconds = parse_duration(budget)
+    search = search or BudgetSearch()
+    timer = measure or (
+        lambda m, p, b: measure_step_seconds(m, p, b, device=device, steps=search.trial_steps)
+    )
+    labels = tuple(sorted({0, *(fingerprint.labels if labels is None else map(int, labels))}))
+    case_classes = len([k for k in fingerprint.subtype_counts if k != "none"])
+    models = {
+        name: build_model_config(
+            ModelSpec(preset=name, head=head),
+            in_channels=fingerprint.num_channels,
+            seg_classes=max(labels) + 1,
+            case_classes=case_classes,
+        )
+        for name in search.presets
+    }
+    divisors = {name: MultiTaskUNet(cfg).size_divisor for name, cfg in models.items()}
+    candidates = _candidates(fingerprint, search, divisors)
+    trial_limit = seconds * search.max_trial_fraction
+    if search.max_trial_seconds is not None:
+        trial_limit = min(trial_limit, search.max_trial_seconds)
+    overhead = seconds * search.overhead_fraction
+
+    # Measure from the cheapest up; skip what is larger than a too-slow candidate.
+    started = time.perf_counter()
+    measured: dict[tuple[str, tuple[int, ...], int], float | None] = {}
+    too_slow_load: dict[str, float] = {}
+    order = sorted(range(len(candidates)), key=lambda i: (_load(candidates[i]), i))
+    results: dict[int, BudgetCandidate] = {}
+    for i in order:
+        c = candidates[i]
+        key = (c.preset, c.patch_size, c.batch_size)
+        if _load(c) >= too_slow_load.get(c.preset, math.inf):
+            results[i] = c.replace(note="not measured: at least as large as a too-slow candidate")
+            continue
+        if key not in measured:
+            if time.perf_counter() - started >= trial_limit:
+                results[i] = c.replace(
+                    note=f"not measured: trial time ({trial_limit:.0f} s) used up"
+                )
+                continue
+            try:
+                measured[key] = float(timer(models[c.preset], c.patch_size, c.batch_size))
+            except torch.OutOfMemoryError:
+                measured[key] = None
+                _empty_cache(device)
+        step = measured[key]
+        needed = math.ceil(search.min_iterations * 2 / c.batch_size)
+        if step is None:
+            results[i] = c.replace(status="too_slow", note="out of device memory")
+            too_slow_load[c.preset] = min(_load(c), too_slow_load.get(c.preset, math.inf))
+            continue
+        train_s = seconds - overhead - (time.perf_counter() - started)
+        iterations = max(int(train_s / (step * search.step_margin)), 0)
+        ok = iterations >= needed
+        results[i] = c.replace(
+            step_seconds=round(step, 4),
+            iterations=iterations,
+            status="feasible" if ok else "too_slow",
+            note=f"{iterations} steps fit; needs {needed}",
+        )
+        if not ok:
+            too_slow_load[c.preset] = min(_load(c), too_slow_load.get(c.preset, math.inf))
+    trial_seconds = time.perf_counter() - started
+    ranked = [results[i] for i in range(len(candidates))]
+    return _finish(
+        fingerprint,
+        ranked,
+        search,
+        seconds=seconds,
+        device=device,
+        overhead=overhead,
+        trial_seconds=trial_seconds,
+        divisors=divisors,
+        labels=labels,
+        normalization=normalization,
+    )
+
+
+def budget_train_config(plan: Plan, config: TrainConfig | None = None) -> TrainConfig:
+    """``config`` with the budget plan's preset, schedule, patch, batch and time budget applied.
+
+    The result trains ``plan.budget.epochs`` x ``plan.budget.iterations_per_epoch`` steps of the
+    chosen preset at the plan's patch and batch size, validates once at the end, and finishes
+    within ``plan.budget.train_seconds`` (``time_budget_minutes``), shortening its schedule if
+    the machine turns out slower than the trial steps said.
+
+    Raises:
+        ConfigError: The plan has no budget section.
+    """
+    if plan.budget is None:
+        raise ConfigError("this plan was not made with a budget; plan again with --budget")
+    b = plan.budget
+    config = config or TrainConfig()
+    return config.replace(
+        model={**config.model.to_dict(), "preset": b.preset},
+        optimizer={**config.optimizer.to_dict(), "name": "sgd", "lr": b.lr},
+        epochs=b.epochs,
+        iterations_per_epoch=b.iterations_per_epoch,
+        patch_size=list(plan.patch_size),
+        batch_size=plan.batch_size,
+        val_every=b.epochs,
+        time_budget_minutes=b.train_minutes,
+        device=b.device if config.device == "auto" else config.device,
+    )
+
+
+# -- candidates ------------------------------------------------------------------------------------
+def _candidates(
+    fingerprint: DatasetFingerprint,
+    search: BudgetSearch,
+    divisors: dict[str, tuple[int, int, int]],
+) -> list[BudgetCandidate]:
+    base, _ = plan_target_spacing(fingerprint.spacings, fingerprint.shapes_after_crop)
+    slice_axis = int(np.argmax(base))
+    out: list[BudgetCandidate] = []
+    seen: set[tuple[object, ...]] = set()
+    for factor in search.spacing_factors:
+        spacing = _scaled_spacing(base, factor, slice_axis)
+        shapes = [
+            compute_new_shape(c.shape_after_crop, c.spacing, spacing) for c in fingerprint.cases
+        ]
+        median = np.median(np.asarray(shapes, dtype=np.float64), axis=0)
+        for preset, divisor in divisors.items():
+            for voxels in search.patch_voxels:
+                patch = _patch_for_voxels(voxels, spacing, median, divisor)
+                for batch in search.batch_sizes:
+                    key = (spacing, patch, preset, batch)
+                    if key in seen:
+                        continue
+                    seen.add(key)
+                    cover = float(np.prod(np.minimum(np.asarray(patch) / median, 1.0)))
+                    out.append(
+                        BudgetCandidate(
+                            spacing_factor=float(factor),
+                            target_spacing=spacing,
+                            patch_size=patch,
+                            preset=preset,
+                            batch_size=batch,
+                            coverage=round(cover, 4),
+                            field_of_view_mm=tuple(round(p * s, 1) for p, s in zip(patch, spacing)),
+                        )
+                    )
+    return out
+
+
+def _scaled_spacing(
+    base: Sequence[float], factor: float, slice_axis: int
+) -> tuple[float, float, float]:
+    """In-plane axes times ``factor``; the slice axis is kept unless in-plane grows past it."""
+    out = [float(s) * factor for s in base]
+    in_plane = max(out[a] for a in range(3) if a != slice_axis)
+    out[slice_axis] = max(float(base[slice_axis]), in_plane)
+    return tuple(round(s, 4) for s in out)  # type: ignore[return-value]
+
+
+def _patch_for_voxels(
+    voxels: int, spacing: Sequence[float], median: np.ndarray, divisor: Sequence[int]
+) -> tuple[int, int, int]:
+    """About ``voxels`` voxels, isotropic in mm, clipped to the median shape, divisor multiples."""
+    inverse = 1.0 / np.asarray(spacing, dtype=np.float64)
+    patch = np.minimum(inverse * (voxels / np.prod(inverse)) ** (1 / 3), median)
+    div = np.asarray(divisor)
+    return tuple(int(v) for v in np.maximum(np.round(patch / div), 1).astype(np.int64) * div)  # type: ignore[return-value]
+
+
+def _load(c: BudgetCandidate) -> float:
+    return float(np.prod(c.patch_size)) * c.batch_size
+
+
+# -- choice ----------------------------------------------------------------------------------------
+def _finish(
+    fingerprint: DatasetFingerprint,
+    candidates: list[BudgetCandidate],
+    search: BudgetSearch,
+    *,
+    seconds: float,
+    device: str,
+    overhead: float,
+    trial_seconds: float,
+    divisors: dict[str, tuple[int, int, int]],
+    labels: tuple[int, ...],
+    normalization: str | Sequence[str],
+) -> Plan:
+    feasible = [i for i, c in enumerate(candidates) if c.status == "feasible"]
+    if not feasible:
+        timed = [c for c in candidates if c.step_seconds is not None]
+        fastest = min(timed, key=lambda c: c.step_seconds or 0.0) if timed else None
+        detail = (
+            f"the fastest measured candidate ({fastest.preset}, patch {fastest.patch_size}, batch "
+            f"{fastest.batch_size}) takes {fastest.step_seconds} s per step"
+            if fastest
+            else "no candidate could be measured"
+        )
+        raise ConfigError(
+            f"no candidate reaches {search.min_iterations} steps within {seconds:.0f} s on "
+            f"{device}: {detail}; give a larger budget, smaller patch_voxels, a smaller preset or "
+            "a lower min_iterations"
+        )
+    best_cover = max(candidates[i].coverage for i in feasible)
+    ties = [
+        i
+        for i in feasible
+        if candidates[i].coverage >= best_cover * (1 - search.coverage_tolerance)
+    ]
+    rank = {name: r for r, name in enumerate(search.presets)}
+    pick = min(
+        ties,
+        key=lambda i: (
+            candidates[i].spacing_factor,
+            rank[candidates[i].preset],
+            -candidates[i].batch_size,
+            -candidates[i].iterations,
+        ),
+    )
+    train_seconds = seconds - overhead - trial_seconds
+    step = (candidates[pick].step_seconds or 0.0) * search.step_margin
+    chosen = candidates[pick].replace(iterations=int(train_seconds / step) if step else 0)
+    reason = (
+        f"largest coverage of the median case among the {len(feasible)} candidate(s) reaching "
+        f"{search.min_iterations} steps (at batch 2): {chosen.coverage:.0%} at "
+        f"{chosen.spacing_factor:g}x spacing, field of view {chosen.field_of_view_mm} mm; "
+        f"{len(ties)} within {search.coverage_tolerance:.0%} of the best coverage, ranked by finer "
+        "spacing, then preset order, then more steps"
+    )
+    candidates[pick] = chosen.replace(status="chosen", note=f"{chosen.note}; {reason}")
+    per_epoch = min(250, max(1, chosen.iterations // 50))
+    epochs = max(1, chosen.iterations // per_epoch)
+    base = create_plan(
+        fingerprint,
+        size_divisor=divisors[chosen.preset],
+        labels=labels,
+        normalization=normalization,
+        target_spacing=chosen.target_spacing,
+    )
+    section = PlanBudget(
+        seconds=seconds,
+        device=device,
+        device_name=_device_name(device),
+        trial_seconds=round(trial_seconds, 2),
+        overhead_seconds=round(overhead, 2),
+        train_seconds=round(train_seconds, 2),
+        min_iterations=search.min_iterations,
+        step_margin=search.step_margin,
+        preset=chosen.preset,
+        iterations=epochs * per_epoch,
+        epochs=epochs,
+        iterations_per_epoch=per_epoch,
+        lr=search.lr,
+        reason=reason,
+        candidates=tuple(candidates),
+    )
+    return base.replace(
+        patch_size=list(chosen.patch_size), batch_size=chosen.batch_size, budget=section.to_dict()
+    )
+
+
+def _device_name(device: str) -> str:
+    dev = torch.device(device)
+    if dev.type == "cuda" and torch.cuda.is_available():
+        return torch.cuda.get_device_name(dev)
+    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} thread(s)"
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _empty_cache(device: str) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.empty_cache()

@@ -1,0 +1,250 @@
+"""Budget-aware planning: measured candidates, the recorded choice, the time-budgeted schedule."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+from _helpers import Prepared, config, trainer
+
+from multitask_unet.data.budget import PlanBudget, parse_duration
+from multitask_unet.data.fingerprint import DatasetFingerprint, compute_fingerprint
+from multitask_unet.data.planning import Plan, create_plan
+from multitask_unet.data.readers import read_dataset
+from multitask_unet.errors import ConfigError
+from multitask_unet.models import resolve_config
+from multitask_unet.training.budget import (
+    BudgetSearch,
+    budget_train_config,
+    measure_step_seconds,
+    plan_for_budget,
+)
+from multitask_unet.training.budget_schedule import epochs_within_budget
+from multitask_unet.training.schedule import poly_lr
+
+SEARCH = BudgetSearch(
+    presets=("tiny_residual", "tiny_plain"),
+    patch_voxels=(4**3, 8**3, 12**3, 16**3),
+    min_iterations=100,
+)
+
+
+def _per_voxel(seconds_per_voxel: float):
+    """A fast stub timer: step time proportional to the voxels of one batch."""
+    calls: list[tuple[str, tuple[int, ...], int]] = []
+
+    def timer(model_config, patch, batch) -> float:
+        calls.append((model_config.encoder.name, tuple(patch), batch))
+        return seconds_per_voxel * float(np.prod(patch)) * batch
+
+    timer.calls = calls  # type: ignore[attr-defined]
+    return timer
+
+
+@pytest.fixture(scope="module")
+def fingerprint(prepared: Prepared) -> DatasetFingerprint:
+    return prepared.plan.fingerprint
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("30m", 1800.0),
+        ("1h30m", 5400.0),
+        ("2h", 7200.0),
+        ("45s", 45.0),
+        ("1.5min", 90.0),
+        (12, 12.0),
+    ],
+)
+def test_parse_duration(text, seconds) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("bad", ["30", "ten minutes", "30x", "0m", -5, ""])
+def test_parse_duration_rejects_with_the_fix(bad) -> None:
+    with pytest.raises(ConfigError, match=r"duration|positive"):
+        parse_duration(bad)
+
+
+@pytest.mark.parametrize(
+    ("total", "done", "elapsed", "budget", "expected"),
+    [
+        (10, 4, 40.0, 100.0, 10),  # 6 more epochs of 10 s fit in 60 s
+        (10, 4, 60.0, 100.0, 6),  # 40 s left: 2 more epochs of 15 s
+        (10, 4, 120.0, 100.0, 5),  # over budget: the next epoch is the last
+        (10, 1, 1.0, 1000.0, 10),  # never longer than planned
+    ],
+)
+def test_epochs_within_budget(total, done, elapsed, budget, expected) -> None:
+    kwargs = {"epochs_done": done, "next_epoch": done, "elapsed_s": elapsed, "budget_s": budget}
+    assert epochs_within_budget(total, **kwargs) == expected
+
+
+@pytest.mark.parametrize("budget", [20.0, 200.0, 2000.0])
+def test_budget_plan_fits_the_budget_and_records_why(fingerprint, budget, tmp_path) -> None:
+    timer = _per_voxel(2e-5)
+    plan = plan_for_budget(fingerprint, budget, search=SEARCH, head=None, measure=timer)
+    b = plan.budget
+    assert isinstance(b, PlanBudget)
+    chosen = b.chosen
+    # the schedule, at the measured step time with its margin, fits the training time ...
+    assert b.iterations * chosen.step_seconds * b.step_margin <= b.train_seconds + 1e-6
+    assert b.train_seconds + b.trial_seconds + b.overhead_seconds <= budget + 1e-6
+    assert b.iterations >= SEARCH.min_iterations * 2 / chosen.batch_size
+    assert b.epochs * b.iterations_per_epoch == b.iterations
+    # ... and it is the plan's patch, batch and network
+    assert (plan.patch_size, plan.batch_size, b.preset) == (
+        chosen.patch_size,
+        chosen.batch_size,
+        chosen.preset,
+    )
+    assert plan.target_spacing == chosen.target_spacing
+    assert all(p % d == 0 for p, d in zip(plan.patch_size, plan.size_divisor))
+    # every candidate is recorded; the measured ones with their step time
+    statuses = [c.status for c in b.candidates]
+    assert statuses.count("chosen") == 1
+    for c in b.candidates:
+        assert (c.step_seconds is None) == (c.status == "skipped") and c.note
+    feasible = [c for c in b.candidates if c.status in ("feasible", "chosen")]
+    assert chosen.coverage >= max(c.coverage for c in feasible) * (1 - SEARCH.coverage_tolerance)
+    assert "coverage" in b.reason and str(SEARCH.min_iterations) in b.reason
+    # the JSON round-trips
+    plan.save(tmp_path / "plan.json")
+    assert Plan.load(tmp_path / "plan.json") == plan
+    assert json.loads((tmp_path / "plan.json").read_text())["budget"]["preset"] == b.preset
+
+
+def test_a_larger_budget_buys_at_least_as_much_context(fingerprint) -> None:
+    small = plan_for_budget(fingerprint, 20, search=SEARCH, head=None, measure=_per_voxel(2e-5))
+    large = plan_for_budget(fingerprint, 2000, search=SEARCH, head=None, measure=_per_voxel(2e-5))
+    assert large.budget.chosen.coverage >= small.budget.chosen.coverage
+    assert large.budget.iterations > small.budget.iterations
+
+
+def test_candidates_larger_than_a_too_slow_one_are_not_measured(fingerprint) -> None:
+    timer = _per_voxel(1e-3)  # 8^3 x 2 takes ~1 s: only the smallest patches fit 200 s
+    plan = plan_for_budget(fingerprint, 200, search=SEARCH, head=None, measure=timer)
+    cands = plan.budget.candidates
+    slow = [c for c in cands if c.status == "too_slow"]
+    skipped = [c for c in cands if c.status == "skipped"]
+    assert slow and skipped
+    for c in skipped:
+        assert "too-slow" in c.note
+        assert any(s.preset == c.preset and np.prod(s.patch_size) <= np.prod(c.patch_size)
+                   for s in slow)  # fmt: skip
+    assert len(timer.calls) == len(set(timer.calls)) < len(cands)
+
+
+def test_trial_time_is_capped(fingerprint) -> None:
+    def slow_timer(model_config, patch, batch) -> float:
+        time.sleep(0.05)
+        return 1e-4
+
+    search = SEARCH.replace(max_trial_seconds=0.12)
+    plan = plan_for_budget(fingerprint, 600, search=search, head=None, measure=slow_timer)
+    notes = [c.note for c in plan.budget.candidates if c.status == "skipped"]
+    assert any("trial time" in n for n in notes)
+    assert plan.budget.trial_seconds < 0.12 + 0.2
+
+
+def test_no_feasible_candidate_names_the_fix(fingerprint) -> None:
+    with pytest.raises(ConfigError, match="larger budget") as info:
+        plan_for_budget(fingerprint, 5, search=SEARCH, head=None, measure=_per_voxel(1e-2))
+    assert "s per step" in str(info.value)
+
+
+def test_budget_spacing_starts_from_nnunet_and_only_coarsens(fingerprint) -> None:
+    plan = plan_for_budget(fingerprint, 2000, search=SEARCH, head=None, measure=_per_voxel(1e-6))
+    base = create_plan(fingerprint).target_spacing
+    by_factor = {c.spacing_factor: c.target_spacing for c in plan.budget.candidates}
+    assert by_factor[1.0] == pytest.approx(base, abs=1e-4)
+    for factor, spacing in by_factor.items():
+        assert all(s >= b - 1e-4 for s, b in zip(spacing, base))
+        assert max(spacing) == pytest.approx(max(max(base), factor * min(base)), abs=1e-3)
+
+
+@pytest.mark.parametrize(("preset", "batch"), [("tiny_plain", 1), ("tiny_residual", 2)])
+def test_measure_step_seconds_runs_real_steps(preset, batch) -> None:
+    model_config = resolve_config(preset, num_classes=3)
+    seconds = measure_step_seconds(model_config, (8, 8, 12), batch, steps=1)
+    assert math.isfinite(seconds) and 0 < seconds < 30
+
+
+def test_budget_train_config_and_trainer_finish_within_the_budget(
+    prepared: Prepared, fingerprint, tmp_path: Path
+) -> None:
+    with pytest.raises(ConfigError, match="--budget"):
+        budget_train_config(prepared.plan)
+    plan = plan_for_budget(fingerprint, 60, search=SEARCH, head=None, measure=_per_voxel(1e-5))
+    cfg = budget_train_config(plan, config(device="auto"))
+    assert cfg.model.preset == plan.budget.preset and cfg.epochs == plan.budget.epochs
+    assert cfg.time_budget_minutes == pytest.approx(plan.budget.train_seconds / 60)
+    assert cfg.device == "cpu" and tuple(cfg.patch_size) == plan.patch_size
+
+    # The trainer shortens a 200-epoch schedule to fit 2 s, and its poly decay still ends.
+    short = config(epochs=200, iterations_per_epoch=2, time_budget_minutes=2 / 60)
+    result = trainer(prepared, tmp_path / "run", short).fit()
+    assert 1 <= result.epochs < 200
+    mean_epoch = result.seconds / result.epochs  # checkpoints and curves included
+    assert result.seconds < 2 + 2 * mean_epoch + 1  # at most one epoch past the budget
+    lines = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
+    header, last = lines[0].split(","), lines[-1].split(",")
+    lr = float(last[header.index("lr")])
+    assert lr == pytest.approx(poly_lr(0.01, result.epochs - 1, result.epochs))
+
+
+def _cli(argv: list[str]) -> int:
+    from multitask_unet.cli import plan as plan_cli
+
+    parser = argparse.ArgumentParser()
+    plan_cli.add_parser(parser.add_subparsers(dest="command"))
+    return plan_cli.run(parser.parse_args(argv))
+
+
+def test_plan_command_without_budget_is_the_nnunet_rule_plan(prepared: Prepared, tmp_path) -> None:
+    planner = pytest.importorskip(
+        "nnunetv2.experiment_planning.experiment_planners.default_experiment_planner"
+    ).ExperimentPlanner
+    out = tmp_path / "plan.json"
+    argv = ["plan", str(prepared.data), "-o", str(out), "--size-divisor", "4",
+            "--workers", "1", "--no-progress", "--intensity-samples", "5000"]  # fmt: skip
+    assert _cli(argv) == 0
+    assert "budget" not in json.loads(out.read_text())
+    plan = Plan.load(out)
+    labels = sorted(set(prepared.label_names.values()))
+    index = read_dataset(prepared.data).split("train")
+    fp = compute_fingerprint(index.records, intensity_samples=5000, num_workers=1, progress=False)
+    assert plan == create_plan(fp, size_divisor=4, labels=labels)
+    fake = types.SimpleNamespace(
+        overwrite_target_spacing=None,
+        anisotropy_threshold=3,
+        dataset_fingerprint={
+            "spacings": fp.spacings.tolist(),
+            "shapes_after_crop": fp.shapes_after_crop.tolist(),
+        },
+    )
+    theirs = planner.determine_fullres_target_spacing(fake)
+    np.testing.assert_allclose(plan.target_spacing, theirs)
+
+
+def test_plan_command_with_budget(prepared: Prepared, tmp_path, monkeypatch, capsys) -> None:
+    import multitask_unet.training.budget as budget_module
+
+    monkeypatch.setattr(budget_module, "measure_step_seconds", lambda m, p, b, **kw: 1e-3)
+    out = tmp_path / "run" / "plan.json"
+    argv = ["plan", str(prepared.data), "-o", str(out), "--budget", "10m", "--device", "cpu",
+            "--workers", "1", "--no-progress", "--intensity-samples", "5000"]  # fmt: skip
+    assert _cli(argv) == 0
+    plan = Plan.load(out)
+    assert plan.budget is not None and plan.budget.seconds == 600.0
+    printed = capsys.readouterr().out
+    assert plan.budget.reason in printed and plan.budget.preset in printed
+    with pytest.raises(ConfigError, match="target-spacing"):
+        _cli([*argv, "--target-spacing", "1,1,1"])
