@@ -1,0 +1,201 @@
+"""Training-step throughput and peak memory: our step vs nnU-Net's ``nnUNetTrainer.train_step``.
+
+Both sides train the same ResEnc-M-sized network (DNA's, and ours with DNA's weights) with
+the same loss (nnU-Net's Dice+CE under deep supervision; ours through
+``multitask_unet.losses``), SGD with Nesterov momentum 0.99 and gradient clipping at 12, on
+the same random batch. nnU-Net's side is its ``train_step`` body: autocast + ``GradScaler``
+on CUDA only. Our side is measured in variants: float32, AMP (bf16 on CUDA and CPU),
+channels-last, and ``torch.compile``.
+
+    python -m benchmarks.bench_train_step --device cuda --batch 2 8
+    python -m benchmarks.bench_train_step --device cpu --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from benchmarks.bench_network import ARCHS, build_dna, build_ours
+from benchmarks.common import environment, interleaved_times, save, summary, sync
+
+ARCH = "nnunet_3d_fullres_resenc_m"
+NUM_CLASSES = 3
+
+
+def _targets(batch: int, patch: tuple[int, ...], device: str) -> torch.Tensor:
+    g = torch.Generator().manual_seed(0)
+    return torch.randint(0, NUM_CLASSES, (batch, 1, *patch), generator=g).to(device)
+
+
+def nnunet_step(batch: int, patch: tuple[int, ...], device: str) -> Callable[[], None]:
+    """nnU-Net 2.8's train_step with its loss, optimiser and deep-supervision targets."""
+    from nnunetv2.training.loss.compound_losses import DC_and_CE_loss
+    from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
+    from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
+
+    from multitask_unet.losses import deep_supervision_scales, downsample_seg_target
+
+    net = build_dna(ARCHS[ARCH]).to(device)
+    strides = ARCHS[ARCH]["arch_kwargs"]["strides"]
+    scales = deep_supervision_scales(strides)
+    weights = torch.tensor([1 / 2**i for i in range(len(scales))])
+    weights[-1] = 0
+    loss = DeepSupervisionWrapper(
+        DC_and_CE_loss(
+            {"batch_dice": False, "smooth": 1e-5, "do_bg": False, "ddp": False},
+            {},
+            weight_ce=1,
+            weight_dice=1,
+            ignore_label=None,
+            dice_class=MemoryEfficientSoftDiceLoss,
+        ),
+        (weights / weights.sum()).tolist(),
+    )
+    opt = torch.optim.SGD(net.parameters(), 0.01, weight_decay=3e-5, momentum=0.99, nesterov=True)
+    cuda = device.startswith("cuda")
+    scaler = torch.amp.GradScaler("cuda") if cuda else None
+    x = torch.randn(batch, 1, *patch, device=device)
+    full = _targets(batch, patch, device)
+    target = [t.float() for t in downsample_seg_target(full, scales)]
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        ctx = torch.autocast("cuda", enabled=True) if cuda else contextlib.nullcontext()
+        with ctx:
+            out = loss(net(x), target)
+        if scaler is not None:
+            scaler.scale(out).backward()
+            scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 12)
+            scaler.step(opt)
+            scaler.update()
+        else:
+            out.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 12)
+            opt.step()
+
+    return step
+
+
+def our_step(
+    batch: int,
+    patch: tuple[int, ...],
+    device: str,
+    *,
+    amp: bool = False,
+    channels_last: bool = False,
+    compile: bool = False,
+) -> Callable[[], None]:
+    """Our training step: MultiTaskUNet + DeepSupervisionLoss(DiceCELoss), same optimiser."""
+    from multitask_unet.losses import DeepSupervisionLoss, DiceCELoss
+
+    model = build_ours(ARCHS[ARCH]).to(device)
+    fmt = torch.channels_last_3d if channels_last else torch.contiguous_format
+    model = model.to(memory_format=fmt)
+    net: Any = torch.compile(model) if compile else model
+    loss = DeepSupervisionLoss(DiceCELoss())
+    opt = torch.optim.SGD(model.parameters(), 0.01, weight_decay=3e-5, momentum=0.99, nesterov=True)
+    x = torch.randn(batch, 1, *patch, device=device).contiguous(memory_format=fmt)
+    target = _targets(batch, patch, device)
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=amp):
+            out = net(x)
+            value = loss([out["seg"], *out["seg_deep"]], target)
+        value.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 12)
+        opt.step()
+
+    return step
+
+
+def peak_cuda_mib(step: Callable[[], None], device: str) -> float | None:
+    if not device.startswith("cuda"):
+        return None
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats()
+    step()
+    sync(device)
+    return torch.cuda.max_memory_allocated() / 2**20
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    device = args.device
+    cuda = device.startswith("cuda")
+    variants = {"fp32": {}, "channels_last": {"channels_last": True}}
+    if cuda or not args.quick:
+        variants["amp_bf16"] = {"amp": True}
+        variants["amp_bf16_channels_last"] = {"amp": True, "channels_last": True}
+    if args.compile:
+        variants["amp_bf16_compile" if cuda else "fp32_compile"] = {"amp": cuda, "compile": True}
+    results: dict[str, Any] = {
+        "benchmark": "train_step",
+        "environment": environment(device, "fp16-amp (nnU-Net) / see variants"),
+        "arch": ARCH,
+        "patch": list(args.patch),
+        "by_batch": {},
+    }
+    for batch in args.batch:
+        steps = {"nnunet": nnunet_step(batch, tuple(args.patch), device)}
+        steps.update(
+            {
+                f"ours_{k}": our_step(batch, tuple(args.patch), device, **v)
+                for k, v in variants.items()
+            }
+        )
+        times = interleaved_times(steps, device=device, repeats=args.repeats, warmup=args.warmup)
+        entry: dict[str, Any] = {}
+        for name, step in steps.items():
+            s = summary(times[name])
+            entry[name] = {
+                **s,
+                "steps_per_s": 1 / s["median_s"],
+                "peak_memory_mib": peak_cuda_mib(step, device),
+            }
+        base = entry["nnunet"]["median_s"]
+        for name in entry:
+            entry[name]["speedup_vs_nnunet"] = base / entry[name]["median_s"]
+        results["by_batch"][str(batch)] = entry
+        del steps
+        if cuda:
+            torch.cuda.empty_cache()
+    return results
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--quick", action="store_true", help="small patch, batch 2, fewer repeats")
+    parser.add_argument("--patch", type=int, nargs=3, default=None)
+    parser.add_argument("--batch", type=int, nargs="+", default=None)
+    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile")
+    args = parser.parse_args(argv)
+    cuda = args.device.startswith("cuda")
+    if args.patch is None:
+        args.patch = (64, 128, 192) if cuda and not args.quick else (32, 64, 64)
+    if args.batch is None:
+        args.batch = [2] if args.quick or not cuda else [2, 8]
+    if args.repeats is None:
+        args.repeats = 3 if args.quick else 10
+    result = run(args)
+    path = save("train_step", result)
+    for batch, entry in result["by_batch"].items():
+        for name, e in entry.items():
+            mem = "" if e["peak_memory_mib"] is None else f"  peak {e['peak_memory_mib']:.0f} MiB"
+            print(
+                f"batch {batch}  {name:28s} {e['median_s']:.3f} s/step  x{e['speedup_vs_nnunet']:.2f}{mem}"
+            )
+    print(f"-> {path}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
