@@ -21,8 +21,12 @@ lint: $(STAMP)
 test: lint
 	OMP_NUM_THREADS=2 $(BIN)/python -m pytest -q
 
+# Phantoms -> train -> predict -> evaluate on the CPU; prints the headline metrics.
+demo: $(STAMP)
+	OMP_NUM_THREADS=2 $(BIN)/python examples/demo.py --out demo_out
+
 docs: $(STAMP)
 	$(BIN)/mkdocs build --strict
 
 clean:
-	rm -rf $(VENV) site .pytest_cache
+	rm -rf $(VENV) site .pytest_cache demo_out
