@@ -19,13 +19,9 @@ from multitask_unet.data.planning import Plan, create_plan
 from multitask_unet.data.readers import read_dataset
 from multitask_unet.errors import ConfigError
 from multitask_unet.models import resolve_config
-from multitask_unet.training.budget import (
-    BudgetSearch,
-    budget_train_config,
-    measure_step_seconds,
-    plan_for_budget,
-)
+from multitask_unet.training.budget import BudgetSearch, budget_train_config, plan_for_budget
 from multitask_unet.training.budget_schedule import epochs_within_budget
+from multitask_unet.training.budget_trial import measure_step_seconds
 from multitask_unet.training.schedule import poly_lr
 
 SEARCH = BudgetSearch(

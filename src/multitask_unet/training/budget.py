@@ -43,7 +43,7 @@ from __future__ import annotations
 import math
 import platform
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,21 +55,12 @@ from multitask_unet.data.fingerprint import DatasetFingerprint
 from multitask_unet.data.planning import Plan, create_plan, plan_target_spacing
 from multitask_unet.data.resampling import compute_new_shape
 from multitask_unet.errors import ConfigError
-from multitask_unet.models import ModelConfig, MultiTaskUNet
-from multitask_unet.training.builders import build_loss, build_model_config
-from multitask_unet.training.config import ModelSpec, OptimizerConfig, TrainConfig
-from multitask_unet.training.schedule import build_optimizer
+from multitask_unet.models import MultiTaskUNet
+from multitask_unet.training.budget_trial import StepTimer, measure_step_seconds
+from multitask_unet.training.builders import build_model_config
+from multitask_unet.training.config import ModelSpec, TrainConfig
 
-__all__ = [
-    "BudgetSearch",
-    "StepTimer",
-    "budget_train_config",
-    "measure_step_seconds",
-    "plan_for_budget",
-]
-
-StepTimer = Callable[[ModelConfig, tuple[int, int, int], int], float]
-"""``(model_config, patch_size, batch_size) -> seconds per training step``."""
+__all__ = ["BudgetSearch", "budget_train_config", "plan_for_budget"]
 
 
 @dataclass(frozen=True)
@@ -117,58 +108,6 @@ class BudgetSearch(Config):
             raise ConfigError("overhead_fraction must be in [0, 1), max_trial_fraction in (0, 1)")
         if self.step_margin < 1:
             raise ConfigError(f"step_margin must be >= 1, got {self.step_margin}")
-
-
-def measure_step_seconds(
-    model_config: ModelConfig,
-    patch_size: Sequence[int],
-    batch_size: int,
-    *,
-    device: str | torch.device = "cpu",
-    steps: int = 2,
-) -> float:
-    """Mean seconds of one training step, measured after one warm-up step.
-
-    A step is what the trainer does: forward of a ``(batch_size, C, D, H, W)`` random image,
-    the default multi-task loss (Dice+CE with deep supervision, 0.3 x the head's loss) on random
-    targets, backward, gradient clipping and an SGD step; bf16 autocast on CUDA.
-
-    Raises:
-        torch.OutOfMemoryError: The step does not fit the device (the planner records it).
-    """
-    device = torch.device(device)
-    model = MultiTaskUNet(model_config).to(device)
-    model.train()
-    spec = ModelSpec(deep_supervision=model_config.deep_supervision)
-    loss_fn = build_loss(TrainConfig(model=spec), model).to(device)
-    optimizer = build_optimizer(model.parameters(), OptimizerConfig())
-    shape = (batch_size, model_config.in_channels, *patch_size)
-    image = torch.randn(shape, device=device)
-    seg = torch.randint(0, model_config.num_classes, (batch_size, 1, *patch_size), device=device)
-    targets: dict[str, torch.Tensor | None] = {}
-    for key in loss_fn.losses:
-        if key == "seg":
-            targets[key] = seg
-        else:
-            classes = getattr(model.heads[key], "num_classes", 2)
-            targets[key] = torch.randint(0, classes, (batch_size,), device=device)
-    bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
-
-    def step() -> None:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            out = loss_fn(model(image), targets)
-        optimizer.zero_grad(set_to_none=True)
-        out.total.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 12.0)
-        optimizer.step()
-
-    step()  # warm-up: allocations, cuDNN autotuning
-    _sync(device)
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    _sync(device)
-    return (time.perf_counter() - start) / steps
 
 
 def plan_for_budget(
@@ -464,11 +403,6 @@ def _device_name(device: str) -> str:
     if dev.type == "cuda" and torch.cuda.is_available():
         return torch.cuda.get_device_name(dev)
     return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} thread(s)"
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _empty_cache(device: str) -> None:
