@@ -236,11 +236,32 @@ def test_plan_command_with_budget(prepared: Prepared, tmp_path, monkeypatch, cap
     monkeypatch.setattr(budget_module, "measure_step_seconds", lambda m, p, b, **kw: 1e-3)
     out = tmp_path / "run" / "plan.json"
     argv = ["plan", str(prepared.data), "-o", str(out), "--budget", "10m", "--device", "cpu",
+            "--min-iterations", "500",
             "--workers", "1", "--no-progress", "--intensity-samples", "5000"]  # fmt: skip
     assert _cli(argv) == 0
     plan = Plan.load(out)
     assert plan.budget is not None and plan.budget.seconds == 600.0
+    assert plan.budget.min_iterations == 500
     printed = capsys.readouterr().out
     assert plan.budget.reason in printed and plan.budget.preset in printed
     with pytest.raises(ConfigError, match="target-spacing"):
         _cli([*argv, "--target-spacing", "1,1,1"])
+
+
+def test_train_applies_a_budget_plan_from_the_run_folder(prepared: Prepared, tmp_path) -> None:
+    from multitask_unet.training import TrainConfig, train
+
+    search = SEARCH.replace(presets=["tiny_plain"], min_iterations=10)
+    plan = plan_for_budget(
+        prepared.plan.fingerprint, 6, search=search, head=None, measure=_per_voxel(1e-5)
+    )
+    run = tmp_path / "run"
+    run.mkdir()
+    plan.save(run / "plan.json")
+    result = train(prepared.data, run, config(model={"preset": "tiny_residual", "head": None}),
+                   workers=1, intensity_samples=5000, verbose=False)  # fmt: skip
+    saved = TrainConfig.load(run / "config.yaml")
+    assert saved.model.preset == "tiny_plain" and saved.epochs == plan.budget.epochs
+    assert saved.time_budget_minutes == pytest.approx(plan.budget.train_minutes)
+    assert tuple(saved.patch_size) == plan.patch_size
+    assert result.seconds < plan.budget.train_seconds + 2 * result.seconds / result.epochs + 1

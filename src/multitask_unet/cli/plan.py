@@ -102,6 +102,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="S",
         help="with --budget: cap on the trial steps' time (default: 5%% of the budget)",
     )
+    parser.add_argument(
+        "--min-iterations",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="with --budget: fewest training steps (at batch 2) a choice must allow (1000)",
+    )
     parser.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser
@@ -117,7 +124,9 @@ def _budget_plan(args: argparse.Namespace, fingerprint: Any, labels: list[int]) 
 
     if args.target_spacing is not None:
         raise ConfigError("--budget chooses the target spacing; leave out --target-spacing")
-    search = BudgetSearch(max_trial_seconds=args.max_trial_seconds)
+    search = BudgetSearch(
+        max_trial_seconds=args.max_trial_seconds, min_iterations=args.min_iterations
+    )
     return plan_for_budget(
         fingerprint,
         args.budget,
