@@ -90,6 +90,11 @@ def _pad_centred(volume: torch.Tensor, target: Sequence[int]) -> tuple[torch.Ten
     return F.pad(volume, pads, mode="constant", value=0.0), below
 
 
+def _flip(t: torch.Tensor, axes: tuple[int, ...]) -> torch.Tensor:
+    """Flip the spatial ``axes`` (0 = D) of a ``(C, *S)`` tensor."""
+    return t.flip([a + 1 for a in axes]) if axes else t
+
+
 def _batches(items: list, size: int) -> Iterator[list]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
@@ -226,17 +231,13 @@ def _predict_one(
     pending: dict[int, torch.Tensor] = {}  # window index -> sum of its mirrored predictions
     items = [(w, m) for w in range(len(windows)) for m in range(len(mirrors))]
     for batch in _batches(items, window_batch_size):
-        crops = []
-        for w, m in batch:
-            crop = image[(slice(None), *windows[w].slices)]
-            crops.append(crop.flip([a + 1 for a in mirrors[m]]) if mirrors[m] else crop)
+        crops = [_flip(image[(slice(None), *windows[w].slices)], mirrors[m]) for w, m in batch]
         x = torch.stack(crops).to(device, non_blocking=True)
         features = model.features(x)
         seg = model.seg_head(features.decoder[-1]).float()
         if model.heads:
-            weights = torch.stack(
-                [windows[w].ownership(device=device).flip([a + 1 for a in mirrors[m]]) for w, m in batch]
-            )  # fmt: skip
+            owned = [_flip(windows[w].ownership(device=device), mirrors[m]) for w, m in batch]
+            weights = torch.stack(owned)
             if cls_weighting == "foreground":
                 weights = weights * (1.0 - seg.softmax(dim=1)[:, :1])
             for name, head in model.heads.items():
@@ -245,7 +246,7 @@ def _predict_one(
                     if windows[w].owns_any:
                         states[name][m].append(state.map(lambda t, i=i: t[i : i + 1]))
         for i, (w, m) in enumerate(batch):
-            pred = seg[i].flip([a + 1 for a in mirrors[m]]) if mirrors[m] else seg[i]
+            pred = _flip(seg[i], mirrors[m])
             pending[w] = pred if w not in pending else pending[w] + pred
             if m == len(mirrors) - 1:
                 mean = pending.pop(w).to(output_device) / len(mirrors)
