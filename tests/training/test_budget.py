@@ -138,6 +138,20 @@ def test_candidates_larger_than_a_too_slow_one_are_not_measured(fingerprint) -> 
     assert len(timer.calls) == len(set(timer.calls)) < len(cands)
 
 
+def test_each_preset_smallest_candidate_is_measured_first(fingerprint) -> None:
+    timer = _per_voxel(1e-6)
+    plan = plan_for_budget(fingerprint, 600, search=SEARCH, head=None, measure=timer)
+    smallest = {}
+    for c in plan.budget.candidates:
+        name = resolve_config(c.preset).encoder.name
+        if name not in smallest or np.prod(c.patch_size) < np.prod(smallest[name]):
+            smallest[name] = c.patch_size
+    first_two = timer.calls[:2]
+    # SEARCH lists tiny_residual first, so tiny_plain (less capable) is measured first
+    assert [name for name, _, _ in first_two] == ["plain", "residual"]
+    assert [patch for _, patch, _ in first_two] == [smallest["plain"], smallest["residual"]]
+
+
 def test_trial_time_is_capped(fingerprint) -> None:
     def slow_timer(model_config, patch, batch) -> float:
         time.sleep(0.05)

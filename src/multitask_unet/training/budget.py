@@ -7,9 +7,10 @@ spacing grows past it), a ladder of patch sizes (isotropic in mm, clipped to the
 that spacing, rounded to the network's ``size_divisor``), every model preset and batch size of
 the :class:`BudgetSearch`. For each candidate it runs a few real training steps (forward,
 backward and optimiser step on random tensors of the patch size, after one warm-up step) and
-computes how many steps fit ``budget - trials - overhead``. The candidates are measured from the
-cheapest up; once one is too slow, larger ones of the same preset are skipped, and measuring
-stops when ``max_trial_fraction`` of the budget (or ``max_trial_seconds``) is spent.
+computes how many steps fit ``budget - trials - overhead``. The smallest candidate of each preset
+is measured first (least capable preset first), then the others from the cheapest up; once one
+is too slow, larger ones of the same preset are skipped, and measuring stops when
+``max_trial_fraction`` of the budget (or ``max_trial_seconds``) is spent.
 
 **Score.** Feasible candidates reach at least ``min_iterations * 2 / batch_size`` steps (the
 same number of patches as ``min_iterations`` steps at batch 2). Among them, the one whose patch
@@ -168,7 +169,7 @@ def plan_for_budget(
     started = time.perf_counter()
     measured: dict[tuple[str, tuple[int, ...], int], float | None] = {}
     too_slow_load: dict[str, float] = {}
-    order = sorted(range(len(candidates)), key=lambda i: (_load(candidates[i]), i))
+    order = _measuring_order(candidates, search.presets)
     results: dict[int, BudgetCandidate] = {}
     for i in order:
         c = candidates[i]
@@ -305,6 +306,20 @@ def _patch_for_voxels(
     patch = np.minimum(inverse * (voxels / np.prod(inverse)) ** (1 / 3), median)
     div = np.asarray(divisor)
     return tuple(int(v) for v in np.maximum(np.round(patch / div), 1).astype(np.int64) * div)  # type: ignore[return-value]
+
+
+def _measuring_order(candidates: list[BudgetCandidate], presets: Sequence[str]) -> list[int]:
+    """The smallest candidate of each preset (least capable first), then the rest by size.
+
+    Measuring every preset's cheapest candidate first means that a short trial time still finds
+    the fastest feasible configuration before it looks at larger ones.
+    """
+    by_load = sorted(range(len(candidates)), key=lambda i: (_load(candidates[i]), i))
+    first = []
+    for preset in reversed(presets):
+        mine = [i for i in by_load if candidates[i].preset == preset]
+        first += mine[:1]
+    return first + [i for i in by_load if i not in first]
 
 
 def _load(c: BudgetCandidate) -> float:
