@@ -1,0 +1,156 @@
+"""The pancreas example (examples/pancreas): study configs, budget config, report, smoke mode.
+
+The smoke test runs the grid's whole chain (plan -> preprocess -> train -> predict validation
+and test -> evaluate -> comparison report) on phantoms for two variants and two iterations
+each; the GPU benchmark script runs its CPU check on a tiny network.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "pancreas"
+sys.path.insert(0, str(EXAMPLE))
+sys.path.insert(0, str(ROOT))
+
+import budget  # noqa: E402
+import grid  # noqa: E402
+import report  # noqa: E402
+
+from multitask_unet.errors import ConfigError  # noqa: E402
+
+HEADS = ("last_stage", "panda", "ovr", "attention")
+STRATEGIES = ("wce", "balanced")
+
+
+def test_the_grid_is_four_heads_times_two_strategies() -> None:
+    assert sorted(grid.variants()) == sorted(f"{h}_{s}" for h in HEADS for s in STRATEGIES)
+
+
+@pytest.mark.parametrize("head", HEADS)
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_study_config_follows_the_study(phantom_dataset, head: str, strategy: str) -> None:
+    name = f"{head}_{strategy}"
+    config = grid.variant_config(grid.variants()[name], phantom_dataset)
+    assert (config.batch_size, config.epochs) == (8, 100)
+    assert (config.model.preset, config.model.head) == ("nnunet_3d_fullres", head)
+    seg, cls = config.loss.terms["seg"], config.loss.terms["cls"]
+    assert (seg.loss, seg.weight, seg.deep_supervision) == ("dice_ce", 1.0, True)
+    assert cls.weight == 0.3
+    assert cls.loss == ("bce_ovr" if head == "ovr" else "ce")
+    weighted = cls.class_weights != "none" or "pos_weight" in cls.options
+    assert weighted == (strategy == "wce")
+    assert config.weights_mode == ("none" if strategy == "wce" else "balanced")
+
+
+@pytest.mark.parametrize("counts", [(1, 1, 1), (2, 3, 1)])
+def test_ovr_positives_weighted_by_negatives_over_positives(tmp_path, counts) -> None:
+    from multitask_unet.data.phantoms import write_phantom_dataset
+
+    n = sum(counts)
+    index = write_phantom_dataset(
+        tmp_path / "p", n_train=n, n_validation=0, n_test=0, shape=(8, 8, 8), class_counts=counts
+    )
+    config = grid.variant_config(grid.variants()["ovr_wce"], index)
+    labels = [r.label for r in index.split("train")]
+    expected = [(len(labels) - labels.count(k)) / labels.count(k) for k in range(3)]
+    assert config.loss.terms["cls"].options["pos_weight"] == pytest.approx(expected)
+
+
+def test_overrides_replace_nested_keys(phantom_dataset) -> None:
+    config = grid.variant_config(
+        grid.variants()["panda_balanced"], phantom_dataset, overrides=grid.SMOKE
+    )
+    assert (config.model.preset, config.model.head) == ("tiny_residual", "panda")
+    assert (config.epochs, config.iterations_per_epoch, config.device) == (1, 2, "cpu")
+
+
+@pytest.mark.parametrize(("minutes", "elapsed"), [(30, 0.0), (30, 2.5), (12, 1.0)])
+def test_budget_config_leaves_the_reserve(minutes: float, elapsed: float) -> None:
+    config = budget.budget_config(minutes, elapsed_minutes=elapsed)
+    assert config.time_limit_minutes == pytest.approx(minutes - elapsed - budget._RESERVE_MINUTES)
+    assert config.device == "cpu"
+
+
+def test_budget_config_refuses_a_budget_too_small() -> None:
+    with pytest.raises(ConfigError, match="budget of 3 min"):
+        budget.budget_config(3, elapsed_minutes=0.5)
+
+
+def _entry(value: float) -> dict:
+    return {"estimate": value, "low": value - 0.1, "high": value + 0.05, "n": 3}
+
+
+def _summary(dice: float, auc: float | None) -> dict:
+    return {
+        "dice_whole_pancreas": _entry(dice),
+        "dice_lesion": _entry(dice / 2),
+        "auc_ovr_a": {"estimate": auc, "low": None, "high": None, "n": 3},
+        "macro_f1": {"estimate": 0.5, "low": 0.25, "high": 0.75, "n": 3},
+        "cases": {"evaluated": 3},
+    }
+
+
+@pytest.mark.parametrize("figure", [True, False])
+def test_comparison_report_tables_every_variant(tmp_path: Path, figure: bool) -> None:
+    folders = {}
+    for name, dice, auc in (("one", 0.8, 0.75), ("two", 0.6, None)):
+        folders[name] = tmp_path / name
+        folders[name].mkdir()
+        (folders[name] / "summary.json").write_text(json.dumps(_summary(dice, auc)))
+    table = report.write_comparison(folders, tmp_path / "out", class_names=["a"], figure=figure)
+    text = (tmp_path / "out" / "study_report.md").read_text()
+    assert (
+        "| one | 3 | 0.800 (0.700–0.850) | 0.400 (0.300–0.450) | 0.750 | 0.500 (0.250–0.750) |"
+        in text
+    )
+    assert "| two | 3 | 0.600 (0.500–0.650) | 0.300 (0.200–0.350) | n/a |" in text
+    assert table["two"]["auc_ovr_a"]["estimate"] is None
+    assert (tmp_path / "out" / "study_report.png").is_file() == figure
+
+
+def test_smoke_mode_runs_the_study_chain(tmp_path: Path) -> None:
+    only = ["panda_wce", "ovr_balanced"]
+    summary = grid.run_smoke(tmp_path, only=only)
+    out = tmp_path / "grid"
+    assert sorted(summary["variants"]) == sorted(only)
+    text = (out / "report" / "study_report.md").read_text()
+    assert all(f"| {name} | 3 |" in text for name in only)
+    assert (out / "report" / "study_report.png").stat().st_size > 1000
+    test_images = sorted((tmp_path / "phantoms" / "test").glob("*_0000.nii.gz"))
+    for name in only:
+        for key in ("dice_whole_pancreas", "dice_lesion", "macro_f1"):
+            assert 0.0 <= summary["variants"][name][key]["estimate"] <= 1.0
+        pred = out / name / "predictions_test"
+        with (pred / "predictions.csv").open() as fh:
+            rows = list(csv.DictReader(fh))
+        assert len(rows) == len(test_images) == 3
+        for row in rows:
+            probs = [float(row[f"prob_subtype{k}"]) for k in range(3)]
+            assert sum(probs) == pytest.approx(1.0, abs=1e-4)
+            assert int(row["predicted"]) == probs.index(max(probs))
+        for image in test_images:
+            mask = nib.load(pred / image.name.replace("_0000", ""))
+            assert mask.shape == nib.load(image).shape
+
+
+def test_gpu_study_train_cpu_check(tmp_path: Path) -> None:
+    from benchmarks import gpu_study_train
+
+    out = tmp_path / "result.json"
+    argv = ["--device", "cpu", "--iterations", "2", "--warmup", "0", "--preset", "tiny_residual"]
+    argv += ["--patch", "16", "32", "32", "--threads", "1", "--output", str(out)]
+    assert gpu_study_train.main(argv) == 0
+    result = json.loads(out.read_text())
+    assert result["settings"]["head"] == "panda"
+    assert result["settings"]["batch_size"] == 2
+    assert result["settings"]["timed_iterations"] == 2
+    assert result["results"]["iterations_per_s"] > 0
+    assert result["environment"]["device"] == "cpu"
