@@ -165,7 +165,7 @@ def plan_for_budget(
         trial_limit = min(trial_limit, search.max_trial_seconds)
     overhead = seconds * search.overhead_fraction
 
-    # Measure from the cheapest up; skip what is larger than a too-slow candidate.
+    # Measure (see _measuring_order); skip what is larger than a too-slow candidate.
     started = time.perf_counter()
     measured: dict[tuple[str, tuple[int, ...], int], float | None] = {}
     too_slow_load: dict[str, float] = {}
