@@ -10,6 +10,7 @@ Example::
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
@@ -166,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
         intensity_samples=args.intensity_samples,
     )
-    if result.run_dir.joinpath("checkpoints", "last.pt").is_file():  # rank 0 only
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 reports
         best = "" if result.best_score is None else f", best val/score {result.best_score:.4f}"
         print(
             f"trained {result.epochs} epoch(s) in {result.seconds / 60:.1f} min{best}; "
