@@ -95,6 +95,8 @@ def test_budget_plan_fits_the_budget_and_records_why(fingerprint, budget, tmp_pa
     assert b.train_seconds + b.trial_seconds + b.overhead_seconds <= budget + 1e-6
     assert b.iterations >= SEARCH.min_iterations * 2 / chosen.batch_size
     assert b.epochs * b.iterations_per_epoch == b.iterations
+    assert b.epochs <= 21 or b.iterations_per_epoch == 250  # about 20 epochs
+    assert b.iterations_per_epoch >= min(10, b.iterations)
     # ... and it is the plan's patch, batch and network
     assert (plan.patch_size, plan.batch_size, b.preset) == (
         chosen.patch_size,

@@ -382,7 +382,9 @@ def _finish(
         "spacing, then preset order, then more steps"
     )
     candidates[pick] = chosen.replace(status="chosen", note=f"{chosen.note}; {reason}")
-    per_epoch = min(250, max(1, chosen.iterations // 50))
+    # About 20 epochs (each epoch costs a loader start, a checkpoint and the curves), with
+    # 10 to 250 (nnU-Net's) steps per epoch.
+    per_epoch = max(1, min(250, chosen.iterations, max(10, chosen.iterations // 20)))
     epochs = max(1, chosen.iterations // per_epoch)
     base = create_plan(
         fingerprint,
