@@ -9,6 +9,7 @@ import torch
 from _helpers import Prepared, config, final_weights, trainer
 
 from multitask_unet.checkpoints import load_checkpoint
+from multitask_unet.data.loader import TrainLoader
 from multitask_unet.errors import ConfigError
 from multitask_unet.training import TrainConfig
 from multitask_unet.training.metrics import read_metrics
@@ -106,3 +107,37 @@ def test_patch_not_divisible_names_the_fix(prepared: Prepared, tmp_path: Path) -
     cfg = config(patch_size=[16, 16, 10])
     with pytest.raises(ConfigError, match="size_divisor"):
         trainer(prepared, tmp_path, cfg).fit()
+
+
+def test_loader_workers_do_not_change_the_batches(prepared: Prepared, tmp_path: Path) -> None:
+    """Resuming with other ``num_workers`` replays the same epoch: each draw carries its seed."""
+    from multitask_unet.training.distributed import DistInfo
+
+    info = DistInfo(0, 1, 0, torch.device("cpu"))
+    batches = {}
+    for workers in (0, 2):
+        cfg = config(num_workers=workers, augment=True, iterations_per_epoch=2)
+        loader = TrainLoader(
+            prepared.entries(prepared.train_ids),
+            trainer(prepared, tmp_path, cfg)._loader_config(info),
+        )
+        loader.set_epoch(3)
+        batches[workers] = list(loader)
+    for a, b in zip(batches[0], batches[2]):
+        assert a.case_id == b.case_id and torch.equal(a.image, b.image)
+
+
+def test_learned_loss_weights_are_checkpointed(prepared: Prepared, tmp_path: Path) -> None:
+    loss = {
+        "terms": {
+            "seg": {"loss": "dice_ce", "deep_supervision": True},
+            "cls": {"loss": "ce", "weight": 0.3},
+        },
+        "uncertainty": True,
+    }
+    trainer(prepared, tmp_path, config(loss=loss, epochs=1, iterations_per_epoch=2)).fit()
+    state = load_checkpoint(tmp_path / "checkpoints" / "last.pt").training
+    assert state is not None
+    log_vars = {k: v for k, v in state["loss"].items() if "log_vars" in k}
+    assert set(log_vars) == {"log_vars.seg", "log_vars.cls"}
+    assert any(float(v) != 0.0 for v in log_vars.values())  # they were trained
