@@ -225,9 +225,11 @@ def budget_train_config(plan: Plan, config: TrainConfig | None = None) -> TrainC
     """``config`` with the budget plan's preset, schedule, patch, batch and time budget applied.
 
     The result trains ``plan.budget.epochs`` x ``plan.budget.iterations_per_epoch`` steps of the
-    chosen preset at the plan's patch and batch size, validates once at the end, and finishes
-    within ``plan.budget.train_seconds`` (``time_budget_minutes``), shortening its schedule if
-    the machine turns out slower than the trial steps said.
+    chosen preset at the plan's patch and batch size and finishes within
+    ``plan.budget.train_seconds`` (``time_budget_minutes``), shortening its schedule if the
+    machine turns out slower than the trial steps said. It does not validate during training
+    (``val_every=0``): sliding-window validation of whole cases at a small patch can take longer
+    than the training itself; evaluate the final checkpoint with ``predict`` and ``evaluate``.
 
     Raises:
         ConfigError: The plan has no budget section.
@@ -243,7 +245,7 @@ def budget_train_config(plan: Plan, config: TrainConfig | None = None) -> TrainC
         iterations_per_epoch=b.iterations_per_epoch,
         patch_size=list(plan.patch_size),
         batch_size=plan.batch_size,
-        val_every=b.epochs,
+        val_every=0,
         time_budget_minutes=b.train_minutes,
         device=b.device if config.device == "auto" else config.device,
     )
