@@ -70,17 +70,19 @@ def test_parse_duration_rejects_with_the_fix(bad) -> None:
 
 
 @pytest.mark.parametrize(
-    ("total", "done", "elapsed", "budget", "expected"),
+    ("total", "done", "elapsed", "budget", "first", "expected"),
     [
-        (10, 4, 40.0, 100.0, 10),  # 6 more epochs of 10 s fit in 60 s
-        (10, 4, 60.0, 100.0, 6),  # 40 s left: 2 more epochs of 15 s
-        (10, 4, 120.0, 100.0, 5),  # over budget: the next epoch is the last
-        (10, 1, 1.0, 1000.0, 10),  # never longer than planned
+        (10, 4, 40.0, 100.0, None, 10),  # 6 more epochs of 10 s fit in 60 s
+        (10, 4, 60.0, 100.0, None, 6),  # 40 s left: 2 more epochs of 15 s
+        (10, 4, 60.0, 100.0, 30.0, 8),  # the first took 30 s; the others 10 s: 4 more
+        (10, 1, 30.0, 100.0, 30.0, 3),  # one epoch done: its time is all there is
+        (10, 4, 120.0, 100.0, None, 5),  # over budget: the next epoch is the last
+        (10, 1, 1.0, 1000.0, None, 10),  # never longer than planned
     ],
 )
-def test_epochs_within_budget(total, done, elapsed, budget, expected) -> None:
+def test_epochs_within_budget(total, done, elapsed, budget, first, expected) -> None:
     kwargs = {"epochs_done": done, "next_epoch": done, "elapsed_s": elapsed, "budget_s": budget}
-    assert epochs_within_budget(total, **kwargs) == expected
+    assert epochs_within_budget(total, **kwargs, first_epoch_s=first) == expected
 
 
 @pytest.mark.parametrize("budget", [20.0, 200.0, 2000.0])

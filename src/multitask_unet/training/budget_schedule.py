@@ -1,9 +1,10 @@
 """Fit a poly schedule into a wall-clock budget (``TrainConfig.time_budget_minutes``).
 
-Before every epoch but the first the trainer asks :func:`epochs_within_budget` how many epochs
-the schedule may have in total: the epochs already done plus as many more as fit the time left at
-the mean epoch time so far (validation included), and at least the next one (so a run ends at
-most one epoch after its budget). The poly decay is then computed over that shorter total, so
+From the third epoch of a call on, the trainer asks :func:`epochs_within_budget` before every
+epoch how many epochs the schedule may have in total: the epochs already done plus as many more
+as fit the time left at the mean time of the epochs after the first (the first also pays for
+start-up: building the model, the first loader fill), and at least the next one (so a run ends
+at most one epoch after its budget, unless its first epoch alone overruns it). The poly decay is then computed over that shorter total, so
 the learning rate still reaches the end of its schedule before the budget runs out, instead of
 the run being cut off at a high learning rate.
 
@@ -14,6 +15,10 @@ Example:
     >>> # 4 epochs in 60 s: 40 s left is 2 more epochs of 15 s -> 6 in total
     >>> epochs_within_budget(10, epochs_done=4, next_epoch=4, elapsed_s=60.0, budget_s=100.0)
     6
+    >>> # ... but if the first epoch took 30 s of them, the others took 10 s: 4 more -> 8
+    >>> epochs_within_budget(10, epochs_done=4, next_epoch=4, elapsed_s=60.0, budget_s=100.0,
+    ...                      first_epoch_s=30.0)
+    8
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ def epochs_within_budget(
     next_epoch: int,
     elapsed_s: float,
     budget_s: float,
+    first_epoch_s: float | None = None,
 ) -> int:
     """The total number of epochs that lets the schedule finish within ``budget_s``.
 
@@ -41,6 +47,8 @@ def epochs_within_budget(
         next_epoch: Index of the next epoch (epochs before it are done, resumed ones included).
         elapsed_s: Seconds since the start of this call.
         budget_s: The wall-clock budget of this call.
+        first_epoch_s: Seconds from the start of the call to the end of its first epoch; with
+            two or more epochs done, the mean epoch time leaves it out (start-up costs).
 
     Returns:
         ``total_epochs`` when the rest fits, else ``next_epoch`` plus the epochs that fit the
@@ -52,6 +60,8 @@ def epochs_within_budget(
             f"and {budget_s}"
         )
     per_epoch = elapsed_s / epochs_done
+    if first_epoch_s is not None and epochs_done >= 2:
+        per_epoch = max(elapsed_s - first_epoch_s, 0.0) / (epochs_done - 1)
     left = max(budget_s - elapsed_s, 0.0)
     more = math.floor(left / per_epoch) if per_epoch > 0 else total_epochs
     return max(next_epoch + 1, min(total_epochs, next_epoch + more))

@@ -183,14 +183,18 @@ class Trainer:
             log.resume(start_epoch)
         row: dict[str, float] = {}
         total_epochs = cfg.epochs  # shortened by time_budget_minutes
+        first_epoch_s = 0.0
         for epoch in range(start_epoch, cfg.epochs):
-            if cfg.time_budget_minutes is not None and epoch > start_epoch:
+            if epoch == start_epoch + 1:
+                first_epoch_s = time.perf_counter() - started
+            if cfg.time_budget_minutes is not None and epoch >= start_epoch + 2:
                 fitted = epochs_within_budget(
                     total_epochs,
                     epochs_done=epoch - start_epoch,
                     next_epoch=epoch,
                     elapsed_s=time.perf_counter() - started,
                     budget_s=60 * cfg.time_budget_minutes,
+                    first_epoch_s=first_epoch_s,
                 )
                 fitted = round(reduce_mean({"e": fitted}, dist)["e"])
                 if fitted < total_epochs and dist.is_main:
