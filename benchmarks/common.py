@@ -57,9 +57,18 @@ def sync(device: str) -> None:
 
 
 def interleaved_times(
-    fns: dict[str, Callable[[], Any]], *, device: str, repeats: int, warmup: int = 1
+    fns: dict[str, Callable[[], Any]],
+    *,
+    device: str,
+    repeats: int,
+    warmup: int = 1,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> dict[str, list[float]]:
-    """Run each function ``repeats`` times, alternating between them, so drift hits all alike."""
+    """Run each function ``repeats`` times, alternating between them, so drift hits all alike.
+
+    ``clock=time.process_time`` counts this process's CPU seconds (all threads), which other
+    jobs on a shared CPU machine disturb far less than wall time; use wall time on a GPU.
+    """
     for _ in range(warmup):
         for fn in fns.values():
             fn()
@@ -68,10 +77,10 @@ def interleaved_times(
     for _ in range(repeats):
         for name, fn in fns.items():
             sync(device)
-            start = time.perf_counter()
+            start = clock()
             fn()
             sync(device)
-            times[name].append(time.perf_counter() - start)
+            times[name].append(clock() - start)
     return times
 
 

@@ -17,6 +17,7 @@ PACKAGES = [
     "multitask_unet.data",
     "multitask_unet.inference",
     "multitask_unet.evaluation",
+    "multitask_unet.training",
 ]
 
 

@@ -46,6 +46,9 @@ _LAZY = {
     "sliding_window_predict": "multitask_unet.inference",
     "evaluate": "multitask_unet.evaluation",
     "EvaluationConfig": "multitask_unet.evaluation",
+    "Trainer": "multitask_unet.training",
+    "TrainConfig": "multitask_unet.training",
+    "train": "multitask_unet.training",
     "load_checkpoint": "multitask_unet.checkpoints",
     "save_checkpoint": "multitask_unet.checkpoints",
 }
@@ -67,6 +70,8 @@ __all__ = [
     "Predictor",
     "RegistryError",
     "ShapeError",
+    "TrainConfig",
+    "Trainer",
     "WeightsError",
     "__version__",
     "create_loss",
@@ -77,6 +82,7 @@ __all__ = [
     "read_dataset",
     "save_checkpoint",
     "sliding_window_predict",
+    "train",
     "validate_dataset",
     "write_phantom_dataset",
 ]
