@@ -168,6 +168,16 @@ def test_trial_time_is_capped(fingerprint) -> None:
     assert plan.budget.trial_seconds < 0.12 + 0.2
 
 
+@pytest.mark.parametrize("device", ["cpu", "cuda", "cuda:1"])
+def test_default_search_depends_on_the_device(device) -> None:
+    search = BudgetSearch.for_device(device, min_iterations=7)
+    assert search.min_iterations == 7
+    cuda = device.startswith("cuda")
+    assert ("nnunet_3d_fullres" in search.presets) == cuda
+    assert (max(search.patch_voxels) > 128**3) == cuda
+    assert BudgetSearch.for_device(device, presets=["tiny_plain"]).presets == ("tiny_plain",)
+
+
 def test_no_feasible_candidate_names_the_fix(fingerprint) -> None:
     with pytest.raises(ConfigError, match="larger budget") as info:
         plan_for_budget(fingerprint, 5, search=SEARCH, head=None, measure=_per_voxel(1e-2))

@@ -124,8 +124,8 @@ def _budget_plan(args: argparse.Namespace, fingerprint: Any, labels: list[int]) 
 
     if args.target_spacing is not None:
         raise ConfigError("--budget chooses the target spacing; leave out --target-spacing")
-    search = BudgetSearch(
-        max_trial_seconds=args.max_trial_seconds, min_iterations=args.min_iterations
+    search = BudgetSearch.for_device(
+        args.device, max_trial_seconds=args.max_trial_seconds, min_iterations=args.min_iterations
     )
     return plan_for_budget(
         fingerprint,

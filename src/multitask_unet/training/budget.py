@@ -46,6 +46,7 @@ import platform
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -53,10 +54,10 @@ import torch
 from multitask_unet.config import Config
 from multitask_unet.data.budget import BudgetCandidate, PlanBudget, parse_duration
 from multitask_unet.data.fingerprint import DatasetFingerprint
-from multitask_unet.data.planning import Plan, create_plan, plan_target_spacing
-from multitask_unet.data.resampling import compute_new_shape
+from multitask_unet.data.planning import Plan, create_plan
 from multitask_unet.errors import ConfigError
 from multitask_unet.models import MultiTaskUNet
+from multitask_unet.training.budget_candidates import candidate_grid
 from multitask_unet.training.budget_trial import StepTimer, measure_step_seconds
 from multitask_unet.training.builders import build_model_config
 from multitask_unet.training.config import ModelSpec, TrainConfig
@@ -110,6 +111,25 @@ class BudgetSearch(Config):
         if self.step_margin < 1:
             raise ConfigError(f"step_margin must be >= 1, got {self.step_margin}")
 
+    @classmethod
+    def for_device(cls, device: str | torch.device, **changes: Any) -> BudgetSearch:
+        """The default search for ``device``, with ``changes`` applied.
+
+        On the CPU: :class:`BudgetSearch`'s defaults (small networks, patches up to 128³). On
+        CUDA: nnU-Net's 3d_fullres network first, then ``small_residual``, patches 64³ to 192³.
+
+        Example:
+            >>> BudgetSearch.for_device("cuda").presets
+            ('nnunet_3d_fullres', 'small_residual')
+        """
+        if torch.device(device).type == "cuda":
+            changes = {"presets": _CUDA_PRESETS, "patch_voxels": _CUDA_PATCH_VOXELS, **changes}
+        return cls.from_dict(changes)
+
+
+_CUDA_PRESETS = ("nnunet_3d_fullres", "small_residual")
+_CUDA_PATCH_VOXELS = (64**3, 96**3, 128**3, 160**3, 192**3)
+
 
 def plan_for_budget(
     fingerprint: DatasetFingerprint,
@@ -128,7 +148,7 @@ def plan_for_budget(
         fingerprint: The dataset fingerprint.
         budget: Wall-clock budget: seconds, or text such as ``"30m"`` or ``"1h"``.
         device: Where the trial steps run and training will run (``"cpu"``, ``"cuda"``).
-        search: The candidates and the score (:class:`BudgetSearch`).
+        search: The candidates and the score (default :meth:`BudgetSearch.for_device`).
         head: Classification head of the trial networks (None: segmentation only).
         labels: Segmentation labels (default: those of the fingerprint).
         normalization: As :func:`~multitask_unet.data.planning.create_plan`.
@@ -143,7 +163,7 @@ def plan_for_budget(
             message lists the fastest one and what to change).
     """
     seconds = parse_duration(budget)
-    search = search or BudgetSearch()
+    search = search or BudgetSearch.for_device(device)
     timer = measure or (
         lambda m, p, b: measure_step_seconds(m, p, b, device=device, steps=search.trial_steps)
     )
@@ -159,7 +179,13 @@ def plan_for_budget(
         for name in search.presets
     }
     divisors = {name: MultiTaskUNet(cfg).size_divisor for name, cfg in models.items()}
-    candidates = _candidates(fingerprint, search, divisors)
+    candidates = candidate_grid(
+        fingerprint,
+        spacing_factors=search.spacing_factors,
+        patch_voxels=search.patch_voxels,
+        batch_sizes=search.batch_sizes,
+        divisors=divisors,
+    )
     trial_limit = seconds * search.max_trial_fraction
     if search.max_trial_seconds is not None:
         trial_limit = min(trial_limit, search.max_trial_seconds)
@@ -251,65 +277,7 @@ def budget_train_config(plan: Plan, config: TrainConfig | None = None) -> TrainC
     )
 
 
-# -- candidates ------------------------------------------------------------------------------------
-def _candidates(
-    fingerprint: DatasetFingerprint,
-    search: BudgetSearch,
-    divisors: dict[str, tuple[int, int, int]],
-) -> list[BudgetCandidate]:
-    base, _ = plan_target_spacing(fingerprint.spacings, fingerprint.shapes_after_crop)
-    slice_axis = int(np.argmax(base))
-    out: list[BudgetCandidate] = []
-    seen: set[tuple[object, ...]] = set()
-    for factor in search.spacing_factors:
-        spacing = _scaled_spacing(base, factor, slice_axis)
-        shapes = [
-            compute_new_shape(c.shape_after_crop, c.spacing, spacing) for c in fingerprint.cases
-        ]
-        median = np.median(np.asarray(shapes, dtype=np.float64), axis=0)
-        for preset, divisor in divisors.items():
-            for voxels in search.patch_voxels:
-                patch = _patch_for_voxels(voxels, spacing, median, divisor)
-                for batch in search.batch_sizes:
-                    key = (spacing, patch, preset, batch)
-                    if key in seen:
-                        continue
-                    seen.add(key)
-                    cover = float(np.prod(np.minimum(np.asarray(patch) / median, 1.0)))
-                    out.append(
-                        BudgetCandidate(
-                            spacing_factor=float(factor),
-                            target_spacing=spacing,
-                            patch_size=patch,
-                            preset=preset,
-                            batch_size=batch,
-                            coverage=round(cover, 4),
-                            field_of_view_mm=tuple(round(p * s, 1) for p, s in zip(patch, spacing)),
-                        )
-                    )
-    return out
-
-
-def _scaled_spacing(
-    base: Sequence[float], factor: float, slice_axis: int
-) -> tuple[float, float, float]:
-    """In-plane axes times ``factor``; the slice axis is kept unless in-plane grows past it."""
-    out = [float(s) * factor for s in base]
-    in_plane = max(out[a] for a in range(3) if a != slice_axis)
-    out[slice_axis] = max(float(base[slice_axis]), in_plane)
-    return tuple(round(s, 4) for s in out)  # type: ignore[return-value]
-
-
-def _patch_for_voxels(
-    voxels: int, spacing: Sequence[float], median: np.ndarray, divisor: Sequence[int]
-) -> tuple[int, int, int]:
-    """About ``voxels`` voxels, isotropic in mm, clipped to the median shape, divisor multiples."""
-    inverse = 1.0 / np.asarray(spacing, dtype=np.float64)
-    patch = np.minimum(inverse * (voxels / np.prod(inverse)) ** (1 / 3), median)
-    div = np.asarray(divisor)
-    return tuple(int(v) for v in np.maximum(np.round(patch / div), 1).astype(np.int64) * div)  # type: ignore[return-value]
-
-
+# -- measuring order -------------------------------------------------------------------------------
 def _measuring_order(candidates: list[BudgetCandidate], presets: Sequence[str]) -> list[int]:
     """The smallest candidate of each preset (least capable first), then the rest by size.
 
