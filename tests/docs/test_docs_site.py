@@ -59,6 +59,18 @@ def test_every_public_module_has_an_api_reference_entry() -> None:
     )
 
 
+def test_every_top_level_name_is_linked_from_the_reference_index() -> None:
+    index = (DOCS / "reference" / "index.md").read_text(encoding="utf-8")
+    missing = [
+        name
+        for name in multitask_unet.__all__
+        if name != "__version__" and f"[`{name}`](" not in index
+    ]
+    assert not missing, (
+        f"multitask_unet.__all__ names missing from docs/reference/index.md: {missing}"
+    )
+
+
 def test_api_reference_names_only_existing_modules() -> None:
     stale = sorted(name for name in documented_modules() if importlib.util.find_spec(name) is None)
     assert not stale, f"docs/reference/ documents modules that do not exist: {stale}"
