@@ -21,7 +21,7 @@ from multitask_unet.errors import ConfigError
 from multitask_unet.models import resolve_config
 from multitask_unet.training.budget import BudgetSearch, budget_train_config, plan_for_budget
 from multitask_unet.training.budget_schedule import epochs_within_budget
-from multitask_unet.training.budget_trial import measure_step_seconds
+from multitask_unet.training.budget_trial import device_description, measure_step_seconds
 from multitask_unet.training.schedule import poly_lr
 
 SEARCH = BudgetSearch(
@@ -199,6 +199,11 @@ def test_measure_step_seconds_runs_real_steps(preset, batch) -> None:
     model_config = resolve_config(preset, num_classes=3)
     seconds = measure_step_seconds(model_config, (8, 8, 12), batch, steps=1)
     assert math.isfinite(seconds) and 0 < seconds < 30
+
+
+def test_device_description_names_the_cpu_and_threads() -> None:
+    text = device_description("cpu")
+    assert text.endswith("thread(s)") and not text.startswith(",")
 
 
 def test_budget_train_config_and_trainer_finish_within_the_budget(

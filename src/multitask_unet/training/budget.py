@@ -42,7 +42,6 @@ Example:
 from __future__ import annotations
 
 import math
-import platform
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -58,7 +57,11 @@ from multitask_unet.data.planning import Plan, create_plan
 from multitask_unet.errors import ConfigError
 from multitask_unet.models import MultiTaskUNet
 from multitask_unet.training.budget_candidates import candidate_grid
-from multitask_unet.training.budget_trial import StepTimer, measure_step_seconds
+from multitask_unet.training.budget_trial import (
+    StepTimer,
+    device_description,
+    measure_step_seconds,
+)
 from multitask_unet.training.builders import build_model_config
 from multitask_unet.training.config import ModelSpec, TrainConfig
 
@@ -366,7 +369,7 @@ def _finish(
     section = PlanBudget(
         seconds=seconds,
         device=device,
-        device_name=_device_name(device),
+        device_name=device_description(device),
         trial_seconds=round(trial_seconds, 2),
         overhead_seconds=round(overhead, 2),
         train_seconds=round(train_seconds, 2),
@@ -383,13 +386,6 @@ def _finish(
     return base.replace(
         patch_size=list(chosen.patch_size), batch_size=chosen.batch_size, budget=section.to_dict()
     )
-
-
-def _device_name(device: str) -> str:
-    dev = torch.device(device)
-    if dev.type == "cuda" and torch.cuda.is_available():
-        return torch.cuda.get_device_name(dev)
-    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} thread(s)"
 
 
 def _empty_cache(device: str) -> None:

@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import platform
 import time
 from collections.abc import Callable, Sequence
 
@@ -22,7 +23,7 @@ from multitask_unet.training.builders import build_loss
 from multitask_unet.training.config import ModelSpec, OptimizerConfig, TrainConfig
 from multitask_unet.training.schedule import build_optimizer
 
-__all__ = ["StepTimer", "measure_step_seconds"]
+__all__ = ["StepTimer", "device_description", "measure_step_seconds"]
 
 StepTimer = Callable[[ModelConfig, tuple[int, int, int], int], float]
 """``(model_config, patch_size, batch_size) -> seconds per training step``."""
@@ -83,3 +84,23 @@ def measure_step_seconds(
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def device_description(device: str | torch.device) -> str:
+    """The GPU's name, or the CPU's model and torch's thread count: where the trials ran."""
+    dev = torch.device(device)
+    if dev.type == "cuda" and torch.cuda.is_available():
+        return torch.cuda.get_device_name(dev)
+    return f"{_cpu_model()}, {torch.get_num_threads()} thread(s)"
+
+
+def _cpu_model() -> str:
+    """The CPU's model name (from ``/proc/cpuinfo`` on Linux), else the platform's."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
