@@ -87,7 +87,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help=(
             "wall-clock budget such as 30m or 2h: choose spacing, patch, network, batch and "
             "schedule by measured trial steps so that training fits it (docs/concepts/budget.md);"
-            " without it the plan follows nnU-Net's rules"
+            " the size divisor is then the chosen network's and --gpu-memory is not used; "
+            "without it the plan follows nnU-Net's rules"
         ),
     )
     parser.add_argument(
