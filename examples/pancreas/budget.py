@@ -1,14 +1,20 @@
 """CPU budget mode of the pancreas example: train on ``train/``, evaluate on ``validation/``.
 
-Everything (planning, preprocessing, training, prediction of the validation cases on their own
-grid, evaluation) fits in ``minutes`` of wall-clock time: planning and preprocessing are timed,
-training gets what is left minus a reserve for prediction and evaluation
-(``TrainConfig.time_limit_minutes``), then the last checkpoint predicts ``validation/`` and
-:func:`multitask_unet.evaluation.evaluate` scores it.
+Everything (fingerprint, planning, preprocessing, training, prediction of the validation cases
+on their own grid, evaluation) fits in ``minutes`` of wall-clock time. Two ways to plan:
 
-The network and the grid are fixed for a small CPU (``configs/cpu_budget.yaml``, target spacing
-:data:`BUDGET_SPACING`): a budget planner that sizes them from the budget can replace
-:func:`budget_config` without changing the rest.
+* ``"planner"``: the library's budget planner
+  (:func:`multitask_unet.training.budget.plan_for_budget`) measures trial steps of candidate
+  spacings, patches and networks on this machine and picks one whose schedule fits; ``train``
+  applies it (:func:`~multitask_unet.training.budget.budget_train_config`).
+* ``"fixed"``: ``configs/cpu_budget.yaml`` as written (a small residual U-Net on a
+  :data:`BUDGET_SPACING` grid, AdamW), with ``time_budget_minutes`` set to the time left, so the
+  trainer shortens its poly schedule to finish in time.
+
+``"auto"`` (the default) tries the planner and falls back to the fixed configuration when no
+candidate is feasible (on a heavily loaded machine every measured step is slow). Either way the
+last checkpoint then predicts ``validation/`` and :func:`multitask_unet.evaluation.evaluate`
+scores it.
 
 Example:
     >>> from budget import run_budget  # doctest: +SKIP
@@ -22,25 +28,27 @@ import dataclasses
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
-from multitask_unet.data.fingerprint import compute_fingerprint
-from multitask_unet.data.planning import create_plan
+from multitask_unet.data.fingerprint import DatasetFingerprint, compute_fingerprint
+from multitask_unet.data.planning import Plan, create_plan
 from multitask_unet.data.readers import DatasetIndex, read_dataset
 from multitask_unet.errors import ConfigError
 from multitask_unet.evaluation import evaluate
 from multitask_unet.inference import Predictor
 from multitask_unet.models import MultiTaskUNet
 from multitask_unet.training import TrainConfig, train
+from multitask_unet.training.budget import plan_for_budget
 from multitask_unet.training.builders import build_model_config
 
-__all__ = ["BUDGET_SPACING", "HEADLINE", "budget_config", "run_budget"]
+__all__ = ["BUDGET_SPACING", "HEADLINE", "PlanMode", "budget_config", "run_budget"]
 
+PlanMode = Literal["auto", "planner", "fixed"]
 HERE = Path(__file__).parent
-#: Target spacing (D, H, W) in mm of the CPU budget mode: about 2x coarser than the data's own
-#: (2.0, 0.73, 0.73), so a patch of (32, 48, 64) voxels covers most of a pancreas crop.
+#: Target spacing (D, H, W) in mm of the fixed configuration: about 2x coarser than the data's
+#: own (2.0, 0.73, 0.73), so a patch of (32, 48, 64) voxels covers most of a pancreas crop.
 BUDGET_SPACING = (3.0, 1.6, 1.6)
 #: Evaluation summary keys reported by the example, with their labels.
 HEADLINE = {
@@ -49,17 +57,17 @@ HEADLINE = {
     "macro_f1": "macro-F1",
     "auc_ovr_macro": "one-vs-rest AUC (macro)",
 }
-_RESERVE_MINUTES = 3.0  # prediction of validation/ on its own grid + evaluation
+_RESERVE_MINUTES = 3.0  # preprocessing, then prediction of validation/ and evaluation
 
 
 def budget_config(
     minutes: float, *, elapsed_minutes: float = 0.0, path: str | os.PathLike[str] | None = None
 ) -> TrainConfig:
-    """The CPU training config whose time limit leaves room for prediction and evaluation.
+    """The fixed CPU config with ``time_budget_minutes`` leaving room for the other steps.
 
     Args:
         minutes: The whole budget.
-        elapsed_minutes: Already spent (planning, preprocessing).
+        elapsed_minutes: Already spent (fingerprint, planning).
         path: The YAML config (default ``configs/cpu_budget.yaml``).
 
     Raises:
@@ -73,25 +81,16 @@ def budget_config(
             f"{elapsed_minutes:.1f} min of preparation and a {_RESERVE_MINUTES:g} min reserve; "
             "give --budget-minutes of at least 10"
         )
-    return dataclasses.replace(config, time_limit_minutes=left)
+    return dataclasses.replace(config, time_budget_minutes=left)
 
 
-def _save_plan(index: DatasetIndex, config: TrainConfig, run: Path, *, workers: int) -> None:
-    """Plan on the budget grid and save it where :func:`train` reuses it (``RUN/plan.json``)."""
-    plan_path = run / "plan.json"
-    if plan_path.is_file():
-        return
+def _fixed_plan(index: DatasetIndex, fingerprint: DatasetFingerprint, config: TrainConfig) -> Plan:
+    """The plan of the fixed configuration: its spacing, and its patch as the predictor's window."""
     model_config = build_model_config(
         config.model,
         in_channels=len(index.channel_names),
         seg_classes=max(index.label_names.values()) + 1,
         case_classes=len(index.class_names),
-    )
-    fingerprint = compute_fingerprint(
-        index.split("train").records,
-        intensity_samples=10**6,
-        num_workers=workers,
-        progress=False,
     )
     plan = create_plan(
         fingerprint,
@@ -99,14 +98,11 @@ def _save_plan(index: DatasetIndex, config: TrainConfig, run: Path, *, workers: 
         target_spacing=BUDGET_SPACING,
         labels=sorted(set(index.label_names.values())),
     )
-    # The checkpoints carry the plan: make its patch (the predictor's window) the trained one.
-    plan = dataclasses.replace(
+    return dataclasses.replace(
         plan,
         patch_size=config.patch_size or plan.patch_size,
         batch_size=config.batch_size or plan.batch_size,
     )
-    run.mkdir(parents=True, exist_ok=True)
-    plan.save(plan_path)
 
 
 def run_budget(
@@ -114,6 +110,7 @@ def run_budget(
     out: str | os.PathLike[str],
     *,
     minutes: float,
+    plan_mode: PlanMode = "auto",
     config_path: str | os.PathLike[str] | None = None,
     workers: int = 2,
 ) -> dict[str, Any]:
@@ -121,14 +118,18 @@ def run_budget(
 
     Args:
         data: The study-layout dataset (``train/subtypeK``, ``validation/subtypeK``).
-        out: Output folder: ``run/`` (the training run, with ``metrics.csv`` and
+        out: Output folder: ``run/`` (the training run, with ``plan.json``, ``metrics.csv`` and
             ``curves.png``), ``predictions_validation/``, ``report_validation/``.
         minutes: Wall-clock budget for everything.
+        plan_mode: ``"auto"``, ``"planner"`` or ``"fixed"`` (see the module docstring).
         config_path: Training YAML (default ``configs/cpu_budget.yaml``).
-        workers: Processes for planning, preprocessing and torch threads.
+        workers: Processes for fingerprinting and preprocessing.
 
     Returns:
-        The summary: results (Dice, macro-F1, AUC with intervals), timings, epochs, config.
+        The summary: results (Dice, macro-F1, AUC with intervals), settings, timings.
+
+    Raises:
+        ConfigError: No validation split; a budget too small; ``"planner"`` found nothing.
     """
     started = time.perf_counter()
     out = Path(out)
@@ -136,18 +137,44 @@ def run_budget(
     index = read_dataset(data)
     if "validation" not in index.splits:
         raise ConfigError(f"{index.root} has no validation/ split to evaluate the budget run on")
+    if plan_mode not in ("auto", "planner", "fixed"):
+        raise ConfigError(f"plan_mode must be 'auto', 'planner' or 'fixed', got {plan_mode!r}")
+    base = budget_config(minutes, path=config_path)  # fails early on a budget too small
     timings: dict[str, float] = {}
-    config = budget_config(minutes, path=config_path)
-    _save_plan(index, config, run, workers=workers)
-    timings["plan_s"] = time.perf_counter() - started
+    fingerprint = compute_fingerprint(
+        index.split("train").records, intensity_samples=10**6, num_workers=workers, progress=False
+    )
+    timings["fingerprint_s"] = time.perf_counter() - started
 
-    # Preprocessing happens inside train(); time it as part of the training budget's start.
-    elapsed = (time.perf_counter() - started) / 60
-    config = budget_config(minutes, elapsed_minutes=elapsed, path=config_path)
-    resume = (run / "checkpoints" / "last.pt").is_file()
+    planner_note = None
+    plan: Plan | None = None
+    if plan_mode != "fixed":
+        left = minutes - (time.perf_counter() - started) / 60 - _RESERVE_MINUTES
+        try:
+            plan = plan_for_budget(
+                fingerprint, left * 60, device="cpu", head=base.model.head,
+                labels=sorted(set(index.label_names.values())),
+            )  # fmt: skip
+        except ConfigError as error:
+            if plan_mode == "planner":
+                raise
+            planner_note = f"planner found no feasible candidate, fixed config used: {error}"
+            print(planner_note)
+        timings["planner_s"] = time.perf_counter() - started - timings["fingerprint_s"]
+    if plan is None:
+        plan = _fixed_plan(index, fingerprint, base)
+        config = budget_config(
+            minutes, elapsed_minutes=(time.perf_counter() - started) / 60, path=config_path
+        )
+    else:
+        config = base  # train() applies the budget plan (preset, schedule, time budget)
+    run.mkdir(parents=True, exist_ok=True)
+    plan.save(run / "plan.json")
+
     step = time.perf_counter()
-    result = train(index, run, config, resume=resume, workers=workers, intensity_samples=10**6)
-    timings["train_s"] = time.perf_counter() - step
+    result = train(index, run, config, workers=workers, intensity_samples=10**6)
+    timings["preprocess_and_train_s"] = time.perf_counter() - step
+    trained = TrainConfig.load(run / "config.yaml")
 
     step = time.perf_counter()
     predictor = Predictor.from_checkpoint(run / "checkpoints" / "last.pt", device="cpu")
@@ -164,7 +191,6 @@ def run_budget(
     )
     timings["evaluate_s"] = time.perf_counter() - step
     timings["total_s"] = time.perf_counter() - started
-    results = {k: report.summary[k] for k in HEADLINE if k in report.summary}
     return {
         "mode": "cpu_budget",
         "budget_minutes": minutes,
@@ -174,17 +200,20 @@ def run_budget(
             "validation_cases": len(records),
         },
         "settings": {
-            "preset": config.model.preset,
-            "head": config.model.head,
-            "target_spacing": list(BUDGET_SPACING),
-            "patch_size": list(config.patch_size or ()),
-            "batch_size": config.batch_size,
-            "optimizer": f"{config.optimizer.name} lr {config.optimizer.lr:g}",
+            "plan": "planner" if plan.budget is not None else "fixed",
+            "planner_note": planner_note,
+            "preset": trained.model.preset,
+            "head": trained.model.head,
+            "target_spacing": [round(s, 3) for s in plan.target_spacing],
+            "patch_size": list(trained.patch_size or plan.patch_size),
+            "batch_size": trained.batch_size or plan.batch_size,
+            "optimizer": f"{trained.optimizer.name} lr {trained.optimizer.lr:g}",
+            "augment": trained.augment,
             "torch_threads": torch.get_num_threads(),
             "epochs_trained": result.epochs,
-            "iterations_trained": result.epochs * config.iterations_per_epoch,
+            "iterations_trained": result.epochs * trained.iterations_per_epoch,
             "checkpoint": "last.pt",
         },
-        "results": results,
+        "results": {k: report.summary[k] for k in HEADLINE if k in report.summary},
         "timings": timings,
     }

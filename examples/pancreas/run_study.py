@@ -16,6 +16,8 @@ Usage::
     python examples/pancreas/run_study.py DATA -o runs/study                # the grid (GPU)
     python examples/pancreas/run_study.py DATA -o runs/study --only panda_balanced
     python examples/pancreas/run_study.py DATA -o runs/budget --budget-minutes 30 --threads 2
+    python examples/pancreas/run_study.py DATA -o runs/budget --budget-minutes 30 --threads 1 \\
+        --budget-plan fixed                 # a shared, busy machine: skip the planner's trials
     python examples/pancreas/run_study.py --smoke -o /tmp/smoke
 """
 
@@ -58,6 +60,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--only", nargs="+", help="grid: run only these variants")
     parser.add_argument("--device", default="auto", help="grid: auto, cpu, cuda, cuda:N")
     parser.add_argument(
+        "--budget-plan",
+        choices=("auto", "planner", "fixed"),
+        default="auto",
+        help="budget: the library's budget planner, the fixed config, or the planner with the "
+        "fixed config as fallback (auto)",
+    )
+    parser.add_argument(
         "--config", type=Path, help="budget: training YAML (configs/cpu_budget.yaml)"
     )
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads")
@@ -79,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
             args.data,
             args.out,
             minutes=args.budget_minutes,
+            plan_mode=args.budget_plan,
             config_path=args.config,
             workers=min(2, args.threads),
         )

@@ -30,15 +30,26 @@ HEADS = ("last_stage", "panda", "ovr", "attention")
 STRATEGIES = ("wce", "balanced")
 
 
+@pytest.fixture(scope="module")
+def tiny_index(tmp_path_factory: pytest.TempPathFactory):
+    """3 training cases (one per subtype) and 1 validation case of 8^3 voxels, written once."""
+    from multitask_unet.data.phantoms import write_phantom_dataset
+
+    root = tmp_path_factory.mktemp("tiny") / "phantoms"
+    return write_phantom_dataset(
+        root, n_train=3, n_validation=1, n_test=0, shape=(8, 8, 8), class_counts=(1, 1, 1)
+    )
+
+
 def test_the_grid_is_four_heads_times_two_strategies() -> None:
     assert sorted(grid.variants()) == sorted(f"{h}_{s}" for h in HEADS for s in STRATEGIES)
 
 
 @pytest.mark.parametrize("head", HEADS)
 @pytest.mark.parametrize("strategy", STRATEGIES)
-def test_study_config_follows_the_study(phantom_dataset, head: str, strategy: str) -> None:
+def test_study_config_follows_the_study(tiny_index, head: str, strategy: str) -> None:
     name = f"{head}_{strategy}"
-    config = grid.variant_config(grid.variants()[name], phantom_dataset)
+    config = grid.variant_config(grid.variants()[name], tiny_index)
     assert (config.batch_size, config.epochs) == (8, 100)
     assert (config.model.preset, config.model.head) == ("nnunet_3d_fullres", head)
     seg, cls = config.loss.terms["seg"], config.loss.terms["cls"]
@@ -64,9 +75,9 @@ def test_ovr_positives_weighted_by_negatives_over_positives(tmp_path, counts) ->
     assert config.loss.terms["cls"].options["pos_weight"] == pytest.approx(expected)
 
 
-def test_overrides_replace_nested_keys(phantom_dataset) -> None:
+def test_overrides_replace_nested_keys(tiny_index) -> None:
     config = grid.variant_config(
-        grid.variants()["panda_balanced"], phantom_dataset, overrides=grid.SMOKE
+        grid.variants()["panda_balanced"], tiny_index, overrides=grid.SMOKE
     )
     assert (config.model.preset, config.model.head) == ("tiny_residual", "panda")
     assert (config.epochs, config.iterations_per_epoch, config.device) == (1, 2, "cpu")
@@ -75,13 +86,33 @@ def test_overrides_replace_nested_keys(phantom_dataset) -> None:
 @pytest.mark.parametrize(("minutes", "elapsed"), [(30, 0.0), (30, 2.5), (12, 1.0)])
 def test_budget_config_leaves_the_reserve(minutes: float, elapsed: float) -> None:
     config = budget.budget_config(minutes, elapsed_minutes=elapsed)
-    assert config.time_limit_minutes == pytest.approx(minutes - elapsed - budget._RESERVE_MINUTES)
-    assert config.device == "cpu"
+    left = minutes - elapsed - budget._RESERVE_MINUTES
+    assert config.time_budget_minutes == pytest.approx(left)
+    assert (config.device, config.model.preset, config.model.head) == (
+        "cpu",
+        "small_residual",
+        "panda",
+    )
 
 
 def test_budget_config_refuses_a_budget_too_small() -> None:
     with pytest.raises(ConfigError, match="budget of 3 min"):
         budget.budget_config(3, elapsed_minutes=0.5)
+
+
+def test_budget_mode_rejects_an_unknown_plan_mode(tiny_index, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="plan_mode"):
+        budget.run_budget(tiny_index.root, tmp_path / "out", minutes=30, plan_mode="guess")
+
+
+def test_budget_mode_needs_a_validation_split(tmp_path: Path) -> None:
+    from multitask_unet.data.phantoms import write_phantom_dataset
+
+    root = write_phantom_dataset(
+        tmp_path / "p", n_train=3, n_validation=0, n_test=0, shape=(8, 8, 8), class_counts=(1, 1, 1)
+    ).root
+    with pytest.raises(ConfigError, match="no validation/ split"):
+        budget.run_budget(root, tmp_path / "out", minutes=30)
 
 
 def _entry(value: float) -> dict:
