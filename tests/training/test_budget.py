@@ -212,11 +212,14 @@ def test_budget_train_config_and_trainer_finish_within_the_budget(
     with pytest.raises(ConfigError, match="--budget"):
         budget_train_config(prepared.plan)
     plan = plan_for_budget(fingerprint, 60, search=SEARCH, head=None, measure=_per_voxel(1e-5))
-    cfg = budget_train_config(plan, config(device="auto", val_every=5))
+    cfg = budget_train_config(plan, config(device="auto", val_every=5, optimizer={"lr": 0.1}))
     assert cfg.model.preset == plan.budget.preset and cfg.epochs == plan.budget.epochs
     assert cfg.time_budget_minutes == pytest.approx(plan.budget.train_seconds / 60)
     assert cfg.device == "cpu" and tuple(cfg.patch_size) == plan.patch_size
     assert cfg.val_every == 0  # validation time is not predictable from trial steps
+    assert cfg.optimizer.name == "sgd" and cfg.optimizer.lr == plan.budget.lr
+    adamw = budget_train_config(plan, config(optimizer={"name": "adamw", "lr": 3e-4}))
+    assert (adamw.optimizer.name, adamw.optimizer.lr) == ("adamw", 3e-4)
 
     # The trainer shortens a 200-epoch schedule to fit 2 s, and its poly decay still ends.
     short = config(epochs=200, iterations_per_epoch=2, time_budget_minutes=2 / 60)

@@ -259,6 +259,7 @@ def budget_train_config(plan: Plan, config: TrainConfig | None = None) -> TrainC
     machine turns out slower than the trial steps said. It does not validate during training
     (``val_every=0``): sliding-window validation of whole cases at a small patch can take longer
     than the training itself; evaluate the final checkpoint with ``predict`` and ``evaluate``.
+    With SGD (the default) the learning rate is the plan's; an AdamW config keeps its own.
 
     Raises:
         ConfigError: The plan has no budget section.
@@ -267,9 +268,12 @@ def budget_train_config(plan: Plan, config: TrainConfig | None = None) -> TrainC
         raise ConfigError("this plan was not made with a budget; plan again with --budget")
     b = plan.budget
     config = config or TrainConfig()
+    optimizer = config.optimizer.to_dict()
+    if optimizer["name"] == "sgd":  # the plan's learning rate is SGD's; AdamW keeps its own
+        optimizer["lr"] = b.lr
     return config.replace(
         model={**config.model.to_dict(), "preset": b.preset},
-        optimizer={**config.optimizer.to_dict(), "name": "sgd", "lr": b.lr},
+        optimizer=optimizer,
         epochs=b.epochs,
         iterations_per_epoch=b.iterations_per_epoch,
         patch_size=list(plan.patch_size),
