@@ -32,9 +32,6 @@ PENDING: dict[str, str] = {
     "(an illustration); it needs <!-- skip-test --> or definitions",
     "concepts/plan.md": "the Python block reads a dataset folder 'DATA' and an undefined model; "
     "it needs <!-- skip-test --> or a phantom dataset",
-    "concepts/budget.md": "the Python block times real training steps (about 15 s of CPU on the "
-    "2-core box, 30 s and more when it is shared), beyond the docs tests' time budget and "
-    "dependent on the machine's load; it needs <!-- skip-test -->",
 }
 
 
