@@ -43,7 +43,14 @@ from multitask_unet.training import TrainConfig, train
 from multitask_unet.training.budget import plan_for_budget
 from multitask_unet.training.builders import build_model_config
 
-__all__ = ["BUDGET_SPACING", "HEADLINE", "PlanMode", "budget_config", "run_budget"]
+__all__ = [
+    "BUDGET_SPACING",
+    "HEADLINE",
+    "PlanMode",
+    "budget_config",
+    "run_budget",
+    "trained_mirror_axes",
+]
 
 PlanMode = Literal["auto", "planner", "fixed"]
 HERE = Path(__file__).parent
@@ -82,6 +89,20 @@ def budget_config(
             "give --budget-minutes of at least 10"
         )
     return dataclasses.replace(config, time_budget_minutes=left)
+
+
+def trained_mirror_axes(config: TrainConfig) -> tuple[int, ...]:
+    """The axes the training augmentation mirrored: the only ones test-time mirroring may use.
+
+    A network trained without mirroring has never seen flipped anatomy; averaging its
+    predictions on flipped copies (the predictor's default) degrades them.
+    """
+    if not config.augment:
+        return ()
+    augmentation = config.augmentation
+    if augmentation is None:  # nnU-Net's recipe: every axis
+        return (0, 1, 2)
+    return tuple(augmentation.mirror_axes) if augmentation.p_mirror > 0 else ()
 
 
 def _fixed_plan(index: DatasetIndex, fingerprint: DatasetFingerprint, config: TrainConfig) -> Plan:
@@ -177,7 +198,9 @@ def run_budget(
     trained = TrainConfig.load(run / "config.yaml")
 
     step = time.perf_counter()
-    predictor = Predictor.from_checkpoint(run / "checkpoints" / "last.pt", device="cpu")
+    predictor = Predictor.from_checkpoint(
+        run / "checkpoints" / "last.pt", device="cpu", mirror_axes=trained_mirror_axes(trained)
+    )
     records = list(index.split("validation").records)
     predictor.predict(records, out / "predictions_validation", progress=False)
     timings["predict_s"] = time.perf_counter() - step
@@ -209,6 +232,7 @@ def run_budget(
             "batch_size": trained.batch_size or plan.batch_size,
             "optimizer": f"{trained.optimizer.name} lr {trained.optimizer.lr:g}",
             "augment": trained.augment,
+            "test_time_mirroring": list(trained_mirror_axes(trained)),
             "torch_threads": torch.get_num_threads(),
             "epochs_trained": result.epochs,
             "iterations_trained": result.epochs * trained.iterations_per_epoch,

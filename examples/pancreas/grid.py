@@ -28,6 +28,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from budget import trained_mirror_axes
 from report import write_comparison
 
 from multitask_unet.data.phantoms import write_phantom_dataset
@@ -145,10 +146,11 @@ def run_variant(
     *,
     plan_path: Path,
     workers: int = 2,
-    mirror_axes: Sequence[int] = (0, 1, 2),
+    mirror_axes: Sequence[int] | None = None,
 ) -> Path:
     """Train, predict ``validation/`` and ``test/``, evaluate ``validation/``; returns the report
-    folder (``OUT/NAME/report_validation``)."""
+    folder (``OUT/NAME/report_validation``). Test-time mirroring defaults to the axes the
+    training augmentation mirrored (:func:`budget.trained_mirror_axes`)."""
     folder = out / name
     run = folder / "run"
     run.mkdir(parents=True, exist_ok=True)
@@ -156,9 +158,9 @@ def run_variant(
         (run / "plan.json").write_text(plan_path.read_text())
     done = run / "checkpoints" / "last.pt"
     finished = False
-    if done.is_file():
-        epochs = sum(1 for _ in (run / "metrics.csv").open()) - 1
-        finished = epochs >= config.epochs
+    if done.is_file() and (run / "metrics.csv").is_file():
+        with (run / "metrics.csv").open() as fh:
+            finished = sum(1 for _ in fh) - 1 >= config.epochs
     if not finished:
         print(f"[{name}] training {config.model.preset} + {config.model.head}")
         train(
@@ -171,7 +173,9 @@ def run_variant(
             verbose=False,
         )
     predictor = Predictor.from_checkpoint(
-        _best_checkpoint(run), device=_device(config.device), mirror_axes=tuple(mirror_axes)
+        _best_checkpoint(run),
+        device=_device(config.device),
+        mirror_axes=trained_mirror_axes(config) if mirror_axes is None else tuple(mirror_axes),
     )
     for split in ("validation", "test"):
         if split in index.splits:
@@ -200,7 +204,7 @@ def run_grid(
     overrides: Mapping[str, Any] | None = None,
     workers: int = 2,
     intensity_samples: int = 10**8,
-    mirror_axes: Sequence[int] = (0, 1, 2),
+    mirror_axes: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """Run the variants (all, or ``only``) and write the comparison report.
 
@@ -214,7 +218,8 @@ def run_grid(
         overrides: Nested config keys applied to every variant.
         workers: Processes for planning and preprocessing.
         intensity_samples: Foreground voxels for the CT percentiles (nnU-Net: 1e8).
-        mirror_axes: Test-time mirroring of the predictor (``()`` turns it off).
+        mirror_axes: Test-time mirroring of the predictor (``()`` turns it off); default: the
+            axes the training augmentation mirrored.
 
     Returns:
         A summary: per variant the headline metrics, plus the report's paths.
@@ -258,5 +263,4 @@ def run_smoke(out: str | os.PathLike[str], *, only: Sequence[str] | None = None)
         overrides=SMOKE,
         workers=1,
         intensity_samples=10**4,
-        mirror_axes=(),
     )

@@ -95,6 +95,22 @@ def test_budget_config_leaves_the_reserve(minutes: float, elapsed: float) -> Non
     )
 
 
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ({"augment": False}, ()),
+        ({}, (0, 1, 2)),
+        ({"augmentation": {"mirror_axes": [1, 2]}}, (1, 2)),
+        ({"augmentation": {"p_mirror": 0.0}}, ()),
+    ],
+)
+def test_test_time_mirroring_only_along_trained_axes(options: dict, expected: tuple) -> None:
+    from multitask_unet.training import TrainConfig
+
+    config = TrainConfig.from_dict(options)
+    assert budget.trained_mirror_axes(config) == expected
+
+
 def test_budget_config_refuses_a_budget_too_small() -> None:
     with pytest.raises(ConfigError, match="budget of 3 min"):
         budget.budget_config(3, elapsed_minutes=0.5)
