@@ -64,7 +64,8 @@ def interleaved_times(
     warmup: int = 1,
     clock: Callable[[], float] = time.perf_counter,
 ) -> dict[str, list[float]]:
-    """Run each function ``repeats`` times, alternating between them, so drift hits all alike.
+    """Run each function ``repeats`` times, interleaved in a rotating order, so drift and
+    order effects hit all alike.
 
     ``clock=time.process_time`` counts this process's CPU seconds (all threads), which other
     jobs on a shared CPU machine disturb far less than wall time; use wall time on a GPU.
@@ -74,8 +75,11 @@ def interleaved_times(
             fn()
             sync(device)
     times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
+    names = list(fns)
+    for r in range(repeats):
+        # Rotate the order every round so no variant always runs first (or after another).
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            fn = fns[name]
             sync(device)
             start = clock()
             fn()
