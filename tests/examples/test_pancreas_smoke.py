@@ -131,6 +131,39 @@ def test_budget_mode_needs_a_validation_split(tmp_path: Path) -> None:
         budget.run_budget(root, tmp_path / "out", minutes=30)
 
 
+def test_budget_mode_falls_back_to_the_fixed_config(tmp_path: Path, monkeypatch) -> None:
+    from multitask_unet.data.phantoms import write_phantom_dataset
+
+    def no_candidate(*args, **kwargs):
+        raise ConfigError("no candidate reaches 1000 steps")
+
+    monkeypatch.setattr(budget, "plan_for_budget", no_candidate)
+    root = write_phantom_dataset(
+        tmp_path / "p",
+        n_train=3,
+        n_validation=2,
+        n_test=0,
+        shape=(24, 24, 12),
+        class_counts=(1, 1, 1),
+    ).root
+    config = tmp_path / "tiny.yaml"
+    text = (EXAMPLE / "configs" / "cpu_budget.yaml").read_text()
+    text = text.replace("preset: small_residual", "preset: tiny_residual")
+    text = text.replace("epochs: 250", "epochs: 1").replace(
+        "iterations_per_epoch: 10", "iterations_per_epoch: 1"
+    )
+    config.write_text(text.replace("patch_size: [32, 48, 64]", "patch_size: [8, 16, 16]"))
+    summary = budget.run_budget(root, tmp_path / "out", minutes=10, config_path=config, workers=1)
+    assert summary["settings"]["plan"] == "fixed"
+    assert "no candidate" in summary["settings"]["planner_note"]
+    assert summary["settings"]["target_spacing"] == list(budget.BUDGET_SPACING)
+    assert summary["settings"]["iterations_trained"] == 1
+    assert summary["settings"]["test_time_mirroring"] == []
+    assert summary["data"]["validation_cases"] == 2
+    assert 0 <= summary["results"]["dice_whole_pancreas"]["estimate"] <= 1
+    assert (tmp_path / "out" / "report_validation" / "summary.json").is_file()
+
+
 def _entry(value: float) -> dict:
     return {"estimate": value, "low": value - 0.1, "high": value + 0.05, "n": 3}
 
