@@ -27,12 +27,7 @@ _FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^
 
 #: Pages owned by other authors whose fragments are not yet runnable as a whole page, with
 #: what is missing. Remove an entry once the page's illustrative blocks carry SKIP_MARKER.
-PENDING: dict[str, str] = {
-    "concepts/heads.md": "the 'Pool, merge, project' block uses undefined x, head, state_a "
-    "(an illustration); it needs <!-- skip-test --> or definitions",
-    "concepts/plan.md": "the Python block reads a dataset folder 'DATA' and an undefined model; "
-    "it needs <!-- skip-test --> or a phantom dataset",
-}
+PENDING: dict[str, str] = {}
 
 
 @dataclass(frozen=True)
