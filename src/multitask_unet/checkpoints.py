@@ -32,7 +32,6 @@ Example:
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +40,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from multitask_unet._atomic import atomic_path
 from multitask_unet.data.planning import Plan
 from multitask_unet.data.readers import DEFAULT_LABEL_NAMES
 from multitask_unet.errors import ConfigError, WeightsError
@@ -214,16 +214,8 @@ def save_checkpoint(
     for key in ("plan", "calibration", "training", "extra"):
         _check_plain(payload[key], key)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-        os.chmod(name, 0o644)
-        os.replace(name, path)
-    except BaseException:
-        Path(name).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
     return path
 
 

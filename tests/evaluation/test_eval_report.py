@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
+from multitask_unet._atomic import write_text_atomic
 from multitask_unet.cli import evaluate as evaluate_cli
 from multitask_unet.errors import DataError, RegistryError, ShapeError
 from multitask_unet.evaluation import EvaluationConfig, evaluate, summarize
-from multitask_unet.evaluation._atomic import atomic_write_text
 
 HEADLINE = (
     "dice_whole_pancreas",
@@ -237,14 +237,14 @@ def test_summarize_in_memory_without_files():
 
 def test_atomic_write_keeps_old_file_on_failure(tmp_path, monkeypatch):
     path = tmp_path / "summary.json"
-    atomic_write_text(path, "old")
+    write_text_atomic(path, "old")
 
     def broken_replace(src, dst):
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", broken_replace)
     with pytest.raises(OSError, match="disk full"):
-        atomic_write_text(path, "new")
+        write_text_atomic(path, "new")
     assert path.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]  # no temporary left
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from multitask_unet.data._atomic import save_npy_atomic, write_text_atomic
+from multitask_unet._atomic import save_npy_atomic, write_text_atomic
 from multitask_unet.data._parallel import parallel_map
 from multitask_unet.data.planning import Plan
 from multitask_unet.data.preprocessing import CaseProperties, preprocess_case

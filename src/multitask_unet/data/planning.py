@@ -34,8 +34,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from multitask_unet._atomic import write_text_atomic
 from multitask_unet.config import Config
-from multitask_unet.data._atomic import write_text_atomic
 from multitask_unet.data.budget import PlanBudget
 from multitask_unet.data.fingerprint import DatasetFingerprint
 from multitask_unet.data.orientation import check_orientation

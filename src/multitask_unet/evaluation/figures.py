@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from multitask_unet._atomic import atomic_path
 from multitask_unet.errors import MultitaskUNetError
-from multitask_unet.evaluation._atomic import atomic_path
 from multitask_unet.evaluation.calibration import reliability_bins
 from multitask_unet.evaluation.classification import roc_auc_ovr, roc_curve
 

@@ -47,9 +47,9 @@ from typing import Any
 
 import numpy as np
 
+from multitask_unet._atomic import write_text_atomic
 from multitask_unet.data.records import CaseRecord
 from multitask_unet.errors import DataError, ShapeError
-from multitask_unet.evaluation._atomic import atomic_write_text
 from multitask_unet.evaluation.bootstrap import bootstrap_many, bootstrap_mean
 from multitask_unet.evaluation.calibration import (
     CALIBRATION_BINNING,
@@ -271,9 +271,9 @@ def write_report(report: EvaluationReport, out_dir: str | Path, *, figures: bool
     """Write ``cases.csv``, ``summary.json`` and (optionally) the figures, each atomically."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out_dir / "cases.csv", _cases_csv(report.cases))
+    write_text_atomic(out_dir / "cases.csv", _cases_csv(report.cases))
     text = json.dumps(_json_safe(report.summary), indent=2, allow_nan=False)
-    atomic_write_text(out_dir / "summary.json", text + "\n")
+    write_text_atomic(out_dir / "summary.json", text + "\n")
     if not figures:
         return
     from multitask_unet.evaluation import figures as fig

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from multitask_unet.data._atomic import write_text_atomic
+from multitask_unet._atomic import write_text_atomic
 from multitask_unet.errors import DataError
 
 __all__ = ["PredictionTable", "remove_stale_temps"]
