@@ -234,3 +234,27 @@ def test_predictor_options_are_checked(tiny_checkpoint, tiny_plan) -> None:
         Predictor(model, tiny_plan.preprocessing)
     assert Predictor(model, tiny_plan).options["window_batch_size"] == 8  # mirrors of a window
     assert Predictor(model, tiny_plan, mirror_axes=(1,)).options["window_batch_size"] == 2
+
+
+@pytest.mark.parametrize(
+    ("training", "expected"),
+    [
+        (None, (0, 1, 2)),  # no training record (e.g. converted weights): the default
+        ({"config": {"augment": False}}, ()),
+        ({"config": {"augment": True, "augmentation": None}}, (0, 1, 2)),
+        ({"config": {"augmentation": {"mirror_axes": [1, 2], "p_mirror": 0.5}}}, (1, 2)),
+        ({"config": {"augmentation": {"mirror_axes": [0, 1, 2], "p_mirror": 0.0}}}, ()),
+    ],
+)
+def test_default_mirroring_follows_the_training_augmentation(
+    tiny_plan, tmp_path, checkpoint_factory, training, expected
+) -> None:
+    from multitask_unet.checkpoints import save_checkpoint
+
+    ckpt = load_checkpoint(checkpoint_factory(tmp_path / "m.pt", tiny_plan))
+    path = save_checkpoint(
+        tmp_path / "t.pt", ckpt.build_model(), plan=ckpt.plan, class_names=CLASS_NAMES,
+        training=training,
+    )  # fmt: skip
+    assert Predictor.from_checkpoint(path).options["mirror_axes"] == expected
+    assert Predictor.from_checkpoint(path, mirror_axes=(0,)).options["mirror_axes"] == (0,)

@@ -47,7 +47,7 @@ from multitask_unet.inference.results import PredictionTable, remove_stale_temps
 from multitask_unet.inference.sliding_window import ClsWeighting, sliding_window_predict
 from multitask_unet.models import MultiTaskUNet
 
-__all__ = ["CasePrediction", "PredictionRun", "Predictor"]
+__all__ = ["CasePrediction", "PredictionRun", "Predictor", "trained_mirror_axes"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -193,11 +193,18 @@ class Predictor:
             device: Where the network runs.
             plan: Override the checkpoint's plan.
             calibrated: Use the checkpoint's calibration of the head, when it has one.
-            **options: Any keyword of :class:`Predictor`.
+            **options: Any keyword of :class:`Predictor`. Without ``mirror_axes``, test-time
+                mirroring uses only the axes the training augmentation mirrored (when the
+                checkpoint records its training config): a network never shown flipped
+                anatomy gets worse, not better, from averaging flipped predictions.
         """
         ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
         model = ckpt.build_model(device=device)
         head = _pick_head(model, options.pop("cls_head", None))
+        if "mirror_axes" not in options:
+            trained = trained_mirror_axes(ckpt.training)
+            if trained is not None:
+                options["mirror_axes"] = trained
         calibration = None
         slot = ckpt.calibration if calibrated else None
         if head and isinstance(slot, Mapping) and head in (slot.get("heads") or {}):
@@ -305,3 +312,21 @@ class Predictor:
                 table.save()
             done.append(record.case_id)
         return PredictionRun(out, tuple(done), tuple(skipped), table.path if table else None)
+
+
+def trained_mirror_axes(training: Mapping[str, Any] | None) -> tuple[int, ...] | None:
+    """Axes the training augmentation mirrored, read from a checkpoint's ``training`` slot.
+
+    ``None`` when the checkpoint does not record a training config (e.g. converted weights).
+    """
+    config = (training or {}).get("config")
+    if not isinstance(config, Mapping):
+        return None
+    if not config.get("augment", True):
+        return ()
+    augmentation = config.get("augmentation")
+    if not isinstance(augmentation, Mapping):  # None: nnU-Net's recipe mirrors every axis
+        return (0, 1, 2)
+    if float(augmentation.get("p_mirror", 0.5)) <= 0:
+        return ()
+    return tuple(int(a) for a in augmentation.get("mirror_axes", (0, 1, 2)))
