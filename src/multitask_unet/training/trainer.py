@@ -144,6 +144,8 @@ class Trainer:
         if cfg.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
         amp_dtype = _amp_dtype(cfg.amp, device)
+        if device.type == "cuda" and not cfg.deterministic:
+            torch.backends.cudnn.benchmark = True  # fixed patch shapes: let cuDNN pick (nnU-Net)
 
         # Model, loss, optimiser, schedule, AMP scaler.
         model = MultiTaskUNet(self.model_config).to(device)
