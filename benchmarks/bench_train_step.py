@@ -3,11 +3,17 @@
 Both sides train the same ResEnc-M-sized network (DNA's, and ours with DNA's weights) with
 the same loss (nnU-Net's Dice+CE under deep supervision; ours through
 ``multitask_unet.losses``), SGD with Nesterov momentum 0.99 and gradient clipping at 12, on
-the same random batch. nnU-Net's side is its ``train_step`` body: autocast + ``GradScaler``
-on CUDA only. Our side is measured in variants: float32, AMP (bf16 on CUDA and CPU),
-channels-last, and ``torch.compile``.
+the same random batch, with ``cudnn.benchmark`` on (as nnU-Net's ``run_training`` sets it).
+nnU-Net's side is its ``train_step`` body: autocast + ``GradScaler`` on CUDA only. On CUDA its
+trainer compiles the network and the Dice term by default (``nnUNet_compile``), so the
+reference there is ``nnunet`` (compiled, its default) with ``nnunet_eager`` beside it. Our side
+is measured in variants: float32, AMP (bf16), channels-last, and ``torch.compile``.
 
-    python -m benchmarks.bench_train_step --device cuda --batch 2 8
+Peak memory is the step's own: ``max_memory_allocated`` during one step minus what was
+allocated before it (weights, optimiser state and the inputs of every variant stay resident
+between steps and are left out). A variant that runs out of memory is reported as such.
+
+    python -m benchmarks.bench_train_step --device cuda --batch 2 8 --compile
     python -m benchmarks.bench_train_step --device cpu --quick
 """
 
@@ -15,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -32,8 +39,14 @@ def _targets(batch: int, patch: tuple[int, ...], device: str) -> torch.Tensor:
     return torch.randint(0, NUM_CLASSES, (batch, 1, *patch), generator=g).to(device)
 
 
-def nnunet_step(batch: int, patch: tuple[int, ...], device: str) -> Callable[[], None]:
-    """nnU-Net 2.8's train_step with its loss, optimiser and deep-supervision targets."""
+def nnunet_step(
+    batch: int, patch: tuple[int, ...], device: str, *, compile: bool = False
+) -> Callable[[], None]:
+    """nnU-Net 2.8's train_step with its loss, optimiser and deep-supervision targets.
+
+    ``compile`` does what its trainer does by default on CUDA: ``torch.compile`` the network
+    and the Dice term.
+    """
     from nnunetv2.training.loss.compound_losses import DC_and_CE_loss
     from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
     from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
@@ -56,6 +69,8 @@ def nnunet_step(batch: int, patch: tuple[int, ...], device: str) -> Callable[[],
         ),
         (weights / weights.sum()).tolist(),
     )
+    if compile:
+        loss.loss.dc = torch.compile(loss.loss.dc)
     opt = torch.optim.SGD(net.parameters(), 0.01, weight_decay=3e-5, momentum=0.99, nesterov=True)
     cuda = device.startswith("cuda")
     scaler = torch.amp.GradScaler("cuda") if cuda else None
@@ -63,11 +78,13 @@ def nnunet_step(batch: int, patch: tuple[int, ...], device: str) -> Callable[[],
     full = _targets(batch, patch, device)
     target = [t.float() for t in downsample_seg_target(full, scales)]
 
+    forward: Any = torch.compile(net) if compile else net
+
     def step() -> None:
         opt.zero_grad(set_to_none=True)
         ctx = torch.autocast("cuda", enabled=True) if cuda else contextlib.nullcontext()
         with ctx:
-            out = loss(net(x), target)
+            out = loss(forward(x), target)
         if scaler is not None:
             scaler.scale(out).backward()
             scaler.unscale_(opt)
@@ -116,41 +133,75 @@ def our_step(
 
 
 def peak_cuda_mib(step: Callable[[], None], device: str) -> float | None:
+    """Memory one step allocates above what is resident before it, in MiB (CUDA only)."""
     if not device.startswith("cuda"):
         return None
+    sync(device)
     torch.cuda.empty_cache()
+    resident = torch.cuda.memory_allocated()
     torch.cuda.reset_peak_memory_stats()
     step()
     sync(device)
-    return torch.cuda.max_memory_allocated() / 2**20
+    return (torch.cuda.max_memory_allocated() - resident) / 2**20
+
+
+def variants(cuda: bool, quick: bool, compile: bool) -> dict[str, dict[str, Any]]:
+    """Our step's variants by name: their :func:`our_step` options."""
+    out: dict[str, dict[str, Any]] = {"fp32": {}}
+    if not cuda:
+        out["channels_last"] = {"channels_last": True}
+    if cuda or not quick:
+        out["amp_bf16"] = {"amp": True}
+        out["amp_bf16_channels_last"] = {"amp": True, "channels_last": True}
+    if compile:
+        out["amp_bf16_compile" if cuda else "fp32_compile"] = {"amp": cuda, "compile": True}
+    return out
+
+
+def _first_step(name: str, build: Callable[[], Callable[[], None]], device: str):
+    """Build a step and run it once; None (after freeing its memory) if it runs out of memory."""
+    try:
+        step = build()
+        step()
+        sync(device)
+        return step
+    except torch.OutOfMemoryError:
+        print(f"{name}: out of memory", flush=True)
+        if device.startswith("cuda"):
+            torch.cuda.empty_cache()
+        return None
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     device = args.device
     cuda = device.startswith("cuda")
-    variants = {"fp32": {}, "channels_last": {"channels_last": True}}
-    if cuda or not args.quick:
-        variants["amp_bf16"] = {"amp": True}
-        variants["amp_bf16_channels_last"] = {"amp": True, "channels_last": True}
-    if args.compile:
-        variants["amp_bf16_compile" if cuda else "fp32_compile"] = {"amp": cuda, "compile": True}
+    if cuda:
+        torch.backends.cudnn.benchmark = True
     results: dict[str, Any] = {
         "benchmark": "train_step",
         "environment": environment(device, "fp16-amp (nnU-Net) / see variants"),
         "arch": ARCH,
         "patch": list(args.patch),
+        "reference": "nnunet (compiled on CUDA, as its trainer's default)" if cuda else "nnunet",
         "by_batch": {},
     }
     for batch in args.batch:
-        steps = {"nnunet": nnunet_step(batch, tuple(args.patch), device)}
-        steps.update(
-            {
-                f"ours_{k}": our_step(batch, tuple(args.patch), device, **v)
-                for k, v in variants.items()
-            }
-        )
+        patch = tuple(args.patch)
+        builders: dict[str, Callable[[], Callable[[], None]]] = {
+            "nnunet": functools.partial(nnunet_step, batch, patch, device, compile=cuda),
+        }
+        if cuda:
+            builders["nnunet_eager"] = functools.partial(nnunet_step, batch, patch, device)
+        for name, options in variants(cuda, args.quick, args.compile).items():
+            builders[f"ours_{name}"] = functools.partial(our_step, batch, patch, device, **options)
+        steps, entry = {}, {}
+        for name, build in builders.items():
+            step = _first_step(name, build, device)
+            if step is None:
+                entry[name] = {"error": "out of memory"}
+            else:
+                steps[name] = step
         times = interleaved_times(steps, device=device, repeats=args.repeats, warmup=args.warmup)
-        entry: dict[str, Any] = {}
         for name, step in steps.items():
             s = summary(times[name])
             entry[name] = {
@@ -158,10 +209,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "steps_per_s": 1 / s["median_s"],
                 "peak_memory_mib": peak_cuda_mib(step, device),
             }
-        base = entry["nnunet"]["median_s"]
-        for name in entry:
-            entry[name]["speedup_vs_nnunet"] = base / entry[name]["median_s"]
+        base = entry["nnunet"].get("median_s")
+        for e in entry.values():
+            if "median_s" in e:
+                e["speedup_vs_nnunet"] = base / e["median_s"] if base else None
         results["by_batch"][str(batch)] = entry
+        save("train_step", results)  # after each batch size: a time-out keeps what was measured
         del steps
         if cuda:
             torch.cuda.empty_cache()
@@ -189,9 +242,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     path = save("train_step", result)
     for batch, entry in result["by_batch"].items():
         for name, e in entry.items():
+            if "median_s" not in e:
+                print(f"batch {batch}  {name:28s} {e['error']}")
+                continue
             mem = "" if e["peak_memory_mib"] is None else f"  peak {e['peak_memory_mib']:.0f} MiB"
+            speed = e["speedup_vs_nnunet"]
             print(
-                f"batch {batch}  {name:28s} {e['median_s']:.3f} s/step  x{e['speedup_vs_nnunet']:.2f}{mem}"
+                f"batch {batch}  {name:28s} {e['median_s']:.3f} s/step  x{speed:.2f}{mem}"
+                if speed
+                else f"batch {batch}  {name:28s} {e['median_s']:.3f} s/step"
             )
     print(f"-> {path}")
     return result
