@@ -109,7 +109,7 @@ def our_step(
     compile: bool = False,
 ) -> Callable[[], None]:
     """Our training step: MultiTaskUNet + DeepSupervisionLoss(DiceCELoss), same optimiser."""
-    from multitask_unet.losses import DeepSupervisionLoss, DiceCELoss
+    from multitask_unet.losses import DeepSupervisionLoss, DiceCELoss, check_labels, labels_checked
 
     model = build_ours(ARCHS[ARCH]).to(device)
     fmt = torch.channels_last_3d if channels_last else torch.contiguous_format
@@ -118,11 +118,16 @@ def our_step(
     loss = DeepSupervisionLoss(DiceCELoss())
     opt = torch.optim.SGD(model.parameters(), 0.01, weight_decay=3e-5, momentum=0.99, nesterov=True)
     x = torch.randn(batch, 1, *patch, device=device).contiguous(memory_format=fmt)
-    target = _targets(batch, patch, device)
+    target = _targets(batch, patch, "cpu")
+    check_labels(target, NUM_CLASSES, "benchmark")  # on the CPU, as the Trainer does
+    target = target.to(device)
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
-        with torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=amp):
+        with (
+            labels_checked(),
+            torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=amp),
+        ):
             out = net(x)
             value = loss([out["seg"], *out["seg_deep"]], target)
         value.backward()
@@ -198,6 +203,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             builders["nnunet_eager"] = functools.partial(nnunet_step, batch, patch, device)
         for name, options in variants(cuda, args.quick, args.compile, batch).items():
             builders[f"ours_{name}"] = functools.partial(our_step, batch, patch, device, **options)
+        if args.only:  # the reference always runs
+            builders = {k: v for k, v in builders.items() if k == "nnunet" or k in args.only}
         steps, entry = {}, {}
         for name, build in builders.items():
             step = _first_step(name, build, device)
@@ -218,7 +225,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if "median_s" in e:
                 e["speedup_vs_nnunet"] = base / e["median_s"] if base else None
         results["by_batch"][str(batch)] = entry
-        save("train_step", results)  # after each batch size: a time-out keeps what was measured
+        save(args.name, results)  # after each batch size: a time-out keeps what was measured
         del steps
         if cuda:
             torch.cuda.empty_cache()
@@ -234,6 +241,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--compile", action="store_true", help="also time torch.compile")
+    parser.add_argument("--only", nargs="+", help="time only these steps (and the reference)")
+    parser.add_argument("--name", default="train_step", help="result file: NAME-<device>.json")
     args = parser.parse_args(argv)
     cuda = args.device.startswith("cuda")
     if args.patch is None:
@@ -243,7 +252,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.repeats is None:
         args.repeats = 3 if args.quick else 10
     result = run(args)
-    path = save("train_step", result)
+    path = save(args.name, result)
     for batch, entry in result["by_batch"].items():
         for name, e in entry.items():
             if "median_s" not in e:

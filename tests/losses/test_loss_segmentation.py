@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from multitask_unet.errors import DataError, ShapeError
-from multitask_unet.losses import DiceCELoss, SoftDiceLoss
+from multitask_unet.losses import DiceCELoss, SoftDiceLoss, check_labels, labels_checked
 
 nn_compound = pytest.importorskip(
     "nnunetv2.training.loss.compound_losses",
@@ -176,6 +176,21 @@ def test_out_of_range_labels_are_data_errors(bad):
     target[0, 0, 1, 1, 1] = bad
     with pytest.raises(DataError, match=f"label {bad}"):
         DiceCELoss()(torch.randn(1, 3, 2, 3, 4), target)
+
+
+def test_labels_checked_skips_only_the_range_check_and_only_inside_the_block():
+    good = torch.randint(0, 3, (1, 1, 2, 3, 4))
+    bad = good.clone()
+    bad[0, 0, 0, 0, 0] = 3
+    logits = torch.randn(1, 3, 2, 3, 4)
+    with labels_checked():
+        check_labels(bad, 3, "test")  # skipped: the caller vouches for the labels
+        inside = DiceCELoss()(logits, good)
+        with pytest.raises(ShapeError):  # shape checks still run
+            DiceCELoss()(logits, good[..., :2])
+    assert float(inside) == pytest.approx(float(DiceCELoss()(logits, good)))
+    with pytest.raises(DataError, match="label 3"):  # and range checks are back after it
+        check_labels(bad, 3, "test")
 
 
 def test_bad_valid_is_a_shape_error():

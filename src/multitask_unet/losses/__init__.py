@@ -30,7 +30,12 @@ from multitask_unet.losses.deep_supervision import (
     downsample_seg_target,
 )
 from multitask_unet.losses.multitask import LossOutput, MultiTaskLoss, Warmup
-from multitask_unet.losses.segmentation import DiceCELoss, SoftDiceLoss
+from multitask_unet.losses.segmentation import (
+    DiceCELoss,
+    SoftDiceLoss,
+    check_labels,
+    labels_checked,
+)
 
 __all__ = [
     "LOSSES",
@@ -45,9 +50,11 @@ __all__ = [
     "OneVsRestBCELoss",
     "SoftDiceLoss",
     "Warmup",
+    "check_labels",
     "class_weights",
     "create_loss",
     "deep_supervision_scales",
     "deep_supervision_weights",
     "downsample_seg_target",
+    "labels_checked",
 ]

@@ -13,6 +13,9 @@ number of spatial axes, ``(D, H, W)`` for 3D.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import torch
@@ -22,7 +25,7 @@ from torch import nn
 from multitask_unet.errors import DataError, ShapeError
 from multitask_unet.losses.base import LOSSES, check_valid, masked_ratio, zero_loss
 
-__all__ = ["DiceCELoss", "SoftDiceLoss"]
+__all__ = ["DiceCELoss", "SoftDiceLoss", "check_labels", "labels_checked"]
 
 
 def label_map(logits: torch.Tensor, target: torch.Tensor, where: str) -> torch.Tensor:
@@ -43,11 +46,38 @@ def label_map(logits: torch.Tensor, target: torch.Tensor, where: str) -> torch.T
     return target.long()
 
 
+_LABELS_CHECKED: ContextVar[bool] = ContextVar("labels_checked", default=False)
+
+
+@contextmanager
+def labels_checked() -> Iterator[None]:
+    """Skip the losses' label-range checks inside this block: the caller checked the labels.
+
+    Reading the range of a CUDA target makes the host wait for the GPU (once per output under
+    deep supervision); the :class:`~multitask_unet.training.Trainer` checks each batch on the
+    CPU before moving it and computes the loss in this block.
+
+    Example:
+        >>> target = torch.randint(0, 3, (1, 1, 4, 4, 4))
+        >>> check_labels(target, 3, "example")  # on the CPU: free
+        >>> with labels_checked():
+        ...     loss = DiceCELoss()(torch.randn(1, 3, 4, 4, 4), target)
+    """
+    token = _LABELS_CHECKED.set(True)
+    try:
+        yield
+    finally:
+        _LABELS_CHECKED.reset(token)
+
+
 def check_labels(
     target: torch.Tensor, num_classes: int, where: str, *, ignore_label: int | None = None
 ) -> None:
-    """Raise DataError if a label is outside ``[0, num_classes)`` (``ignore_label`` excepted)."""
-    if target.numel() == 0:
+    """Raise DataError if a label is outside ``[0, num_classes)`` (``ignore_label`` excepted).
+
+    A no-op inside :func:`labels_checked`.
+    """
+    if target.numel() == 0 or _LABELS_CHECKED.get():
         return
     labels = target if ignore_label is None else target[target != ignore_label]
     if labels.numel() == 0:

@@ -44,7 +44,7 @@ from multitask_unet.data.batch import Batch
 from multitask_unet.data.loader import CacheEntry, LoaderConfig, TrainLoader
 from multitask_unet.data.planning import Plan
 from multitask_unet.errors import ConfigError
-from multitask_unet.losses import MultiTaskLoss
+from multitask_unet.losses import MultiTaskLoss, check_labels, labels_checked
 from multitask_unet.models import MultiTaskUNet
 from multitask_unet.training.budget_schedule import epochs_within_budget
 from multitask_unet.training.builders import build_loss, build_model_config
@@ -156,6 +156,14 @@ class Trainer:
         optimizer = build_optimizer([*model.parameters(), *loss_fn.parameters()], cfg.optimizer)
         scheduler = PolyLR(optimizer, cfg.epochs, exponent=cfg.optimizer.poly_exponent)
         scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+        ignore_label = next(
+            (
+                m.ignore_label
+                for m in loss_fn.modules()
+                if getattr(m, "ignore_label", None) is not None
+            ),
+            None,
+        )
 
         # Resume: weights, optimiser, schedule, scaler, loss state, RNG and the epoch counter.
         start_epoch, best = 0, None
@@ -211,9 +219,16 @@ class Trainer:
             bar = progress_bar(cfg, dist, epoch, len(loader))
             for it, batch in enumerate(loader):
                 loss_fn.set_epoch(epoch + it / len(loader))
+                # Labels checked here on the CPU, so the loss needs no GPU round trip for it.
+                check_labels(batch.seg, self.model_config.num_classes, "training batch",
+                             ignore_label=ignore_label)  # fmt: skip
                 batch = batch.to(device, non_blocking=True)
-                with torch.autocast(device.type, dtype=amp_dtype or torch.float32,
-                                    enabled=amp_dtype is not None):  # fmt: skip
+                with (
+                    labels_checked(),
+                    torch.autocast(
+                        device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
+                    ),
+                ):
                     outputs = net(batch.image)
                     out = loss_fn(outputs, _targets(batch, loss_fn), valid={"seg": batch.has_seg})
                 optimizer.zero_grad(set_to_none=True)
