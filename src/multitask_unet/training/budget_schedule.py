@@ -4,9 +4,11 @@ From the third epoch of a call on, the trainer asks :func:`epochs_within_budget`
 epoch how many epochs the schedule may have in total: the epochs already done plus as many more
 as fit the time left at the mean time of the epochs after the first (the first also pays for
 start-up: building the model, the first loader fill), and at least the next one (so a run ends
-at most one epoch after its budget, unless its first epoch alone overruns it). The poly decay is then computed over that shorter total, so
-the learning rate still reaches the end of its schedule before the budget runs out, instead of
-the run being cut off at a high learning rate.
+at most one epoch after its budget, unless its first epoch alone overruns it), never more than
+the configured epochs. The poly decay is then computed over that total, so the learning rate
+still reaches the end of its schedule before the budget runs out, instead of the run being cut
+off at a high learning rate. Because it is refitted every epoch, a slow spell (another job on a
+shared machine) shortens the schedule only while the mean epoch time says it must.
 
 Example:
     >>> # 4 epochs done in 40 s of a 100 s budget, 10 planned: 6 more would need 60 s -> fits
@@ -42,7 +44,7 @@ def epochs_within_budget(
     """The total number of epochs that lets the schedule finish within ``budget_s``.
 
     Args:
-        total_epochs: The schedule's current total.
+        total_epochs: The most epochs the schedule may have (the configured number).
         epochs_done: Epochs trained in this call (for the mean epoch time).
         next_epoch: Index of the next epoch (epochs before it are done, resumed ones included).
         elapsed_s: Seconds since the start of this call.

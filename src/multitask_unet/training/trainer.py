@@ -192,14 +192,14 @@ class Trainer:
         if log is not None:
             log.resume(start_epoch)
         row: dict[str, float] = {}
-        total_epochs = cfg.epochs  # shortened by time_budget_minutes
+        total_epochs = cfg.epochs  # refitted to time_budget_minutes before each epoch
         first_epoch_s = 0.0
         for epoch in range(start_epoch, cfg.epochs):
             if epoch == start_epoch + 1:
                 first_epoch_s = time.perf_counter() - started
             if cfg.time_budget_minutes is not None and epoch >= start_epoch + 2:
                 fitted = epochs_within_budget(
-                    total_epochs,
+                    cfg.epochs,  # the cap: a slow spell that passes gives its epochs back
                     epochs_done=epoch - start_epoch,
                     next_epoch=epoch,
                     elapsed_s=time.perf_counter() - started,
@@ -207,8 +207,9 @@ class Trainer:
                     first_epoch_s=first_epoch_s,
                 )
                 fitted = round(reduce_mean({"e": fitted}, dist)["e"])
-                if fitted < total_epochs and dist.is_main:
-                    print(f"time budget: the schedule is shortened to {fitted} epochs",
+                if fitted != total_epochs and dist.is_main:
+                    change = "shortened" if fitted < total_epochs else "lengthened"
+                    print(f"time budget: the schedule is {change} to {fitted} epochs",
                           file=sys.stderr)  # fmt: skip
                 total_epochs = scheduler.epochs = fitted
             epoch_start = time.perf_counter()

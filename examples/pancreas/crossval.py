@@ -1,0 +1,167 @@
+"""K-fold cross-validation of the CPU budget mode over every labelled case of the study dataset.
+
+The ``train/`` and ``validation/`` cases are pooled and split into ``folds`` folds, stratified by
+subtype (cases of each subtype dealt round-robin after a seeded shuffle). For each fold a
+study-layout view of the data is built from symbolic links (``train/`` = the other folds,
+``validation/`` = this fold; nothing is copied) and :func:`budget.run_budget` trains and
+evaluates on it within the same wall-clock budget. Per-case Dice of all folds together gives
+the mean and median over every case, each case scored by a model that never saw it.
+
+Usage::
+
+    python examples/pancreas/crossval.py DATA -o runs/cv --folds 3 --budget-minutes 30 --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import random
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from budget import run_budget
+from machine import environment, write_json_atomic
+
+from multitask_unet.data.readers import read_dataset
+from multitask_unet.errors import ConfigError
+
+__all__ = ["link_fold", "main", "make_folds", "summarize"]
+
+METRICS = ("dice_whole_pancreas", "dice_lesion")
+
+
+def make_folds(records: list[Any], folds: int, seed: int = 0) -> list[list[Any]]:
+    """Split records into ``folds`` folds, each subtype dealt round-robin after a seeded shuffle.
+
+    Raises:
+        ConfigError: Fewer records than folds, or fewer than 2 folds.
+    """
+    if folds < 2 or len(records) < folds:
+        raise ConfigError(f"need 2 <= folds <= {len(records)} cases, got folds={folds}")
+    rng = random.Random(seed)
+    by_class: dict[Any, list[Any]] = {}
+    for record in sorted(records, key=lambda r: r.case_id):
+        by_class.setdefault(record.label, []).append(record)
+    out: list[list[Any]] = [[] for _ in range(folds)]
+    position = 0
+    for key in sorted(by_class, key=str):
+        group = by_class[key]
+        rng.shuffle(group)
+        for record in group:  # continue where the last subtype ended, so fold sizes stay even
+            out[position % folds].append(record)
+            position += 1
+    return out
+
+
+def _subtype_dir(record: Any) -> str:
+    return f"subtype{record.label}"
+
+
+def link_fold(view: Path, train: list[Any], held_out: list[Any]) -> Path:
+    """A study-layout folder of symbolic links: ``train/`` and ``validation/`` for one fold."""
+    for split, records in (("train", train), ("validation", held_out)):
+        for record in records:
+            folder = view / split / _subtype_dir(record)
+            folder.mkdir(parents=True, exist_ok=True)
+            for source in (*record.images, record.mask):
+                target = folder / Path(source).name
+                if not target.exists():
+                    target.symlink_to(Path(source).resolve())
+    return view
+
+
+def _read_cases(report_dir: Path) -> list[dict[str, str]]:
+    with open(report_dir / "cases.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean, median, min and max of each metric over the per-case rows."""
+    out: dict[str, Any] = {"n": len(rows)}
+    for metric in METRICS:
+        values = [float(r[metric]) for r in rows if r.get(metric) not in (None, "", "nan")]
+        out[metric] = {
+            "mean": statistics.fmean(values),
+            "median": statistics.median(values),
+            "min": min(values),
+            "max": max(values),
+            "n": len(values),
+        }
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("data", type=Path, help="study-layout dataset (train/, validation/)")
+    parser.add_argument("-o", "--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--folds", type=int, default=3)
+    parser.add_argument("--only", type=int, nargs="*", help="run only these folds (0-based)")
+    parser.add_argument("--budget-minutes", type=float, default=30.0)
+    parser.add_argument("--budget-plan", default="fixed", choices=("auto", "planner", "fixed"))
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--result", type=Path, help="also write the summary JSON here")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    index = read_dataset(args.data)
+    labelled = [r for split in ("train", "validation") for r in index.split(split).records]
+    folds = make_folds(labelled, args.folds, seed=args.seed)
+    per_fold: list[dict[str, Any]] = []
+    rows: list[dict[str, Any]] = []
+    for k, held_out in enumerate(folds):
+        fold_out = args.out / f"fold{k}"
+        summary_path = fold_out / "summary.json"
+        if args.only is not None and k not in args.only and not summary_path.exists():
+            continue
+        if not summary_path.exists():
+            train_records = [r for j, fold in enumerate(folds) if j != k for r in fold]
+            view = link_fold(fold_out / "data", train_records, held_out)
+            summary = run_budget(
+                view, fold_out, minutes=args.budget_minutes, plan_mode=args.budget_plan,
+                workers=min(2, args.threads),
+            )  # fmt: skip
+            summary["environment"] = environment("cpu")
+            write_json_atomic(summary_path, summary)
+        summary = json.loads(summary_path.read_text())
+        cases = _read_cases(fold_out / "report_validation")
+        for row in cases:
+            row["fold"] = k
+        rows.extend(cases)
+        per_fold.append({"fold": k, **summarize(cases), "run": summary})
+        print(f"fold {k}: " + ", ".join(
+            f"{m} mean {per_fold[-1][m]['mean']:.3f}" for m in METRICS
+        ))  # fmt: skip
+    result = {
+        "mode": "cpu_budget_crossval",
+        "folds": args.folds,
+        "seed": args.seed,
+        "budget_minutes": args.budget_minutes,
+        "budget_plan": args.budget_plan,
+        "cases": len(labelled),
+        "all_cases": summarize(rows) if rows else None,
+        "per_fold": per_fold,
+        "per_case": [{k: r.get(k) for k in ("fold", "case", *METRICS)} for r in rows],
+        "environment": environment("cpu"),
+    }
+    write_json_atomic(args.out / "crossval.json", result)
+    if args.result:
+        write_json_atomic(args.result, result)
+    if rows:
+        print("all cases: " + ", ".join(
+            f"{m} mean {result['all_cases'][m]['mean']:.3f} median "
+            f"{result['all_cases'][m]['median']:.3f}" for m in METRICS
+        ))  # fmt: skip
+    return result
+
+
+if __name__ == "__main__":
+    main()
