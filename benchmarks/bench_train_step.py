@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -170,9 +171,12 @@ def variants(cuda: bool, quick: bool, compile: bool, batch: int) -> dict[str, di
 def _first_step(name: str, build: Callable[[], Callable[[], None]], device: str):
     """Build a step and run it once; None (after freeing its memory) if it runs out of memory."""
     try:
+        start = time.perf_counter()
         step = build()
         step()
         sync(device)
+        # Progress on stdout: a compiled variant spends minutes here on a fresh machine.
+        print(f"{name}: built and first step in {time.perf_counter() - start:.1f} s", flush=True)
         return step
     except torch.OutOfMemoryError:
         print(f"{name}: out of memory", flush=True)
