@@ -65,6 +65,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--no-calibration", action="store_true", help="ignore the checkpoint's calibration"
     )
+    parser.add_argument(
+        "--largest-component",
+        action="store_true",
+        help="keep only the largest connected foreground component (one organ)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="predict finished cases again")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser
@@ -98,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
         dtype=getattr(torch, dtype) if dtype else None,
         cls_head=args.cls_head,
         cls_weighting=args.cls_weighting,
+        largest_component=args.largest_component,
     )
     result = predictor.predict(
         args.inputs, args.output, overwrite=args.overwrite, progress=not args.no_progress

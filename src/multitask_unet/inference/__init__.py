@@ -3,12 +3,14 @@
 - :func:`sliding_window_predict`: segmentation and classification logits of a preprocessed
   volume, window by window (nnU-Net's method, with merged classification pool states).
 - :func:`gaussian_importance` and :func:`plan_windows`: its building blocks.
+- :func:`keep_largest_component`: nnU-Net's largest-connected-component post-processing.
 - :class:`Predictor`: image files in, ``CASE.nii.gz`` label maps on the input's grid and
   ``predictions.csv`` out (``multitask-unet predict``).
 """
 
 from multitask_unet.inference.gaussian import gaussian_importance
 from multitask_unet.inference.inputs import collect_cases
+from multitask_unet.inference.postprocessing import keep_largest_component
 from multitask_unet.inference.predictor import CasePrediction, PredictionRun, Predictor
 from multitask_unet.inference.sliding_window import mirror_combinations, sliding_window_predict
 from multitask_unet.inference.windows import Window, plan_windows, window_starts
@@ -20,6 +22,7 @@ __all__ = [
     "Window",
     "collect_cases",
     "gaussian_importance",
+    "keep_largest_component",
     "mirror_combinations",
     "plan_windows",
     "sliding_window_predict",

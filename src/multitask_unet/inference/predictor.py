@@ -43,6 +43,7 @@ from multitask_unet.data.records import CaseRecord
 from multitask_unet.errors import ConfigError
 from multitask_unet.inference.calibration import Calibration
 from multitask_unet.inference.inputs import collect_cases
+from multitask_unet.inference.postprocessing import keep_largest_component
 from multitask_unet.inference.results import PredictionTable, remove_stale_temps
 from multitask_unet.inference.sliding_window import ClsWeighting, sliding_window_predict
 from multitask_unet.models import MultiTaskUNet
@@ -129,6 +130,9 @@ class Predictor:
         output_device: Where logits are accumulated (default: the model's device, as
             nnU-Net's ``perform_everything_on_device``; pass ``"cpu"`` for volumes whose
             logits do not fit in GPU memory).
+        largest_component: Keep only the largest connected component of the foreground in
+            the label map (:func:`~multitask_unet.inference.keep_largest_component`): for a
+            single organ every other island is a false positive.
     """
 
     def __init__(
@@ -146,8 +150,10 @@ class Predictor:
         cls_weighting: ClsWeighting = "ownership",
         calibration: Calibration | None = None,
         output_device: torch.device | str | None = None,
+        largest_component: bool = False,
     ) -> None:
         self.model = model.eval()
+        self.largest_component = largest_component
         self.preprocessing = plan.preprocessing if isinstance(plan, Plan) else plan
         if window_size is None:
             if not isinstance(plan, Plan):
@@ -230,6 +236,8 @@ class Predictor:
         del probs
         dtype = torch.uint8 if native.shape[0] <= 256 else torch.int16
         labels = torch.from_numpy(np.ascontiguousarray(native)).argmax(dim=0).to(dtype).numpy()
+        if self.largest_component:
+            labels = keep_largest_component(labels)
         logits = {k: v[0].float().cpu() for k, v in out.items()}
         probabilities = predicted = uncalibrated = None
         if self.cls_head is not None:
