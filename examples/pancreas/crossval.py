@@ -7,6 +7,10 @@ study-layout view of the data is built from symbolic links (``train/`` = the oth
 evaluates on it within the same wall-clock budget. Per-case Dice of all folds together gives
 the mean and median over every case, each case scored by a model that never saw it.
 
+Each fold's predictions are also scored after nnU-Net's largest-connected-component
+post-processing (:func:`multitask_unet.inference.keep_largest_component`, applied to the saved
+label maps; ``*_lcc`` folders), reported next to the raw ones, not instead of them.
+
 Usage::
 
     python examples/pancreas/crossval.py DATA -o runs/cv --folds 3 --budget-minutes 30 --threads 2
@@ -19,6 +23,7 @@ import csv
 import json
 import os
 import random
+import shutil
 import statistics
 import sys
 from pathlib import Path
@@ -30,8 +35,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 from budget import run_budget
 from machine import environment, write_json_atomic
 
+from multitask_unet.data.io import read_image, write_image
 from multitask_unet.data.readers import read_dataset
 from multitask_unet.errors import ConfigError
+from multitask_unet.evaluation import evaluate
+from multitask_unet.inference import keep_largest_component
 
 __all__ = ["link_fold", "main", "make_folds", "summarize"]
 
@@ -78,15 +86,32 @@ def link_fold(view: Path, train: list[Any], held_out: list[Any]) -> Path:
     return view
 
 
+def postprocessed_report(fold_out: Path) -> Path:
+    """Score the fold's predictions after keeping the largest foreground component."""
+    source, target = fold_out / "predictions_validation", fold_out / "predictions_validation_lcc"
+    report = fold_out / "report_validation_lcc"
+    if (report / "cases.csv").exists():
+        return report
+    for path in sorted(source.glob("*.nii.gz")):
+        volume = read_image(path)
+        write_image(target / path.name, keep_largest_component(volume.array), volume.affine)
+    if (source / "predictions.csv").exists():
+        shutil.copy(source / "predictions.csv", target / "predictions.csv")
+    evaluate(target, fold_out / "data", out_dir=report, split="validation")
+    return report
+
+
 def _read_cases(report_dir: Path) -> list[dict[str, str]]:
     with open(report_dir / "cases.csv", newline="") as handle:
         return list(csv.DictReader(handle))
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Mean, median, min and max of each metric over the per-case rows."""
+    """Mean, median, min and max of each metric (raw and ``_lcc``) over the per-case rows."""
     out: dict[str, Any] = {"n": len(rows)}
-    for metric in METRICS:
+    for metric in (m + suffix for suffix in ("", "_lcc") for m in METRICS):
+        if not any(metric in r for r in rows):
+            continue
         values = [float(r[metric]) for r in rows if r.get(metric) not in (None, "", "nan")]
         out[metric] = {
             "mean": statistics.fmean(values),
@@ -133,8 +158,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             write_json_atomic(summary_path, summary)
         summary = json.loads(summary_path.read_text())
         cases = _read_cases(fold_out / "report_validation")
+        lcc = {r["case_id"]: r for r in _read_cases(postprocessed_report(fold_out))}
         for row in cases:
             row["fold"] = k
+            for metric in METRICS:
+                row[f"{metric}_lcc"] = lcc[row["case_id"]][metric]
         rows.extend(cases)
         per_fold.append({"fold": k, **summarize(cases), "run": summary})
         print(f"fold {k}: " + ", ".join(
@@ -149,16 +177,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "cases": len(labelled),
         "all_cases": summarize(rows) if rows else None,
         "per_fold": per_fold,
-        "per_case": [{k: r.get(k) for k in ("fold", "case", *METRICS)} for r in rows],
+        "per_case": [
+            {k: r.get(k) for k in ("fold", "case_id", *METRICS, *(m + "_lcc" for m in METRICS))}
+            for r in rows
+        ],
         "environment": environment("cpu"),
     }
     write_json_atomic(args.out / "crossval.json", result)
     if args.result:
         write_json_atomic(args.result, result)
     if rows:
+        every = result["all_cases"]
         print("all cases: " + ", ".join(
-            f"{m} mean {result['all_cases'][m]['mean']:.3f} median "
-            f"{result['all_cases'][m]['median']:.3f}" for m in METRICS
+            f"{m} mean {every[m]['mean']:.3f} median {every[m]['median']:.3f}"
+            for m in (*METRICS, *(m + "_lcc" for m in METRICS))
         ))  # fmt: skip
     return result
 

@@ -1,0 +1,63 @@
+"""examples/pancreas/crossval.py: stratified folds, linked fold views, summaries."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "pancreas"
+sys.path.insert(0, str(EXAMPLE))
+
+import crossval  # noqa: E402
+
+from multitask_unet.data.phantoms import write_phantom_dataset  # noqa: E402
+from multitask_unet.data.readers import read_dataset  # noqa: E402
+from multitask_unet.errors import ConfigError  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def records(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("cv") / "phantoms"
+    write_phantom_dataset(
+        root, n_train=9, n_validation=3, n_test=0, shape=(8, 8, 8), class_counts=(2, 2, 8)
+    )
+    index = read_dataset(root)
+    return [r for split in ("train", "validation") for r in index.split(split).records]
+
+
+def test_folds_partition_the_cases_and_spread_every_subtype(records) -> None:
+    folds = crossval.make_folds(records, 3, seed=1)
+    ids = [r.case_id for fold in folds for r in fold]
+    assert sorted(ids) == sorted(r.case_id for r in records)  # each case in exactly one fold
+    assert max(map(len, folds)) - min(map(len, folds)) <= 1
+    for label in {r.label for r in records}:
+        counts = [sum(r.label == label for r in fold) for fold in folds]
+        assert max(counts) - min(counts) <= 1
+    assert crossval.make_folds(records, 3, seed=1) == folds  # seeded
+    with pytest.raises(ConfigError, match="folds"):
+        crossval.make_folds(records, 1)
+
+
+def test_fold_view_is_a_study_layout_of_links(records, tmp_path) -> None:
+    folds = crossval.make_folds(records, 3)
+    train = [r for fold in folds[1:] for r in fold]
+    view = crossval.link_fold(tmp_path / "view", train, folds[0])
+    index = read_dataset(view)
+    assert set(index.split("validation").case_ids) == {r.case_id for r in folds[0]}
+    assert set(index.split("train").case_ids) == {r.case_id for r in train}
+    link = next((view / "validation").rglob("*.nii.gz"))
+    assert link.is_symlink() and link.resolve().is_file()
+
+
+def test_summary_has_raw_and_postprocessed_metrics() -> None:
+    rows = [
+        {"dice_whole_pancreas": "0.5", "dice_lesion": "0.2", "dice_whole_pancreas_lcc": "0.6",
+         "dice_lesion_lcc": "0.3"},
+        {"dice_whole_pancreas": "0.9", "dice_lesion": "", "dice_whole_pancreas_lcc": "0.9",
+         "dice_lesion_lcc": ""},
+    ]  # fmt: skip
+    out = crossval.summarize(rows)
+    assert out["dice_whole_pancreas"]["mean"] == pytest.approx(0.7)
+    assert out["dice_lesion"]["n"] == 1 and out["dice_whole_pancreas_lcc"]["median"] == 0.75
