@@ -42,7 +42,9 @@ def _relative(a: torch.Tensor, b: torch.Tensor) -> float:
 def test_forward_and_loss_equal_the_cpu(preset: str) -> None:
     torch.manual_seed(0)
     heads = {"cls": ("panda", {"num_classes": 3})}
-    model = create_model(preset, in_channels=1, num_classes=3, heads=heads)  # train mode: deep outputs too
+    model = create_model(
+        preset, in_channels=1, num_classes=3, heads=heads
+    )  # train mode: deep outputs too
     x = torch.randn(2, 1, 32, 32, 32)
     target = torch.randint(0, 3, (2, 1, 32, 32, 32))
     loss = DeepSupervisionLoss(DiceCELoss())

@@ -109,6 +109,16 @@ def test_patch_not_divisible_names_the_fix(prepared: Prepared, tmp_path: Path) -
         trainer(prepared, tmp_path, cfg).fit()
 
 
+def test_checkpoint_plan_carries_the_trained_patch(prepared: Prepared, tmp_path: Path) -> None:
+    from multitask_unet.inference import Predictor
+
+    assert tuple(prepared.plan.patch_size) != (8, 8, 8)
+    trainer(prepared, tmp_path, config(patch_size=[8, 8, 8], epochs=1)).fit()
+    checkpoint = tmp_path / "checkpoints" / "last.pt"
+    assert load_checkpoint(checkpoint).load_plan().patch_size == (8, 8, 8)
+    assert Predictor.from_checkpoint(checkpoint).window_size == (8, 8, 8)
+
+
 def test_loader_workers_do_not_change_the_batches(prepared: Prepared, tmp_path: Path) -> None:
     """Resuming with other ``num_workers`` replays the same epoch: each draw carries its seed."""
     from multitask_unet.training.distributed import DistInfo

@@ -25,6 +25,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import sys
@@ -110,7 +111,6 @@ class Trainer:
             raise ConfigError("the Trainer got no training cases; check the dataset's train split")
         self.config = config
         self.run_dir = Path(run_dir)
-        self.plan = plan
         self.train_cases = list(train_cases)
         self.val_cases = list(val_cases)
         self.class_names = tuple(class_names)
@@ -118,6 +118,8 @@ class Trainer:
         self.label_names = dict(label_names or {f"label{v}": v for v in labels})
         self.patch_size = tuple(config.patch_size or plan.patch_size)
         self.batch_size = config.batch_size or plan.batch_size
+        # The checkpoint's plan carries the trained patch: the predictor's default window.
+        self.plan = dataclasses.replace(plan, patch_size=self.patch_size)
         self.model_config = build_model_config(
             config.model,
             in_channels=plan.fingerprint.num_channels,
