@@ -110,7 +110,7 @@ def suite(device: str, quick: bool) -> list[tuple[str, list[str], Path, Headline
     if not quick:  # GPU-sized inputs: the CPU defaults would time kernel launches
         entries["network"][0].extend(["--patch", "128", "128", "128", "--batch", "2"])
         entries["heads"][0].extend(["--size", "128", "128", "128", "--batch", "2"])
-        entries["train_step"][0].extend(["--compile", "--repeats", "6"])
+        entries["train_step"][0].extend(["--compile", "--repeats", "5"])
         entries["predict"][0].extend(
             ["--arch", "nnunet_3d_fullres_plain", "--patch", "64", "128", "128",
              "--shape", "128", "256", "256"]
@@ -127,7 +127,7 @@ def suite(device: str, quick: bool) -> list[tuple[str, list[str], Path, Headline
          "--output", str(study)],
         study, _study_train, 900,
     )  # fmt: skip
-    timeouts = {"train_step": 270, "study_train": 75, "network": 45, "heads": 60, "predict": 90}
+    timeouts = {"train_step": 330, "study_train": 60, "network": 40, "heads": 45, "predict": 75}
     return [
         (name, entries[name][0], entries[name][1], entries[name][2], timeouts[name])
         for name in ("train_step", "study_train", "network", "heads", "predict")
