@@ -49,6 +49,10 @@ METRICS = ("dice_whole_pancreas", "dice_lesion")
 def make_folds(records: list[Any], folds: int, seed: int = 0) -> list[list[Any]]:
     """Split records into ``folds`` folds, each subtype dealt round-robin after a seeded shuffle.
 
+    A subtype with a single case is left out of every fold: it stays in every training set
+    (the classification head needs each subtype in training; ``multitask-unet validate``
+    refuses a training set without one) and is never evaluated (see :func:`never_held_out`).
+
     Raises:
         ConfigError: Fewer records than folds, or fewer than 2 folds.
     """
@@ -66,7 +70,14 @@ def make_folds(records: list[Any], folds: int, seed: int = 0) -> list[list[Any]]
         for record in group:  # continue where the last subtype ended, so fold sizes stay even
             out[position % folds].append(record)
             position += 1
-    return out
+    singles = {r.case_id for group in by_class.values() if len(group) == 1 for r in group}
+    return [[r for r in fold if r.case_id not in singles] for fold in out]
+
+
+def never_held_out(records: list[Any], folds: list[list[Any]]) -> list[Any]:
+    """The records in no fold: trained on in every fold, evaluated in none."""
+    held = {r.case_id for fold in folds for r in fold}
+    return [r for r in records if r.case_id not in held]
 
 
 def _subtype_dir(record: Any) -> str:
@@ -149,6 +160,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             continue
         if not summary_path.exists():
             train_records = [r for j, fold in enumerate(folds) if j != k for r in fold]
+            train_records += never_held_out(labelled, folds)
             view = link_fold(fold_out / "data", train_records, held_out)
             summary = run_budget(
                 view, fold_out, minutes=args.budget_minutes, plan_mode=args.budget_plan,
@@ -175,6 +187,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "budget_minutes": args.budget_minutes,
         "budget_plan": args.budget_plan,
         "cases": len(labelled),
+        "never_held_out": [r.case_id for r in never_held_out(labelled, folds)],
         "all_cases": summarize(rows) if rows else None,
         "per_fold": per_fold,
         "per_case": [

@@ -29,15 +29,26 @@ def records(tmp_path_factory: pytest.TempPathFactory):
 
 def test_folds_partition_the_cases_and_spread_every_subtype(records) -> None:
     folds = crossval.make_folds(records, 3, seed=1)
-    ids = [r.case_id for fold in folds for r in fold]
-    assert sorted(ids) == sorted(r.case_id for r in records)  # each case in exactly one fold
+    kept = crossval.never_held_out(records, folds)
+    ids = [r.case_id for fold in folds for r in fold] + [r.case_id for r in kept]
+    assert sorted(ids) == sorted(r.case_id for r in records)  # each case exactly once
     assert max(map(len, folds)) - min(map(len, folds)) <= 1
     for label in {r.label for r in records}:
         counts = [sum(r.label == label for r in fold) for fold in folds]
-        assert max(counts) - min(counts) <= 1
+        if sum(r.label == label for r in records) > 1:
+            assert max(counts) - min(counts) <= 1
     assert crossval.make_folds(records, 3, seed=1) == folds  # seeded
     with pytest.raises(ConfigError, match="folds"):
         crossval.make_folds(records, 1)
+
+
+def test_a_subtype_with_one_case_stays_in_every_training_set(records) -> None:
+    (lone,) = [r for r in records if sum(q.label == r.label for q in records) == 1]
+    folds = crossval.make_folds(records, 3)
+    assert crossval.never_held_out(records, folds) == [lone]
+    for k in range(3):  # so every fold's training set has every subtype
+        train = [r for j, fold in enumerate(folds) if j != k for r in fold] + [lone]
+        assert {r.label for r in train} == {r.label for r in records}
 
 
 def test_fold_view_is_a_study_layout_of_links(records, tmp_path) -> None:
