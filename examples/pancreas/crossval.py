@@ -142,6 +142,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--only", type=int, nargs="*", help="run only these folds (0-based)")
     parser.add_argument("--budget-minutes", type=float, default=30.0)
     parser.add_argument("--budget-plan", default="fixed", choices=("auto", "planner", "fixed"))
+    parser.add_argument("--config", type=Path, help="training YAML (configs/cpu_budget.yaml)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--result", type=Path, help="also write the summary JSON here")
@@ -164,7 +165,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             view = link_fold(fold_out / "data", train_records, held_out)
             summary = run_budget(
                 view, fold_out, minutes=args.budget_minutes, plan_mode=args.budget_plan,
-                workers=min(2, args.threads),
+                config_path=args.config, workers=min(2, args.threads),
             )  # fmt: skip
             summary["environment"] = environment("cpu")
             write_json_atomic(summary_path, summary)
