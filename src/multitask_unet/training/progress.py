@@ -12,28 +12,43 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+import torch
+
 from multitask_unet.training.config import TrainConfig
 from multitask_unet.training.distributed import DistInfo
 
 __all__ = ["accumulate", "hms", "means", "postfix", "print_row", "progress_bar"]
 
 
-def accumulate(sums: dict[str, float], out: Any) -> None:
-    """Add the batch's loss and parts; parts count only on batches that had their target."""
-    sums["loss"] = sums.get("loss", 0.0) + float(out.total.detach())
-    sums["n"] = sums.get("n", 0.0) + 1
+def accumulate(sums: dict[str, Any], out: Any) -> None:
+    """Add the batch's loss and parts; parts count only on batches that had their target.
+
+    The sums stay tensors on the loss's device, so a training step never waits for the GPU;
+    :func:`means` reads them (one synchronisation per epoch, or per progress-bar refresh).
+    """
+    _add(sums, "loss", out.total.detach().float())
+    sums["n"] = sums.get("n", 0) + 1
     for key, value in out.parts.items():
-        if bool(out.present[key]):
-            sums[f"loss/{key}"] = sums.get(f"loss/{key}", 0.0) + float(value)
-            sums[f"n/{key}"] = sums.get(f"n/{key}", 0.0) + 1
+        present = out.present[key].to(value.device)
+        _add(sums, f"loss/{key}", torch.where(present, value.detach().float(), 0.0))
+        _add(sums, f"n/{key}", present.float())
 
 
-def means(sums: Mapping[str, float]) -> dict[str, float]:
-    """``loss`` and ``loss/<part>`` averaged over the batches counted by :func:`accumulate`."""
-    out = {"loss": sums["loss"] / sums["n"]}
+def _add(sums: dict[str, Any], key: str, value: torch.Tensor) -> None:
+    sums[key] = value.clone() if key not in sums else sums[key] + value
+
+
+def means(sums: Mapping[str, Any]) -> dict[str, float]:
+    """``loss`` and ``loss/<part>`` averaged over the batches counted by :func:`accumulate`.
+
+    A part whose target no batch had is left out (its mean is undefined).
+    """
+    out = {"loss": float(sums["loss"]) / sums["n"]}
     for key, value in sums.items():
         if key.startswith("loss/"):
-            out[key] = value / sums["n/" + key[5:]]
+            count = float(sums["n/" + key[5:]])
+            if count > 0:
+                out[key] = float(value) / count
     return out
 
 
@@ -47,7 +62,7 @@ def progress_bar(cfg: TrainConfig, dist: DistInfo, epoch: int, total: int) -> An
 
 
 def postfix(
-    sums: Mapping[str, float], done: int, left: int, batch_size: int, started: float
+    sums: Mapping[str, Any], done: int, left: int, batch_size: int, started: float
 ) -> dict[str, str]:
     """Loss parts, samples per second and the time left for the whole run."""
     rate = done / max(time.perf_counter() - started, 1e-9)

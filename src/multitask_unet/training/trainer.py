@@ -194,7 +194,7 @@ class Trainer:
         if log is not None:
             log.resume(start_epoch)
         row: dict[str, float] = {}
-        total_epochs = cfg.epochs  # refitted to time_budget_minutes before each epoch
+        total_epochs = reported_epochs = cfg.epochs  # refitted to time_budget_minutes
         first_epoch_s = 0.0
         for epoch in range(start_epoch, cfg.epochs):
             if epoch == start_epoch + 1:
@@ -209,17 +209,21 @@ class Trainer:
                     first_epoch_s=first_epoch_s,
                 )
                 fitted = round(reduce_mean({"e": fitted}, dist)["e"])
-                if fitted != total_epochs and dist.is_main:
-                    change = "shortened" if fitted < total_epochs else "lengthened"
+                # Refitted every epoch; said only when it moves by 2% of the configured epochs
+                # (each epoch's log line shows the current total).
+                if abs(fitted - reported_epochs) >= max(1, cfg.epochs // 50) and dist.is_main:
+                    change = "shortened" if fitted < reported_epochs else "lengthened"
                     print(f"time budget: the schedule is {change} to {fitted} epochs",
                           file=sys.stderr)  # fmt: skip
+                    reported_epochs = fitted
                 total_epochs = scheduler.epochs = fitted
             epoch_start = time.perf_counter()
             net.train()
             loader.set_epoch(epoch)
             scheduler.step(epoch)
-            sums: dict[str, float] = {}
+            sums: dict[str, Any] = {}  # loss sums as tensors on the device: no sync per step
             bar = progress_bar(cfg, dist, epoch, len(loader))
+            bar_refreshed = time.perf_counter()
             for it, batch in enumerate(loader):
                 loss_fn.set_epoch(epoch + it / len(loader))
                 # Labels checked here on the CPU, so the loss needs no GPU round trip for it.
@@ -245,9 +249,12 @@ class Trainer:
                 accumulate(sums, out)
                 if bar is not None:
                     bar.update(1)
-                    done = (epoch - start_epoch) * len(loader) + it + 1
-                    left = (total_epochs - epoch) * len(loader) - it - 1
-                    bar.set_postfix(postfix(sums, done, left, self.batch_size, started))
+                    # The postfix reads the loss sums (a GPU sync): at most once a second.
+                    if time.perf_counter() - bar_refreshed >= 1.0 or it == len(loader) - 1:
+                        done = (epoch - start_epoch) * len(loader) + it + 1
+                        left = (total_epochs - epoch) * len(loader) - it - 1
+                        bar.set_postfix(postfix(sums, done, left, self.batch_size, started))
+                        bar_refreshed = time.perf_counter()
             if bar is not None:
                 bar.close()
 
