@@ -4,7 +4,9 @@ Both sides train the same ResEnc-M-sized network (DNA's, and ours with DNA's wei
 the same loss (nnU-Net's Dice+CE under deep supervision; ours through
 ``multitask_unet.losses``), SGD with Nesterov momentum 0.99 and gradient clipping at 12, on
 the same random batch, with ``cudnn.benchmark`` on (as nnU-Net's ``run_training`` sets it).
-nnU-Net's side is its ``train_step`` body: autocast + ``GradScaler`` on CUDA only. On CUDA its
+nnU-Net's side is its ``train_step`` body: autocast + ``GradScaler`` on CUDA only, and the
+loss returned as a NumPy value (a GPU synchronisation per step); ours adds the loss to a sum
+on the device, as our ``Trainer`` does. On CUDA its
 trainer compiles the network and the Dice term by default (``nnUNet_compile``), so the
 reference there is ``nnunet`` (compiled, its default) with ``nnunet_eager`` beside it. Our side
 is measured in variants: float32, AMP (bf16), channels-last, and ``torch.compile``.
@@ -96,6 +98,7 @@ def nnunet_step(
             out.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 12)
             opt.step()
+        out.detach().cpu().numpy()  # train_step returns the loss as a NumPy value: a GPU sync
 
     return step
 
@@ -123,7 +126,10 @@ def our_step(
     check_labels(target, NUM_CLASSES, "benchmark")  # on the CPU, as the Trainer does
     target = target.to(device)
 
+    running = torch.zeros((), device=device)
+
     def step() -> None:
+        nonlocal running
         opt.zero_grad(set_to_none=True)
         with (
             labels_checked(),
@@ -134,6 +140,7 @@ def our_step(
         value.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 12)
         opt.step()
+        running = running + value.detach().float()  # the Trainer's sums stay on the device
 
     return step
 
