@@ -158,7 +158,7 @@ def test_budget_mode_falls_back_to_the_fixed_config(tmp_path: Path, monkeypatch)
     assert "no candidate" in summary["settings"]["planner_note"]
     assert summary["settings"]["target_spacing"] == list(budget.BUDGET_SPACING)
     assert summary["settings"]["iterations_trained"] == 1
-    assert summary["settings"]["test_time_mirroring"] == []
+    assert summary["settings"]["test_time_mirroring"] == [0, 1, 2]  # trained with mirroring
     assert summary["data"]["validation_cases"] == 2
     assert 0 <= summary["results"]["dice_whole_pancreas"]["estimate"] <= 1
     assert (tmp_path / "out" / "report_validation" / "summary.json").is_file()
