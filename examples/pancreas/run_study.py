@@ -16,8 +16,8 @@ Usage::
     python examples/pancreas/run_study.py DATA -o runs/study                # the grid (GPU)
     python examples/pancreas/run_study.py DATA -o runs/study --only panda_balanced
     python examples/pancreas/run_study.py DATA -o runs/budget --budget-minutes 30 --threads 2
-    python examples/pancreas/run_study.py DATA -o runs/budget --budget-minutes 30 --threads 1 \\
-        --budget-plan fixed                 # a shared, busy machine: skip the planner's trials
+    python examples/pancreas/run_study.py DATA -o runs/budget --budget-minutes 30 --threads 2 \\
+        --budget-plan auto                  # the library's budget planner (not yet as good)
     python examples/pancreas/run_study.py --smoke -o /tmp/smoke
 """
 
@@ -62,9 +62,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--budget-plan",
         choices=("auto", "planner", "fixed"),
-        default="auto",
-        help="budget: the library's budget planner, the fixed config, or the planner with the "
-        "fixed config as fallback (auto)",
+        default="fixed",
+        help="budget: the fixed config (default, cross-validated), the library's budget "
+        "planner, or the planner with the fixed config as fallback (auto)",
     )
     parser.add_argument(
         "--config", type=Path, help="budget: training YAML (configs/cpu_budget.yaml)"
