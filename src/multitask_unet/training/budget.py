@@ -256,7 +256,10 @@ def budget_train_config(plan: Plan, config: TrainConfig | None = None) -> TrainC
     The result trains ``plan.budget.epochs`` x ``plan.budget.iterations_per_epoch`` steps of the
     chosen preset at the plan's patch and batch size and finishes within
     ``plan.budget.train_seconds`` (``time_budget_minutes``), shortening its schedule if the
-    machine turns out slower than the trial steps said. It does not validate during training
+    machine turns out slower than the trial steps said. ``epochs`` is set ``step_margin`` times
+    higher, as a cap: the plan counted every step at ``step_margin`` x its trial time, so when
+    training runs faster than that, the trainer's refit lengthens the schedule into the unused
+    time instead of finishing early. It does not validate during training
     (``val_every=0``): sliding-window validation of whole cases at a small patch can take longer
     than the training itself; evaluate the final checkpoint with ``predict`` and ``evaluate``.
     With SGD (the default) the learning rate is the plan's; an AdamW config keeps its own.
@@ -274,7 +277,7 @@ def budget_train_config(plan: Plan, config: TrainConfig | None = None) -> TrainC
     return config.replace(
         model={**config.model.to_dict(), "preset": b.preset},
         optimizer=optimizer,
-        epochs=b.epochs,
+        epochs=math.ceil(b.epochs * b.step_margin),  # a cap; time_budget_minutes fits it
         iterations_per_epoch=b.iterations_per_epoch,
         patch_size=list(plan.patch_size),
         batch_size=plan.batch_size,
