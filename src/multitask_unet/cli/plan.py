@@ -106,9 +106,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--min-iterations",
         type=int,
-        default=1000,
         metavar="N",
-        help="with --budget: fewest training steps (at batch 2) a choice must allow (1000)",
+        help="with --budget: fewest training steps (at batch 2) a choice must allow (default 2000)",
     )
     parser.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -125,9 +124,10 @@ def _budget_plan(args: argparse.Namespace, fingerprint: Any, labels: list[int]) 
 
     if args.target_spacing is not None:
         raise ConfigError("--budget chooses the target spacing; leave out --target-spacing")
-    search = BudgetSearch.for_device(
-        args.device, max_trial_seconds=args.max_trial_seconds, min_iterations=args.min_iterations
-    )
+    changes = {"max_trial_seconds": args.max_trial_seconds}
+    if args.min_iterations is not None:
+        changes["min_iterations"] = args.min_iterations
+    search = BudgetSearch.for_device(args.device, **changes)
     return plan_for_budget(
         fingerprint,
         args.budget,

@@ -2,10 +2,10 @@
 
 :func:`plan_for_budget` turns a wall-clock budget (``"30m"``) on a device into a plan whose
 training finishes within it. It starts from nnU-Net's target spacing and considers, for every
-in-plane spacing factor (1x, 1.5x, 2x by default; the slice spacing is kept unless the in-plane
-spacing grows past it), a ladder of patch sizes (isotropic in mm, clipped to the median case at
-that spacing, rounded to the network's ``size_divisor``), every model preset and batch size of
-the :class:`BudgetSearch`. For each candidate it runs a few real training steps (forward,
+spacing factor (1x to 2.5x by default, coarsened as nnU-Net's ``3d_lowres``), a ladder of patch
+sizes (nnU-Net's patch rule under a voxel cap: the shape of the median case at that spacing,
+multiples of the network's ``size_divisor``), every model preset and batch size of the
+:class:`BudgetSearch` (see :mod:`~multitask_unet.training.budget_candidates`). For each candidate it runs a few real training steps (forward,
 backward and optimiser step on random tensors of the patch size, after one warm-up step) and
 computes how many steps fit ``budget - trials - overhead``. The smallest candidate of each preset
 is measured first (least capable preset first), then the others from the cheapest up; once one
@@ -13,11 +13,15 @@ is too slow, larger ones of the same preset are skipped, and measuring stops whe
 ``max_trial_fraction`` of the budget (or ``max_trial_seconds``) is spent.
 
 **Score.** Feasible candidates reach at least ``min_iterations * 2 / batch_size`` steps (the
-same number of patches as ``min_iterations`` steps at batch 2). Among them, the one whose patch
-covers the largest share of the median case wins (context); candidates within
-``coverage_tolerance`` of the best coverage are ranked by finer spacing, then by preset order
-(list the most capable first), then by more steps. Every candidate, its measured step time and
-the reason for the choice are stored in ``plan.budget`` (:class:`~multitask_unet.data.budget.PlanBudget`).
+same number of patches as ``min_iterations`` steps at batch 2). Context first, then capacity,
+then resolution: among feasible candidates whose patch covers at least ``min_coverage`` of the
+median case, the most capable preset wins (the order of ``presets``; nnU-Net likewise fixes its
+network and shrinks the patch, never the other way round), at the finest spacing where it
+reaches that coverage, with its largest patch, then the larger batch and more steps. When no
+feasible candidate reaches ``min_coverage``, the largest coverage wins (candidates within
+``coverage_tolerance`` of it ranked the same way). Every candidate, its measured step time and
+the reason for the choice are stored in ``plan.budget``
+(:class:`~multitask_unet.data.budget.PlanBudget`).
 
 Without a budget nothing here runs: ``create_plan`` keeps nnU-Net's rules.
 
@@ -65,7 +69,10 @@ from multitask_unet.training.budget_trial import (
 from multitask_unet.training.builders import build_model_config
 from multitask_unet.training.config import ModelSpec, TrainConfig
 
-__all__ = ["BudgetSearch", "budget_train_config", "plan_for_budget"]
+__all__ = ["MAX_LENGTHENING", "BudgetSearch", "budget_train_config", "plan_for_budget"]
+
+#: How far a budget run may lengthen its planned schedule when steps run faster than measured.
+MAX_LENGTHENING = 1.5
 
 
 @dataclass(frozen=True)
@@ -74,30 +81,34 @@ class BudgetSearch(Config):
 
     Attributes:
         presets: Model presets, most capable first (the order breaks ties).
-        spacing_factors: In-plane spacing multipliers of nnU-Net's target spacing.
-        patch_voxels: Patch sizes to try, as voxel counts (shaped isotropic in mm).
+        spacing_factors: Coarsening factors of nnU-Net's target spacing (its finest axis).
+        patch_voxels: Voxel caps of the patch sizes to try.
         batch_sizes: Batch sizes to try.
         min_iterations: Fewest steps at batch 2 for a candidate to count (scaled by 2 / batch).
         overhead_fraction: Share of the budget set aside for preprocessing, validation and
             checkpoints.
-        step_margin: Factor on measured step times for data loading and augmentation.
+        step_margin: Factor on measured step times for data loading and augmentation (on the
+            2-core CPU box, real steps with augmentation took 0.8-1.07x the trial time).
         max_trial_fraction: Share of the budget the trial steps may use.
         max_trial_seconds: Absolute cap on trial time (None: only the fraction).
         trial_steps: Timed steps per candidate (after one warm-up step).
-        coverage_tolerance: Candidates within this share of the best coverage count as ties.
+        min_coverage: Share of the median case a patch must cover to count as enough context.
+        coverage_tolerance: Without enough context: candidates within this share of the best
+            coverage count as ties.
         lr: Initial learning rate of the SGD poly schedule (nnU-Net: 0.01).
     """
 
     presets: tuple[str, ...] = ("small_residual", "tiny_residual")
-    spacing_factors: tuple[float, ...] = (1.0, 1.5, 2.0)
-    patch_voxels: tuple[int, ...] = (32**3, 48**3, 64**3, 80**3, 96**3, 128**3)
+    spacing_factors: tuple[float, ...] = (1.0, 1.25, 1.5, 1.75, 2.0, 2.25, 2.5)
+    patch_voxels: tuple[int, ...] = (32**3, 40**3, 48**3, 56**3, 64**3, 80**3, 96**3, 128**3)
     batch_sizes: tuple[int, ...] = (2,)
-    min_iterations: int = 1000
+    min_iterations: int = 2000
     overhead_fraction: float = 0.15
-    step_margin: float = 1.3
+    step_margin: float = 1.1
     max_trial_fraction: float = 0.05
     max_trial_seconds: float | None = None
     trial_steps: int = 2
+    min_coverage: float = 0.5
     coverage_tolerance: float = 0.1
     lr: float = 0.01
 
@@ -105,8 +116,13 @@ class BudgetSearch(Config):
         for key in ("presets", "spacing_factors", "patch_voxels", "batch_sizes"):
             if not getattr(self, key):
                 raise ConfigError(f"BudgetSearch.{key} needs at least one value")
-        if min(self.spacing_factors) <= 0 or min(self.patch_voxels) < 1:
-            raise ConfigError("spacing_factors and patch_voxels must be positive")
+        if min(self.spacing_factors) < 1 or min(self.patch_voxels) < 1:
+            raise ConfigError(
+                "spacing_factors must be >= 1 (nnU-Net's spacing or coarser) and patch_voxels "
+                f"positive, got {self.spacing_factors} and {self.patch_voxels}"
+            )
+        if not 0 < self.min_coverage <= 1:
+            raise ConfigError(f"min_coverage must be in (0, 1], got {self.min_coverage}")
         if min(self.batch_sizes) < 1 or self.min_iterations < 1 or self.trial_steps < 1:
             raise ConfigError("batch_sizes, min_iterations and trial_steps must be >= 1")
         if not 0 <= self.overhead_fraction < 1 or not 0 < self.max_trial_fraction < 1:
@@ -256,10 +272,10 @@ def budget_train_config(plan: Plan, config: TrainConfig | None = None) -> TrainC
     The result trains ``plan.budget.epochs`` x ``plan.budget.iterations_per_epoch`` steps of the
     chosen preset at the plan's patch and batch size and finishes within
     ``plan.budget.train_seconds`` (``time_budget_minutes``), shortening its schedule if the
-    machine turns out slower than the trial steps said. ``epochs`` is set ``step_margin`` times
-    higher, as a cap: the plan counted every step at ``step_margin`` x its trial time, so when
-    training runs faster than that, the trainer's refit lengthens the schedule into the unused
-    time instead of finishing early. It does not validate during training
+    machine turns out slower than the trial steps said. ``epochs`` is set
+    :data:`MAX_LENGTHENING` times higher, as a cap: when training runs faster than the trial
+    steps said, the trainer's refit lengthens the schedule into the unused time instead of
+    finishing early. It does not validate during training
     (``val_every=0``): sliding-window validation of whole cases at a small patch can take longer
     than the training itself; evaluate the final checkpoint with ``predict`` and ``evaluate``.
     With SGD (the default) the learning rate is the plan's; an AdamW config keeps its own.
@@ -277,7 +293,7 @@ def budget_train_config(plan: Plan, config: TrainConfig | None = None) -> TrainC
     return config.replace(
         model={**config.model.to_dict(), "preset": b.preset},
         optimizer=optimizer,
-        epochs=math.ceil(b.epochs * b.step_margin),  # a cap; time_budget_minutes fits it
+        epochs=math.ceil(b.epochs * MAX_LENGTHENING),  # a cap; time_budget_minutes fits it
         iterations_per_epoch=b.iterations_per_epoch,
         patch_size=list(plan.patch_size),
         batch_size=plan.batch_size,
@@ -335,18 +351,23 @@ def _finish(
             f"{device}: {detail}; give a larger budget, smaller patch_voxels, a smaller preset or "
             "a lower min_iterations"
         )
-    best_cover = max(candidates[i].coverage for i in feasible)
-    ties = [
-        i
-        for i in feasible
-        if candidates[i].coverage >= best_cover * (1 - search.coverage_tolerance)
-    ]
     rank = {name: r for r, name in enumerate(search.presets)}
+    enough = [i for i in feasible if candidates[i].coverage >= search.min_coverage]
+    if enough:
+        pool = enough
+    else:
+        best_cover = max(candidates[i].coverage for i in feasible)
+        pool = [
+            i
+            for i in feasible
+            if candidates[i].coverage >= best_cover * (1 - search.coverage_tolerance)
+        ]
     pick = min(
-        ties,
+        pool,
         key=lambda i: (
-            candidates[i].spacing_factor,
             rank[candidates[i].preset],
+            candidates[i].spacing_factor,
+            -candidates[i].coverage,
             -candidates[i].batch_size,
             -candidates[i].iterations,
         ),
@@ -354,12 +375,19 @@ def _finish(
     train_seconds = seconds - overhead - trial_seconds
     step = (candidates[pick].step_seconds or 0.0) * search.step_margin
     chosen = candidates[pick].replace(iterations=int(train_seconds / step) if step else 0)
+    context = (
+        f"{len(enough)} of the {len(feasible)} candidate(s) reaching {search.min_iterations} "
+        f"steps (at batch 2) cover at least {search.min_coverage:.0%} of the median case"
+        if enough
+        else f"none of the {len(feasible)} candidate(s) reaching {search.min_iterations} steps "
+        f"(at batch 2) covers {search.min_coverage:.0%} of the median case; the {len(pool)} "
+        f"within {search.coverage_tolerance:.0%} of the largest coverage compete"
+    )
     reason = (
-        f"largest coverage of the median case among the {len(feasible)} candidate(s) reaching "
-        f"{search.min_iterations} steps (at batch 2): {chosen.coverage:.0%} at "
-        f"{chosen.spacing_factor:g}x spacing, field of view {chosen.field_of_view_mm} mm; "
-        f"{len(ties)} within {search.coverage_tolerance:.0%} of the best coverage, ranked by finer "
-        "spacing, then preset order, then more steps"
+        f"{context}; among them the most capable preset ({chosen.preset}), at the finest spacing "
+        f"({chosen.spacing_factor:g}x, {_fmt(chosen.target_spacing)} mm), the largest patch "
+        f"({_fmt(chosen.patch_size)}, {chosen.coverage:.0%} coverage, field of view "
+        f"{_fmt(chosen.field_of_view_mm)} mm)"
     )
     candidates[pick] = chosen.replace(status="chosen", note=f"{chosen.note}; {reason}")
     # About 20 epochs (each epoch costs a loader start, a checkpoint and the curves), with
@@ -393,6 +421,10 @@ def _finish(
     return base.replace(
         patch_size=list(chosen.patch_size), batch_size=chosen.batch_size, budget=section.to_dict()
     )
+
+
+def _fmt(values: Sequence[float]) -> str:
+    return " x ".join(f"{v:g}" for v in values)
 
 
 def _empty_cache(device: str) -> None:

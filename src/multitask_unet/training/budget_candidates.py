@@ -1,16 +1,23 @@
 """The candidates of budget-aware planning: target spacings x patch sizes x presets x batches.
 
-For every in-plane spacing factor, the target spacing is nnU-Net's with the in-plane axes
-multiplied by it (the slice axis is kept unless the in-plane spacing grows past it). At each
-spacing, every patch voxel count gives a patch isotropic in mm, clipped to the median case shape
-at that spacing and rounded to each preset's ``size_divisor``; ``coverage`` is the share of the
-median case the patch covers.
+**Spacing** follows nnU-Net's ``3d_lowres`` rule: the finer axes coarsen first until no axis is
+more than ``max_anisotropy`` (2) times finer than the coarsest, then all axes coarsen together.
+A candidate's ``spacing_factor`` is how much coarser than nnU-Net's target spacing its finest
+axis is; e.g. from 2 x 0.73 x 0.73 mm, factor 2 gives 2.93 x 1.47 x 1.47 mm.
+
+**Patch** follows nnU-Net's patch rule with a voxel cap in place of its memory estimate: start
+from a patch isotropic in mm, clipped to the median case at that spacing and rounded up to the
+preset's ``size_divisor``; while it has more voxels than the cap, take one divisor off the axis
+that is largest relative to the median case. The patch thus keeps the median case's shape.
+``coverage`` is the share of the median case one patch covers.
 
 Example:
-    >>> scaled_spacing((2.0, 0.75, 0.75), 2.0, slice_axis=0)
-    (2.0, 1.5, 1.5)
-    >>> scaled_spacing((2.0, 0.75, 0.75), 4.0, slice_axis=0)
-    (3.0, 3.0, 3.0)
+    >>> lowres_spacing((2.0, 0.75, 0.75), 2.0)
+    (3.0, 1.5, 1.5)
+    >>> lowres_spacing((2.0, 0.75, 0.75), 1.2)
+    (2.0, 0.9, 0.9)
+    >>> patch_for_voxels(32 * 48 * 64, (3.0, 1.6, 1.6), (40, 51, 81), (16, 16, 16))
+    (32, 48, 64)
 """
 
 from __future__ import annotations
@@ -23,8 +30,9 @@ from multitask_unet.data.budget import BudgetCandidate
 from multitask_unet.data.fingerprint import DatasetFingerprint
 from multitask_unet.data.planning import plan_target_spacing
 from multitask_unet.data.resampling import compute_new_shape
+from multitask_unet.errors import ConfigError
 
-__all__ = ["candidate_grid", "scaled_spacing"]
+__all__ = ["candidate_grid", "lowres_spacing", "patch_for_voxels"]
 
 
 def candidate_grid(
@@ -39,8 +47,8 @@ def candidate_grid(
 
     Args:
         fingerprint: The dataset fingerprint (spacings and shapes after cropping).
-        spacing_factors: In-plane multipliers of nnU-Net's target spacing.
-        patch_voxels: Patch sizes as voxel counts, shaped isotropic in mm.
+        spacing_factors: Coarsening factors of nnU-Net's target spacing (:func:`lowres_spacing`).
+        patch_voxels: Voxel caps of the patch (:func:`patch_for_voxels`).
         batch_sizes: Batch sizes.
         divisors: Each preset's ``size_divisor``, by preset name (in preference order).
 
@@ -49,18 +57,17 @@ def candidate_grid(
         are left out.
     """
     base, _ = plan_target_spacing(fingerprint.spacings, fingerprint.shapes_after_crop)
-    slice_axis = int(np.argmax(base))
     out: list[BudgetCandidate] = []
     seen: set[tuple[object, ...]] = set()
     for factor in spacing_factors:
-        spacing = scaled_spacing(base, factor, slice_axis=slice_axis)
+        spacing = lowres_spacing(base, factor)
         shapes = [
             compute_new_shape(c.shape_after_crop, c.spacing, spacing) for c in fingerprint.cases
         ]
         median = np.median(np.asarray(shapes, dtype=np.float64), axis=0)
         for preset, divisor in divisors.items():
             for voxels in patch_voxels:
-                patch = _patch_for_voxels(voxels, spacing, median, divisor)
+                patch = patch_for_voxels(voxels, spacing, median, divisor)
                 for batch in batch_sizes:
                     key = (spacing, patch, preset, batch)
                     if key in seen:
@@ -81,27 +88,51 @@ def candidate_grid(
     return out
 
 
-def scaled_spacing(
-    base: Sequence[float], factor: float, *, slice_axis: int
+def lowres_spacing(
+    base: Sequence[float], factor: float, *, max_anisotropy: float = 2.0
 ) -> tuple[float, float, float]:
-    """In-plane axes times ``factor``; the slice axis is kept unless in-plane grows past it.
+    """``base`` coarsened by ``factor`` on its finest axis, the way nnU-Net plans ``3d_lowres``.
 
-    Args:
-        base: Target spacing ``(D, H, W)`` in mm (nnU-Net's).
-        factor: In-plane multiplier.
-        slice_axis: The coarse (slice) axis.
+    Axes finer than ``max(base) / max_anisotropy`` grow first (by up to ``factor``) until they
+    reach it; what is left of ``factor`` then scales every axis. ``factor`` 1 returns ``base``.
+
+    Raises:
+        ConfigError: ``factor`` below 1 or ``max_anisotropy`` below 1.
     """
-    out = [float(s) * factor for s in base]
-    in_plane = max(out[a] for a in range(3) if a != slice_axis)
-    out[slice_axis] = max(float(base[slice_axis]), in_plane)
-    return tuple(round(s, 4) for s in out)  # type: ignore[return-value]
+    if factor < 1 or max_anisotropy < 1:
+        raise ConfigError(
+            f"spacing factors must be >= 1 (coarser than nnU-Net's target spacing) and "
+            f"max_anisotropy >= 1, got factor={factor}, max_anisotropy={max_anisotropy}"
+        )
+    b = np.asarray(base, dtype=np.float64)
+    floor = b.max() / max_anisotropy  # the fine axes grow alone until they reach this
+    alone = float(np.clip(floor / b.min(), 1.0, factor))
+    spacing = np.maximum(b, np.minimum(b * alone, floor)) * (factor / alone)
+    return tuple(round(float(s), 4) for s in spacing)  # type: ignore[return-value]
 
 
-def _patch_for_voxels(
-    voxels: int, spacing: Sequence[float], median: np.ndarray, divisor: Sequence[int]
+def patch_for_voxels(
+    voxels: int,
+    spacing: Sequence[float],
+    median_shape: Sequence[float],
+    divisor: Sequence[int],
 ) -> tuple[int, int, int]:
-    """About ``voxels`` voxels, isotropic in mm, clipped to the median shape, divisor multiples."""
+    """The largest patch of at most ``voxels`` voxels by nnU-Net's shrinking rule (see above).
+
+    Starts isotropic in mm (``voxels`` worth), clipped to ``median_shape`` and rounded up to
+    ``divisor``; then takes ``divisor`` off the axis largest relative to the median shape until
+    it fits. Never smaller than one divisor per axis.
+    """
+    div = np.asarray(divisor, dtype=np.int64)
+    median = np.maximum(np.asarray(median_shape, dtype=np.float64), 1.0)
     inverse = 1.0 / np.asarray(spacing, dtype=np.float64)
-    patch = np.minimum(inverse * (voxels / np.prod(inverse)) ** (1 / 3), median)
-    div = np.asarray(divisor)
-    return tuple(int(v) for v in np.maximum(np.round(patch / div), 1).astype(np.int64) * div)  # type: ignore[return-value]
+    start = np.minimum(inverse * (voxels / np.prod(inverse)) ** (1 / 3), median)
+    patch = np.maximum(np.ceil(start / div - 1e-9), 1).astype(np.int64) * div
+    while np.prod(patch) > voxels:
+        shrinkable = patch > div
+        if not shrinkable.any():
+            break
+        ratio = np.where(shrinkable, patch / median, -np.inf)
+        axis = int(np.flatnonzero(ratio == ratio.max())[-1])  # ties: the last, as nnU-Net
+        patch[axis] -= div[axis]
+    return tuple(int(p) for p in patch)  # type: ignore[return-value]
