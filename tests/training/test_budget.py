@@ -25,6 +25,7 @@ from multitask_unet.training.budget import (
     budget_train_config,
     plan_for_budget,
 )
+from multitask_unet.training.budget_candidates import lowres_spacing, patch_for_voxels
 from multitask_unet.training.budget_schedule import epochs_within_budget
 from multitask_unet.training.budget_trial import device_description, measure_step_seconds
 from multitask_unet.training.schedule import poly_lr
@@ -175,7 +176,10 @@ def test_each_preset_smallest_candidate_is_measured_first(fingerprint) -> None:
 
 
 def test_trial_time_is_capped(fingerprint) -> None:
+    calls = []
+
     def slow_timer(model_config, patch, batch) -> float:
+        calls.append(patch)
         time.sleep(0.05)
         return 1e-4
 
@@ -183,7 +187,8 @@ def test_trial_time_is_capped(fingerprint) -> None:
     plan = plan_for_budget(fingerprint, 600, search=search, head=None, measure=slow_timer)
     notes = [c.note for c in plan.budget.candidates if c.status == "skipped"]
     assert any("trial time" in n for n in notes)
-    assert plan.budget.trial_seconds < 0.12 + 0.2
+    assert len(calls) <= math.ceil(0.12 / 0.05)  # no measurement starts after the cap
+    assert plan.budget.trial_seconds < 0.12 + 1.0  # (loose: bookkeeping of a busy machine)
 
 
 @pytest.mark.parametrize("device", ["cpu", "cuda", "cuda:1"])
@@ -212,6 +217,71 @@ def test_budget_spacing_starts_from_nnunet_and_only_coarsens(fingerprint) -> Non
         assert all(s >= b - 1e-4 for s, b in zip(spacing, base))
         assert min(spacing) == pytest.approx(factor * min(base), rel=1e-3)
         assert max(spacing) / min(spacing) <= anisotropy + 1e-3
+
+
+@pytest.mark.parametrize(
+    ("base", "factor", "expected"),
+    [
+        ((2.0, 0.75, 0.75), 1.0, (2.0, 0.75, 0.75)),  # nnU-Net's own spacing
+        ((2.0, 0.75, 0.75), 1.2, (2.0, 0.9, 0.9)),  # only the fine axes coarsen ...
+        ((2.0, 0.75, 0.75), 2.0, (3.0, 1.5, 1.5)),  # ... until 2x anisotropy, then all axes
+        ((1.0, 1.0, 1.0), 1.5, (1.5, 1.5, 1.5)),  # isotropic data coarsens isotropically
+        ((0.8, 0.8, 2.5), 2.0, (1.6, 1.6, 3.2)),  # the slice axis may be any axis
+    ],
+)
+def test_lowres_spacing_is_nnunets_lowres_rule(base, factor, expected) -> None:
+    assert lowres_spacing(base, factor) == pytest.approx(expected, abs=1e-4)
+
+
+def test_lowres_spacing_rejects_a_finer_factor() -> None:
+    with pytest.raises(ConfigError, match="coarser"):
+        lowres_spacing((2.0, 0.75, 0.75), 0.5)
+    with pytest.raises(ConfigError, match="spacing_factors"):
+        BudgetSearch(spacing_factors=(0.5, 1.0))
+
+
+@pytest.mark.parametrize("voxels", [4**3, 16**3, 40**3, 64**3, 10**7])
+def test_patch_for_voxels_fits_the_cap_and_keeps_the_case_shape(voxels) -> None:
+    median, divisor = (40.0, 51.0, 81.0), (16, 16, 16)
+    patch = patch_for_voxels(voxels, (3.0, 1.6, 1.6), median, divisor)
+    assert all(p % d == 0 and p >= d for p, d in zip(patch, divisor))
+    assert np.prod(patch) <= max(voxels, np.prod(divisor))
+    assert all(p <= math.ceil(m / d) * d for p, m, d in zip(patch, median, divisor))
+    # it shrinks the axis largest relative to the case: the patch keeps the case's proportions
+    ratios = np.asarray(patch) / np.asarray(median)
+    assert ratios.max() - ratios.min() <= max(d / m for d, m in zip(divisor, median)) + 1e-9
+
+
+def test_with_enough_context_capacity_beats_more_context(fingerprint) -> None:
+    # tiny_residual (listed first: more capable) fits 100 steps only up to 8^3 patches, which
+    # cover half a case from 1.75x spacing on; tiny_plain is fast enough for whole cases at 1x.
+    def timer(model_config, patch, batch) -> float:
+        if model_config.encoder.name == "residual":
+            return 2e-3 * float(np.prod(patch)) * batch
+        return 1e-3
+
+    plan = plan_for_budget(fingerprint, 600, search=SEARCH, head=None, measure=timer)
+    chosen = plan.budget.chosen
+    plain = [c for c in plan.budget.candidates if c.preset == "tiny_plain"]
+    assert max(c.coverage for c in plain if c.spacing_factor == 1.0) == 1.0  # more context ...
+    assert (chosen.preset, chosen.spacing_factor, chosen.patch_size) == (
+        "tiny_residual",  # ... but the more capable network sees enough of a case
+        1.75,  # at the finest spacing where it does
+        (8, 8, 8),
+    )
+    assert chosen.coverage >= SEARCH.min_coverage
+    _assert_the_score_chose(plan.budget.candidates, chosen, SEARCH)
+    assert "most capable preset" in plan.budget.reason
+
+
+def test_without_enough_context_the_largest_coverage_wins(fingerprint) -> None:
+    search = SEARCH.replace(presets=("tiny_plain",), spacing_factors=(1.0,), min_coverage=1.0)
+    timer = _per_voxel(3e-4)  # only patches up to 8^3 are fast enough: none covers a case
+    plan = plan_for_budget(fingerprint, 120, search=search, head=None, measure=timer)
+    feasible = [c for c in plan.budget.candidates if c.status in ("feasible", "chosen")]
+    assert feasible and max(c.coverage for c in feasible) < 1.0
+    _assert_the_score_chose(plan.budget.candidates, plan.budget.chosen, search)
+    assert "none of the" in plan.budget.reason
 
 
 @pytest.mark.parametrize(("preset", "batch"), [("tiny_plain", 1), ("tiny_residual", 2)])
