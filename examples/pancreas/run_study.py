@@ -17,7 +17,7 @@ Usage::
     python examples/pancreas/run_study.py DATA -o runs/study --only panda_balanced
     python examples/pancreas/run_study.py DATA -o runs/budget --budget-minutes 30 --threads 2
     python examples/pancreas/run_study.py DATA -o runs/budget --budget-minutes 30 --threads 2 \\
-        --budget-plan auto                  # the library's budget planner (not yet as good)
+        --budget-plan auto                  # the library's budget planner (see the study page)
     python examples/pancreas/run_study.py --smoke -o /tmp/smoke
 """
 
