@@ -46,6 +46,7 @@ from multitask_unet.training.builders import build_model_config
 __all__ = [
     "BUDGET_SPACING",
     "HEADLINE",
+    "PLANNER_SEARCH",
     "PlanMode",
     "budget_config",
     "run_budget",
@@ -67,7 +68,7 @@ HEADLINE = {
 _RESERVE_MINUTES = 3.0  # preprocessing, then prediction of validation/ and evaluation
 #: The planner's own reserve (15% by default) need only cover what _RESERVE_MINUTES does not:
 #: preprocessing the 47 crops took 12 s on 2 cores, checkpoints a second each.
-_PLANNER_SEARCH = BudgetSearch.for_device("cpu", overhead_fraction=0.05)
+PLANNER_SEARCH = BudgetSearch.for_device("cpu", overhead_fraction=0.05)
 
 
 def budget_config(
@@ -137,6 +138,7 @@ def run_budget(
     plan_mode: PlanMode = "auto",
     config_path: str | os.PathLike[str] | None = None,
     workers: int = 2,
+    search: BudgetSearch | None = None,
 ) -> dict[str, Any]:
     """Train within ``minutes`` on ``data/train`` and evaluate on ``data/validation``.
 
@@ -148,6 +150,7 @@ def run_budget(
         plan_mode: ``"auto"``, ``"planner"`` or ``"fixed"`` (see the module docstring).
         config_path: Training YAML (default ``configs/cpu_budget.yaml``).
         workers: Processes for fingerprinting and preprocessing.
+        search: The planner's search (default: the library's CPU search with a 5% reserve).
 
     Returns:
         The summary: results (Dice, macro-F1, AUC with intervals), settings, timings.
@@ -176,7 +179,7 @@ def run_budget(
         left = minutes - (time.perf_counter() - started) / 60 - _RESERVE_MINUTES
         try:
             plan = plan_for_budget(
-                fingerprint, left * 60, device="cpu", search=_PLANNER_SEARCH,
+                fingerprint, left * 60, device="cpu", search=search or PLANNER_SEARCH,
                 head=base.model.head, labels=sorted(set(index.label_names.values())),
             )  # fmt: skip
         except ConfigError as error:

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from budget import run_budget
+from budget import PLANNER_SEARCH, run_budget
 from machine import environment, write_json_atomic
 
 from multitask_unet.data.io import read_image, write_image
@@ -146,8 +146,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--result", type=Path, help="also write the summary JSON here")
+    parser.add_argument(
+        "--min-coverage",
+        type=float,
+        help="planner: share of the median case a patch must cover (BudgetSearch.min_coverage)",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    search = None
+    if args.min_coverage is not None:
+        search = PLANNER_SEARCH.replace(min_coverage=args.min_coverage)
 
     index = read_dataset(args.data)
     labelled = [r for split in ("train", "validation") for r in index.split(split).records]
@@ -165,7 +173,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             view = link_fold(fold_out / "data", train_records, held_out)
             summary = run_budget(
                 view, fold_out, minutes=args.budget_minutes, plan_mode=args.budget_plan,
-                config_path=args.config, workers=min(2, args.threads),
+                config_path=args.config, workers=min(2, args.threads), search=search,
             )  # fmt: skip
             summary["environment"] = environment("cpu")
             write_json_atomic(summary_path, summary)
@@ -187,6 +195,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "seed": args.seed,
         "budget_minutes": args.budget_minutes,
         "budget_plan": args.budget_plan,
+        "planner_min_coverage": (search or PLANNER_SEARCH).min_coverage,
         "cases": len(labelled),
         "never_held_out": [r.case_id for r in never_held_out(labelled, folds)],
         "all_cases": summarize(rows) if rows else None,
