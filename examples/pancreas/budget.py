@@ -150,7 +150,8 @@ def run_budget(
         plan_mode: ``"auto"``, ``"planner"`` or ``"fixed"`` (see the module docstring).
         config_path: Training YAML (default ``configs/cpu_budget.yaml``).
         workers: Processes for fingerprinting and preprocessing.
-        search: The planner's search (default: the library's CPU search with a 5% reserve).
+        search: The planner's search (default: the library's CPU search with a 5% reserve); its
+            trial steps use the config's mixed precision (``amp``).
 
     Returns:
         The summary: results (Dice, macro-F1, AUC with intervals), settings, timings.
@@ -179,7 +180,8 @@ def run_budget(
         left = minutes - (time.perf_counter() - started) / 60 - _RESERVE_MINUTES
         try:
             plan = plan_for_budget(
-                fingerprint, left * 60, device="cpu", search=search or PLANNER_SEARCH,
+                fingerprint, left * 60, device="cpu",
+                search=(search or PLANNER_SEARCH).replace(amp=base.amp),
                 head=base.model.head, labels=sorted(set(index.label_names.values())),
             )  # fmt: skip
         except ConfigError as error:

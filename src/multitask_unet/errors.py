@@ -14,6 +14,7 @@ __all__ = [
     "MultitaskUNetError",
     "RegistryError",
     "ShapeError",
+    "TrainingError",
     "WeightsError",
 ]
 
@@ -39,6 +40,10 @@ class ShapeError(MultitaskUNetError, ValueError):
 
 class DataError(MultitaskUNetError, ValueError):
     """A data file or dataset layout is invalid; the message names the file and the fix."""
+
+
+class TrainingError(MultitaskUNetError, RuntimeError):
+    """Training cannot go on (e.g. its weights became NaN); the message says what still holds."""
 
 
 class WeightsError(MultitaskUNetError, ValueError):

@@ -291,6 +291,20 @@ def test_measure_step_seconds_runs_real_steps(preset, batch) -> None:
     assert math.isfinite(seconds) and 0 < seconds < 30
 
 
+def test_trial_steps_refuse_half_precision_on_the_cpu() -> None:
+    with pytest.raises(ConfigError, match="float32"):
+        measure_step_seconds(resolve_config("tiny_plain", num_classes=3), (8, 8, 8), 1, amp="bf16")
+
+
+def test_the_plan_records_the_trial_precision_and_training_uses_it(fingerprint) -> None:
+    search = SEARCH.replace(amp="off")
+    plan = plan_for_budget(fingerprint, 600, search=search, head=None, measure=_per_voxel(1e-6))
+    assert plan.budget.amp == "off"
+    assert budget_train_config(plan, config(amp="auto")).amp == "off"
+    with pytest.raises(ConfigError, match="amp must be one of"):
+        BudgetSearch(amp="fp8")
+
+
 def test_device_description_names_the_cpu_and_threads() -> None:
     text = device_description("cpu")
     assert text.endswith("thread(s)") and not text.startswith(",")

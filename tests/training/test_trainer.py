@@ -10,8 +10,9 @@ from _helpers import Prepared, config, final_weights, trainer
 
 from multitask_unet.checkpoints import load_checkpoint
 from multitask_unet.data.loader import TrainLoader
-from multitask_unet.errors import ConfigError
+from multitask_unet.errors import ConfigError, TrainingError
 from multitask_unet.training import TrainConfig
+from multitask_unet.training import trainer as trainer_module
 from multitask_unet.training.metrics import read_metrics
 
 
@@ -151,3 +152,33 @@ def test_learned_loss_weights_are_checkpointed(prepared: Prepared, tmp_path: Pat
     log_vars = {k: v for k, v in state["loss"].items() if "log_vars" in k}
     assert set(log_vars) == {"log_vars.seg", "log_vars.cls"}
     assert any(float(v) != 0.0 for v in log_vars.values())  # they were trained
+
+
+def test_nan_weights_stop_training_and_keep_the_last_finite_checkpoint(
+    prepared: Prepared, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = trainer_module.build_optimizer
+    steps = []
+
+    def poisoned(params, cfg):  # the optimiser turns the weights NaN from its third step on
+        optimizer = real(params, cfg)
+
+        def nan_after(opt, args, kwargs):
+            steps.append(1)
+            if len(steps) >= 3:
+                for group in opt.param_groups:
+                    for p in group["params"]:
+                        p.data.fill_(float("nan"))
+
+        optimizer.register_step_post_hook(nan_after)
+        return optimizer
+
+    monkeypatch.setattr(trainer_module, "build_optimizer", poisoned)
+    cfg = config(epochs=3, iterations_per_epoch=2)
+    with pytest.raises(TrainingError, match=r"NaN or infinite in epoch 2 .*last.pt still holds "
+                       r"epoch 1.*amp='off'"):  # fmt: skip
+        trainer(prepared, tmp_path, cfg).fit()
+    assert len(steps) == 4  # it stopped at the end of the epoch that broke
+    assert [r["epoch"] for r in read_metrics(tmp_path / "metrics.csv")] == [0]
+    weights = final_weights(tmp_path)
+    assert all(torch.isfinite(w).all() for w in weights.values() if w.is_floating_point())

@@ -102,6 +102,7 @@ class PlanBudget(Config):
         epochs: Planned epochs (the poly schedule's length).
         iterations_per_epoch: Steps per epoch.
         lr: Initial learning rate (SGD, poly decay to 0 over ``epochs``).
+        amp: Mixed precision of the trial steps, which training uses too (``TrainConfig.amp``).
         reason: Why the chosen candidate won, in words.
         candidates: Every candidate, with its measured step time and status.
     """
@@ -121,6 +122,7 @@ class PlanBudget(Config):
     lr: float
     reason: str
     candidates: tuple[BudgetCandidate, ...] = ()
+    amp: str = "auto"
 
     @property
     def chosen(self) -> BudgetCandidate:

@@ -21,6 +21,7 @@ import torch
 from multitask_unet.models import ModelConfig, MultiTaskUNet
 from multitask_unet.training.builders import build_loss
 from multitask_unet.training.config import ModelSpec, OptimizerConfig, TrainConfig
+from multitask_unet.training.precision import autocast_dtype
 from multitask_unet.training.schedule import build_optimizer
 
 __all__ = ["StepTimer", "device_description", "measure_step_seconds"]
@@ -36,12 +37,14 @@ def measure_step_seconds(
     *,
     device: str | torch.device = "cpu",
     steps: int = 2,
+    amp: str = "auto",
 ) -> float:
     """Mean seconds of one training step, measured after one warm-up step.
 
     A step is what the trainer does: forward of a ``(batch_size, C, D, H, W)`` random image,
     the default multi-task loss (Dice+CE with deep supervision, 0.3 x the head's loss) on random
-    targets, backward, gradient clipping and an SGD step; bf16 autocast on CUDA.
+    targets, backward, gradient clipping and an SGD step, under the autocast of ``amp`` (as
+    ``TrainConfig.amp``; see :func:`~multitask_unet.training.precision.autocast_dtype`).
 
     Raises:
         torch.OutOfMemoryError: The step does not fit the device (the planner records it).
@@ -62,15 +65,18 @@ def measure_step_seconds(
         else:
             classes = getattr(model.heads[key], "num_classes", 2)
             targets[key] = torch.randint(0, classes, (batch_size,), device=device)
-    bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    dtype = autocast_dtype(amp, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
 
     def step() -> None:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             out = loss_fn(model(image), targets)
         optimizer.zero_grad(set_to_none=True)
-        out.total.backward()
+        scaler.scale(out.total).backward()
+        scaler.unscale_(optimizer)
         torch.nn.utils.clip_grad_norm_(model.parameters(), 12.0)
-        optimizer.step()
+        scaler.step(optimizer)
+        scaler.update()
 
     step()  # warm-up: allocations, cuDNN autotuning
     _sync(device)

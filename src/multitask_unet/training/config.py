@@ -30,9 +30,10 @@ from multitask_unet.data.sampling import WEIGHTS_MODES, WeightsMode
 from multitask_unet.errors import ConfigError
 from multitask_unet.losses import MultiTaskLossConfig
 
-__all__ = ["AmpMode", "ModelSpec", "OptimizerConfig", "TrainConfig"]
+__all__ = ["AMP_MODES", "AmpMode", "ModelSpec", "OptimizerConfig", "TrainConfig"]
 
 AmpMode = Literal["auto", "bf16", "fp16", "off"]
+AMP_MODES: tuple[AmpMode, ...] = ("auto", "bf16", "fp16", "off")
 
 
 @dataclass(frozen=True)
@@ -117,8 +118,9 @@ class TrainConfig(Config):
         num_workers: Data-loading worker processes per training process.
         val_every: Validate on whole cases every N epochs (and after the last); 0 never.
         val_overlap: Sliding-window overlap during validation.
-        amp: Mixed precision on CUDA: ``"auto"`` (bf16 where supported, else fp16), ``"bf16"``,
-            ``"fp16"`` or ``"off"``. The CPU always trains in float32.
+        amp: Mixed precision: ``"auto"`` (CUDA: bf16 where supported, else fp16; CPU: float32),
+            ``"bf16"`` (also on the CPU, native with AVX512-BF16 or AMX), ``"fp16"`` (CUDA) or
+            ``"off"`` (see :mod:`~multitask_unet.training.precision`).
         device: ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
         seed: Seed of weights, case draws, patches and augmentation.
         deterministic: Ask torch for deterministic kernels (slower on GPU).
@@ -179,8 +181,8 @@ class TrainConfig(Config):
             raise ConfigError(
                 f"time_budget_minutes must be positive (or null), got {self.time_budget_minutes}"
             )
-        if self.amp not in ("auto", "bf16", "fp16", "off"):
-            raise ConfigError(f"amp must be 'auto', 'bf16', 'fp16' or 'off', got {self.amp!r}")
+        if self.amp not in AMP_MODES:
+            raise ConfigError(f"amp must be one of {', '.join(AMP_MODES)}, got {self.amp!r}")
 
     def resumable_dict(self) -> dict[str, Any]:
         """The options that must not change when a run is resumed (all but the cosmetic ones)."""

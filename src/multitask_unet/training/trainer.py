@@ -44,7 +44,7 @@ from multitask_unet.data.augmentation import AugmentationConfig
 from multitask_unet.data.batch import Batch
 from multitask_unet.data.loader import CacheEntry, LoaderConfig, TrainLoader
 from multitask_unet.data.planning import Plan
-from multitask_unet.errors import ConfigError
+from multitask_unet.errors import ConfigError, TrainingError
 from multitask_unet.losses import MultiTaskLoss, check_labels, labels_checked
 from multitask_unet.models import MultiTaskUNet
 from multitask_unet.training.budget_schedule import epochs_within_budget
@@ -52,6 +52,7 @@ from multitask_unet.training.builders import build_loss, build_model_config
 from multitask_unet.training.config import TrainConfig
 from multitask_unet.training.distributed import DistInfo, reduce_mean, setup_distributed
 from multitask_unet.training.metrics import MetricsLog
+from multitask_unet.training.precision import autocast_dtype
 from multitask_unet.training.progress import accumulate, means, postfix, print_row, progress_bar
 from multitask_unet.training.schedule import PolyLR, build_optimizer
 from multitask_unet.training.state import STATE_VERSION, rng_state, set_rng_state
@@ -145,7 +146,7 @@ class Trainer:
         _seed_everything(cfg.seed)
         if cfg.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
-        amp_dtype = _amp_dtype(cfg.amp, device)
+        amp_dtype = autocast_dtype(cfg.amp, device)
         if device.type == "cuda" and not cfg.deterministic:
             torch.backends.cudnn.benchmark = True  # fixed patch shapes: let cuDNN pick (nnU-Net)
 
@@ -262,6 +263,7 @@ class Trainer:
             row = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"], **means(sums)}
             row = {**reduce_mean(row, dist), "epoch": epoch}
             row["epoch_seconds"] = time.perf_counter() - epoch_start
+            _check_finite(model, epoch, row, self.checkpoint_dir / LAST)
             last_epoch = epoch == total_epochs - 1
             if (
                 self.val_cases
@@ -423,13 +425,20 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype, or None for float32 (always on the CPU)."""
-    if device.type != "cuda" or mode == "off":
-        return None
-    if mode == "fp16" or (mode == "auto" and not torch.cuda.is_bf16_supported()):
-        return torch.float16
-    return torch.bfloat16
+def _check_finite(model: nn.Module, epoch: int, row: dict[str, float], last: Path) -> None:
+    """Stop before a checkpoint is written when the weights are no longer finite.
+
+    A NaN weight never recovers: every later step and prediction would be NaN. One check per
+    epoch (a single reduction over the weights) keeps ``last.pt`` at the last finite epoch.
+    """
+    if all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+        return
+    kept = f"{last} still holds epoch {epoch}" if epoch and last.exists() else "no checkpoint kept"
+    raise TrainingError(
+        f"the network's weights became NaN or infinite in epoch {epoch + 1} (mean loss "
+        f"{row.get('loss', float('nan')):.4g}); {kept}. Lower optimizer.lr, set amp='off', or "
+        "check the images' intensities and the normalisation in the plan"
+    )
 
 
 def _check_patch(model: MultiTaskUNet, patch: Sequence[int]) -> None:
