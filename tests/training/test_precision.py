@@ -31,7 +31,9 @@ def test_the_cpu_trains_in_float32(mode) -> None:
 
 @pytest.mark.parametrize("mode", ["bf16", "fp16"])
 def test_half_precision_on_the_cpu_is_refused_with_the_fix(mode) -> None:
-    with pytest.raises(ConfigError, match=rf"amp='{mode}' is not supported on cpu.*'auto' or 'off'"):
+    with pytest.raises(
+        ConfigError, match=rf"amp='{mode}' is not supported on cpu.*'auto' or 'off'"
+    ):
         autocast_dtype(mode, torch.device("cpu"))
 
 
