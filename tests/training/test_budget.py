@@ -158,7 +158,39 @@ def test_candidates_larger_than_a_too_slow_one_are_not_measured(fingerprint) -> 
         assert "too-slow" in c.note
         assert any(s.preset == c.preset and np.prod(s.patch_size) <= np.prod(c.patch_size)
                    for s in slow)  # fmt: skip
-    assert len(timer.calls) == len(set(timer.calls)) < len(cands)
+    # Each (preset, patch, batch) measured once; a too-slow verdict twice (confirmed).
+    slow_keys = {(resolve_config(c.preset).encoder.name, c.patch_size, c.batch_size) for c in slow}
+    assert sorted(timer.calls) == sorted([*set(timer.calls), *slow_keys])
+    assert len(set(timer.calls)) < len(cands)
+
+
+def test_a_too_slow_verdict_is_confirmed_and_the_faster_measurement_counts(fingerprint) -> None:
+    steady = _per_voxel(1e-6)
+    hiccups = []
+
+    def hiccup_once(model_config, patch, batch) -> float:  # the first measurement: a hiccup
+        seconds = steady(model_config, patch, batch)
+        first = not hiccups
+        hiccups.append((model_config.encoder.name, tuple(patch), batch))
+        return seconds * 1e6 if first else seconds
+
+    plan = plan_for_budget(fingerprint, 600, search=SEARCH, head=None, measure=hiccup_once)
+    first = hiccups[0]
+    remeasured = [
+        c
+        for c in plan.budget.candidates
+        if (resolve_config(c.preset).encoder.name, c.patch_size, c.batch_size) == first
+    ]
+    assert hiccups.count(first) == 2 and remeasured
+    assert all(c.status in ("feasible", "chosen") for c in remeasured)
+    steady_plan = plan_for_budget(fingerprint, 600, search=SEARCH, head=None, measure=steady)
+    pick = plan.budget.chosen
+    expected = steady_plan.budget.chosen
+    assert (pick.preset, pick.spacing_factor, pick.patch_size) == (
+        expected.preset,
+        expected.spacing_factor,
+        expected.patch_size,
+    )
 
 
 def test_each_preset_smallest_candidate_is_measured_first(fingerprint) -> None:
