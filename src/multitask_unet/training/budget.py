@@ -111,7 +111,7 @@ class BudgetSearch(Config):
     max_trial_fraction: float = 0.05
     max_trial_seconds: float | None = None
     trial_steps: int = 2
-    min_coverage: float = 0.5
+    min_coverage: float = 0.7
     coverage_tolerance: float = 0.1
     lr: float = 0.01
     amp: AmpMode = "auto"
