@@ -9,8 +9,9 @@ Two measurements on the CPU, bfloat16 autocast against float32:
   of that network at that patch), forward under autocast and backward, in ``--trials`` fresh
   draws; the count of draws whose gradients hold NaN or inf. float32 is the control.
 
-On the 2-core AMD EPYC development box (AVX512-BF16, torch 2.14.1) bfloat16 steps were 1.8x
-faster, but oneDNN's bfloat16 weight gradient was non-finite in some draws, and a 5-minute
+On the 2-core AMD EPYC development box (AVX512-BF16, torch 2.14.1) bfloat16 steps were 1.67x
+faster (4 Dec 2026), but oneDNN's bfloat16 gradients were non-finite in 38 of 100 draws
+(float32: none), and a 5-minute
 training run of the pancreas example turned NaN in its third epoch; hence
 :func:`multitask_unet.training.precision.autocast_dtype` refuses ``amp="bf16"`` on the CPU.
 

@@ -3,7 +3,7 @@
 On CUDA, ``amp="auto"`` trains in bfloat16 where the GPU supports it, else in float16 (with a
 gradient scaler), as nnU-Net does; ``"bf16"``, ``"fp16"`` and ``"off"`` choose explicitly. The
 CPU trains in float32: ``"auto"`` and ``"off"`` mean float32 there, and ``"bf16"``/``"fp16"``
-are refused. bfloat16 autocast made training steps 1.8x faster on the 2-core AMD EPYC
+are refused. bfloat16 autocast made training steps 1.67x faster on the 2-core AMD EPYC
 development box (AVX512-BF16), but oneDNN's bfloat16 convolution backward returned NaN weight
 gradients in some draws and a pancreas training run turned NaN in its third epoch
 (``benchmarks/bench_cpu_bf16.py``, ``docs/concepts/training.md``).
