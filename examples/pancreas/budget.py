@@ -42,6 +42,7 @@ from multitask_unet.models import MultiTaskUNet
 from multitask_unet.training import TrainConfig, train
 from multitask_unet.training.budget import BudgetSearch, plan_for_budget
 from multitask_unet.training.builders import build_model_config
+from multitask_unet.training.precision import cpu_has_native_bf16
 
 __all__ = [
     "BUDGET_SPACING",
@@ -85,6 +86,9 @@ def budget_config(
         ConfigError: Less than a minute is left for training.
     """
     config = TrainConfig.load(path or HERE / "configs" / "cpu_budget.yaml")
+    if config.amp == "bf16" and not cpu_has_native_bf16():
+        print("amp: bf16 -> off: this CPU has no native bfloat16 (AVX512-BF16 or AMX)")
+        config = dataclasses.replace(config, amp="off")
     left = minutes - elapsed_minutes - _RESERVE_MINUTES
     if left < 1.0:
         raise ConfigError(

@@ -323,9 +323,9 @@ def test_measure_step_seconds_runs_real_steps(preset, batch) -> None:
     assert math.isfinite(seconds) and 0 < seconds < 30
 
 
-def test_trial_steps_refuse_half_precision_on_the_cpu() -> None:
-    with pytest.raises(ConfigError, match="float32"):
-        measure_step_seconds(resolve_config("tiny_plain", num_classes=3), (8, 8, 8), 1, amp="bf16")
+def test_trial_steps_refuse_float16_on_the_cpu() -> None:
+    with pytest.raises(ConfigError, match="fp16"):
+        measure_step_seconds(resolve_config("tiny_plain", num_classes=3), (8, 8, 8), 1, amp="fp16")
 
 
 def test_the_plan_records_the_trial_precision_and_training_uses_it(fingerprint) -> None:

@@ -21,7 +21,7 @@ import torch
 from multitask_unet.models import ModelConfig, MultiTaskUNet
 from multitask_unet.training.builders import build_loss
 from multitask_unet.training.config import ModelSpec, OptimizerConfig, TrainConfig
-from multitask_unet.training.precision import autocast_dtype
+from multitask_unet.training.precision import autocast, autocast_dtype
 from multitask_unet.training.schedule import build_optimizer
 
 __all__ = ["StepTimer", "device_description", "measure_step_seconds"]
@@ -69,7 +69,7 @@ def measure_step_seconds(
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
 
     def step() -> None:
-        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+        with autocast(dtype, device):
             out = loss_fn(model(image), targets)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(out.total).backward()

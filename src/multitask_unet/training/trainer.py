@@ -52,7 +52,7 @@ from multitask_unet.training.builders import build_loss, build_model_config
 from multitask_unet.training.config import TrainConfig
 from multitask_unet.training.distributed import DistInfo, reduce_mean, setup_distributed
 from multitask_unet.training.metrics import MetricsLog
-from multitask_unet.training.precision import autocast_dtype
+from multitask_unet.training.precision import autocast, autocast_dtype
 from multitask_unet.training.progress import accumulate, means, postfix, print_row, progress_bar
 from multitask_unet.training.schedule import PolyLR, build_optimizer
 from multitask_unet.training.state import STATE_VERSION, rng_state, set_rng_state
@@ -231,12 +231,7 @@ class Trainer:
                 check_labels(batch.seg, self.model_config.num_classes, "training batch",
                              ignore_label=ignore_label)  # fmt: skip
                 batch = batch.to(device, non_blocking=True)
-                with (
-                    labels_checked(),
-                    torch.autocast(
-                        device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
-                    ),
-                ):
+                with labels_checked(), autocast(amp_dtype, device):
                     outputs = net(batch.image)
                     out = loss_fn(outputs, _targets(batch, loss_fn), valid={"seg": batch.has_seg})
                 optimizer.zero_grad(set_to_none=True)
