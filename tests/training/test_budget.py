@@ -50,7 +50,7 @@ def _per_voxel(seconds_per_voxel: float):
 
 
 def _assert_the_score_chose(candidates, chosen, search: BudgetSearch) -> None:
-    """Enough context first, then the most capable preset, finest spacing, largest patch."""
+    """Enough context, the most capable preset, the target steps, finest spacing, largest patch."""
     feasible = [c for c in candidates if c.status in ("feasible", "chosen")]
     enough = [c for c in feasible if c.coverage >= search.min_coverage]
     if not enough:
@@ -58,6 +58,9 @@ def _assert_the_score_chose(candidates, chosen, search: BudgetSearch) -> None:
         enough = [c for c in feasible if c.coverage >= best * (1 - search.coverage_tolerance)]
     preset = min(enough, key=lambda c: search.presets.index(c.preset)).preset
     mine = [c for c in enough if c.preset == preset]
+    target = search.target_iterations
+    reaching = [c for c in mine if target and c.iterations >= math.ceil(target * 2 / c.batch_size)]
+    mine = reaching or mine
     finest = min(c.spacing_factor for c in mine)
     largest = max(c.coverage for c in mine if c.spacing_factor == finest)
     assert (chosen.preset, chosen.spacing_factor, chosen.coverage) == (preset, finest, largest)
@@ -304,6 +307,40 @@ def test_with_enough_context_capacity_beats_more_context(fingerprint) -> None:
     assert chosen.coverage >= SEARCH.min_coverage
     _assert_the_score_chose(plan.budget.candidates, chosen, SEARCH)
     assert "most capable preset" in plan.budget.reason
+
+
+def test_the_target_steps_come_before_a_finer_spacing_but_not_before_capacity(fingerprint):
+    timer = _per_voxel(2e-5)
+    untargeted = SEARCH.replace(target_iterations=None)
+    first = plan_for_budget(fingerprint, 600, search=untargeted, head=None, measure=timer).budget
+    covering = [
+        c
+        for c in first.candidates
+        if c.status in ("feasible", "chosen")
+        and c.preset == first.preset
+        and c.coverage >= SEARCH.min_coverage
+    ]
+    most = max(c.iterations for c in covering)
+    target = most - most // 100  # only the fastest covering candidates reach it
+    assert target > first.chosen.iterations  # the untargeted pick does not
+
+    plan = plan_for_budget(
+        fingerprint, 600, search=SEARCH.replace(target_iterations=target), head=None, measure=timer
+    )
+    chosen = plan.budget.chosen
+    assert chosen.preset == first.preset and chosen.coverage >= SEARCH.min_coverage
+    assert chosen.spacing_factor > first.chosen.spacing_factor  # coarser, for the steps
+    assert chosen.iterations >= target and plan.budget.target_iterations == target
+    assert f"reaching the target of {target} steps" in plan.budget.reason
+
+    # Out of reach of the preset: the same pick as without a target, never a lesser preset.
+    far = SEARCH.replace(target_iterations=10 * most)
+    plan = plan_for_budget(fingerprint, 600, search=far, head=None, measure=timer)
+    assert plan.budget.chosen.patch_size == first.chosen.patch_size
+    assert plan.budget.preset == first.preset
+    assert "none reaches the target" in plan.budget.reason
+    with pytest.raises(ConfigError, match=r"target_iterations .* at least min_iterations"):
+        BudgetSearch(min_iterations=2000, target_iterations=1000)
 
 
 def test_without_enough_context_the_largest_coverage_wins(fingerprint) -> None:

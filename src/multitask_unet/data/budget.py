@@ -96,6 +96,8 @@ class PlanBudget(Config):
         overhead_seconds: Time set aside for preprocessing, validation and checkpoints.
         train_seconds: Time left for training steps: ``seconds - trial - overhead``.
         min_iterations: Fewest training steps a candidate needs to count as feasible.
+        target_iterations: Steps preferred to a finer spacing within the chosen preset (None:
+            no preference).
         step_margin: Factor applied to measured step times for data loading and augmentation.
         preset: The chosen model preset.
         iterations: Planned training steps (``epochs * iterations_per_epoch``).
@@ -123,6 +125,7 @@ class PlanBudget(Config):
     reason: str
     candidates: tuple[BudgetCandidate, ...] = ()
     amp: str = "auto"
+    target_iterations: int | None = None
 
     @property
     def chosen(self) -> BudgetCandidate:

@@ -17,8 +17,10 @@ measuring stops when
 same number of patches as ``min_iterations`` steps at batch 2). Context first, then capacity,
 then resolution: among feasible candidates whose patch covers at least ``min_coverage`` of the
 median case, the most capable preset wins (the order of ``presets``; nnU-Net likewise fixes its
-network and shrinks the patch, never the other way round), at the finest spacing where it
-reaches that coverage, with its largest patch, then the larger batch and more steps. When no
+network and shrinks the patch, never the other way round); within it, the candidates reaching
+``target_iterations`` steps, if any (more steps were worth more than a finer spacing below it),
+at the finest spacing where it reaches that coverage, with its largest patch, then the larger
+batch and more steps. When no
 feasible candidate reaches ``min_coverage``, the largest coverage wins (candidates within
 ``coverage_tolerance`` of it ranked the same way). Every candidate, its measured step time and
 the reason for the choice are stored in ``plan.budget``
@@ -86,6 +88,8 @@ class BudgetSearch(Config):
         patch_voxels: Voxel caps of the patch sizes to try.
         batch_sizes: Batch sizes to try.
         min_iterations: Fewest steps at batch 2 for a candidate to count (scaled by 2 / batch).
+        target_iterations: Steps at batch 2 worth more than a finer spacing: within the chosen
+            preset, candidates reaching them are preferred (None: no preference).
         overhead_fraction: Share of the budget set aside for preprocessing, validation and
             checkpoints.
         step_margin: Factor on measured step times for data loading and augmentation (on the
@@ -106,6 +110,7 @@ class BudgetSearch(Config):
     patch_voxels: tuple[int, ...] = (32**3, 40**3, 48**3, 56**3, 64**3, 80**3, 96**3, 128**3)
     batch_sizes: tuple[int, ...] = (2,)
     min_iterations: int = 2000
+    target_iterations: int | None = 3000
     overhead_fraction: float = 0.15
     step_margin: float = 1.1
     max_trial_fraction: float = 0.05
@@ -129,6 +134,11 @@ class BudgetSearch(Config):
             raise ConfigError(f"min_coverage must be in (0, 1], got {self.min_coverage}")
         if min(self.batch_sizes) < 1 or self.min_iterations < 1 or self.trial_steps < 1:
             raise ConfigError("batch_sizes, min_iterations and trial_steps must be >= 1")
+        if self.target_iterations is not None and self.target_iterations < self.min_iterations:
+            raise ConfigError(
+                f"target_iterations ({self.target_iterations}) must be at least min_iterations "
+                f"({self.min_iterations}), or None"
+            )
         if not 0 <= self.overhead_fraction < 1 or not 0 < self.max_trial_fraction < 1:
             raise ConfigError("overhead_fraction must be in [0, 1), max_trial_fraction in (0, 1)")
         if self.step_margin < 1:
@@ -390,10 +400,21 @@ def _finish(
             for i in feasible
             if candidates[i].coverage >= best_cover * (1 - search.coverage_tolerance)
         ]
+    competing = len(pool)
+    # The most capable preset; within it, steps up to the target before a finer spacing.
+    preset = min((candidates[i].preset for i in pool), key=rank.__getitem__)
+    pool = [i for i in pool if candidates[i].preset == preset]
+    target = search.target_iterations
+    reaching = [
+        i
+        for i in pool
+        if target and candidates[i].iterations >= math.ceil(target * 2 / candidates[i].batch_size)
+    ]
+    if reaching:
+        pool = reaching
     pick = min(
         pool,
         key=lambda i: (
-            rank[candidates[i].preset],
             candidates[i].spacing_factor,
             -candidates[i].coverage,
             -candidates[i].batch_size,
@@ -408,11 +429,18 @@ def _finish(
         f"steps (at batch 2) cover at least {search.min_coverage:.0%} of the median case"
         if enough
         else f"none of the {len(feasible)} candidate(s) reaching {search.min_iterations} steps "
-        f"(at batch 2) covers {search.min_coverage:.0%} of the median case; the {len(pool)} "
+        f"(at batch 2) covers {search.min_coverage:.0%} of the median case; the {competing} "
         f"within {search.coverage_tolerance:.0%} of the largest coverage compete"
     )
+    if target is None:
+        steps = ""
+    elif reaching:
+        steps = f", reaching the target of {target} steps,"
+    else:
+        steps = f" (none reaches the target of {target} steps)"
     reason = (
-        f"{context}; among them the most capable preset ({chosen.preset}), at the finest spacing "
+        f"{context}; among them the most capable preset ({chosen.preset}){steps} at the finest "
+        "spacing "
         f"({chosen.spacing_factor:g}x, {_fmt(chosen.target_spacing)} mm), the largest patch "
         f"({_fmt(chosen.patch_size)}, {chosen.coverage:.0%} coverage, field of view "
         f"{_fmt(chosen.field_of_view_mm)} mm)"
@@ -437,6 +465,7 @@ def _finish(
         overhead_seconds=round(overhead, 2),
         train_seconds=round(train_seconds, 2),
         min_iterations=search.min_iterations,
+        target_iterations=search.target_iterations,
         step_margin=search.step_margin,
         preset=chosen.preset,
         iterations=epochs * per_epoch,
