@@ -110,7 +110,7 @@ class BudgetSearch(Config):
     patch_voxels: tuple[int, ...] = (32**3, 40**3, 48**3, 56**3, 64**3, 80**3, 96**3, 128**3)
     batch_sizes: tuple[int, ...] = (2,)
     min_iterations: int = 2000
-    target_iterations: int | None = 3000
+    target_iterations: int | None = 2500
     overhead_fraction: float = 0.15
     step_margin: float = 1.1
     max_trial_fraction: float = 0.05
