@@ -1,19 +1,22 @@
-"""Why the CPU trains in float32: bfloat16 autocast's speed and its non-finite gradients.
+"""bfloat16 autocast on the CPU: its speed, oneDNN's non-finite gradients, and the library's fix.
 
-Two measurements on the CPU, bfloat16 autocast against float32:
+Three measurements on the CPU:
 
 * **Speed**: training steps of ``small_residual`` with the PANDA head (the pancreas budget
   example's network) at patch 32x48x64, batch 2, Dice+CE with deep supervision, AdamW,
-  interleaved; the ratio is float32 time / bfloat16 time.
-* **Correctness**: a 128 -> 128 channel 3x3x3 convolution on a 2x3x4 input (the deepest stage
-  of that network at that patch), forward under autocast and backward, in ``--trials`` fresh
-  draws; the count of draws whose gradients hold NaN or inf. float32 is the control.
+  interleaved, in float32, under plain ``torch.autocast`` bfloat16, and under the library's
+  :func:`multitask_unet.training.precision.autocast` (bfloat16, with 3D convolutions of
+  2-voxel-deep inputs in float32); the ratios are float32 time / bfloat16 time.
+* **Correctness**: a 128 -> 128 channel 3x3x3 convolution on a 2x3x4 input (the deepest stage of
+  that network at that patch), forward and backward, in ``--trials`` fresh draws per variant;
+  the count of draws whose gradients hold NaN or inf. float32 is the control.
+* **Which shapes**: the same count under plain bfloat16 autocast for input depths 1 to 8, a
+  32-channel convolution of stride 1 on a ``depth x 6 x 8`` input.
 
 On the 2-core AMD EPYC development box (AVX512-BF16, torch 2.14.1) bfloat16 steps were 1.67x
-faster (4 Dec 2026), but oneDNN's bfloat16 gradients were non-finite in 38 of 100 draws
-(float32: none), and a 5-minute
-training run of the pancreas example turned NaN in its third epoch; hence
-:func:`multitask_unet.training.precision.autocast_dtype` refuses ``amp="bf16"`` on the CPU.
+faster than float32, and plain bfloat16 gave non-finite gradients in 38 of 100 draws at the deep
+stage (4 Dec 2026) and only at depth 2: hence the library's float32 fallback for those
+convolutions (see ``docs/concepts/training.md``).
 
     python -m benchmarks.bench_cpu_bf16 --threads 2
 """
@@ -21,6 +24,8 @@ training run of the pancreas example turned NaN in its third epoch; hence
 from __future__ import annotations
 
 import argparse
+import contextlib
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -28,15 +33,29 @@ import torch
 from benchmarks.common import environment, interleaved_times, save, summary
 from multitask_unet.training.builders import build_loss, build_model_config
 from multitask_unet.training.config import ModelSpec, OptimizerConfig, TrainConfig
+from multitask_unet.training.precision import autocast, cpu_has_native_bf16
 from multitask_unet.training.schedule import build_optimizer
 
 PATCH = (32, 48, 64)
 BATCH = 2
 DEEP_STAGE = (2, 128, 2, 3, 4)  # (batch, channels, D, H, W) of small_residual's last stage
+CPU = torch.device("cpu")
 
 
-def training_step(bf16: bool) -> Any:
-    """One step of the pancreas budget network, in float32 or under bfloat16 autocast."""
+def _plain_bf16() -> Any:
+    return torch.autocast("cpu", dtype=torch.bfloat16)
+
+
+#: The precision variants: a context-manager factory each.
+VARIANTS: dict[str, Callable[[], Any]] = {
+    "float32": contextlib.nullcontext,
+    "bf16_plain": _plain_bf16,
+    "bf16_library": lambda: autocast(torch.bfloat16, CPU),
+}
+
+
+def training_step(variant: str) -> Callable[[], None]:
+    """One step of the pancreas budget network under the precision ``variant``."""
     from multitask_unet.models import MultiTaskUNet
 
     torch.manual_seed(0)
@@ -49,7 +68,7 @@ def training_step(bf16: bool) -> Any:
     targets = {k: seg if k == "seg" else torch.randint(0, 3, (BATCH,)) for k in loss_fn.losses}
 
     def step() -> None:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        with VARIANTS[variant]():
             out = loss_fn(model(image), targets)
         optimizer.zero_grad(set_to_none=True)
         out.total.backward()
@@ -59,14 +78,14 @@ def training_step(bf16: bool) -> Any:
     return step
 
 
-def nonfinite_conv_grads(bf16: bool, trials: int) -> int:
-    """Draws (of ``trials``) whose conv gradients hold NaN or inf."""
+def nonfinite_conv_grads(variant: str, trials: int, shape: tuple[int, ...] = DEEP_STAGE) -> int:
+    """Draws (of ``trials``) whose 3x3x3 convolution gradients on ``shape`` hold NaN or inf."""
     torch.manual_seed(0)
     bad = 0
     for _ in range(trials):
-        conv = torch.nn.Conv3d(DEEP_STAGE[1], DEEP_STAGE[1], 3, padding=1)
-        x = torch.randn(DEEP_STAGE, requires_grad=True)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        conv = torch.nn.Conv3d(shape[1], shape[1], 3, padding=1)
+        x = torch.randn(shape, requires_grad=True)
+        with VARIANTS[variant]():
             y = conv(x)
         y.backward(torch.randn_like(y))
         grads = (conv.weight.grad, conv.bias.grad, x.grad)
@@ -78,31 +97,40 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     parser.add_argument("--repeats", type=int, default=5, help="timed steps per variant")
-    parser.add_argument("--trials", type=int, default=100, help="convolution draws per dtype")
+    parser.add_argument("--trials", type=int, default=100, help="convolution draws per variant")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
     times = interleaved_times(
-        {"float32": training_step(False), "bf16": training_step(True)},
-        device="cpu",
-        repeats=args.repeats,
+        {name: training_step(name) for name in VARIANTS}, device="cpu", repeats=args.repeats
     )
     speed = {k: summary(v) for k, v in times.items()}
-    ratio = speed["float32"]["median_s"] / speed["bf16"]["median_s"]
-    bad = {name: nonfinite_conv_grads(bf16, args.trials) for name, bf16 in
-           (("float32", False), ("bf16", True))}  # fmt: skip
-    from multitask_unet.training.precision import cpu_has_native_bf16
-
+    float32 = speed["float32"]["median_s"]
+    ratios = {f"speedup_{k}": float32 / speed[k]["median_s"] for k in VARIANTS if k != "float32"}
+    bad = {name: nonfinite_conv_grads(name, args.trials) for name in VARIANTS}
+    by_depth = {
+        str(depth): nonfinite_conv_grads("bf16_plain", args.trials // 2, (2, 32, depth, 6, 8))
+        for depth in range(1, 9)
+    }
     result = {
         "benchmark": "cpu_bf16",
         "environment": environment("cpu", "float32 vs bfloat16 autocast"),
         "native_bf16": cpu_has_native_bf16(),
-        "train_step": {"patch": PATCH, "batch": BATCH, **speed, "speedup_bf16": ratio},
+        "train_step": {"patch": PATCH, "batch": BATCH, **speed, **ratios},
         "deep_stage_conv": {"shape": DEEP_STAGE, "trials": args.trials, "nonfinite": bad},
+        "bf16_plain_nonfinite_by_input_depth": {
+            "shape": "2 x 32 x depth x 6 x 8, stride 1",
+            "trials": args.trials // 2,
+            **by_depth,
+        },
     }
     path = save("cpu_bf16", result)
-    print(f"step float32 {speed['float32']['median_s']:.3f} s, bf16 {speed['bf16']['median_s']:.3f}"
-          f" s ({ratio:.2f}x); non-finite conv gradients in {args.trials} draws: {bad}; {path}")  # fmt: skip
+    print(
+        f"step float32 {float32:.3f} s; "
+        + ", ".join(f"{k} {speed[k]['median_s']:.3f} s" for k in VARIANTS if k != "float32")
+        + f" ({', '.join(f'{k} {v:.2f}x' for k, v in ratios.items())}); non-finite conv "
+        f"gradients in {args.trials} draws: {bad}; plain bf16 by input depth: {by_depth}; {path}"
+    )
 
 
 if __name__ == "__main__":

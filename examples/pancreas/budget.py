@@ -6,7 +6,8 @@ on their own grid, evaluation) fits in ``minutes`` of wall-clock time. Two ways 
 * ``"planner"``: the library's budget planner
   (:func:`multitask_unet.training.budget.plan_for_budget`) measures trial steps of candidate
   spacings, patches and networks on this machine and picks one whose schedule fits; ``train``
-  applies it (:func:`~multitask_unet.training.budget.budget_train_config`).
+  applies it (:func:`~multitask_unet.training.budget.budget_train_config`), in bfloat16 on CPUs
+  with native bfloat16 (:func:`planner_search`).
 * ``"fixed"``: ``configs/cpu_budget.yaml`` as written (a small residual U-Net on a
   :data:`BUDGET_SPACING` grid, AdamW), with ``time_budget_minutes`` set to the time left, so the
   trainer shortens its poly schedule to finish in time.
@@ -50,6 +51,7 @@ __all__ = [
     "PLANNER_SEARCH",
     "PlanMode",
     "budget_config",
+    "planner_search",
     "run_budget",
     "trained_mirror_axes",
 ]
@@ -97,6 +99,19 @@ def budget_config(
             "give --budget-minutes of at least 10"
         )
     return dataclasses.replace(config, time_budget_minutes=left)
+
+
+def planner_search(config: TrainConfig, search: BudgetSearch | None = None) -> BudgetSearch:
+    """The planner's search with the precision its trials and the training use.
+
+    The config's ``amp``; with ``"auto"``, bfloat16 on CPUs with native bfloat16 (1.7x faster
+    steps, buying more steps or a finer spacing), else float32. The fixed configuration keeps
+    the config's precision (float32 on the CPU), as its results were measured.
+    """
+    amp = config.amp
+    if amp == "auto" and cpu_has_native_bf16():
+        amp = "bf16"
+    return (search or PLANNER_SEARCH).replace(amp=amp)
 
 
 def trained_mirror_axes(config: TrainConfig) -> tuple[int, ...]:
@@ -155,7 +170,7 @@ def run_budget(
         config_path: Training YAML (default ``configs/cpu_budget.yaml``).
         workers: Processes for fingerprinting and preprocessing.
         search: The planner's search (default: the library's CPU search with a 5% reserve); its
-            trial steps use the config's mixed precision (``amp``).
+            precision is set by :func:`planner_search`.
 
     Returns:
         The summary: results (Dice, macro-F1, AUC with intervals), settings, timings.
@@ -185,7 +200,7 @@ def run_budget(
         try:
             plan = plan_for_budget(
                 fingerprint, left * 60, device="cpu",
-                search=(search or PLANNER_SEARCH).replace(amp=base.amp),
+                search=planner_search(base, search),
                 head=base.model.head, labels=sorted(set(index.label_names.values())),
             )  # fmt: skip
         except ConfigError as error:

@@ -111,6 +111,18 @@ def test_test_time_mirroring_only_along_trained_axes(options: dict, expected: tu
     assert budget.trained_mirror_axes(config) == expected
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_only_on_native_bf16_cpus(monkeypatch, tmp_path: Path, native: bool) -> None:
+    monkeypatch.setattr(budget, "cpu_has_native_bf16", lambda: native)
+    assert budget.budget_config(30).amp == "auto"  # the fixed configuration: float32, as measured
+    assert budget.planner_search(budget.budget_config(30)).amp == ("bf16" if native else "auto")
+    off = budget.budget_config(30).replace(amp="off")
+    assert budget.planner_search(off).amp == "off"  # an explicit choice stands
+    yaml = tmp_path / "bf16.yaml"
+    yaml.write_text((budget.HERE / "configs" / "cpu_budget.yaml").read_text() + "amp: bf16\n")
+    assert budget.budget_config(30, path=yaml).amp == ("bf16" if native else "off")
+
+
 def test_budget_config_refuses_a_budget_too_small() -> None:
     with pytest.raises(ConfigError, match="budget of 3 min"):
         budget.budget_config(3, elapsed_minutes=0.5)

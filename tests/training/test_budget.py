@@ -448,12 +448,12 @@ def test_plan_command_with_budget(prepared: Prepared, tmp_path, monkeypatch, cap
     monkeypatch.setattr(budget_module, "measure_step_seconds", lambda m, p, b, **kw: 1e-3)
     out = tmp_path / "run" / "plan.json"
     argv = ["plan", str(prepared.data), "-o", str(out), "--budget", "10m", "--device", "cpu",
-            "--min-iterations", "500",
+            "--min-iterations", "500", "--amp", "off",
             "--workers", "1", "--no-progress", "--intensity-samples", "5000"]  # fmt: skip
     assert _cli(argv) == 0
     plan = Plan.load(out)
     assert plan.budget is not None and plan.budget.seconds == 600.0
-    assert plan.budget.min_iterations == 500
+    assert plan.budget.min_iterations == 500 and plan.budget.amp == "off"
     printed = capsys.readouterr().out
     assert plan.budget.reason in printed and plan.budget.preset in printed
     with pytest.raises(ConfigError, match="target-spacing"):

@@ -109,6 +109,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="N",
         help="with --budget: fewest training steps (at batch 2) a choice must allow (default 2000)",
     )
+    parser.add_argument(
+        "--amp",
+        choices=("auto", "bf16", "fp16", "off"),
+        help="with --budget: precision of the trial steps and of the training (default auto: "
+        "bf16 on GPUs that support it, float32 on the CPU; bf16 on CPUs with native bfloat16)",
+    )
     parser.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser
@@ -127,6 +133,8 @@ def _budget_plan(args: argparse.Namespace, fingerprint: Any, labels: list[int]) 
     changes = {"max_trial_seconds": args.max_trial_seconds}
     if args.min_iterations is not None:
         changes["min_iterations"] = args.min_iterations
+    if args.amp is not None:
+        changes["amp"] = args.amp
     search = BudgetSearch.for_device(args.device, **changes)
     return plan_for_budget(
         fingerprint,
