@@ -9,7 +9,9 @@ loss returned as a NumPy value (a GPU synchronisation per step); ours adds the l
 on the device, as our ``Trainer`` does. On CUDA its
 trainer compiles the network and the Dice term by default (``nnUNet_compile``), so the
 reference there is ``nnunet`` (compiled, its default) with ``nnunet_eager`` beside it. Our side
-is measured in variants: float32, AMP (bf16), channels-last, and ``torch.compile``.
+is measured in variants: float32, AMP (bf16), channels-last, and ``torch.compile`` (the
+``Trainer``'s default on CUDA; ``reduce-overhead`` adds CUDA graphs). On CUDA our optimiser is
+fused, as the ``Trainer``'s is there (``_unfused`` isolates that).
 
 Peak memory is the step's own: ``max_memory_allocated`` during one step minus what was
 allocated before it (weights, optimiser state and the inputs of every variant stay resident
@@ -110,17 +112,25 @@ def our_step(
     *,
     amp: bool = False,
     channels_last: bool = False,
-    compile: bool = False,
+    compile: str = "off",
+    fused: bool | None = None,
 ) -> Callable[[], None]:
-    """Our training step: MultiTaskUNet + DeepSupervisionLoss(DiceCELoss), same optimiser."""
+    """Our training step: MultiTaskUNet + DeepSupervisionLoss(DiceCELoss), same optimiser.
+
+    ``compile`` is a ``TrainConfig.compile`` setting; ``fused`` (None: on CUDA) the optimiser's
+    kernels, as the ``Trainer`` chooses them.
+    """
     from multitask_unet.losses import DeepSupervisionLoss, DiceCELoss, check_labels, labels_checked
+    from multitask_unet.training import OptimizerConfig, build_optimizer
+    from multitask_unet.training.compiling import compiled
 
     model = build_ours(ARCHS[ARCH]).to(device)
     fmt = torch.channels_last_3d if channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt)
-    net: Any = torch.compile(model) if compile else model
+    net = compiled(model, compile, torch.device(device))
     loss = DeepSupervisionLoss(DiceCELoss())
-    opt = torch.optim.SGD(model.parameters(), 0.01, weight_decay=3e-5, momentum=0.99, nesterov=True)
+    fused = device.startswith("cuda") if fused is None else fused
+    opt = build_optimizer(model.parameters(), OptimizerConfig(), fused=fused)  # nnU-Net's SGD
     x = torch.randn(batch, 1, *patch, device=device).contiguous(memory_format=fmt)
     target = _targets(batch, patch, "cpu")
     check_labels(target, NUM_CLASSES, "benchmark")  # on the CPU, as the Trainer does
@@ -170,8 +180,12 @@ def variants(cuda: bool, quick: bool, compile: bool, batch: int) -> dict[str, di
     if cuda or not quick:
         out["amp_bf16"] = {"amp": True}
         out["amp_bf16_channels_last"] = {"amp": True, "channels_last": True}
-    if compile:
-        out["amp_bf16_compile" if cuda else "fp32_compile"] = {"amp": cuda, "compile": True}
+    if compile and cuda:
+        out["amp_bf16_compile"] = {"amp": True, "compile": "default"}  # the Trainer's default
+        out["amp_bf16_compile_unfused"] = {"amp": True, "compile": "default", "fused": False}
+        out["amp_bf16_reduce_overhead"] = {"amp": True, "compile": "reduce-overhead"}
+    elif compile:
+        out["fp32_compile"] = {"compile": "default"}
     return out
 
 

@@ -76,6 +76,22 @@ def test_amp_training_learns_and_its_checkpoint_loads_on_the_cpu(
     assert state is not None and ("scale" in state["scaler"]) == (amp == "fp16")
 
 
+@pytest.mark.parametrize("mode", ["auto", "reduce-overhead"])
+def test_compiled_training_learns_and_saves_the_plain_module(
+    prepared: Prepared, tmp_path: Path, mode: str
+) -> None:
+    cfg = config(
+        device="cuda", compile=mode, optimizer={"name": "adamw", "lr": 0.01}, epochs=4,
+        iterations_per_epoch=4, val_every=2,
+    )  # fmt: skip
+    trainer(prepared, tmp_path, cfg, val=True).fit()
+    losses = [r["loss/seg"] for r in read_metrics(tmp_path / "metrics.csv")]
+    assert all(math.isfinite(v) for v in losses) and losses[-1] < losses[0]
+    ckpt = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    assert not [k for k in ckpt.state_dict if "_orig_mod" in k]  # loads into a plain model
+    assert ckpt.training is not None and ckpt.training["optimizer"]["param_groups"][0]["fused"]
+
+
 def test_prediction_on_the_gpu_equals_the_cpu(prepared: Prepared, tmp_path: Path) -> None:
     cfg = config(device="cuda", optimizer={"name": "adamw", "lr": 0.01}, epochs=2)
     trainer(prepared, tmp_path, cfg).fit()

@@ -43,8 +43,9 @@ def measure_step_seconds(
 
     A step is what the trainer does: forward of a ``(batch_size, C, D, H, W)`` random image,
     the default multi-task loss (Dice+CE with deep supervision, 0.3 x the head's loss) on random
-    targets, backward, gradient clipping and an SGD step, under the autocast of ``amp`` (as
-    ``TrainConfig.amp``; see :func:`~multitask_unet.training.precision.autocast_dtype`).
+    targets, backward, gradient clipping and an SGD step (fused on CUDA), under the autocast of
+    ``amp`` (as ``TrainConfig.amp``; see :func:`~multitask_unet.training.precision.autocast_dtype`).
+    The step is eager: where the trainer compiles (CUDA), training runs faster than measured.
 
     Raises:
         torch.OutOfMemoryError: The step does not fit the device (the planner records it).
@@ -54,7 +55,7 @@ def measure_step_seconds(
     model.train()
     spec = ModelSpec(deep_supervision=model_config.deep_supervision)
     loss_fn = build_loss(TrainConfig(model=spec), model).to(device)
-    optimizer = build_optimizer(model.parameters(), OptimizerConfig())
+    optimizer = build_optimizer(model.parameters(), OptimizerConfig(), fused=device.type == "cuda")
     shape = (batch_size, model_config.in_channels, *patch_size)
     image = torch.randn(shape, device=device)
     seg = torch.randint(0, model_config.num_classes, (batch_size, 1, *patch_size), device=device)

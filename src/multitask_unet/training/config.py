@@ -29,6 +29,7 @@ from multitask_unet.data.augmentation import AugmentationConfig
 from multitask_unet.data.sampling import WEIGHTS_MODES, WeightsMode
 from multitask_unet.errors import ConfigError
 from multitask_unet.losses import MultiTaskLossConfig
+from multitask_unet.training.compiling import COMPILE_MODES, CompileMode
 
 __all__ = ["AMP_MODES", "AmpMode", "ModelSpec", "OptimizerConfig", "TrainConfig"]
 
@@ -121,6 +122,10 @@ class TrainConfig(Config):
         amp: Mixed precision: ``"auto"`` (CUDA: bf16 where supported, else fp16; CPU: float32),
             ``"bf16"`` (also on the CPU, native with AVX512-BF16 or AMX), ``"fp16"`` (CUDA) or
             ``"off"`` (see :mod:`~multitask_unet.training.precision`).
+        compile: ``torch.compile`` the training forward pass: ``"auto"`` (on CUDA, as nnU-Net
+            does by default; eager on the CPU), ``"off"``, or a ``torch.compile`` mode
+            (``"default"``, ``"reduce-overhead"``, ``"max-autotune"``); see
+            :mod:`~multitask_unet.training.compiling`.
         device: ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
         seed: Seed of weights, case draws, patches and augmentation.
         deterministic: Ask torch for deterministic kernels (slower on GPU).
@@ -151,6 +156,7 @@ class TrainConfig(Config):
     val_every: int = 10
     val_overlap: float = 0.5
     amp: AmpMode = "auto"
+    compile: CompileMode = "auto"
     device: str = "auto"
     seed: int = 0
     deterministic: bool = False
@@ -183,12 +189,17 @@ class TrainConfig(Config):
             )
         if self.amp not in AMP_MODES:
             raise ConfigError(f"amp must be one of {', '.join(AMP_MODES)}, got {self.amp!r}")
+        if self.compile not in COMPILE_MODES:
+            raise ConfigError(
+                f"compile must be one of {', '.join(COMPILE_MODES)}, got {self.compile!r}"
+            )
 
     def resumable_dict(self) -> dict[str, Any]:
         """The options that must not change when a run is resumed (all but the cosmetic ones)."""
         out = self.to_dict()
         cosmetic = (
             "epochs",
+            "compile",
             "device",
             "progress",
             "num_workers",

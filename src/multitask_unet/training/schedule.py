@@ -68,10 +68,18 @@ class PolyLR(LRScheduler):
 
 
 def build_optimizer(
-    params: Iterable[torch.nn.Parameter], config: OptimizerConfig
+    params: Iterable[torch.nn.Parameter], config: OptimizerConfig, *, fused: bool = False
 ) -> torch.optim.Optimizer:
-    """The optimiser that ``config`` names (``"sgd"`` as nnU-Net, or ``"adamw"``)."""
+    """The optimiser that ``config`` names (``"sgd"`` as nnU-Net, or ``"adamw"``).
+
+    Args:
+        params: The parameters to optimise.
+        config: Optimiser name and hyper-parameters.
+        fused: Use torch's fused kernels (one kernel for all parameters; the Trainer sets it on
+            CUDA). The update is the same; only its rounding may differ.
+    """
     params = list(params)
+    kernels = {"fused": True} if fused else {}
     if config.name == "sgd":
         return torch.optim.SGD(
             params,
@@ -79,7 +87,8 @@ def build_optimizer(
             momentum=config.momentum,
             nesterov=config.nesterov and config.momentum > 0,
             weight_decay=config.weight_decay,
+            **kernels,
         )
     return torch.optim.AdamW(
-        params, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay
+        params, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay, **kernels
     )

@@ -49,6 +49,7 @@ from multitask_unet.losses import MultiTaskLoss, check_labels, labels_checked
 from multitask_unet.models import MultiTaskUNet
 from multitask_unet.training.budget_schedule import epochs_within_budget
 from multitask_unet.training.builders import build_loss, build_model_config
+from multitask_unet.training.compiling import compile_mode, compiled
 from multitask_unet.training.config import TrainConfig
 from multitask_unet.training.distributed import DistInfo, reduce_mean, setup_distributed
 from multitask_unet.training.metrics import MetricsLog
@@ -156,7 +157,8 @@ class Trainer:
         labels = [e.label for e in self.train_cases if e.label is not None]
         counts = np.bincount(labels, minlength=len(self.class_names)).tolist() if labels else []
         loss_fn = build_loss(cfg, model, class_counts=counts).to(device)
-        optimizer = build_optimizer([*model.parameters(), *loss_fn.parameters()], cfg.optimizer)
+        optimizer = build_optimizer([*model.parameters(), *loss_fn.parameters()], cfg.optimizer,
+                                    fused=device.type == "cuda")  # fmt: skip
         scheduler = PolyLR(optimizer, cfg.epochs, exponent=cfg.optimizer.poly_exponent)
         scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
         ignore_label = next(
@@ -180,12 +182,13 @@ class Trainer:
         if dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             cfg.save(self.run_dir / "config.yaml")
-        net: nn.Module = model
+        net = compiled(model, cfg.compile, device)  # the training forward; `model` is saved
+        graphed = compile_mode(cfg.compile, device) == "reduce-overhead"
         if dist.distributed:
             ids = [device.index] if device.type == "cuda" else None
             unused = bool(set(model.heads) - set(loss_fn.losses))  # a head without a loss term
             net = nn.parallel.DistributedDataParallel(
-                model, device_ids=ids, find_unused_parameters=unused
+                net, device_ids=ids, find_unused_parameters=unused
             )
 
         # Data: balanced case draws, sharded over ranks; batches depend on (seed, epoch, rank).
@@ -231,6 +234,8 @@ class Trainer:
                 check_labels(batch.seg, self.model_config.num_classes, "training batch",
                              ignore_label=ignore_label)  # fmt: skip
                 batch = batch.to(device, non_blocking=True)
+                if graphed:  # CUDA graphs may reuse the last step's output memory
+                    torch.compiler.cudagraph_mark_step_begin()
                 with labels_checked(), autocast(amp_dtype, device):
                     outputs = net(batch.image)
                     out = loss_fn(outputs, _targets(batch, loss_fn), valid={"seg": batch.has_seg})
