@@ -11,7 +11,7 @@ import torch
 
 from multitask_unet.errors import ConfigError
 from multitask_unet.training import OptimizerConfig, TrainConfig, build_optimizer
-from multitask_unet.training.compiling import compile_mode, compiled
+from multitask_unet.training.compiling import COMPILE_MODES, compile_mode, compiled
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 
@@ -69,3 +69,16 @@ def test_the_fused_optimiser_makes_the_same_update(name: str) -> None:
         results.append(param.detach())
     assert not torch.equal(results[0], start)
     torch.testing.assert_close(results[1], results[0], rtol=1e-6, atol=1e-7)
+
+
+def test_train_command_sets_compile_with_the_config_s_choices() -> None:
+    from multitask_unet.cli import build_parser
+    from multitask_unet.cli.train import build_config
+
+    parser = build_parser()
+    args = parser.parse_args(["train", "DATA", "-o", "RUN", "--compile", "reduce-overhead"])
+    assert build_config(args).compile == "reduce-overhead"
+    assert build_config(parser.parse_args(["train", "DATA", "-o", "RUN"])).compile == "auto"
+    train = next(a for a in parser._subparsers._group_actions[0].choices["train"]._actions
+                 if a.dest == "compile")  # fmt: skip
+    assert tuple(train.choices) == COMPILE_MODES

@@ -90,6 +90,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--amp", choices=["auto", "bf16", "fp16", "off"], help="mixed precision on CUDA"
     )
     parser.add_argument(
+        "--compile",
+        choices=["auto", "off", "default", "reduce-overhead", "max-autotune"],
+        help="torch.compile the training forward (auto: on CUDA, as nnU-Net)",
+    )
+    parser.add_argument(
         "--resume", action="store_true", help="continue from RUN/checkpoints/last.pt"
     )
     parser.add_argument(
@@ -144,6 +149,7 @@ def build_config(args: argparse.Namespace) -> Any:
         "seed": args.seed,
         "device": args.device,
         "amp": args.amp,
+        "compile": args.compile,
         "num_workers": args.num_workers,
     }
     data.update({k: v for k, v in flags.items() if v is not None})
