@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# A lent GPU's checks and benchmarks as one prepared run (the workplace's device tool: 15 minutes
-# of device time per session, start-up included), most valuable first, each under a time-out:
-#   1. the CUDA tests (AMP, compiled training, prediction, planner trial steps, pinned memory);
-#   2. the training-step benchmark against nnU-Net's trainer step at batch 2 and 8.
+# A lent GPU's checks and benchmarks as one prepared run, most valuable first, each part under a
+# time-out; the default parts take about 9 minutes (H200, 2026-12-04: tests 56 s, batch 2 and 8
+# about 4 minutes each, most of it compiling; their time-outs add up to 620 s):
+#   tests  the CUDA tests (AMP, compiled training, prediction, planner trial steps, pinned memory)
+#   b2     the training step against nnU-Net's trainer step at batch 2
+#   b8     the same at batch 8
+#   all    tests, b2 and b8 with the main variants (the default); full: every variant at b2
+#   bash benchmarks/gpu_session.sh [all | tests b2 b8 | full ...]
 # Carry the wheels that the GPU image lacks in .whl/ (docs/benchmarks.md says which). Results go
 # to benchmarks/results/ and, when $OUT is set, next to the logs in $OUT.
 set -u
@@ -17,16 +21,33 @@ else
 fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
+MAIN=(nnunet_eager ours_amp_bf16 ours_amp_bf16_compile ours_amp_bf16_reduce_overhead)
 
-start=$SECONDS
-timeout "${TEST_TIMEOUT:-200}" python3 -m pytest -q -x -p no:cacheprovider --durations=8 \
-    tests/training/test_cuda.py tests/data/test_loader.py::test_pin_memory_keeps_values \
-    2>&1 | tee "$OUT/pytest-cuda.log" | tail -25
-echo "tests: $((SECONDS - start)) s"
+step() {  # step BATCH TIMEOUT [bench_train_step options...]
+    local batch=$1 limit=$2 start=$SECONDS
+    shift 2
+    timeout "$limit" python3 -m benchmarks.bench_train_step --device cuda --batch "$batch" \
+        --compile --repeats 10 --name "train_step-b$batch" "$@" 2>&1 \
+        | grep -v -i -e warn -e softmax -e "important use" -e "split the reduction" -e '^$' \
+        | tee "$OUT/train-step-b$batch.log"
+    cp "benchmarks/results/train_step-b$batch-cuda.json" "$OUT/" 2>/dev/null
+    echo "batch $batch: $((SECONDS - start)) s"
+}
 
-start=$SECONDS
-timeout "${BENCH_TIMEOUT:-330}" python3 -m benchmarks.bench_train_step --device cuda \
-    --batch 2 8 --compile --repeats 10 2>&1 | tee "$OUT/train-step.log"
-echo "train step: $((SECONDS - start)) s"
-cp benchmarks/results/train_step-cuda.json "$OUT/" 2>/dev/null
+parts=("$@")
+[ ${#parts[@]} -eq 0 ] || [ "${parts[0]}" = all ] && parts=(tests b2 b8)
+for part in "${parts[@]}"; do
+    case $part in
+        tests)
+            start=$SECONDS
+            timeout 90 python3 -m pytest -q -x -p no:cacheprovider --durations=8 \
+                tests/training/test_cuda.py tests/data/test_loader.py::test_pin_memory_keeps_values \
+                2>&1 | tee "$OUT/pytest-cuda.log" | tail -25
+            echo "tests: $((SECONDS - start)) s" ;;
+        b2) step 2 250 --only "${MAIN[@]}" ;;
+        b8) step 8 280 --only "${MAIN[@]}" ;;
+        full) step 2 330 ;;
+        *) echo "unknown part '$part': use tests, b2, b8, full or all" >&2; exit 2 ;;
+    esac
+done
 exit 0
