@@ -2,8 +2,9 @@
 
 Builds exactly what the :class:`~multitask_unet.training.Trainer` builds from a study config
 (``examples/pancreas/configs/study_*.yaml``: the nnU-Net ``3d_fullres`` network with the
-variant's head, ``L = L_seg + 0.3 L_cls`` with deep supervision, nnU-Net's SGD, poly schedule,
-gradient clipping at 12, the Trainer's autocast dtype) and runs ``--iterations`` optimiser steps
+variant's head, ``L = L_seg + 0.3 L_cls`` with deep supervision, nnU-Net's SGD (fused on CUDA),
+poly schedule, gradient clipping at 12, the Trainer's autocast dtype and, unless ``--compile``
+says otherwise, its ``compile`` setting: compiled on CUDA) and runs ``--iterations`` optimiser steps
 on synthetic batches of the study's shape (batch 8, a ``(64, 128, 192)`` patch: the plan's
 patch for the pancreas crops on this network). Data loading is left out (``bench_data.py``
 measures it); the numbers are the GPU's share of a training step.
@@ -43,6 +44,7 @@ from benchmarks.common import environment  # noqa: E402
 from multitask_unet.models import MultiTaskUNet  # noqa: E402
 from multitask_unet.training import PolyLR, TrainConfig, build_optimizer  # noqa: E402
 from multitask_unet.training.builders import build_loss, build_model_config  # noqa: E402
+from multitask_unet.training.compiling import COMPILE_MODES, compile_mode, compiled  # noqa: E402
 
 DEFAULT_CONFIG = ROOT / "examples" / "pancreas" / "configs" / "study_panda_balanced.yaml"
 DEFAULT_PATCH = (64, 128, 192)
@@ -96,7 +98,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if any(p % d for p, d in zip(patch, model.size_divisor)):
         raise SystemExit(f"--patch {patch} must be divisible by {model.size_divisor}")
     loss_fn = build_loss(config, model, class_counts=STUDY_COUNTS).to(device)
-    optimizer = build_optimizer([*model.parameters(), *loss_fn.parameters()], config.optimizer)
+    params = [*model.parameters(), *loss_fn.parameters()]
+    optimizer = build_optimizer(params, config.optimizer, fused=device.type == "cuda")
+    setting = args.compile or config.compile
+    net = compiled(model, setting, device)  # the warm-up steps include the compilation
     scheduler = PolyLR(optimizer, config.epochs, exponent=config.optimizer.poly_exponent)
     amp = _amp_dtype(config.amp, device)
     scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
@@ -114,7 +119,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             torch.cuda.synchronize(device)
         start = time.perf_counter()
         with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
-            out = loss_fn(model(image), {"seg": seg, "cls": label})
+            out = loss_fn(net(image), {"seg": seg, "cls": label})
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(out.total).backward()
         scaler.unscale_(optimizer)
@@ -137,6 +142,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "head": spec.head,
             "batch_size": batch,
             "patch_size": list(patch),
+            "compile": compile_mode(setting, device) or "off",
             "parameters_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
             "optimizer": config.optimizer.name,
             "warmup_iterations": warmup,
@@ -185,6 +191,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--patch", type=int, nargs=3, help=f"(D H W), default {DEFAULT_PATCH}; CPU (32 64 64)"
     )
     parser.add_argument("--preset", help="replace the config's network preset (tests)")
+    parser.add_argument(
+        "--compile", choices=COMPILE_MODES, help="replace the config's compile setting (auto)"
+    )
     parser.add_argument("--threads", type=int, help="CPU threads for torch")
     parser.add_argument("--output", type=Path, help="write the result JSON here")
     args = parser.parse_args(argv)
