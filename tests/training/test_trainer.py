@@ -160,8 +160,10 @@ def test_nan_weights_stop_training_and_keep_the_last_finite_checkpoint(
     real = trainer_module.build_optimizer
     steps = []
 
-    def poisoned(params, cfg):  # the optimiser turns the weights NaN from its third step on
-        optimizer = real(params, cfg)
+    def poisoned(
+        params, cfg, **kernels
+    ):  # the optimiser turns the weights NaN from its third step on
+        optimizer = real(params, cfg, **kernels)
 
         def nan_after(opt, args, kwargs):
             steps.append(1)
