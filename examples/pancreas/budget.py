@@ -52,6 +52,7 @@ __all__ = [
     "PlanMode",
     "budget_config",
     "planner_search",
+    "predict_validation",
     "run_budget",
     "trained_mirror_axes",
 ]
@@ -149,6 +150,27 @@ def _fixed_plan(index: DatasetIndex, fingerprint: DatasetFingerprint, config: Tr
     )
 
 
+def predict_validation(
+    out: str | os.PathLike[str], index: DatasetIndex, *, save_probabilities: bool = False
+) -> list[Any]:
+    """Predict ``validation/`` with ``out/run``'s last checkpoint into ``out/predictions_validation``.
+
+    Cases already predicted are skipped (with ``save_probabilities``, those without their
+    ``CASE.npz`` are predicted again). Returns the validation records.
+    """
+    run = Path(out) / "run"
+    trained = TrainConfig.load(run / "config.yaml")
+    predictor = Predictor.from_checkpoint(
+        run / "checkpoints" / "last.pt",
+        device="cpu",
+        mirror_axes=trained_mirror_axes(trained),
+        save_probabilities=save_probabilities,
+    )
+    records = list(index.split("validation").records)
+    predictor.predict(records, Path(out) / "predictions_validation", progress=False)
+    return records
+
+
 def run_budget(
     data: str | os.PathLike[str],
     out: str | os.PathLike[str],
@@ -158,6 +180,7 @@ def run_budget(
     config_path: str | os.PathLike[str] | None = None,
     workers: int = 2,
     search: BudgetSearch | None = None,
+    save_probabilities: bool = False,
 ) -> dict[str, Any]:
     """Train within ``minutes`` on ``data/train`` and evaluate on ``data/validation``.
 
@@ -171,6 +194,8 @@ def run_budget(
         workers: Processes for fingerprinting and preprocessing.
         search: The planner's search (default: the library's CPU search with a 5% reserve); its
             precision is set by :func:`planner_search`.
+        save_probabilities: Also write each validation case's segmentation probabilities
+            (``predictions_validation/CASE.npz``), e.g. to choose label weights on them.
 
     Returns:
         The summary: results (Dice, macro-F1, AUC with intervals), settings, timings.
@@ -225,11 +250,7 @@ def run_budget(
     trained = TrainConfig.load(run / "config.yaml")
 
     step = time.perf_counter()
-    predictor = Predictor.from_checkpoint(
-        run / "checkpoints" / "last.pt", device="cpu", mirror_axes=trained_mirror_axes(trained)
-    )
-    records = list(index.split("validation").records)
-    predictor.predict(records, out / "predictions_validation", progress=False)
+    records = predict_validation(out, index, save_probabilities=save_probabilities)
     timings["predict_s"] = time.perf_counter() - step
 
     step = time.perf_counter()

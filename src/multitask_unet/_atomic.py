@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["atomic_path", "save_npy_atomic", "write_text_atomic"]
+__all__ = ["atomic_path", "save_npy_atomic", "save_npz_atomic", "write_text_atomic"]
 
 
 def _umask() -> int:
@@ -57,5 +57,13 @@ def save_npy_atomic(path: str | os.PathLike[str], array: np.ndarray) -> None:
     """Save ``array`` as ``.npy`` (memory-mappable) atomically."""
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         np.save(handle, np.ascontiguousarray(array), allow_pickle=False)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def save_npz_atomic(path: str | os.PathLike[str], **arrays: np.ndarray) -> None:
+    """Save ``arrays`` as a compressed ``.npz`` atomically."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.savez_compressed(handle, **arrays)
         handle.flush()
         os.fsync(handle.fileno())

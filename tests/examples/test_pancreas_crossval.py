@@ -72,3 +72,18 @@ def test_summary_has_raw_and_postprocessed_metrics() -> None:
     out = crossval.summarize(rows)
     assert out["dice_whole_pancreas"]["mean"] == pytest.approx(0.7)
     assert out["dice_lesion"]["n"] == 1 and out["dice_whole_pancreas_lcc"]["median"] == 0.75
+
+
+def test_label_weights_are_chosen_without_the_fold_they_score() -> None:
+    candidates = (1.0, 4.0, 16.0)
+    # fold 0's cases favour 16, the others 4: fold 0 must get 4 (chosen on folds 1 and 2)
+    fold_scores = {
+        0: {"a": [0.1, 0.2, 0.9], "b": [0.1, 0.2, 0.9]},
+        1: {"c": [0.3, 0.6, 0.4]},
+        2: {"d": [0.2, 0.5, 0.1]},
+    }
+    chosen = crossval.choose_label_weights(fold_scores, candidates)
+    assert chosen["per_fold"] == {0: 4.0, 1: 16.0, 2: 16.0}
+    assert chosen["all_folds"] == 16.0
+    assert chosen["mean_lesion_dice_by_candidate"]["1.0"] == pytest.approx(0.175)
+    assert crossval.best_weight([[0.5, 0.5, 0.2]], candidates) == 1.0  # ties: the smaller

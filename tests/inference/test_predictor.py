@@ -181,6 +181,11 @@ def test_cli_predict(phantom_root, tiny_checkpoint, tmp_path, capsys) -> None:
     )
     assert "does not exist" in capsys.readouterr().err
     assert main([*args, "--mirror-axes", "a,b"]) == 2
+    assert main([*args, "--label-weights", "1,1,x"]) == 2
+    assert "--label-weights must be" in capsys.readouterr().err
+    weighted = [*args, "--overwrite", "--no-progress", "--mirror-axes", ""]
+    assert main([*weighted, "--label-weights", "1,1,8", "--save-probabilities"]) == 0
+    assert len(list(out.glob("*.npz"))) == 3
 
 
 def test_collect_cases(tmp_path, phantom_root) -> None:
@@ -224,6 +229,33 @@ def _empty(tmp_path: Path) -> Path:
     return path
 
 
+def test_label_weights_and_saved_probabilities(phantom_root, tiny_checkpoint, tmp_path) -> None:
+    from multitask_unet.inference import weighted_argmax
+
+    image = _test_images(phantom_root)[0]
+    case_id = image.name.removesuffix("_0000.nii.gz")
+    saving = Predictor.from_checkpoint(tiny_checkpoint, mirror_axes=(), save_probabilities=True)
+    out = tmp_path / "pred"
+    saving.predict([image], out, progress=False)
+    with np.load(out / f"{case_id}.npz") as data:
+        probs = data["probabilities"]
+    labels = read_image(out / f"{case_id}.nii.gz").array
+    assert probs.dtype == np.float16 and probs.shape == (3, *labels.shape)
+    np.testing.assert_allclose(probs.astype(np.float32).sum(0), 1.0, atol=5e-3)
+    assert (labels == probs.argmax(0)).mean() > 0.999  # float16 may break near-ties
+    weights = (1.0, 1.0, 50.0)
+    weighted = Predictor.from_checkpoint(tiny_checkpoint, mirror_axes=(), label_weights=weights)
+    got = weighted.predict_case(image)
+    assert got.seg_probabilities is None
+    np.testing.assert_array_equal(got.segmentation, weighted_argmax(probs, weights))
+    assert (got.segmentation == 2).sum() > (labels == 2).sum()  # a random net: some flip
+    # a finished label map without the probabilities asked for is predicted again
+    (out / f"{case_id}.npz").unlink()
+    assert saving.predict([image], out, progress=False).predicted == (case_id,)
+    plain = Predictor.from_checkpoint(tiny_checkpoint, mirror_axes=())
+    assert plain.predict([image], out, progress=False).skipped == (case_id,)
+
+
 def test_predictor_options_are_checked(tiny_checkpoint, tiny_plan) -> None:
     model = load_checkpoint(tiny_checkpoint).build_model()
     with pytest.raises(ConfigError, match="no head 'seg_cls'"):
@@ -232,6 +264,8 @@ def test_predictor_options_are_checked(tiny_checkpoint, tiny_plan) -> None:
         Predictor(model, tiny_plan, class_names=("a", "b"))
     with pytest.raises(ConfigError, match="window_size"):
         Predictor(model, tiny_plan.preprocessing)
+    with pytest.raises(ConfigError, match="one weight per label"):
+        Predictor(model, tiny_plan, label_weights=(1, 2))
     assert Predictor(model, tiny_plan).options["window_batch_size"] == 8  # mirrors of a window
     assert Predictor(model, tiny_plan, mirror_axes=(1,)).options["window_batch_size"] == 2
 

@@ -70,6 +70,16 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         action="store_true",
         help="keep only the largest connected foreground component (one organ)",
     )
+    parser.add_argument(
+        "--label-weights",
+        help="weights of the label argmax, one per label with background, e.g. '1,1,16' to call "
+        "the lesion (label 2) more readily; choose them on cross-validation predictions",
+    )
+    parser.add_argument(
+        "--save-probabilities",
+        action="store_true",
+        help="also write OUT/CASE.npz: the segmentation probabilities on the image's grid",
+    )
     parser.add_argument("--overwrite", action="store_true", help="predict finished cases again")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser
@@ -83,6 +93,19 @@ def _axes(text: str) -> tuple[int, ...]:
     except ValueError:
         raise ConfigError(
             f"--mirror-axes must be comma-separated axes like 0,1,2, got {text!r}"
+        ) from None
+
+
+def _weights(text: str | None) -> tuple[float, ...] | None:
+    from multitask_unet.errors import ConfigError
+
+    if text is None:
+        return None
+    try:
+        return tuple(float(w) for w in text.replace(" ", "").split(",") if w)
+    except ValueError:
+        raise ConfigError(
+            f"--label-weights must be comma-separated numbers like 1,1,16, got {text!r}"
         ) from None
 
 
@@ -104,6 +127,8 @@ def run(args: argparse.Namespace) -> int:
         cls_head=args.cls_head,
         cls_weighting=args.cls_weighting,
         largest_component=args.largest_component,
+        label_weights=_weights(args.label_weights),
+        save_probabilities=args.save_probabilities,
     )
     result = predictor.predict(
         args.inputs, args.output, overwrite=args.overwrite, progress=not args.no_progress

@@ -4,10 +4,13 @@
   volume, window by window (nnU-Net's method, with merged classification pool states).
 - :func:`gaussian_importance` and :func:`plan_windows`: its building blocks.
 - :func:`keep_largest_component`: nnU-Net's largest-connected-component post-processing.
+- :func:`weighted_argmax` and :func:`label_weight_dice`: label maps from probabilities with
+  per-label weights, and the scores that choose the weights on cross-validation predictions.
 - :class:`Predictor`: image files in, ``CASE.nii.gz`` label maps on the input's grid and
   ``predictions.csv`` out (``multitask-unet predict``).
 """
 
+from multitask_unet.inference.decision import label_weight_dice, weighted_argmax
 from multitask_unet.inference.gaussian import gaussian_importance
 from multitask_unet.inference.inputs import collect_cases
 from multitask_unet.inference.postprocessing import keep_largest_component
@@ -23,8 +26,10 @@ __all__ = [
     "collect_cases",
     "gaussian_importance",
     "keep_largest_component",
+    "label_weight_dice",
     "mirror_combinations",
     "plan_windows",
     "sliding_window_predict",
+    "weighted_argmax",
     "window_starts",
 ]

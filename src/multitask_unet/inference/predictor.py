@@ -4,7 +4,8 @@ For each case it runs the plan's preprocessing (:func:`~multitask_unet.data.prep
 preprocess_case`), :func:`~multitask_unet.inference.sliding_window_predict`, then undoes the
 preprocessing (:func:`~multitask_unet.data.preprocessing.restore_native`: softmax
 probabilities are resampled back, as nnU-Net does, and the argmax is taken on the image file's
-grid), so that every label map has exactly the input's shape and affine.
+grid), so that every label map has exactly the input's shape and affine. ``label_weights`` weight
+that argmax (:func:`~multitask_unet.inference.decision.weighted_argmax`).
 
 :meth:`Predictor.predict` writes a prediction folder in the format
 :mod:`multitask_unet.evaluation.inputs` reads::
@@ -12,10 +13,13 @@ grid), so that every label map has exactly the input's shape and affine.
     OUT/CASE.nii.gz        uint8 label map on the grid of the case's image
     OUT/predictions.csv    case_id, prob_<class> per class, predicted  (models with a head)
                            and uncalibrated_prob_<class> per class when a calibration is used
+    OUT/CASE.npz           with save_probabilities: "probabilities", (labels, I, J, K) float16
+                           softmax on the image's grid (as nnU-Net's --save_probabilities)
 
 Every file is written atomically, after the case is fully predicted, so an interrupted run
-leaves only finished files; a re-run skips the cases already finished (label map written and,
-for a model with a classification head, a row in ``predictions.csv``) unless ``overwrite``.
+leaves only finished files; a re-run skips the cases already finished (label map written, for
+a model with a classification head a row in ``predictions.csv``, and the probabilities when
+they are to be saved) unless ``overwrite``.
 
 Example:
     >>> predictor = Predictor.from_checkpoint("model.pt", device="cuda")  # doctest: +SKIP
@@ -35,6 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from multitask_unet._atomic import save_npz_atomic
 from multitask_unet.checkpoints import Checkpoint, load_checkpoint
 from multitask_unet.data.io import write_image
 from multitask_unet.data.planning import Plan, PreprocessingConfig
@@ -42,6 +47,7 @@ from multitask_unet.data.preprocessing import PreprocessedCase, preprocess_case,
 from multitask_unet.data.records import CaseRecord
 from multitask_unet.errors import ConfigError
 from multitask_unet.inference.calibration import Calibration
+from multitask_unet.inference.decision import check_label_weights, weighted_argmax
 from multitask_unet.inference.inputs import collect_cases
 from multitask_unet.inference.postprocessing import keep_largest_component
 from multitask_unet.inference.results import PredictionTable, remove_stale_temps
@@ -64,6 +70,8 @@ class CasePrediction:
         logits: Raw ``(K,)`` logits of every classification head, by head name.
         uncalibrated: ``(K,)`` probabilities before calibration when a calibration was
             applied, else ``None``.
+        seg_probabilities: ``(labels, I, J, K)`` float16 segmentation probabilities on the
+            image file's grid, with ``save_probabilities``; else ``None``.
     """
 
     case_id: str
@@ -73,6 +81,7 @@ class CasePrediction:
     predicted: int | None
     logits: dict[str, np.ndarray]
     uncalibrated: np.ndarray | None = None
+    seg_probabilities: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -133,6 +142,12 @@ class Predictor:
         largest_component: Keep only the largest connected component of the foreground in
             the label map (:func:`~multitask_unet.inference.keep_largest_component`): for a
             single organ every other island is a false positive.
+        label_weights: One weight per segmentation label (background included): the label map
+            is ``argmax_k w_k p_k`` (:func:`~multitask_unet.inference.decision.weighted_argmax`),
+            e.g. ``(1, 1, 16)`` to call the lesion where the network under-calls it. Choose the
+            weights on cross-validation predictions.
+        save_probabilities: Also keep the segmentation probabilities on the image's grid
+            (``CasePrediction.seg_probabilities``; :meth:`predict` writes ``OUT/CASE.npz``).
     """
 
     def __init__(
@@ -151,9 +166,17 @@ class Predictor:
         calibration: Calibration | None = None,
         output_device: torch.device | str | None = None,
         largest_component: bool = False,
+        label_weights: Sequence[float] | None = None,
+        save_probabilities: bool = False,
     ) -> None:
         self.model = model.eval()
         self.largest_component = largest_component
+        self.label_weights = (
+            None
+            if label_weights is None
+            else check_label_weights(label_weights, model.config.num_classes)
+        )
+        self.save_probabilities = save_probabilities
         self.preprocessing = plan.preprocessing if isinstance(plan, Plan) else plan
         if window_size is None:
             if not isinstance(plan, Plan):
@@ -234,8 +257,13 @@ class Predictor:
         probs = out.pop("seg")[0].softmax(dim=0).cpu().numpy()
         native = restore_native(probs, case.properties)
         del probs
-        dtype = torch.uint8 if native.shape[0] <= 256 else torch.int16
-        labels = torch.from_numpy(np.ascontiguousarray(native)).argmax(dim=0).to(dtype).numpy()
+        if self.label_weights is None:
+            dtype = torch.uint8 if native.shape[0] <= 256 else torch.int16
+            labels = torch.from_numpy(np.ascontiguousarray(native)).argmax(dim=0).to(dtype).numpy()
+        else:
+            labels = weighted_argmax(native, self.label_weights)
+        seg_probabilities = native.astype(np.float16) if self.save_probabilities else None
+        del native
         if self.largest_component:
             labels = keep_largest_component(labels)
         logits = {k: v[0].float().cpu() for k, v in out.items()}
@@ -256,6 +284,7 @@ class Predictor:
             predicted=predicted,
             logits={k: v.numpy() for k, v in logits.items()},
             uncalibrated=uncalibrated,
+            seg_probabilities=seg_probabilities,
         )
 
     def predict_case(self, record: CaseRecord | str | os.PathLike[str]) -> CasePrediction:
@@ -303,12 +332,20 @@ class Predictor:
 
         for record in tqdm(records, desc="predict", unit="case", disable=not progress):
             seg_path = out / f"{record.case_id}.nii.gz"
-            finished = seg_path.is_file() and (table is None or record.case_id in table)
+            prob_path = out / f"{record.case_id}.npz"
+            finished = (
+                seg_path.is_file()
+                and (table is None or record.case_id in table)
+                and (prob_path.is_file() or not self.save_probabilities)
+            )
             if finished and not overwrite:
                 skipped.append(record.case_id)
                 continue
             prediction = self.predict_case(record)
             remove_stale_temps(seg_path)
+            if prediction.seg_probabilities is not None:
+                remove_stale_temps(prob_path)
+                save_npz_atomic(prob_path, probabilities=prediction.seg_probabilities)
             write_image(seg_path, prediction.segmentation, prediction.affine)
             if table is not None:
                 table.set(
