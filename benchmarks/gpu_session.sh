@@ -6,7 +6,8 @@
 #   b2     the training step against nnU-Net's trainer step at batch 2
 #   b8     the same at batch 8
 #   all    tests, b2 and b8 with the main variants (the default); full: every variant at b2
-#   bash benchmarks/gpu_session.sh [all | tests b2 b8 | full ...]
+#   suite  python -m benchmarks.run --device cuda (under 8 minutes: a call of its own)
+#   bash benchmarks/gpu_session.sh [all | tests b2 b8 | full | suite ...]
 # Carry the wheels that the GPU image lacks in .whl/ (docs/benchmarks.md says which). Results go
 # to benchmarks/results/ and, when $OUT is set, next to the logs in $OUT.
 set -u
@@ -47,7 +48,18 @@ for part in "${parts[@]}"; do
         b2) step 2 250 --only "${MAIN[@]}" ;;
         b8) step 8 280 --only "${MAIN[@]}" ;;
         full) step 2 330 ;;
-        *) echo "unknown part '$part': use tests, b2, b8, full or all" >&2; exit 2 ;;
+        suite)
+            start=$SECONDS
+            timeout 520 python3 -m benchmarks.run --device cuda 2>&1 \
+                | grep -v -i -e warn -e softmax -e "important use" -e "split the reduction" -e '^$' \
+                | tee "$OUT/suite.log" | tail -40
+            for name in suite train_step-suite study_train-suite heads \
+                network-nnunet_3d_fullres_plain predict-nnunet_3d_fullres_plain; do
+                cp "benchmarks/results/$name-cuda.json" "$OUT/" 2>/dev/null
+            done
+            cp benchmarks/results/suite-cuda.md "$OUT/" 2>/dev/null
+            echo "suite: $((SECONDS - start)) s" ;;
+        *) echo "unknown part '$part': use tests, b2, b8, full, suite or all" >&2; exit 2 ;;
     esac
 done
 exit 0

@@ -91,7 +91,9 @@ def suite(device: str, quick: bool) -> list[tuple[str, list[str], Path, Headline
     On CUDA the order puts the training step first (batch 2, :data:`TRAIN_STEP_CUDA`: about
     230 s on an H200, compiling included), the data pipeline (CPU work that a GPU does not
     change) is left out, the study's training speed is added, and the timeouts add up to 470 s,
-    so the whole run stays under 8 minutes.
+    so the whole run stays under 8 minutes. The training step and the study's speed go to
+    ``*-suite-cuda.json`` files, beside the fuller runs of ``gpu_session.sh`` and
+    ``gpu_study_train.py`` rather than over them.
     """
     cuda = device.startswith("cuda")
     dev = device.split(":")[0]
@@ -117,9 +119,11 @@ def suite(device: str, quick: bool) -> list[tuple[str, list[str], Path, Headline
     if not quick:  # GPU-sized inputs: the CPU defaults would time kernel launches
         entries["network"][0].extend(["--patch", "128", "128", "128", "--batch", "2"])
         entries["heads"][0].extend(["--size", "128", "128", "128", "--batch", "2"])
-        entries["train_step"][0].extend(
-            ["--compile", "--repeats", "5", "--batch", "2", "--only", *TRAIN_STEP_CUDA]
-        )
+        entries["train_step"] = (  # its own file: gpu_session.sh writes the fuller one
+            [*entries["train_step"][0], "--compile", "--repeats", "5", "--batch", "2",
+             "--only", *TRAIN_STEP_CUDA, "--name", "train_step-suite"],
+            RESULTS / f"train_step-suite-{dev}.json", _train_step, 900,
+        )  # fmt: skip
         entries["predict"][0].extend(
             ["--arch", "nnunet_3d_fullres_plain", "--patch", "64", "128", "128",
              "--shape", "128", "256", "256"]
@@ -130,7 +134,7 @@ def suite(device: str, quick: bool) -> list[tuple[str, list[str], Path, Headline
             _predict,
             900,
         )
-    study = RESULTS / "pancreas-study-train-cuda.json"
+    study = RESULTS / "study_train-suite-cuda.json"  # 30 eager steps; the study's file has 50
     entries["study_train"] = (
         ["benchmarks.gpu_study_train", "--device", device, "--iterations", "10" if quick else "30",
          "--compile", "off",  # eager: compiling would take a minute of the suite's eight
