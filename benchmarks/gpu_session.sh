@@ -6,7 +6,7 @@
 #   b2     the training step against nnU-Net's trainer step at batch 2
 #   b8     the same at batch 8
 #   all    tests, b2 and b8 with the main variants (the default); full: every variant at b2
-#   suite  python -m benchmarks.run --device cuda (under 8 minutes: a call of its own)
+#   suite  python -m benchmarks.run --device cuda (under 10 minutes: a call of its own)
 #   bash benchmarks/gpu_session.sh [all | tests b2 b8 | full | suite ...]
 # Carry the wheels that the GPU image lacks in .whl/ (docs/benchmarks.md says which). Results go
 # to benchmarks/results/ and, when $OUT is set, next to the logs in $OUT.
@@ -50,7 +50,7 @@ for part in "${parts[@]}"; do
         full) step 2 330 ;;
         suite)
             start=$SECONDS
-            timeout 520 python3 -m benchmarks.run --device cuda 2>&1 \
+            timeout 575 python3 -m benchmarks.run --device cuda 2>&1 \
                 | grep -v -i -e warn -e softmax -e "important use" -e "split the reduction" -e '^$' \
                 | tee "$OUT/suite.log" | tail -40
             for name in suite train_step-suite study_train-suite heads \
