@@ -87,3 +87,41 @@ def test_label_weights_are_chosen_without_the_fold_they_score() -> None:
     assert chosen["all_folds"] == 16.0
     assert chosen["mean_lesion_dice_by_candidate"]["1.0"] == pytest.approx(0.175)
     assert crossval.best_weight([[0.5, 0.5, 0.2]], candidates) == 1.0  # ties: the smaller
+
+
+def test_weighted_report_decides_with_the_weights_and_redoes_a_changed_one(tmp_path) -> None:
+    import json
+
+    import numpy as np
+
+    from multitask_unet._atomic import save_npz_atomic
+    from multitask_unet.data.io import read_image, read_mask, write_image
+
+    fold_out = tmp_path / "fold0"
+    write_phantom_dataset(
+        fold_out / "data", n_train=3, n_validation=2, n_test=0, shape=(8, 8, 8),
+        class_counts=(1, 1, 3),
+    )  # fmt: skip
+    index = read_dataset(fold_out / "data")
+    predictions = fold_out / "predictions_validation"
+    for record in index.split("validation").records:
+        mask = read_mask(record.mask)
+        # probabilities that under-call the lesion: p(lesion) 0.3 < p(pancreas) 0.6 on it
+        p = np.stack([mask.array == 0, mask.array == 1, mask.array == 2]).astype(np.float32)
+        lesion = mask.array == 2
+        p[:, lesion] = np.array([0.1, 0.6, 0.3], dtype=np.float32)[:, None]
+        save_npz_atomic(predictions / f"{record.case_id}.npz", probabilities=p.astype(np.float16))
+        write_image(predictions / f"{record.case_id}.nii.gz", p.argmax(0).astype(np.uint8),
+                    mask.affine)  # fmt: skip
+    raw, lcc = crossval.weighted_report(fold_out, (1.0, 1.0, 4.0))
+    case = index.split("validation").records[0]
+    weighted = read_image(fold_out / "predictions_validation_weighted" / case.mask.name).array
+    np.testing.assert_array_equal(weighted, read_mask(case.mask).array)
+    rows = crossval._read_cases(raw)
+    assert all(float(r["dice_lesion"]) == 1.0 for r in rows if r["dice_lesion"] != "nan")
+    assert (lcc / "cases.csv").exists()
+    crossval.weighted_report(fold_out, (1.0, 1.0, 1.0))  # another weight: decided again
+    stamp = fold_out / "predictions_validation_weighted" / "label_weights.json"
+    assert json.loads(stamp.read_text()) == {"label_weights": [1.0, 1.0, 1.0]}
+    again = read_image(fold_out / "predictions_validation_weighted" / case.mask.name).array
+    assert not (again == 2).any()
