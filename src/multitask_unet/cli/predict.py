@@ -24,7 +24,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         description=(
             "Preprocess each input as the checkpoint's plan says, predict it with sliding "
             "windows (Gaussian blending, mirroring), and write OUT/CASE.nii.gz (uint8 labels on "
-            "the input's grid) and OUT/predictions.csv (case_id, prob_<class>..., predicted). "
+            "the input's grid) and OUT/predictions.csv (case_id, prob_<class>..., predicted); "
+            "with --save-probabilities also OUT/CASE.npz (segmentation probabilities). "
             "INPUT may be image files (.nii.gz, .nii, .nrrd, .mha), folders of them (e.g. the "
             "study's test/ folder), DICOM series folders or a dataset root. Finished cases are "
             "skipped, so an interrupted run can be restarted; --overwrite predicts them again."
