@@ -161,39 +161,51 @@ def test_candidates_larger_than_a_too_slow_one_are_not_measured(fingerprint) -> 
         assert "too-slow" in c.note
         assert any(s.preset == c.preset and np.prod(s.patch_size) <= np.prod(c.patch_size)
                    for s in slow)  # fmt: skip
-    # Each (preset, patch, batch) measured once; a too-slow verdict twice (confirmed).
-    slow_keys = {(resolve_config(c.preset).encoder.name, c.patch_size, c.batch_size) for c in slow}
-    assert sorted(timer.calls) == sorted([*set(timer.calls), *slow_keys])
+    # Each (preset, patch, batch) measured once; a too-slow verdict and the contenders for the
+    # choice twice (confirmed).
+    twice = {
+        (resolve_config(c.preset).encoder.name, c.patch_size, c.batch_size)
+        for c in slow + _contenders(cands)
+    }
+    assert sorted(timer.calls) == sorted([*set(timer.calls), *twice])
     assert len(set(timer.calls)) < len(cands)
 
 
-def test_a_too_slow_verdict_is_confirmed_and_the_faster_measurement_counts(fingerprint) -> None:
-    steady = _per_voxel(1e-6)
-    hiccups = []
+def _contenders(candidates) -> list:
+    """The feasible candidates of the chosen preset with the chosen one's coverage rule."""
+    chosen = next(c for c in candidates if c.status == "chosen")
+    feasible = [c for c in candidates if c.status in ("feasible", "chosen")]
+    enough = [c for c in feasible if c.coverage >= SEARCH.min_coverage]
+    if not enough:
+        best = max(c.coverage for c in feasible)
+        enough = [c for c in feasible if c.coverage >= best * (1 - SEARCH.coverage_tolerance)]
+    return [c for c in enough if c.preset == chosen.preset]
 
-    def hiccup_once(model_config, patch, batch) -> float:  # the first measurement: a hiccup
-        seconds = steady(model_config, patch, batch)
-        first = not hiccups
-        hiccups.append((model_config.encoder.name, tuple(patch), batch))
-        return seconds * 1e6 if first else seconds
 
-    plan = plan_for_budget(fingerprint, 600, search=SEARCH, head=None, measure=hiccup_once)
-    first = hiccups[0]
-    remeasured = [
-        c
-        for c in plan.budget.candidates
-        if (resolve_config(c.preset).encoder.name, c.patch_size, c.batch_size) == first
-    ]
-    assert hiccups.count(first) == 2 and remeasured
-    assert all(c.status in ("feasible", "chosen") for c in remeasured)
-    steady_plan = plan_for_budget(fingerprint, 600, search=SEARCH, head=None, measure=steady)
+def test_the_contenders_are_measured_twice_and_a_hiccup_does_not_decide(fingerprint) -> None:
+    steady = _per_voxel(2e-5)
+    untargeted = SEARCH.replace(target_iterations=None)
+    first = plan_for_budget(fingerprint, 600, search=untargeted, head=None, measure=steady).budget
+    most = max(c.iterations for c in _contenders(first.candidates))
+    search = SEARCH.replace(target_iterations=most - most // 100)  # only the fastest reach it
+    expected = plan_for_budget(fingerprint, 600, search=search, head=None, measure=steady).budget
+    key = (resolve_config(expected.preset).encoder.name, expected.chosen.patch_size, 2)
+    calls = []
+
+    def hiccup_on_the_pick(model_config, patch, batch) -> float:  # its first trial: 1.5x slower
+        calls.append((model_config.encoder.name, tuple(patch), batch))
+        slow = calls[-1] == key and calls.count(key) == 1
+        return steady(model_config, patch, batch) * (1.5 if slow else 1.0)
+
+    plan = plan_for_budget(fingerprint, 600, search=search, head=None, measure=hiccup_on_the_pick)
     pick = plan.budget.chosen
-    expected = steady_plan.budget.chosen
+    assert calls.count(key) == 2  # without the second trial it would miss the target steps
     assert (pick.preset, pick.spacing_factor, pick.patch_size) == (
         expected.preset,
-        expected.spacing_factor,
-        expected.patch_size,
+        expected.chosen.spacing_factor,
+        expected.chosen.patch_size,
     )
+    assert pick.step_seconds == pytest.approx(2e-5 * np.prod(pick.patch_size) * 2, rel=1e-3)
 
 
 def test_each_preset_smallest_candidate_is_measured_first(fingerprint) -> None:
