@@ -14,6 +14,8 @@ set -u
 export PYTHONUNBUFFERED=1 PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
 OUT=${OUT:-$(mktemp -d)}
 if compgen -G ".whl/*.whl" >/dev/null; then
+    mkdir -p /tmp/site  # installed packages too large as wheels: .whl/NAME-site.tar.xz
+    for archive in .whl/*-site.tar.xz; do [ -e "$archive" ] && tar -xJf "$archive" -C /tmp/site; done
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
         --target /tmp/site .whl/*.whl || exit 3
     export PYTHONPATH=/tmp/site:$PWD/src:$PWD
