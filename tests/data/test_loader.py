@@ -216,6 +216,20 @@ def test_loader_config_round_trips_and_validates() -> None:
         _config(weights_mode="square")
 
 
+def test_loader_config_caps_oversampling_in_both_loaders() -> None:
+    assert _config().max_oversampling == 3.0
+    assert LoaderConfig.from_dict(_config(max_oversampling=None).to_dict()).max_oversampling is None
+    with pytest.raises(ConfigError, match=r"max_oversampling must be at least 1, got 0\.5.*None"):
+        _config(max_oversampling=0.5)
+    subjects = _subjects([0] + [1] * 9)  # 1 / 9 cases: balancing would draw case 0 5x its rate
+    for cap, share in ((2.0, 0.2), (None, 0.5)):
+        cfg = _config(max_oversampling=cap)
+        sampler = TrainLoader(subjects, cfg).case_sampler
+        assert sampler.max_oversampling == cap and np.isclose(sampler.weights[0], share)
+        queue = queue_loader(subjects, cfg, samples_per_volume=2, max_length=4)
+        assert np.isclose(queue.dataset.subject_sampler.weights[0], share)
+
+
 def test_queue_loader_yields_batches() -> None:
     loader = queue_loader(_subjects([0, 1, 2]), _config(), samples_per_volume=2, max_length=4)
     batches = list(loader)

@@ -1,4 +1,5 @@
-"""Class-balanced case sampling: weights, balance on the study's 62/106/84 split, ranks."""
+"""Class-balanced case sampling: weights, balance on the study's 62/106/84 split, ranks, the
+oversampling cap on lopsided data (2/1/44) and the warnings about too small classes."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ import numpy as np
 import pytest
 
 from multitask_unet.data import sampling
-from multitask_unet.data.sampling import BalancedCaseSampler, case_weights
+from multitask_unet.data.sampling import BalancedCaseSampler, case_weights, sampling_warnings
 from multitask_unet.errors import ConfigError
 
 STUDY_LABELS = [0] * 62 + [1] * 106 + [2] * 84  # the study's training subtypes
+LOPSIDED = [0] * 2 + [1] * 1 + [2] * 44  # e.g. a small real subset
+NAMES = ("subtype0", "subtype1", "subtype2")
 
 
 def _class_mass(labels, weights) -> np.ndarray:
@@ -111,3 +114,136 @@ def test_invalid_options_raise_config_error(kwargs) -> None:
 def test_empty_labels_are_rejected() -> None:
     with pytest.raises(ConfigError, match="empty"):
         case_weights([])
+
+
+# -- the oversampling cap ------------------------------------------------------------------------
+
+
+def _old_weights(labels, mode: str) -> np.ndarray:
+    """The uncapped weights as computed before the cap existed."""
+    groups = [-1 if v is None or v < 0 else v for v in labels]
+    n = {g: groups.count(g) for g in groups}
+    power = {"balanced": 1.0, "inverse_sqrt": 0.5, "none": 0.0}[mode]
+    raw = np.array([1.0 / n[g] ** power for g in groups])
+    return raw / raw.sum()
+
+
+@pytest.mark.parametrize("mode", ["balanced", "inverse_sqrt"])
+def test_cap_keeps_lopsided_classes_within_3x_their_natural_share(mode) -> None:
+    counts, total = np.array([2, 1, 44]), 47
+    w = case_weights(LOPSIDED, mode=mode, max_oversampling=3)
+    mass = _class_mass(LOPSIDED, w)
+    assert math.isclose(w.sum(), 1.0) and math.isclose(mass.sum(), 1.0)
+    assert np.all(mass <= 3 * counts / total + 1e-12)
+    assert np.allclose(mass[:2], 3 * counts[:2] / total)  # the cap binds on both small classes
+    large = w[np.array(LOPSIDED) == 2]
+    assert np.allclose(large, large[0])  # the share is split evenly among the class's cases
+    assert large[0] >= 0.8 / total  # every large-class case at >= 80 % of the uniform rate
+    # uncapped, the three small cases would take two thirds of all draws
+    assert math.isclose(
+        _class_mass(LOPSIDED, case_weights(LOPSIDED, max_oversampling=None))[:2].sum(), 2 / 3
+    )
+
+
+@pytest.mark.parametrize("mode", ["balanced", "inverse_sqrt", "none"])
+def test_cap_leaves_the_study_split_unchanged(mode) -> None:
+    capped = case_weights(STUDY_LABELS, mode=mode, max_oversampling=3)
+    assert np.array_equal(capped, case_weights(STUDY_LABELS, mode=mode, max_oversampling=None))
+    assert np.array_equal(capped, case_weights(STUDY_LABELS, mode=mode))  # 3 is the default
+
+
+@pytest.mark.parametrize("labels", [LOPSIDED, STUDY_LABELS, [0, 0, 0, 1, None, -1]])
+@pytest.mark.parametrize("mode", ["balanced", "inverse_sqrt", "none"])
+def test_no_cap_is_the_old_behaviour(labels, mode) -> None:
+    assert np.allclose(
+        case_weights(labels, mode=mode, max_oversampling=None), _old_weights(labels, mode)
+    )
+
+
+def test_excess_is_redistributed_until_stable() -> None:
+    # 2 / 12 / 86 cases: capping class 0 (1/3 -> 0.06) pushes class 1 over its cap (0.36) too
+    labels = [0] * 2 + [1] * 12 + [2] * 86
+    assert np.allclose(_class_mass(labels, case_weights(labels)), [0.06, 0.36, 0.58])
+    # uncapped classes keep the ratio of their shares
+    labels = [0] * 1 + [1] * 10 + [2] * 30
+    mass = _class_mass(labels, case_weights(labels, mode="inverse_sqrt", max_oversampling=2))
+    assert math.isclose(mass[0], 2 / 41) and math.isclose(mass[1] / mass[2], math.sqrt(10 / 30))
+
+
+def test_cap_of_one_gives_natural_frequencies_and_none_mode_is_unaffected() -> None:
+    uniform = np.full(47, 1 / 47)
+    assert np.allclose(case_weights(LOPSIDED, max_oversampling=1), uniform)
+    for cap in (1, 3, None):
+        assert np.allclose(case_weights(LOPSIDED, mode="none", max_oversampling=cap), uniform)
+
+
+def test_unknown_cases_form_one_capped_group() -> None:
+    labels = [0] * 40 + [None, -1]
+    w = case_weights(labels, max_oversampling=3)
+    assert np.allclose(w[40:].sum(), 3 * 2 / 42) and np.allclose(w[40], w[41])
+
+
+@pytest.mark.parametrize("cap", [0.5, 0, -3, float("nan")])
+def test_invalid_cap_raises_config_error_naming_value_and_fix(cap) -> None:
+    with pytest.raises(ConfigError, match=r"max_oversampling.*at least 1.*None"):
+        case_weights(LOPSIDED, max_oversampling=cap)
+    with pytest.raises(ConfigError, match="max_oversampling"):
+        BalancedCaseSampler(LOPSIDED, max_oversampling=cap)
+    with pytest.raises(ConfigError, match="max_oversampling"):
+        sampling_warnings(LOPSIDED, mode="balanced", max_oversampling=cap)
+
+
+def test_sampler_draws_respect_the_cap() -> None:
+    n, total = 20000, 47
+    natural = np.array([2, 1, 44]) / total
+    sampler = BalancedCaseSampler(LOPSIDED, num_samples=n, seed=3)
+    assert sampler.max_oversampling == 3.0 and "max_oversampling=3.0" in repr(sampler)
+    freq = np.bincount([LOPSIDED[i] for i in sampler], minlength=3) / n
+    capped = np.array([6, 3, total - 9]) / total  # small classes at 3x their natural share
+    assert _within_sampling_error(freq, capped, n)
+    assert freq[2] >= 0.8 * natural[2]
+    uncapped = BalancedCaseSampler(LOPSIDED, num_samples=n, seed=3, max_oversampling=None)
+    freq = np.bincount([LOPSIDED[i] for i in uncapped], minlength=3) / n
+    assert _within_sampling_error(freq, np.full(3, 1 / 3), n)
+
+
+# -- warnings ------------------------------------------------------------------------------------
+
+
+def test_warnings_name_classes_counts_and_the_cap() -> None:
+    warnings = sampling_warnings(LOPSIDED, mode="balanced", class_names=NAMES)
+    capped = [w for w in warnings if "capped" in w]
+    assert len(capped) == 2
+    assert capped[1].startswith("class subtype1 has 1 of 47 cases: balanced sampling would draw")
+    assert "15.7x its natural rate" in capped[1] and "capped at 3x (max_oversampling)" in capped[1]
+    assert "class subtype0 has 2 of 47 cases" in capped[0] and "7.8x" in capped[0]
+    few = [w for w in warnings if "too few" in w]
+    assert [w.split(":")[0] for w in few] == [
+        "class subtype0 has 2 of 47 cases",
+        "class subtype1 has 1 of 47 cases",
+    ]
+    assert all("class-weighted" in w and "add cases" in w for w in few)
+    assert not any("subtype2" in w for w in warnings)
+
+
+def test_warnings_depend_on_mode_and_cap() -> None:
+    sqrt = sampling_warnings(LOPSIDED, mode="inverse_sqrt", class_names=NAMES)
+    assert any("subtype1" in w and "inverse_sqrt sampling would draw it 5.2x" in w for w in sqrt)
+    uncapped = sampling_warnings(LOPSIDED, mode="balanced", max_oversampling=None)
+    assert any(
+        w.startswith("class 1 has 1 of 47 cases") and "set max_oversampling" in w for w in uncapped
+    )
+    loose = sampling_warnings(LOPSIDED, mode="balanced", max_oversampling=20, class_names=NAMES)
+    assert not any("capped" in w or "max_oversampling" in w for w in loose)  # the cap does not bind
+    none = sampling_warnings(LOPSIDED, mode="none", class_names=NAMES)
+    assert len(none) == 2 and all("too few" in w for w in none)  # small classes, whatever the mode
+    unknown = sampling_warnings([0] * 40 + [None], mode="balanced")
+    assert unknown and "without a class has 1 of 41 cases" in unknown[0]
+
+
+@pytest.mark.parametrize("mode", ["balanced", "inverse_sqrt", "none"])
+@pytest.mark.parametrize("cap", [3.0, None])
+def test_no_warnings_on_balanced_data(mode, cap) -> None:
+    assert sampling_warnings(STUDY_LABELS, mode=mode, max_oversampling=cap, class_names=NAMES) == []
+    assert sampling_warnings([], mode=mode, max_oversampling=cap) == []
+    assert "sampling_warnings" in sampling.__all__

@@ -1,16 +1,21 @@
 """``multitask-unet validate``: check a dataset and list every problem with its fix.
 
-Exit code 0 when the dataset is usable (warnings allowed), 1 when anything is wrong.
+Exit code 0 when the dataset is usable (warnings allowed), 1 when anything is wrong. It also
+warns when a class of the train split has too few cases for the case sampling strategy
+(``--weights-mode``, ``--max-oversampling``; see
+:func:`~multitask_unet.data.sampling.sampling_warnings`); these warnings never fail the check.
 
 Example::
 
     multitask-unet validate ../shared/data/pancreas_quiz_subset
     multitask-unet validate data/Dataset501_Pancreas --layout nnunet --labels case_labels.csv
+    multitask-unet validate data/lopsided --weights-mode inverse_sqrt --max-oversampling 2
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +25,7 @@ __all__ = ["add_parser", "run"]
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register the ``validate`` subcommand."""
     from multitask_unet.data.readers import LAYOUTS
+    from multitask_unet.data.sampling import DEFAULT_MAX_OVERSAMPLING, WEIGHTS_MODES
 
     parser = subparsers.add_parser(
         "validate",
@@ -28,7 +34,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
             "Read every image and mask of DATA once and report all problems in one pass: missing "
             "or unreadable files, 2D/4D volumes, NaN/Inf, shape/spacing/origin/direction "
             "mismatches, non-integer or undeclared labels, duplicate ids, empty splits and "
-            "subtypes. Exit code 1 when there is an error, 0 otherwise (warnings allowed)."
+            "subtypes. Then warn when a subtype of the train split has too few cases for the "
+            "case sampling strategy. Exit code 1 when there is an error, 0 otherwise (warnings "
+            "allowed)."
         ),
     )
     parser.add_argument("data", type=Path, metavar="DATA", help="dataset folder or manifest CSV")
@@ -59,22 +67,85 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="TOL",
         help="relative tolerance on spacing, origin (voxels) and direction (default 1e-3)",
     )
+    parser.add_argument(
+        "--weights-mode",
+        default="balanced",
+        choices=WEIGHTS_MODES,
+        help="case sampling strategy to check the train split's classes against (default balanced)",
+    )
+    parser.add_argument(
+        "--max-oversampling",
+        type=_oversampling,
+        default=DEFAULT_MAX_OVERSAMPLING,
+        metavar="X",
+        help=(
+            "cap on how many times its natural frequency a class is drawn, >= 1, or 'none' "
+            f"(default {DEFAULT_MAX_OVERSAMPLING:g})"
+        ),
+    )
     parser.add_argument("--workers", type=int, default=None, help="threads reading files")
-    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument(
+        "--json", action="store_true", help="print the report, with the sampling warnings, as JSON"
+    )
     return parser
 
 
-def run(args: argparse.Namespace) -> int:
-    """Validate ``args.data``, print the report and return 1 on errors, else 0."""
-    from multitask_unet.data.validation import validate_dataset
+def _oversampling(text: str) -> float | None:
+    if text.strip().lower() in ("none", "off"):
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value >= 1:
+        raise argparse.ArgumentTypeError(
+            f"must be a number >= 1 (times a class's natural frequency) or 'none', got {text!r}"
+        )
+    return value
 
+
+def run(args: argparse.Namespace) -> int:
+    """Validate ``args.data``, print the report and sampling warnings; 1 on errors, else 0."""
+    from multitask_unet.data.readers import read_dataset
+    from multitask_unet.data.validation import validate_dataset
+    from multitask_unet.errors import DataError
+
+    try:  # index once; an unreadable dataset is reported by validate_dataset itself
+        index = read_dataset(args.data, layout=args.layout, labels=args.labels)
+    except DataError:
+        index = None
     report = validate_dataset(
-        args.data,
+        index if index is not None else args.data,
         layout=args.layout,
         labels=args.labels,
         label_tolerance=args.label_tolerance,
         geometry_tolerance=args.geometry_tolerance,
         workers=args.workers,
     )
-    print(report.to_json() if args.json else report)
+    mode, cap = args.weights_mode, args.max_oversampling
+    notes = _sampling_warnings(index, mode, cap)
+    if args.json:
+        data = json.loads(report.to_json())
+        data["sampling_warnings"] = notes
+        print(json.dumps(data, indent=2))
+    else:
+        print(report)
+        if notes:
+            cap_text = "none" if cap is None else f"{cap:g}"
+            print(
+                f"\nSampling of the train split (--weights-mode {mode}, --max-oversampling {cap_text}):"
+            )
+            print("\n".join(f"WARNING {w}" for w in notes))
     return 0 if report.ok else 1
+
+
+def _sampling_warnings(index: Any, mode: str, cap: float | None) -> list[str]:
+    """Warnings for the train split's class labels (none without labelled training cases)."""
+    from multitask_unet.data.sampling import sampling_warnings
+
+    if index is None or "train" not in index.splits:
+        return []
+    labels = [r.label for r in index.split("train").records]
+    if all(label is None for label in labels):
+        return []
+    return sampling_warnings(labels, mode=mode, max_oversampling=cap, class_names=index.class_names)

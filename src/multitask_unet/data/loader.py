@@ -46,6 +46,7 @@ from multitask_unet.data.patches import (
     patch_to_sample,
 )
 from multitask_unet.data.sampling import (
+    DEFAULT_MAX_OVERSAMPLING,
     WEIGHTS_MODES,
     BalancedCaseSampler,
     WeightsMode,
@@ -76,6 +77,10 @@ class LoaderConfig(Config):
         lesion_probability: Probability that a patch of a case with a known class is centred
             on its lesion (classification patches that see the lesion).
         weights_mode: Case weighting, ``"balanced"``, ``"inverse_sqrt"`` or ``"none"``.
+        max_oversampling: No class is drawn more than this many times its natural frequency
+            ``n_k / N`` (at least 1; None: no cap), so that balancing lopsided classes does
+            not starve segmentation of the large ones (see
+            :func:`~multitask_unet.data.sampling.case_weights`).
         augmentation: Augmentation strengths; None means nnU-Net's for ``patch_size``
             (:meth:`AugmentationConfig.nnunet`); :meth:`AugmentationConfig.off` disables it.
         num_workers: Worker processes (0: in the main process).
@@ -90,6 +95,7 @@ class LoaderConfig(Config):
     lesion_label: int | None = None
     lesion_probability: float = 0.0
     weights_mode: WeightsMode = "balanced"
+    max_oversampling: float | None = DEFAULT_MAX_OVERSAMPLING
     augmentation: AugmentationConfig | None = None
     num_workers: int = 0
     seed: int = 0
@@ -107,6 +113,11 @@ class LoaderConfig(Config):
             raise ConfigError(
                 f"LoaderConfig.weights_mode {self.weights_mode!r} is unknown; "
                 f"use one of {', '.join(WEIGHTS_MODES)}"
+            )
+        if self.max_oversampling is not None and not self.max_oversampling >= 1:
+            raise ConfigError(
+                f"LoaderConfig.max_oversampling must be at least 1, got {self.max_oversampling!r}; "
+                "pass a value >= 1 (e.g. 3) or None to turn the cap off"
             )
         if min(self.patch_size) < 1:
             raise ConfigError(f"LoaderConfig.patch_size must be positive, got {self.patch_size}")
@@ -292,6 +303,7 @@ class TrainLoader:
         self.case_sampler = BalancedCaseSampler(
             [_label_of(c) for c in self.cases],
             weights_mode=cfg.weights_mode,
+            max_oversampling=cfg.max_oversampling,
             num_samples=cfg.batch_size * cfg.iterations_per_epoch * world_size,
             seed=cfg.seed,
             rank=rank,
@@ -351,6 +363,7 @@ def queue_loader(
     case_sampler = BalancedCaseSampler(
         [_label_of(s) for s in subjects],
         weights_mode=cfg.weights_mode,
+        max_oversampling=cfg.max_oversampling,
         num_samples=num_subjects,
         seed=cfg.seed,
     )

@@ -4,12 +4,22 @@ The study's training set is imbalanced (62 / 106 / 84 cases of subtypes 0 / 1 / 
 :class:`BalancedCaseSampler` draws cases with weights from the subtype frequencies so that, in
 ``"balanced"`` mode, every subtype is drawn equally often.
 
+On lopsided data (say 2 / 1 / 44 cases) full balancing would take two thirds of all draws from
+three cases and starve segmentation of the other 44. ``max_oversampling`` (default 3) caps
+every class at that many times its natural frequency ``n_k / N``; the excess goes to the other
+classes. :func:`sampling_warnings` says when the cap binds or a class is too small to learn.
+
 Example:
     >>> sampler = BalancedCaseSampler([0, 0, 0, 1], weights_mode="balanced", num_samples=8, seed=0)
     >>> sampler.weights.round(3).tolist()
     [0.167, 0.167, 0.167, 0.5]
     >>> len(list(sampler))
     8
+    >>> lopsided = [0] * 2 + [1] * 1 + [2] * 44
+    >>> def shares(**kw):
+    ...     return np.bincount(lopsided, weights=case_weights(lopsided, **kw)).round(3).tolist()
+    >>> shares(max_oversampling=None), shares()  # uncapped, capped at 3x
+    ([0.333, 0.333, 0.333], [0.128, 0.064, 0.809])
 """
 
 from __future__ import annotations
@@ -26,18 +36,29 @@ from torch.utils.data import Sampler
 from multitask_unet.errors import ConfigError
 
 __all__ = [
+    "DEFAULT_MAX_OVERSAMPLING",
     "WEIGHTS_MODES",
     "BalancedCaseSampler",
     "WeightsMode",
     "case_weights",
     "distributed_rank",
+    "sampling_warnings",
 ]
 
 WeightsMode = Literal["balanced", "inverse_sqrt", "none"]
 WEIGHTS_MODES: tuple[str, ...] = ("balanced", "inverse_sqrt", "none")
+#: Default cap on how many times its natural frequency a class is drawn.
+DEFAULT_MAX_OVERSAMPLING = 3.0
+#: Classes with fewer cases than this get a warning whatever the sampling.
+MIN_CASES_PER_CLASS = 5
 
 
-def case_weights(labels: Sequence[int | None], *, mode: WeightsMode = "balanced") -> np.ndarray:
+def case_weights(
+    labels: Sequence[int | None],
+    *,
+    mode: WeightsMode = "balanced",
+    max_oversampling: float | None = DEFAULT_MAX_OVERSAMPLING,
+) -> np.ndarray:
     """Sampling probability of every case from the frequency of its class.
 
     Args:
@@ -45,6 +66,10 @@ def case_weights(labels: Sequence[int | None], *, mode: WeightsMode = "balanced"
             unknown class form one extra group, weighted like a class of their size.
         mode: ``"balanced"`` weighs a case by ``1 / n_class`` (every class drawn equally often),
             ``"inverse_sqrt"`` by ``1 / sqrt(n_class)`` (a milder correction), ``"none"`` uniformly.
+        max_oversampling: No class is drawn more than this many times its natural frequency
+            ``n_k / N``; the excess share goes to the other classes in proportion to their
+            shares (repeated until no class exceeds its cap), then each class's share is split
+            evenly among its cases. At least 1; ``None`` turns the cap off.
 
     Returns:
         ``(N,)`` float64 probabilities summing to 1.
@@ -52,22 +77,141 @@ def case_weights(labels: Sequence[int | None], *, mode: WeightsMode = "balanced"
     Example:
         >>> case_weights([0, 0, 1, 1, 1, 1], mode="inverse_sqrt").round(3).tolist()
         [0.207, 0.207, 0.146, 0.146, 0.146, 0.146]
+        >>> case_weights([0, 1, 1, 1, 1, 1], max_oversampling=1.5).round(3).tolist()
+        [0.25, 0.15, 0.15, 0.15, 0.15, 0.15]
     """
+    groups, counts, _, capped = _shares(labels, mode, max_oversampling)
+    raw = _raw_weights(groups, counts, mode)
+    weights = raw / raw.sum()
+    for g, share in capped.items():  # rescale only the classes the cap changed
+        mass = weights[groups == g].sum()
+        if not math.isclose(mass, share, rel_tol=1e-12):
+            weights[groups == g] *= share / mass
+    return weights / weights.sum()
+
+
+def _raw_weights(groups: np.ndarray, counts: dict[int, int], mode: str) -> np.ndarray:
+    if mode == "balanced":
+        return np.array([1.0 / counts[g] for g in groups])
+    if mode == "inverse_sqrt":
+        return np.array([1.0 / math.sqrt(counts[g]) for g in groups])
+    return np.ones(len(groups))
+
+
+def _check_options(mode: str, max_oversampling: float | None) -> None:
     if mode not in WEIGHTS_MODES:
         raise ConfigError(
             f"weights_mode {mode!r} is unknown; use one of {', '.join(WEIGHTS_MODES)}"
         )
+    if max_oversampling is not None and not float(max_oversampling) >= 1.0:
+        raise ConfigError(
+            f"max_oversampling must be at least 1 (times a class's natural frequency), got "
+            f"{max_oversampling!r}; pass a value >= 1 (e.g. 3) or None to turn the cap off"
+        )
+
+
+def _shares(
+    labels: Sequence[int | None], mode: str, max_oversampling: float | None
+) -> tuple[np.ndarray, dict[int, int], dict[int, float], dict[int, float]]:
+    """Case groups (``-1``: unknown), class counts, and class shares before and after the cap."""
+    _check_options(mode, max_oversampling)
     if len(labels) == 0:
         raise ConfigError("case_weights needs at least one case label, got an empty sequence")
-    groups = [-1 if v is None or int(v) < 0 else int(v) for v in labels]
-    counts = Counter(groups)
-    if mode == "balanced":
-        raw = np.array([1.0 / counts[g] for g in groups])
-    elif mode == "inverse_sqrt":
-        raw = np.array([1.0 / math.sqrt(counts[g]) for g in groups])
-    else:
-        raw = np.ones(len(groups))
-    return raw / raw.sum()
+    groups = np.array([-1 if v is None or int(v) < 0 else int(v) for v in labels])
+    counts = dict(sorted(Counter(groups.tolist()).items()))
+    power = {"balanced": 0.0, "inverse_sqrt": 0.5, "none": 1.0}[mode]
+    mass = {g: n**power for g, n in counts.items()}  # n_k * (weight of one case)
+    uncapped = {g: m / sum(mass.values()) for g, m in mass.items()}
+    if max_oversampling is None:
+        return groups, counts, uncapped, dict(uncapped)
+    total = len(groups)
+    cap = {g: float(max_oversampling) * n / total for g, n in counts.items()}
+    shares, fixed = dict(uncapped), set()
+    while True:  # water-filling: pin classes above their cap, share the rest out again
+        free = [g for g in counts if g not in fixed]
+        left = 1.0 - sum(cap[g] for g in fixed)
+        norm = sum(uncapped[g] for g in free)
+        for g in free:
+            shares[g] = left * uncapped[g] / norm
+        over = {g for g in free if shares[g] > cap[g] * (1 + 1e-12)}
+        if not over or len(over) == len(free):  # all over only by rounding when cap == 1
+            break
+        fixed |= over
+        for g in over:
+            shares[g] = cap[g]
+    return groups, counts, uncapped, shares
+
+
+def sampling_warnings(
+    labels: Sequence[int | None],
+    *,
+    mode: WeightsMode = "balanced",
+    max_oversampling: float | None = DEFAULT_MAX_OVERSAMPLING,
+    class_names: Sequence[str] | None = None,
+) -> list[str]:
+    """What goes wrong when cases with these classes are sampled with ``mode``.
+
+    One message per problem, naming the class, its case count and the total: the cap binds
+    (the mode would draw a class more than ``max_oversampling`` times its natural rate), the
+    mode oversamples a class more than 3x with the cap off, or a class has fewer than
+    5 cases (too few to learn or validate a classifier, whatever the sampling).
+
+    Args:
+        labels: One class per case (``None`` / negative: unknown), as for :func:`case_weights`.
+        mode: The weighting to check.
+        max_oversampling: The cap to check (``None``: no cap).
+        class_names: Name of each class (index = label); default ``"0"``, ``"1"``, ...
+
+    Returns:
+        Human-readable warnings; empty when there is nothing to say.
+
+    Example:
+        >>> names = ["subtype0", "subtype1", "subtype2"]
+        >>> for w in sampling_warnings([0] * 2 + [1] * 1 + [2] * 44, class_names=names):
+        ...     print(w.split(";")[0])
+        class subtype0 has 2 of 47 cases: balanced sampling would draw it 7.8x its natural rate
+        class subtype0 has 2 of 47 cases: too few to learn or to validate a classifier on
+        class subtype1 has 1 of 47 cases: balanced sampling would draw it 15.7x its natural rate
+        class subtype1 has 1 of 47 cases: too few to learn or to validate a classifier on
+        >>> sampling_warnings([0] * 62 + [1] * 106 + [2] * 84)
+        []
+    """
+    if len(labels) == 0:
+        _check_options(mode, max_oversampling)
+        return []
+    _, counts, uncapped, capped = _shares(labels, mode, max_oversampling)
+    total = sum(counts.values())
+    names = tuple(class_names or ())
+
+    def who(g: int) -> str:
+        if g < 0:
+            return f"the group of cases without a class has {counts[g]} of {total} cases"
+        name = names[g] if g < len(names) else str(g)
+        return f"class {name} has {counts[g]} of {total} cases"
+
+    out = []
+    for g, n in counts.items():
+        ratio, natural = uncapped[g] * total / n, n / total
+        if max_oversampling is not None and ratio > max_oversampling * (1 + 1e-9):
+            out.append(
+                f"{who(g)}: {mode} sampling would draw it {ratio:.1f}x its natural rate; capped "
+                f"at {max_oversampling:g}x (max_oversampling), so it gets {capped[g]:.1%} of the "
+                f"draws instead of {uncapped[g]:.1%} and the other classes keep the rest"
+            )
+        elif max_oversampling is None and ratio > DEFAULT_MAX_OVERSAMPLING:
+            out.append(
+                f"{who(g)}: {mode} sampling draws it {ratio:.1f}x its natural rate "
+                f"({uncapped[g]:.1%} of the draws instead of {natural:.1%}), repeating its "
+                f"cases and starving the other classes; set max_oversampling (e.g. "
+                f"{DEFAULT_MAX_OVERSAMPLING:g}) to cap it"
+            )
+        if g >= 0 and n < MIN_CASES_PER_CLASS:
+            out.append(
+                f"{who(g)}: too few to learn or to validate a classifier on; add cases, or "
+                "rely on a class-weighted classification loss rather than on oversampling, "
+                "and read its metrics with caution"
+            )
+    return out
 
 
 def distributed_rank(rank: int | None = None, world_size: int | None = None) -> tuple[int, int]:
@@ -95,6 +239,8 @@ class BalancedCaseSampler(Sampler[int]):
     Args:
         labels: One class per case (``None`` / negative: unknown), see :func:`case_weights`.
         weights_mode: ``"balanced"``, ``"inverse_sqrt"`` or ``"none"``.
+        max_oversampling: No class is drawn more than this many times its natural frequency
+            (at least 1; ``None``: no cap), see :func:`case_weights`.
         num_samples: Draws per epoch over all ranks; defaults to the number of cases.
         replacement: Draw with replacement (default). Without it, ``num_samples`` may not exceed
             the number of cases.
@@ -115,6 +261,7 @@ class BalancedCaseSampler(Sampler[int]):
         labels: Sequence[int | None],
         *,
         weights_mode: WeightsMode = "balanced",
+        max_oversampling: float | None = DEFAULT_MAX_OVERSAMPLING,
         num_samples: int | None = None,
         replacement: bool = True,
         seed: int = 0,
@@ -123,7 +270,10 @@ class BalancedCaseSampler(Sampler[int]):
     ) -> None:
         self.labels = tuple(labels)
         self.weights_mode = weights_mode
-        self.weights = case_weights(self.labels, mode=weights_mode)
+        self.max_oversampling = max_oversampling
+        self.weights = case_weights(
+            self.labels, mode=weights_mode, max_oversampling=max_oversampling
+        )
         self.num_samples = len(self.labels) if num_samples is None else int(num_samples)
         if self.num_samples < 1:
             raise ConfigError(f"num_samples must be at least 1, got {num_samples}")
@@ -163,5 +313,5 @@ class BalancedCaseSampler(Sampler[int]):
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(cases={len(self.labels)}, weights_mode={self.weights_mode!r}, "
-            f"num_samples={self.num_samples}, rank={self.rank}/{self.world_size}, seed={self.seed})"
+            f"max_oversampling={self.max_oversampling!r}, num_samples={self.num_samples}, rank={self.rank}/{self.world_size}, seed={self.seed})"
         )

@@ -114,6 +114,9 @@ class TrainConfig(Config):
         lesion_label: Segmentation label of the lesion (for ``lesion_probability``).
         weights_mode: Case sampling: ``"balanced"`` (every class equally often),
             ``"inverse_sqrt"`` or ``"none"``.
+        max_oversampling: No class is drawn more than this many times its natural frequency,
+            so that a class of one or two cases cannot take most draws from the others (see
+            ``docs/concepts/sampling.md``); None lifts the cap.
         augmentation: Augmentation strengths; None is nnU-Net's recipe for the patch size.
         augment: False turns augmentation off entirely.
         num_workers: Data-loading worker processes per training process.
@@ -150,6 +153,7 @@ class TrainConfig(Config):
     lesion_probability: float = 0.0
     lesion_label: int = 2
     weights_mode: WeightsMode = "balanced"
+    max_oversampling: float | None = 3.0
     augmentation: AugmentationConfig | None = None
     augment: bool = True
     num_workers: int = 0
@@ -178,6 +182,11 @@ class TrainConfig(Config):
         if self.weights_mode not in WEIGHTS_MODES:
             raise ConfigError(
                 f"weights_mode must be one of {', '.join(WEIGHTS_MODES)}, got {self.weights_mode!r}"
+            )
+        if self.max_oversampling is not None and not self.max_oversampling >= 1:
+            raise ConfigError(
+                f"max_oversampling must be at least 1 (or null for no cap), got "
+                f"{self.max_oversampling}"
             )
         if self.num_workers < 0 or self.val_every < 0:
             raise ConfigError("num_workers and val_every must be >= 0")

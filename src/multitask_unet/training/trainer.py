@@ -330,6 +330,7 @@ class Trainer:
             lesion_label=cfg.lesion_label if cfg.lesion_probability > 0 else None,
             lesion_probability=cfg.lesion_probability,
             weights_mode=cfg.weights_mode,
+            max_oversampling=cfg.max_oversampling,
             augmentation=aug,
             num_workers=cfg.num_workers,
             seed=cfg.seed,
