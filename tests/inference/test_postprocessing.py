@@ -1,12 +1,14 @@
-"""keep_largest_component: nnU-Net's largest-component post-processing, and in the Predictor."""
+"""keep_largest_component (nnU-Net's largest-component step), in the Predictor; Postprocessing."""
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pytest
 from scipy import ndimage
 
-from multitask_unet.errors import ShapeError
+from multitask_unet.errors import ConfigError, ShapeError
 from multitask_unet.inference import Predictor, keep_largest_component
 
 
@@ -76,3 +78,63 @@ def test_cli_predict_largest_component(phantom_root, tiny_checkpoint, tmp_path) 
     written = np.asarray(read_image(out / images[0].name.replace("_0000", "")).array)
     direct = Predictor.from_checkpoint(tiny_checkpoint, largest_component=True)
     np.testing.assert_array_equal(written, direct.predict_case(images[0]).segmentation)
+
+
+# -- Postprocessing: the choice kept as RUN/postprocessing.json ----------------------------------
+
+
+def test_postprocessing_round_trips_through_its_file(tmp_path) -> None:
+    from multitask_unet.inference import Postprocessing
+
+    chosen = Postprocessing((1, 1, 16), largest_component=True, details={"folds": [0, 1]})
+    path = tmp_path / "postprocessing.json"
+    chosen.save(path)
+    assert Postprocessing.load(path) == chosen
+    assert json.loads(path.read_text())["label_weights"] == [1.0, 1.0, 16.0]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # written atomically
+    assert Postprocessing.from_dict({}) == Postprocessing() and Postprocessing().is_identity
+    assert Postprocessing((2, 2, 2)).is_identity and not chosen.is_identity
+    assert chosen.describe() == "label weights (1, 1, 16), largest component"
+    assert Postprocessing().describe() == "none (plain argmax)"
+
+
+def test_postprocessing_labels_are_weighted_argmax_then_largest_component() -> None:
+    from multitask_unet.inference import Postprocessing, weighted_argmax
+
+    rng = np.random.default_rng(0)
+    probabilities = rng.dirichlet((1, 1, 1), size=(6, 8, 8)).transpose(3, 0, 1, 2)
+    plain = Postprocessing().labels(probabilities)
+    assert plain.dtype == np.uint8
+    np.testing.assert_array_equal(plain, probabilities.argmax(0))
+    weights = (1.0, 1.0, 4.0)
+    both = Postprocessing(weights, largest_component=True).labels(probabilities)
+    expected = keep_largest_component(weighted_argmax(probabilities, weights))
+    np.testing.assert_array_equal(both, expected)
+    with pytest.raises(ConfigError, match="one weight per label"):
+        Postprocessing((1, 2)).labels(probabilities)
+    with pytest.raises(ShapeError, match=r"\(labels, \.\.\.spatial\)"):
+        Postprocessing().labels(np.zeros(3))
+
+
+def test_postprocessing_files_are_checked_and_named(tmp_path) -> None:
+    from multitask_unet.inference.postprocessing import Postprocessing  # importable here too
+
+    path = tmp_path / "postprocessing.json"
+    path.write_text("{label_weights: [1, 2]")
+    with pytest.raises(ConfigError, match=rf"{path.name} is not valid JSON"):
+        Postprocessing.load(path)
+    path.write_text('{"label_weight": [1, 1, 4]}')
+    with pytest.raises(
+        ConfigError, match=rf"{path.name} is not a valid .* Did you mean 'label_weights'"
+    ):
+        Postprocessing.load(path)
+    path.write_text('{"label_weights": [1, -1, 4]}')
+    with pytest.raises(ConfigError, match=rf"{path.name} .* finite and > 0"):
+        Postprocessing.load(path)
+    path.write_text("[1, 1, 4]")
+    with pytest.raises(ConfigError, match="must be built from a mapping"):
+        Postprocessing.load(path)
+    with pytest.raises(ConfigError, match="does not exist"):
+        Postprocessing.load(tmp_path / "missing.json")
+    with pytest.raises(ConfigError, match="at least 2"):
+        Postprocessing((4,))

@@ -1,8 +1,17 @@
-"""``multitask-unet predict``: segment and classify images with a checkpoint.
+"""``multitask-unet predict``: segment and classify images with a checkpoint or a run.
 
-Example::
+The model is either one checkpoint (``--checkpoint FILE``) or a run folder (``--model RUN``):
+the folder of ``multitask-unet train -o RUN`` (its ``checkpoints/last.pt``) or a
+cross-validation folder, whose folds predict as an ensemble (mean of their probabilities;
+``--folds 0 1 2`` takes some of them). The post-processing chosen for the run
+(``RUN/postprocessing.json``: label weights, largest component) is applied unless
+``--no-postprocessing``; ``--label-weights`` and ``--largest-component`` override it.
+
+Examples::
 
     multitask-unet predict --checkpoint model.pt ../shared/data/pancreas_quiz_subset/test -o pred/
+    multitask-unet predict --model crossval_run/ scans/ -o pred/
+    multitask-unet predict --model crossval_run/ --folds 0 1 --no-postprocessing scans/ -o pred/
 """
 
 from __future__ import annotations
@@ -20,20 +29,40 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register the ``predict`` subcommand."""
     parser = subparsers.add_parser(
         "predict",
-        help="predict label maps and class probabilities for images with a checkpoint",
+        help="predict label maps and class probabilities with a checkpoint or a run's folds",
         description=(
-            "Preprocess each input as the checkpoint's plan says, predict it with sliding "
+            "Preprocess each input as the model's plan says, predict it with sliding "
             "windows (Gaussian blending, mirroring), and write OUT/CASE.nii.gz (uint8 labels on "
             "the input's grid) and OUT/predictions.csv (case_id, prob_<class>..., predicted); "
             "with --save-probabilities also OUT/CASE.npz (segmentation probabilities). "
             "INPUT may be image files (.nii.gz, .nii, .nrrd, .mha), folders of them (e.g. the "
             "study's test/ folder), DICOM series folders or a dataset root. Finished cases are "
-            "skipped, so an interrupted run can be restarted; --overwrite predicts them again."
+            "skipped, so an interrupted run can be restarted; --overwrite predicts them again. "
+            "With --model RUN the folds of a cross-validation folder predict as an ensemble, "
+            "post-processed as RUN/postprocessing.json says."
         ),
     )
     parser.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="files or folders")
     parser.add_argument(
-        "--checkpoint", required=True, type=Path, metavar="CKPT", help="model checkpoint (.pt)"
+        "--checkpoint", type=Path, metavar="CKPT", help="model checkpoint (.pt); or --model"
+    )
+    parser.add_argument(
+        "--model",
+        type=Path,
+        metavar="RUN",
+        help="a training run or cross-validation folder: its fold ensemble and post-processing",
+    )
+    parser.add_argument(
+        "--folds",
+        type=int,
+        nargs="+",
+        metavar="K",
+        help="with --model: the folds of the ensemble, e.g. --folds 0 1 2 (default all)",
+    )
+    parser.add_argument(
+        "--no-postprocessing",
+        action="store_true",
+        help="with --model: ignore RUN/postprocessing.json (plain argmax)",
     )
     parser.add_argument("-o", "--output", required=True, type=Path, metavar="OUT")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default cpu)")
@@ -69,12 +98,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--largest-component",
         action="store_true",
-        help="keep only the largest connected foreground component (one organ)",
+        help="keep only the largest connected foreground component (one organ); overrides "
+        "the run's post-processing",
     )
     parser.add_argument(
         "--label-weights",
         help="weights of the label argmax, one per label with background, e.g. '1,1,16' to call "
-        "the lesion (label 2) more readily; choose them on cross-validation predictions",
+        "the lesion (label 2) more readily; choose them on cross-validation predictions; "
+        "overrides the run's post-processing",
     )
     parser.add_argument(
         "--save-probabilities",
@@ -110,27 +141,69 @@ def _weights(text: str | None) -> tuple[float, ...] | None:
         ) from None
 
 
+def _check_args(args: argparse.Namespace) -> None:
+    """Refuse a bad choice of model or output before anything is loaded."""
+    from multitask_unet.errors import ConfigError
+
+    if (args.checkpoint is None) == (args.model is None):
+        raise ConfigError(
+            "give exactly one of --checkpoint FILE (one checkpoint) or --model RUN (a training "
+            "run or cross-validation folder)"
+        )
+    if args.checkpoint is not None and args.folds is not None:
+        raise ConfigError("--folds selects folds of --model RUN; drop it with --checkpoint")
+    if args.output.exists() and not args.output.is_dir():
+        raise ConfigError(
+            f"the output {args.output} is a file, not a folder; give a folder for the predictions"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     """Predict and print a summary."""
     import torch
 
     from multitask_unet.inference import Predictor
 
+    _check_args(args)
     dtype = _DTYPES[args.dtype]
-    predictor = Predictor.from_checkpoint(
-        args.checkpoint,
-        device=args.device,
-        calibrated=not args.no_calibration,
-        overlap=args.overlap,
-        mirror_axes=_axes(args.mirror_axes),
-        window_batch_size=args.batch_size,
-        dtype=getattr(torch, dtype) if dtype else None,
-        cls_head=args.cls_head,
-        cls_weighting=args.cls_weighting,
-        largest_component=args.largest_component,
-        label_weights=_weights(args.label_weights),
-        save_probabilities=args.save_probabilities,
-    )
+    options: dict[str, Any] = {
+        "device": args.device,
+        "calibrated": not args.no_calibration,
+        "overlap": args.overlap,
+        "mirror_axes": _axes(args.mirror_axes),
+        "window_batch_size": args.batch_size,
+        "dtype": getattr(torch, dtype) if dtype else None,
+        "cls_head": args.cls_head,
+        "cls_weighting": args.cls_weighting,
+        "save_probabilities": args.save_probabilities,
+    }
+    weights = _weights(args.label_weights)
+    if args.checkpoint is not None:
+        predictor = Predictor.from_checkpoint(
+            args.checkpoint,
+            largest_component=args.largest_component,
+            label_weights=weights,
+            **options,
+        )
+    else:  # the run's post-processing unless overridden
+        if args.largest_component:
+            options["largest_component"] = True
+        if weights is not None:
+            options["label_weights"] = weights
+        predictor = Predictor.from_run(
+            args.model,
+            folds=args.folds,
+            postprocessing=not args.no_postprocessing,
+            **options,
+        )
+        source = predictor.source
+        assert source is not None
+        print(f"model: {source.describe()}")
+        given = [f for f in ("label_weights", "largest_component") if f in options]
+        notes = [f"from {source.postprocessing_file}"] if source.postprocessing_file else []
+        notes += [f"--{f.replace('_', '-')} given" for f in given]
+        origin = f" ({'; '.join(notes)})" if notes else ""
+        print(f"post-processing: {predictor.postprocessing.describe()}{origin}")
     result = predictor.predict(
         args.inputs, args.output, overwrite=args.overwrite, progress=not args.no_progress
     )

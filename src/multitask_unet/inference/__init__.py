@@ -6,11 +6,14 @@
 - :func:`keep_largest_component`: nnU-Net's largest-connected-component post-processing.
 - :func:`weighted_argmax` and :func:`label_weight_dice`: label maps from probabilities with
   per-label weights, and the scores that choose the weights on cross-validation predictions.
+- :class:`Postprocessing`: the post-processing chosen for a run (``postprocessing.json``).
 - :class:`Predictor`: image files in, ``CASE.nii.gz`` label maps on the input's grid and
-  ``predictions.csv`` out (``multitask-unet predict``).
+  ``predictions.csv`` out (``multitask-unet predict``), with one model or the fold ensemble of
+  a cross-validation (:meth:`Predictor.from_run`; :class:`RunSource` says what it used).
 """
 
-from multitask_unet.inference.decision import label_weight_dice, weighted_argmax
+from multitask_unet.inference.decision import Postprocessing, label_weight_dice, weighted_argmax
+from multitask_unet.inference.ensemble import RunSource
 from multitask_unet.inference.gaussian import gaussian_importance
 from multitask_unet.inference.inputs import collect_cases
 from multitask_unet.inference.postprocessing import keep_largest_component
@@ -20,8 +23,10 @@ from multitask_unet.inference.windows import Window, plan_windows, window_starts
 
 __all__ = [
     "CasePrediction",
+    "Postprocessing",
     "PredictionRun",
     "Predictor",
+    "RunSource",
     "Window",
     "collect_cases",
     "gaussian_importance",

@@ -4,12 +4,15 @@
 applied to the whole foreground: for a single organ (the pancreas with its lesion) every other
 island of foreground is a false positive. nnU-Net decides per dataset, on its cross-validation
 predictions, whether the step helps; the :class:`~multitask_unet.inference.Predictor` applies
-it only when asked (``largest_component=True``, ``multitask-unet predict --largest-component``).
+it only when asked (``largest_component=True``, ``multitask-unet predict --largest-component``)
+or when a run's ``postprocessing.json`` says so
+(:class:`~multitask_unet.inference.decision.Postprocessing`, importable from here too).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -60,3 +63,12 @@ def keep_largest_component(
     sizes[0] = 0  # the background
     out[mask & (components != int(sizes.argmax()))] = 0
     return out
+
+
+def __getattr__(name: str) -> Any:
+    # Postprocessing lives in decision.py, which imports this module: resolve it lazily.
+    if name == "Postprocessing":
+        from multitask_unet.inference.decision import Postprocessing
+
+        return Postprocessing
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

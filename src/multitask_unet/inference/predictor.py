@@ -7,6 +7,11 @@ probabilities are resampled back, as nnU-Net does, and the argmax is taken on th
 grid), so that every label map has exactly the input's shape and affine. ``label_weights`` weight
 that argmax (:func:`~multitask_unet.inference.decision.weighted_argmax`).
 
+Several models sharing one plan (the folds of a cross-validation, :meth:`Predictor.from_run`)
+predict as an ensemble: the segmentation probabilities are the mean of the models' softmax (as
+nnU-Net v1's fold ensemble and ``nnUNetv2_ensemble``; nnU-Net v2's multi-fold predictor averages
+logits instead), the class probabilities the mean of each model's (calibrated) probabilities.
+
 :meth:`Predictor.predict` writes a prediction folder in the format
 :mod:`multitask_unet.evaluation.inputs` reads::
 
@@ -23,6 +28,7 @@ they are to be saved) unless ``overwrite``.
 
 Example:
     >>> predictor = Predictor.from_checkpoint("model.pt", device="cuda")  # doctest: +SKIP
+    >>> predictor = Predictor.from_run("crossval_run/", device="cuda")  # doctest: +SKIP
     >>> run = predictor.predict(["scans/"], "predictions/")  # doctest: +SKIP
     >>> run.predicted, run.skipped  # doctest: +SKIP
     (('case_a', 'case_b'), ())
@@ -31,7 +37,7 @@ Example:
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,18 +45,24 @@ from typing import Any
 import numpy as np
 import torch
 
-from multitask_unet._atomic import save_npz_atomic
 from multitask_unet.checkpoints import Checkpoint, load_checkpoint
-from multitask_unet.data.io import write_image
 from multitask_unet.data.planning import Plan, PreprocessingConfig
 from multitask_unet.data.preprocessing import PreprocessedCase, preprocess_case, restore_native
 from multitask_unet.data.records import CaseRecord
 from multitask_unet.errors import ConfigError
 from multitask_unet.inference.calibration import Calibration
-from multitask_unet.inference.decision import check_label_weights, weighted_argmax
+from multitask_unet.inference.decision import Postprocessing, check_label_weights
+from multitask_unet.inference.ensemble import (
+    RunSource,
+    check_models,
+    ensemble_classify,
+    ensemble_options,
+    find_run,
+    pick_head,
+    trained_mirror_axes,
+)
 from multitask_unet.inference.inputs import collect_cases
-from multitask_unet.inference.postprocessing import keep_largest_component
-from multitask_unet.inference.results import PredictionTable, remove_stale_temps
+from multitask_unet.inference.prediction_folder import write_predictions
 from multitask_unet.inference.sliding_window import ClsWeighting, sliding_window_predict
 from multitask_unet.models import MultiTaskUNet
 
@@ -66,8 +78,10 @@ class CasePrediction:
         segmentation: ``(I, J, K)`` label map (uint8) on the grid of the image file.
         affine: The image file's ``(4, 4)`` affine (save the label map with it).
         probabilities: ``(K,)`` class probabilities of the classification head, or ``None``.
-        predicted: Predicted class (argmax of the head's logits), or ``None``.
-        logits: Raw ``(K,)`` logits of every classification head, by head name.
+        predicted: Predicted class (argmax of the head's logits; of an ensemble, argmax of the
+            mean uncalibrated probabilities), or ``None``.
+        logits: Raw ``(K,)`` logits of every classification head, by head name (of an
+            ensemble, the mean of the models' logits).
         uncalibrated: ``(K,)`` probabilities before calibration when a calibration was
             applied, else ``None``.
         seg_probabilities: ``(labels, I, J, K)`` float16 segmentation probabilities on the
@@ -101,24 +115,15 @@ class PredictionRun:
     csv_path: Path | None
 
 
-def _pick_head(model: MultiTaskUNet, name: str | None) -> str | None:
-    heads = list(model.heads)
-    if name is not None:
-        if name not in heads:
-            raise ConfigError(f"the model has no head {name!r}; its heads: {heads or 'none'}")
-        return name
-    if "cls" in heads:
-        return "cls"
-    if len(heads) > 1:
-        raise ConfigError(f"the model has several heads {heads}; choose one with cls_head=...")
-    return heads[0] if heads else None
-
-
 class Predictor:
-    """Predict cases with a model and its preprocessing plan.
+    """Predict cases with a model, or an ensemble of models, and their preprocessing plan.
 
     Args:
-        model: The network (put it on ``device`` first; it is used in eval mode).
+        model: The network (put it on ``device`` first; it is used in eval mode), or several
+            networks of one plan (a fold ensemble) that agree on their input channels,
+            segmentation classes and heads (see
+            :func:`~multitask_unet.inference.ensemble.check_models`). ``predictor.model`` is
+            the first, ``predictor.models`` all.
         plan: The :class:`~multitask_unet.data.planning.Plan` (or its preprocessing config)
             the model was trained with.
         class_names: Names of the head's classes (``prob_<name>`` columns); default
@@ -135,7 +140,9 @@ class Predictor:
             only head).
         cls_weighting: ``"ownership"`` or ``"foreground"`` (see
             :func:`~multitask_unet.inference.sliding_window_predict`).
-        calibration: Calibration of ``cls_head``'s logits, or ``None``.
+        calibration: Calibration of ``cls_head``'s logits, or ``None``; for an ensemble one
+            per model (``None`` where a model has none), or one used for every model
+            (``predictor.calibrations``; ``predictor.calibration`` is the first model's).
         output_device: Where logits are accumulated (default: the model's device, as
             nnU-Net's ``perform_everything_on_device``; pass ``"cpu"`` for volumes whose
             logits do not fit in GPU memory).
@@ -145,14 +152,17 @@ class Predictor:
         label_weights: One weight per segmentation label (background included): the label map
             is ``argmax_k w_k p_k`` (:func:`~multitask_unet.inference.decision.weighted_argmax`),
             e.g. ``(1, 1, 16)`` to call the lesion where the network under-calls it. Choose the
-            weights on cross-validation predictions.
+            weights on cross-validation predictions. Both steps: ``predictor.postprocessing``.
         save_probabilities: Also keep the segmentation probabilities on the image's grid
             (``CasePrediction.seg_probabilities``; :meth:`predict` writes ``OUT/CASE.npz``).
     """
 
+    source: RunSource | None = None
+    """The run folder the models came from (:meth:`from_run`), else ``None``."""
+
     def __init__(
         self,
-        model: MultiTaskUNet,
+        model: MultiTaskUNet | Sequence[MultiTaskUNet],
         plan: Plan | PreprocessingConfig,
         *,
         class_names: Sequence[str] = (),
@@ -163,19 +173,20 @@ class Predictor:
         dtype: torch.dtype | None = None,
         cls_head: str | None = None,
         cls_weighting: ClsWeighting = "ownership",
-        calibration: Calibration | None = None,
+        calibration: Calibration | Sequence[Calibration | None] | None = None,
         output_device: torch.device | str | None = None,
         largest_component: bool = False,
         label_weights: Sequence[float] | None = None,
         save_probabilities: bool = False,
     ) -> None:
-        self.model = model.eval()
-        self.largest_component = largest_component
-        self.label_weights = (
-            None
-            if label_weights is None
-            else check_label_weights(label_weights, model.config.num_classes)
-        )
+        models = [model] if isinstance(model, torch.nn.Module) else list(model)
+        check_models(models)
+        self.models = tuple(m.eval() for m in models)
+        self.model = model = self.models[0]
+        weights = None
+        if label_weights is not None:
+            weights = check_label_weights(label_weights, model.config.num_classes)
+        self.postprocessing = Postprocessing(weights, bool(largest_component))
         self.save_probabilities = save_probabilities
         self.preprocessing = plan.preprocessing if isinstance(plan, Plan) else plan
         if window_size is None:
@@ -183,7 +194,7 @@ class Predictor:
                 raise ConfigError("give window_size, or a Plan whose patch_size sets it")
             window_size = plan.patch_size
         self.window_size = tuple(int(k) for k in window_size)
-        self.cls_head = _pick_head(model, cls_head)
+        self.cls_head = pick_head(model, cls_head)
         num = model.heads[self.cls_head].num_classes if self.cls_head else 0
         names = tuple(class_names) or tuple(f"subtype{k}" for k in range(num))
         if self.cls_head and len(names) != num:
@@ -192,7 +203,12 @@ class Predictor:
                 f"{self.cls_head!r}; give one name per class"
             )
         self.class_names = names
-        self.calibration = calibration
+        if calibration is None or isinstance(calibration, Calibration):
+            calibration = [calibration] * len(models)  # one for every model
+        self.calibrations: tuple[Calibration | None, ...] = tuple(calibration)
+        if len(self.calibrations) != len(models):
+            raise ConfigError(f"{len(self.calibrations)} calibrations for {len(models)} models")
+        self.calibration = self.calibrations[0]
         if window_batch_size is None:
             on_cpu = all(p.device.type == "cpu" for p in model.parameters())
             window_batch_size = 2 ** len(tuple(mirror_axes)) if on_cpu else 1
@@ -204,6 +220,21 @@ class Predictor:
             "cls_weighting": cls_weighting,
             "output_device": output_device or next(iter(model.parameters())).device,
         }
+
+    @property
+    def label_weights(self) -> tuple[float, ...] | None:
+        """The weights of the label argmax, or ``None``."""
+        return self.postprocessing.label_weights
+
+    @property
+    def largest_component(self) -> bool:
+        """Whether only the largest foreground component is kept."""
+        return self.postprocessing.largest_component
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether a calibration is applied (to any model of an ensemble)."""
+        return any(c is not None for c in self.calibrations)
 
     @classmethod
     def from_checkpoint(
@@ -227,55 +258,100 @@ class Predictor:
                 checkpoint records its training config): a network never shown flipped
                 anatomy gets worse, not better, from averaging flipped predictions.
         """
-        ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
-        model = ckpt.build_model(device=device)
-        head = _pick_head(model, options.pop("cls_head", None))
-        if "mirror_axes" not in options:
-            trained = trained_mirror_axes(ckpt.training)
-            if trained is not None:
-                options["mirror_axes"] = trained
-        calibration = None
-        slot = ckpt.calibration if calibrated else None
-        if head and isinstance(slot, Mapping) and head in (slot.get("heads") or {}):
-            calibration = Calibration.from_dict(slot["heads"][head])
-        return cls(
-            model,
-            plan if plan is not None else ckpt.load_plan(),
-            class_names=options.pop("class_names", ckpt.class_names),
-            cls_head=head,
-            calibration=calibration,
-            **options,
+        return cls.from_checkpoints(
+            [checkpoint], device=device, plan=plan, calibrated=calibrated, **options
         )
+
+    @classmethod
+    def from_checkpoints(
+        cls,
+        checkpoints: Sequence[str | os.PathLike[str] | Checkpoint],
+        *,
+        device: torch.device | str = "cpu",
+        plan: Plan | None = None,
+        calibrated: bool = True,
+        names: Sequence[str] | None = None,
+        **options: Any,
+    ) -> Predictor:
+        """An ensemble of checkpoints of one plan, as :meth:`from_checkpoint` for each.
+
+        Without ``mirror_axes``, only the axes every model was trained mirrored on are used.
+        ``names`` name the checkpoints in errors (default ``model 0``, ...).
+
+        Raises:
+            ConfigError: The checkpoints hold other plans (unless ``plan`` is given), other
+                class names, or models that do not agree.
+        """
+        ckpts = [c if isinstance(c, Checkpoint) else load_checkpoint(c) for c in checkpoints]
+        models, plan, options = ensemble_options(
+            ckpts, names, device=device, plan=plan, calibrated=calibrated, options=options
+        )
+        return cls(models, plan, **options)
+
+    @classmethod
+    def from_run(
+        cls,
+        run_dir: str | os.PathLike[str],
+        *,
+        device: torch.device | str = "cpu",
+        postprocessing: bool = True,
+        folds: Sequence[int] | None = None,
+        **options: Any,
+    ) -> Predictor:
+        """The model of a training run, or the fold ensemble of a cross-validation folder.
+
+        The layouts are those of :mod:`multitask_unet.inference.ensemble`; the run's
+        ``postprocessing.json`` is applied when present. ``predictor.source`` says what was used.
+
+        Args:
+            run_dir: The folder.
+            device: Where the networks run.
+            postprocessing: Apply ``RUN/postprocessing.json``; ``label_weights`` and
+                ``largest_component`` given in ``options`` override its choices.
+            folds: Folds of a cross-validation folder to use (default: all).
+            **options: Keywords of :meth:`from_checkpoints` and :class:`Predictor`.
+
+        Raises:
+            ConfigError: Before any checkpoint is loaded: the folder is neither kind, folds
+                are unfinished or missing, ``postprocessing.json`` is broken. Then: the folds
+                differ in plan, class names or models.
+        """
+        source = find_run(run_dir, folds, postprocessing=postprocessing)
+        if source.postprocessing is not None:
+            options.setdefault("label_weights", source.postprocessing.label_weights)
+            options.setdefault("largest_component", source.postprocessing.largest_component)
+        predictor = cls.from_checkpoints(
+            source.checkpoints, device=device, names=source.names, **options
+        )
+        predictor.source = source
+        return predictor
 
     # -- one case ------------------------------------------------------------------------------
     def predict_preprocessed(self, case: PreprocessedCase) -> CasePrediction:
         """Predict a preprocessed case and bring the label map back to its image's grid."""
         image = torch.from_numpy(np.ascontiguousarray(case.image))[None]
-        out = sliding_window_predict(
-            self.model, image, window_size=self.window_size, **self.options
-        )
-        probs = out.pop("seg")[0].softmax(dim=0).cpu().numpy()
-        native = restore_native(probs, case.properties)
-        del probs
-        if self.label_weights is None:
-            dtype = torch.uint8 if native.shape[0] <= 256 else torch.int16
-            labels = torch.from_numpy(np.ascontiguousarray(native)).argmax(dim=0).to(dtype).numpy()
-        else:
-            labels = weighted_argmax(native, self.label_weights)
+        summed: torch.Tensor | None = None
+        outputs = []
+        for model in self.models:
+            out = sliding_window_predict(model, image, window_size=self.window_size, **self.options)
+            probs = out.pop("seg")[0].softmax(dim=0)
+            summed = probs if summed is None else summed.add_(probs)
+            outputs.append({k: v[0].float().cpu() for k, v in out.items()})
+            del out, probs
+        assert summed is not None
+        summed /= len(self.models)  # exact for one model
+        native = restore_native(summed.cpu().numpy(), case.properties)
+        del summed
         seg_probabilities = native.astype(np.float16) if self.save_probabilities else None
+        labels = self.postprocessing.labels(native)
         del native
-        if self.largest_component:
-            labels = keep_largest_component(labels)
-        logits = {k: v[0].float().cpu() for k, v in out.items()}
+        mean = {k: torch.stack([o[k] for o in outputs]).mean(0) for k in outputs[0]}
+        logits = outputs[0] if len(outputs) == 1 else mean
         probabilities = predicted = uncalibrated = None
         if self.cls_head is not None:
-            z = logits[self.cls_head][None]
-            head = self.model.heads[self.cls_head]
-            p = self.calibration.probabilities(z) if self.calibration else head.probabilities(z)
-            probabilities = p[0].double().numpy()
-            if self.calibration is not None:
-                uncalibrated = head.probabilities(z)[0].double().numpy()
-            predicted = int(z.argmax(dim=-1))
+            probabilities, predicted, uncalibrated = ensemble_classify(
+                self.models, self.calibrations, [o[self.cls_head] for o in outputs], self.cls_head
+            )
         return CasePrediction(
             case_id=case.properties.case_id,
             segmentation=labels,
@@ -317,61 +393,7 @@ class Predictor:
         records = [r for r in inputs if isinstance(r, CaseRecord)]
         paths = [p for p in inputs if not isinstance(p, CaseRecord)]
         records += collect_cases(paths, num_channels=self.model.config.in_channels) if paths else []
-        out = Path(output_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        table = None
-        if self.cls_head is not None:
-            table = PredictionTable.open(
-                out / "predictions.csv",
-                self.class_names,
-                reset=overwrite,
-                uncalibrated=self.calibration is not None,
-            )
-        done, skipped = [], []
-        from tqdm.auto import tqdm
-
-        for record in tqdm(records, desc="predict", unit="case", disable=not progress):
-            seg_path = out / f"{record.case_id}.nii.gz"
-            prob_path = out / f"{record.case_id}.npz"
-            finished = (
-                seg_path.is_file()
-                and (table is None or record.case_id in table)
-                and (prob_path.is_file() or not self.save_probabilities)
-            )
-            if finished and not overwrite:
-                skipped.append(record.case_id)
-                continue
-            prediction = self.predict_case(record)
-            remove_stale_temps(seg_path)
-            if prediction.seg_probabilities is not None:
-                remove_stale_temps(prob_path)
-                save_npz_atomic(prob_path, probabilities=prediction.seg_probabilities)
-            write_image(seg_path, prediction.segmentation, prediction.affine)
-            if table is not None:
-                table.set(
-                    record.case_id,
-                    prediction.probabilities,
-                    prediction.predicted,
-                    uncalibrated=prediction.uncalibrated,
-                )
-                table.save()
-            done.append(record.case_id)
-        return PredictionRun(out, tuple(done), tuple(skipped), table.path if table else None)
-
-
-def trained_mirror_axes(training: Mapping[str, Any] | None) -> tuple[int, ...] | None:
-    """Axes the training augmentation mirrored, read from a checkpoint's ``training`` slot.
-
-    ``None`` when the checkpoint does not record a training config (e.g. converted weights).
-    """
-    config = (training or {}).get("config")
-    if not isinstance(config, Mapping):
-        return None
-    if not config.get("augment", True):
-        return ()
-    augmentation = config.get("augmentation")
-    if not isinstance(augmentation, Mapping):  # None: nnU-Net's recipe mirrors every axis
-        return (0, 1, 2)
-    if float(augmentation.get("p_mirror", 0.5)) <= 0:
-        return ()
-    return tuple(int(a) for a in augmentation.get("mirror_axes", (0, 1, 2)))
+        done, skipped, csv_path = write_predictions(
+            self, records, output_dir, overwrite=overwrite, progress=progress
+        )
+        return PredictionRun(Path(output_dir), done, skipped, csv_path)

@@ -1,0 +1,91 @@
+"""The loop of :meth:`Predictor.predict <multitask_unet.inference.Predictor.predict>`: cases in,
+a prediction folder out (the layout is described in :mod:`multitask_unet.inference.predictor`).
+
+Every file is written atomically after its case is fully predicted; cases found finished are
+skipped unless ``overwrite``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from multitask_unet._atomic import save_npz_atomic
+from multitask_unet.data.io import write_image
+from multitask_unet.data.records import CaseRecord
+from multitask_unet.errors import ConfigError
+from multitask_unet.inference.results import PredictionTable, remove_stale_temps
+
+if TYPE_CHECKING:
+    from multitask_unet.inference.predictor import Predictor
+
+__all__ = ["output_folder", "write_predictions"]
+
+
+def output_folder(output_dir: str | Path) -> Path:
+    """``output_dir``, created; a clear error when it (or a parent) is a file.
+
+    Raises:
+        ConfigError: ``output_dir`` cannot be a folder.
+    """
+    out = Path(output_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(
+            f"the output {out} is a file, not a folder; give a folder for the predictions"
+        )
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the output folder {out}: {exc.strerror or exc}") from None
+    return out
+
+
+def write_predictions(
+    predictor: Predictor,
+    records: Sequence[CaseRecord],
+    output_dir: str | Path,
+    *,
+    overwrite: bool,
+    progress: bool,
+) -> tuple[tuple[str, ...], tuple[str, ...], Path | None]:
+    """Predict ``records`` into ``output_dir``: the cases predicted, those skipped, the CSV."""
+    out = output_folder(output_dir)
+    table = None
+    if predictor.cls_head is not None:
+        table = PredictionTable.open(
+            out / "predictions.csv",
+            predictor.class_names,
+            reset=overwrite,
+            uncalibrated=predictor.calibrated,
+        )
+    done, skipped = [], []
+    from tqdm.auto import tqdm
+
+    for record in tqdm(records, desc="predict", unit="case", disable=not progress):
+        seg_path = out / f"{record.case_id}.nii.gz"
+        prob_path = out / f"{record.case_id}.npz"
+        finished = (
+            seg_path.is_file()
+            and (table is None or record.case_id in table)
+            and (prob_path.is_file() or not predictor.save_probabilities)
+        )
+        if finished and not overwrite:
+            skipped.append(record.case_id)
+            continue
+        prediction = predictor.predict_case(record)
+        remove_stale_temps(seg_path)
+        if prediction.seg_probabilities is not None:
+            remove_stale_temps(prob_path)
+            save_npz_atomic(prob_path, probabilities=prediction.seg_probabilities)
+        write_image(seg_path, prediction.segmentation, prediction.affine)
+        if table is not None:
+            table.set(
+                record.case_id,
+                prediction.probabilities,
+                prediction.predicted,
+                uncalibrated=prediction.uncalibrated,
+            )
+            table.save()
+        done.append(record.case_id)
+    return tuple(done), tuple(skipped), table.path if table else None
