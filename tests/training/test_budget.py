@@ -19,7 +19,9 @@ from multitask_unet.data.planning import Plan, create_plan
 from multitask_unet.data.readers import read_dataset
 from multitask_unet.errors import ConfigError
 from multitask_unet.models import resolve_config
+from multitask_unet.training import OptimizerConfig, TrainConfig
 from multitask_unet.training.budget import (
+    BUDGET_RECIPE,
     MAX_LENGTHENING,
     BudgetSearch,
     budget_train_config,
@@ -34,6 +36,7 @@ SEARCH = BudgetSearch(
     presets=("tiny_residual", "tiny_plain"),
     patch_voxels=(4**3, 8**3, 12**3, 16**3),
     min_iterations=100,
+    amp="off",  # the same on every CPU (auto is bf16 where the CPU has it natively)
 )
 
 
@@ -404,7 +407,7 @@ def test_budget_train_config_and_trainer_finish_within_the_budget(
     assert cfg.time_budget_minutes == pytest.approx(plan.budget.train_seconds / 60)
     assert cfg.device == "cpu" and tuple(cfg.patch_size) == plan.patch_size
     assert cfg.val_every == 0  # validation time is not predictable from trial steps
-    assert cfg.optimizer.name == "sgd" and cfg.optimizer.lr == plan.budget.lr
+    assert (cfg.optimizer.name, cfg.optimizer.lr) == ("sgd", 0.1)  # set by the user: kept
     adamw = budget_train_config(plan, config(optimizer={"name": "adamw", "lr": 3e-4}))
     assert (adamw.optimizer.name, adamw.optimizer.lr) == ("adamw", 3e-4)
 
@@ -490,3 +493,70 @@ def test_train_applies_a_budget_plan_from_the_run_folder(prepared: Prepared, tmp
     assert saved.time_budget_minutes == pytest.approx(plan.budget.train_minutes)
     assert tuple(saved.patch_size) == plan.patch_size
     assert result.seconds < plan.budget.train_seconds + 2 * result.seconds / result.epochs + 1
+
+
+def test_the_budget_plan_carries_the_recipe_and_fills_what_the_config_leaves_default(
+    fingerprint,
+) -> None:
+    plan = plan_for_budget(fingerprint, 60, search=SEARCH, head=None, measure=_per_voxel(1e-5))
+    assert plan.budget.recipe == BUDGET_RECIPE
+    cfg = budget_train_config(plan, TrainConfig())
+    assert cfg.optimizer.to_dict() == {**OptimizerConfig().to_dict(), **BUDGET_RECIPE["optimizer"]}
+    assert cfg.weights_mode == BUDGET_RECIPE["weights_mode"]
+    assert cfg.lesion_probability == BUDGET_RECIPE["lesion_probability"]
+    own = budget_train_config(
+        plan, TrainConfig(weights_mode="inverse_sqrt", lesion_probability=0.5)
+    )
+    assert (own.weights_mode, own.lesion_probability) == ("inverse_sqrt", 0.5)
+    assert own.optimizer.name == "adamw"  # left at the default: the recipe's
+    # A recipe that keeps SGD takes the plan's SGD learning rate.
+    sgd = SEARCH.replace(recipe={"optimizer": {"name": "sgd"}}, lr=0.02)
+    plan = plan_for_budget(fingerprint, 60, search=sgd, head=None, measure=_per_voxel(1e-5))
+    assert budget_train_config(plan).optimizer.lr == 0.02
+    # Plans written before the recipe existed train as they did.
+    old = plan.replace(budget={**plan.budget.to_dict(), "recipe": {}})
+    assert budget_train_config(old).optimizer == OptimizerConfig(lr=0.02)
+
+
+def test_a_recipe_must_name_train_config_keys() -> None:
+    with pytest.raises(ConfigError, match=r"no TrainConfig option.*learning_rate"):
+        BudgetSearch(recipe={"learning_rate": 0.1})
+    with pytest.raises(ConfigError, match="weights_mode"):
+        BudgetSearch(recipe={"weights_mode": "sometimes"})
+
+
+def test_auto_precision_of_the_search_is_bf16_only_on_cpus_with_native_bf16(monkeypatch) -> None:
+    import multitask_unet.training.budget as budget_module
+
+    for native, expected in ((True, "bf16"), (False, "auto")):
+        monkeypatch.setattr(budget_module, "cpu_has_native_bf16", lambda n=native: n)
+        assert BudgetSearch().resolved_amp("cpu") == expected
+        assert BudgetSearch(amp="off").resolved_amp("cpu") == "off"
+    assert BudgetSearch().resolved_amp("cuda") == "auto"
+
+
+def test_train_with_a_budget_plans_within_it_and_trains_the_recipe(
+    prepared: Prepared, tmp_path, monkeypatch
+) -> None:
+    import multitask_unet.training.budget as budget_module
+    from multitask_unet.training import train
+
+    monkeypatch.setattr(budget_module, "measure_step_seconds", lambda m, p, b, **kw: 1e-4)
+    search = SEARCH.replace(presets=["tiny_plain"], min_iterations=10, amp="off")
+    run = tmp_path / "run"
+    with pytest.raises(ConfigError, match="duration"):
+        train(prepared.data, run, budget="thirty minutes")
+    assert not run.exists()  # nothing done before the error
+    train(prepared.data, run, config(model={"head": None}), budget="6s", search=search,
+          workers=1, intensity_samples=5000, verbose=False)  # fmt: skip
+    plan = Plan.load(run / "plan.json")
+    assert plan.budget is not None and plan.budget.seconds < 6  # validation came first
+    saved = TrainConfig.load(run / "config.yaml")
+    assert saved.optimizer.name == "adamw" and saved.weights_mode == "none"
+    assert saved.model.preset == "tiny_plain"
+    # A run folder planned without a budget is not silently re-planned.
+    other = tmp_path / "other"
+    other.mkdir()
+    prepared.plan.save(other / "plan.json")
+    with pytest.raises(ConfigError, match="without a budget"):
+        train(prepared.data, other, budget="6s", workers=1, verbose=False)

@@ -54,6 +54,26 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "-o", "--output", required=True, type=Path, metavar="RUN", help="run folder to write"
     )
     parser.add_argument(
+        "--resume", action="store_true", help="continue from RUN/checkpoints/last.pt"
+    )
+    parser.add_argument(
+        "--cache", type=Path, metavar="DIR", help="preprocessing cache (default RUN/preprocessed)"
+    )
+    parser.add_argument(
+        "--layout", default="auto", choices=["auto", *LAYOUTS.list()], help="dataset layout"
+    )
+    add_training_options(
+        parser,
+        budget_help="wall-clock budget of the whole run, e.g. 30m or 2h: plan spacing, patch, "
+        "network, batch, schedule and recipe by measured trial steps to fit it",
+    )
+    return parser
+
+
+def add_training_options(parser: argparse.ArgumentParser, *, budget_help: str) -> None:
+    """The options ``train`` and ``crossval`` share: config, model, schedule, runtime, budget."""
+    parser.add_argument("--budget", metavar="DURATION", help=budget_help)
+    parser.add_argument(
         "--config", type=Path, metavar="FILE.yaml", help="training config (YAML or JSON)"
     )
     parser.add_argument(
@@ -95,15 +115,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="torch.compile the training forward (auto: on CUDA, as nnU-Net)",
     )
     parser.add_argument(
-        "--resume", action="store_true", help="continue from RUN/checkpoints/last.pt"
-    )
-    parser.add_argument(
-        "--cache", type=Path, metavar="DIR", help="preprocessing cache (default RUN/preprocessed)"
-    )
-    parser.add_argument(
-        "--layout", default="auto", choices=["auto", *LAYOUTS.list()], help="dataset layout"
-    )
-    parser.add_argument(
         "--workers", type=int, default=2, help="processes for planning and preprocessing (2)"
     )
     parser.add_argument(
@@ -117,7 +128,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--num-workers", type=int, metavar="N", help="data-loading workers per process (0)"
     )
     parser.add_argument("--no-progress", action="store_true", help="print one line per epoch")
-    return parser
 
 
 def build_config(args: argparse.Namespace) -> Any:
@@ -167,6 +177,7 @@ def run(args: argparse.Namespace) -> int:
         args.data,
         args.output,
         config,
+        budget=args.budget,
         layout=args.layout,
         cache_dir=args.cache,
         resume=args.resume,

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from multitask_unet.config import Config
 from multitask_unet.errors import ConfigError
@@ -105,6 +105,8 @@ class PlanBudget(Config):
         iterations_per_epoch: Steps per epoch.
         lr: Initial learning rate (SGD, poly decay to 0 over ``epochs``).
         amp: Mixed precision of the trial steps, which training uses too (``TrainConfig.amp``).
+        recipe: ``TrainConfig`` keys training takes from the plan besides network and schedule
+            (optimiser, sampling; see ``multitask_unet.training.budget.BUDGET_RECIPE``).
         reason: Why the chosen candidate won, in words.
         candidates: Every candidate, with its measured step time and status.
     """
@@ -126,6 +128,7 @@ class PlanBudget(Config):
     candidates: tuple[BudgetCandidate, ...] = ()
     amp: str = "auto"
     target_iterations: int | None = None
+    recipe: dict[str, Any] = field(default_factory=dict)
 
     @property
     def chosen(self) -> BudgetCandidate:

@@ -52,7 +52,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -72,11 +72,27 @@ from multitask_unet.training.budget_trial import (
 )
 from multitask_unet.training.builders import build_model_config
 from multitask_unet.training.config import AMP_MODES, AmpMode, ModelSpec, TrainConfig
+from multitask_unet.training.precision import cpu_has_native_bf16
 
-__all__ = ["MAX_LENGTHENING", "BudgetSearch", "budget_train_config", "plan_for_budget"]
+__all__ = [
+    "BUDGET_RECIPE",
+    "MAX_LENGTHENING",
+    "BudgetSearch",
+    "budget_train_config",
+    "plan_for_budget",
+]
 
 #: How far a budget run may lengthen its planned schedule when steps run faster than measured.
 MAX_LENGTHENING = 1.5
+#: The training recipe a budget plan prescribes besides network and schedule (``TrainConfig``
+#: keys), as cross-validated on the pancreas study (docs/study/pancreas.md): AdamW, which
+#: converges within the few thousand steps of a short budget where nnU-Net's SGD needs far more;
+#: cases drawn uniformly; some patches of classified cases centred on the lesion.
+BUDGET_RECIPE: dict[str, Any] = {
+    "optimizer": {"name": "adamw", "lr": 0.003, "weight_decay": 1e-4},
+    "weights_mode": "none",
+    "lesion_probability": 0.15,
+}
 
 
 @dataclass(frozen=True)
@@ -103,7 +119,10 @@ class BudgetSearch(Config):
             coverage count as ties.
         lr: Initial learning rate of the SGD poly schedule (nnU-Net: 0.01).
         amp: Mixed precision of the trial steps and of the training the plan sets up (as
-            ``TrainConfig.amp``; ``"bf16"`` speeds up CPUs with native bfloat16).
+            ``TrainConfig.amp``); ``"auto"`` is bfloat16 on CPUs with native bfloat16 (1.7x
+            faster steps there), else ``TrainConfig``'s ``"auto"``.
+        recipe: ``TrainConfig`` keys the plan prescribes for training (default
+            :data:`BUDGET_RECIPE`); a config that sets one of them itself keeps its own.
     """
 
     presets: tuple[str, ...] = ("small_residual", "tiny_residual")
@@ -121,6 +140,7 @@ class BudgetSearch(Config):
     coverage_tolerance: float = 0.1
     lr: float = 0.01
     amp: AmpMode = "auto"
+    recipe: dict[str, Any] = field(default_factory=lambda: dict(BUDGET_RECIPE))
 
     def __post_init__(self) -> None:
         for key in ("presets", "spacing_factors", "patch_voxels", "batch_sizes"):
@@ -146,6 +166,19 @@ class BudgetSearch(Config):
             raise ConfigError(f"step_margin must be >= 1, got {self.step_margin}")
         if self.amp not in AMP_MODES:
             raise ConfigError(f"amp must be one of {', '.join(AMP_MODES)}, got {self.amp!r}")
+        unknown = sorted(set(self.recipe) - set(TrainConfig().to_dict()))
+        if unknown:
+            raise ConfigError(
+                f"BudgetSearch.recipe has keys that are no TrainConfig option: {unknown}; "
+                "see docs/concepts/training.md for the keys"
+            )
+        TrainConfig().replace(**self.recipe)  # the values must make a valid config
+
+    def resolved_amp(self, device: str | torch.device) -> AmpMode:
+        """The precision trials and training use: ``"auto"`` is bf16 on CPUs with native bf16."""
+        if self.amp == "auto" and torch.device(device).type == "cpu" and cpu_has_native_bf16():
+            return "bf16"
+        return self.amp
 
     @classmethod
     def for_device(cls, device: str | torch.device, **changes: Any) -> BudgetSearch:
@@ -200,6 +233,7 @@ def plan_for_budget(
     """
     seconds = parse_duration(budget)
     search = search or BudgetSearch.for_device(device)
+    search = search.replace(amp=search.resolved_amp(device))
     timer = measure or (
         lambda m, p, b: measure_step_seconds(
             m, p, b, device=device, steps=search.trial_steps, amp=search.amp
@@ -305,7 +339,7 @@ def plan_for_budget(
 
 
 def budget_train_config(plan: Plan, config: TrainConfig | None = None) -> TrainConfig:
-    """``config`` with the budget plan's preset, schedule, patch, batch and time budget applied.
+    """``config`` with the budget plan's network, schedule, recipe and time budget applied.
 
     The result trains ``plan.budget.epochs`` x ``plan.budget.iterations_per_epoch`` steps of the
     chosen preset at the plan's patch and batch size and finishes within
@@ -313,11 +347,13 @@ def budget_train_config(plan: Plan, config: TrainConfig | None = None) -> TrainC
     machine turns out slower than the trial steps said. ``epochs`` is set
     :data:`MAX_LENGTHENING` times higher, as a cap: when training runs faster than the trial
     steps said, the trainer's refit lengthens the schedule into the unused time instead of
-    finishing early. It does not validate during training
-    (``val_every=0``): sliding-window validation of whole cases at a small patch can take longer
-    than the training itself; evaluate the final checkpoint with ``predict`` and ``evaluate``.
-    With SGD (the default) the learning rate is the plan's; an AdamW config keeps its own. Mixed
-    precision (``amp``) is the trial steps', so that training runs as fast as they did.
+    finishing early. The plan's recipe (``plan.budget.recipe``, e.g. :data:`BUDGET_RECIPE`)
+    fills every key that ``config`` leaves at :class:`TrainConfig`'s default; a key the config
+    sets itself is kept. It does not validate during training (``val_every=0``):
+    sliding-window validation of whole cases at a small patch can take longer than the training
+    itself; evaluate the final checkpoint with ``predict`` and ``evaluate``. An SGD optimiser
+    takes the plan's learning rate. Mixed precision (``amp``) is the trial steps', so that
+    training runs as fast as they did.
 
     Raises:
         ConfigError: The plan has no budget section.
@@ -326,9 +362,13 @@ def budget_train_config(plan: Plan, config: TrainConfig | None = None) -> TrainC
         raise ConfigError("this plan was not made with a budget; plan again with --budget")
     b = plan.budget
     config = config or TrainConfig()
+    defaults = TrainConfig().to_dict()
+    current = config.to_dict()
+    recipe = {k: v for k, v in b.recipe.items() if current.get(k) == defaults.get(k)}
+    config = config.replace(**recipe)
     optimizer = config.optimizer.to_dict()
-    if optimizer["name"] == "sgd":  # the plan's learning rate is SGD's; AdamW keeps its own
-        optimizer["lr"] = b.lr
+    if optimizer["name"] == "sgd" and current["optimizer"] == defaults["optimizer"]:
+        optimizer["lr"] = b.lr  # the plan's learning rate is SGD's
     return config.replace(
         model={**config.model.to_dict(), "preset": b.preset},
         optimizer=optimizer,
@@ -519,6 +559,7 @@ def _finish(
         iterations_per_epoch=per_epoch,
         lr=search.lr,
         amp=search.amp,
+        recipe=dict(search.recipe),
         reason=reason,
         candidates=tuple(candidates),
     )

@@ -1,31 +1,97 @@
 """``train``: validate -> plan -> preprocess (cached) -> :class:`Trainer`, as ``multitask-unet train``.
 
-The plan is written once to ``RUN/plan.json`` and reused when the run is resumed or restarted
-(a plan made with ``plan --budget`` placed there first also sets the preset, the schedule and
-``time_budget_minutes``: :func:`multitask_unet.training.budget.budget_train_config`);
-the preprocessing cache (default ``RUN/preprocessed``) skips cases it already holds. Under
-``torchrun``, rank 0 validates, plans and preprocesses while the other ranks wait.
+The plan is written once to ``RUN/plan.json`` and reused when the run is resumed or restarted.
+With a wall-clock ``budget`` (``train --budget 30m``) the plan is made by the budget planner
+(:func:`multitask_unet.training.budget.plan_for_budget`) within that budget, planning included,
+and sets network, schedule and training recipe
+(:func:`multitask_unet.training.budget.budget_train_config`); a plan made with
+``plan --budget`` and placed in ``RUN/`` first does the same. The preprocessing cache (default
+``RUN/preprocessed``) skips cases it already holds. Under ``torchrun``, rank 0 validates, plans
+and preprocesses while the other ranks wait.
 """
 
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Sequence
 from pathlib import Path
 
-from multitask_unet.data.loader import cache_entries
+import torch
+
+from multitask_unet.data.loader import CacheEntry, cache_entries
 from multitask_unet.data.planning import Plan
 from multitask_unet.data.readers import DatasetIndex, read_dataset
-from multitask_unet.errors import DataError
+from multitask_unet.data.records import CaseRecord
+from multitask_unet.data.sampling import sampling_warnings
+from multitask_unet.errors import ConfigError, DataError
 from multitask_unet.models import MultiTaskUNet
 from multitask_unet.training.builders import build_model_config
 from multitask_unet.training.config import TrainConfig
 from multitask_unet.training.distributed import cleanup_distributed, setup_distributed
 from multitask_unet.training.trainer import Trainer, TrainResult
 
-__all__ = ["prepare_plan", "train"]
+__all__ = ["plan_dataset", "prepare_plan", "train", "train_config_for_plan"]
 
 PLAN_NAME = "plan.json"
 VALIDATION_SPLIT = "validation"
+
+
+def plan_dataset(
+    index: DatasetIndex,
+    records: Sequence[CaseRecord],
+    config: TrainConfig,
+    *,
+    budget: str | float | None = None,
+    search: object | None = None,
+    workers: int = 2,
+    intensity_samples: int = 10**8,
+    started: float | None = None,
+) -> Plan:
+    """Fingerprint ``records`` and plan for the network ``config`` builds, or within ``budget``.
+
+    Without a budget the plan follows nnU-Net's rules, with the network's ``size_divisor``. With
+    one, the budget planner chooses spacing, patch, network, batch and schedule by measured
+    trial steps so that training fits what is left of ``budget`` since ``started`` (a
+    ``time.perf_counter()`` value; default now), on the device ``config.device`` names.
+    """
+    from multitask_unet.data.budget import parse_duration
+    from multitask_unet.data.fingerprint import compute_fingerprint
+    from multitask_unet.data.planning import create_plan
+
+    started = time.perf_counter() if started is None else started
+    fingerprint = compute_fingerprint(
+        records,
+        intensity_samples=intensity_samples,
+        num_workers=workers,
+        progress=config.progress,
+    )
+    labels = sorted(set(index.label_names.values()))
+    if budget is not None:
+        from multitask_unet.training.budget import plan_for_budget
+
+        left = parse_duration(budget) - (time.perf_counter() - started)
+        if left <= 0:
+            raise ConfigError(
+                f"the budget {budget!r} was used up by validation and fingerprinting "
+                f"({time.perf_counter() - started:.0f} s); give a larger --budget"
+            )
+        return plan_for_budget(
+            fingerprint,
+            left,
+            device=budget_device(config.device),
+            search=search,  # type: ignore[arg-type]
+            head=config.model.head,
+            labels=labels,
+        )
+    model_config = build_model_config(
+        config.model,
+        in_channels=len(index.channel_names),
+        seg_classes=max(index.label_names.values()) + 1,
+        case_classes=len(index.class_names),
+    )
+    divisor = MultiTaskUNet(model_config).size_divisor
+    return create_plan(fingerprint, size_divisor=divisor, labels=labels)
 
 
 def prepare_plan(
@@ -41,28 +107,91 @@ def prepare_plan(
     ``intensity_samples`` foreground voxels (nnU-Net: 1e8) estimate the CT percentiles; 1e6 is
     plenty for small datasets and much faster.
     """
-    from multitask_unet.data.fingerprint import compute_fingerprint
-    from multitask_unet.data.planning import create_plan
-
-    model_config = build_model_config(
-        config.model,
-        in_channels=len(index.channel_names),
-        seg_classes=max(index.label_names.values()) + 1,
-        case_classes=len(index.class_names),
-    )
-    divisor = MultiTaskUNet(model_config).size_divisor
-    train_split = index.split("train")
-    fingerprint = compute_fingerprint(
-        train_split.records,
+    return plan_dataset(
+        index,
+        index.split("train").records,
+        config,
+        workers=workers,
         intensity_samples=intensity_samples,
-        num_workers=workers,
-        progress=config.progress,
     )
-    return create_plan(
-        fingerprint,
-        size_divisor=divisor,
-        labels=sorted(set(index.label_names.values())),
+
+
+def budget_device(device: str) -> str:
+    """Where a budget plan's trial steps run: ``"auto"`` is CUDA when available, else the CPU."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def train_config_for_plan(plan: Plan, config: TrainConfig) -> TrainConfig:
+    """``config`` as training uses it with ``plan``: a budget plan's choices applied."""
+    if plan.budget is None:
+        return config
+    from multitask_unet.training.budget import budget_train_config
+
+    return budget_train_config(plan, config)
+
+
+def describe_training(
+    config: TrainConfig, plan: Plan, index: DatasetIndex, records: Sequence[CaseRecord] = ()
+) -> list[str]:
+    """What training will use, in words, and the sampling warnings for the training cases.
+
+    ``records`` are the training cases (default: the ``train`` split).
+    """
+    patch = tuple(config.patch_size or plan.patch_size)
+    batch = config.batch_size or plan.batch_size
+    lines = [
+        f"training: {config.model.preset} ({config.model.head or 'no'} head), patch {patch}, "
+        f"batch {batch}, spacing {tuple(round(s, 3) for s in plan.target_spacing)}, "
+        f"{config.optimizer.name} lr {config.optimizer.lr:g}, {config.epochs} epochs x "
+        f"{config.iterations_per_epoch} steps, amp {config.amp}, cases drawn "
+        f"{config.weights_mode!r}"
+        + (
+            f" (finishing within {config.time_budget_minutes:.1f} min)"
+            if config.time_budget_minutes
+            else ""
+        )
+    ]
+    labels = [r.label for r in (records or index.split("train").records)]
+    if any(label is not None for label in labels):
+        lines += sampling_warnings(
+            labels,
+            mode=config.weights_mode,
+            max_oversampling=config.max_oversampling,
+            class_names=index.class_names,
+        )
+    return lines
+
+
+def fit_cases(
+    config: TrainConfig,
+    run_dir: str | os.PathLike[str],
+    *,
+    plan: Plan,
+    entries: dict[str, CacheEntry],
+    index: DatasetIndex,
+    train_ids: Sequence[str],
+    val_ids: Sequence[str] = (),
+    resume: bool = False,
+) -> TrainResult:
+    """Train on cached cases ``train_ids`` (validating on ``val_ids``) into ``run_dir``."""
+    missing = [i for i in (*train_ids, *val_ids) if i not in entries]
+    if missing:
+        raise DataError(
+            f"{len(missing)} case(s) are not in the preprocessing cache ({missing[:5]}); "
+            "preprocess them with the run's plan first"
+        )
+    trainer = Trainer(
+        config,
+        run_dir,
+        plan=plan,
+        train_cases=[entries[i] for i in train_ids],
+        val_cases=[entries[i] for i in val_ids],
+        class_names=index.class_names,
+        label_names=index.label_names,
     )
+    return trainer.fit(resume=resume)
 
 
 def train(
@@ -70,6 +199,8 @@ def train(
     run_dir: str | os.PathLike[str],
     config: TrainConfig | None = None,
     *,
+    budget: str | float | None = None,
+    search: object | None = None,
     layout: str = "auto",
     cache_dir: str | os.PathLike[str] | None = None,
     resume: bool = False,
@@ -84,6 +215,11 @@ def train(
             ``train`` split trains; the ``validation`` split, when present, validates.
         run_dir: The run folder (see :mod:`multitask_unet.training.trainer`).
         config: The :class:`TrainConfig` (default: all defaults).
+        budget: Wall-clock budget of the whole run, e.g. ``"30m"``: the budget planner chooses
+            spacing, patch, network, batch, schedule and recipe so that validation, planning,
+            preprocessing and training fit it (see :mod:`multitask_unet.training.budget`).
+        search: The planner's :class:`~multitask_unet.training.budget.BudgetSearch` (default:
+            the device's).
         layout: Dataset layout name, or ``"auto"``.
         cache_dir: Preprocessing cache (default ``RUN/preprocessed``).
         resume: Continue from ``RUN/checkpoints/last.pt``.
@@ -96,11 +232,16 @@ def train(
 
     Raises:
         DataError: The dataset has errors (all of them are listed) or no training split.
-        ConfigError: Invalid options, or a run folder that holds a run without ``resume``.
+        ConfigError: Invalid options, a budget too small for any candidate, or a run folder
+            that holds a run without ``resume``.
     """
+    from multitask_unet.data.budget import parse_duration
     from multitask_unet.data.cache import preprocess_dataset
     from multitask_unet.data.validation import validate_dataset
 
+    started = time.perf_counter()
+    if budget is not None:
+        parse_duration(budget)  # a malformed budget fails before any work
     config = config or TrainConfig()
     run_dir = Path(run_dir)
     cache = Path(cache_dir) if cache_dir is not None else run_dir / "preprocessed"
@@ -122,47 +263,45 @@ def train(
                 print(f"validated {len(index)} case(s) in {index.root}: no errors")
             if plan_path.is_file():
                 plan = Plan.load(plan_path)
+                if budget is not None and plan.budget is None:
+                    raise ConfigError(
+                        f"{plan_path} was planned without a budget; remove it to plan within "
+                        f"--budget {budget}, or leave out --budget to train with it"
+                    )
             else:
-                plan = prepare_plan(
-                    index, config, workers=workers, intensity_samples=intensity_samples
-                )
+                plan = plan_dataset(
+                    index, index.split("train").records, config, budget=budget, search=search,
+                    workers=workers, intensity_samples=intensity_samples, started=started,
+                )  # fmt: skip
                 run_dir.mkdir(parents=True, exist_ok=True)
                 plan.save(plan_path)
+                if verbose and plan.budget is not None:
+                    print(f"budget plan: {plan.budget.reason}")
             summary = preprocess_dataset(
                 records, plan, cache, num_workers=workers, progress=config.progress
             )
             if verbose:
                 print(
-                    f"plan: patch {plan.patch_size}, batch {plan.batch_size}, spacing "
-                    f"{tuple(round(s, 3) for s in plan.target_spacing)}; preprocessed "
-                    f"{len(summary.processed)} case(s), {len(summary.skipped)} already in {cache}"
+                    f"preprocessed {len(summary.processed)} case(s), {len(summary.skipped)} "
+                    f"already in {cache}"
                 )
         if dist.distributed:
             import torch.distributed
 
             torch.distributed.barrier()
         plan = Plan.load(plan_path)
-        if plan.budget is not None:  # a budget plan (plan --budget) sets model and schedule
-            from multitask_unet.training.budget import budget_train_config
-
-            config = budget_train_config(plan, config)
-            if verbose and dist.is_main:
-                print(
-                    f"budget plan: {plan.budget.preset}, {config.epochs} epochs x "
-                    f"{config.iterations_per_epoch} steps within {plan.budget.train_minutes:.1f} min"
-                )
-        entries = {e.case_id: e for e in cache_entries(cache)}
-        train_ids = index.split("train").case_ids
-        val_ids = index.split(VALIDATION_SPLIT).case_ids if len(splits) > 1 else ()
-        trainer = Trainer(
+        config = train_config_for_plan(plan, config)
+        if verbose and dist.is_main:
+            print("\n".join(describe_training(config, plan, index)))
+        return fit_cases(
             config,
             run_dir,
             plan=plan,
-            train_cases=[entries[i] for i in train_ids],
-            val_cases=[entries[i] for i in val_ids],
-            class_names=index.class_names,
-            label_names=index.label_names,
+            entries={e.case_id: e for e in cache_entries(cache)},
+            index=index,
+            train_ids=index.split("train").case_ids,
+            val_ids=index.split(VALIDATION_SPLIT).case_ids if len(splits) > 1 else (),
+            resume=resume,
         )
-        return trainer.fit(resume=resume)
     finally:
         cleanup_distributed()
