@@ -23,6 +23,7 @@ _COMMANDS: tuple[str, ...] = (
     "plan",
     "preprocess",
     "train",
+    "crossval",
     "predict",
     "calibrate",
 )

@@ -1,0 +1,317 @@
+"""K-fold cross-validation as nnU-Net runs it: one plan, K folds, out-of-fold predictions.
+
+:func:`cross_validate` pools every labelled case of a dataset (its ``train`` and ``validation``
+splits), splits them into folds stratified by class (:func:`make_splits`, saved as
+``RUN/splits.json``, nnU-Net's ``splits_final.json``), plans and preprocesses once (with a
+``budget``, the budget planner chooses network, patch, schedule and recipe so that each fold
+trains within it), trains one run per fold, predicts each fold's held-out cases with that
+fold's model, and chooses post-processing on those out-of-fold predictions
+(:class:`~multitask_unet.inference.postprocessing_search.PostprocessingSearch`). The run folder::
+
+    RUN/splits.json, plan.json, preprocessed/     shared by the folds
+    RUN/fold_K/                                   a training run (checkpoints/last.pt, ...)
+    RUN/validation/                               out-of-fold predictions (+ CASE.npz)
+    RUN/validation_postprocessed/                 the same, post-processed as chosen for the
+                                                  case's fold on the other folds' cases
+    RUN/postprocessing.json                       chosen on every case: applied by predict
+    RUN/crossval.json                             the summary: raw and post-processed scores
+
+``multitask-unet predict --model RUN`` then predicts with the fold ensemble and the chosen
+post-processing. Every step is skipped when its output exists, so an interrupted run continues.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from multitask_unet._atomic import write_text_atomic
+from multitask_unet.data.io import read_mask, write_image
+from multitask_unet.data.loader import cache_entries
+from multitask_unet.data.planning import Plan
+from multitask_unet.data.readers import DEFAULT_LABEL_NAMES, DatasetIndex, read_dataset
+from multitask_unet.data.records import CaseRecord
+from multitask_unet.errors import ConfigError, DataError
+from multitask_unet.training.config import TrainConfig
+from multitask_unet.training.crossval_report import summarize_folds
+from multitask_unet.training.pipeline import (
+    budget_device,
+    describe_training,
+    fit_cases,
+    plan_dataset,
+    train_config_for_plan,
+)
+
+__all__ = ["cross_validate", "labelled_records", "load_splits", "make_splits"]
+
+SPLITS = "splits.json"
+OOF = "validation"
+
+
+def labelled_records(index: DatasetIndex) -> list[CaseRecord]:
+    """Every case with a label map, of any split (test cases without masks are left out)."""
+    return sorted((r for r in index.records if r.mask is not None), key=lambda r: r.case_id)
+
+
+def make_splits(
+    records: Sequence[CaseRecord], folds: int, *, seed: int = 0
+) -> list[dict[str, list[str]]]:
+    """Seeded folds stratified by class: ``[{"train": ids, "val": ids}, ...]``.
+
+    scikit-learn's ``StratifiedKFold`` (``KFold`` without classes). A class with a single case
+    stays in every training set and is never held out (the classification head must see each
+    class in training); cases without a class form a stratum of their own.
+
+    Raises:
+        ConfigError: ``folds`` < 2, more folds than cases, or more folds than the cases of
+            every class (nothing left to stratify).
+    """
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    ids = [r.case_id for r in records]
+    if folds < 2 or folds > len(ids):
+        raise ConfigError(
+            f"--folds must be between 2 and the {len(ids)} labelled cases, got {folds}"
+        )
+    strata = np.array([-1 if r.label is None else int(r.label) for r in records])
+    classes, counts = np.unique(strata, return_counts=True)
+    singles = {int(c) for c, n in zip(classes, counts) if n == 1 and c >= 0}
+    keep = np.array([s not in singles for s in strata])
+    pool = np.flatnonzero(keep)
+    always = [ids[i] for i in np.flatnonzero(~keep)]
+    if len(pool) < folds:
+        raise ConfigError(
+            f"only {len(pool)} cases can be held out; use --folds {len(pool)} or fewer"
+        )
+    if (strata[pool] >= 0).any():
+        largest = int(np.unique(strata[pool], return_counts=True)[1].max())
+        if folds > largest:
+            raise ConfigError(
+                f"--folds {folds} is larger than the number of cases of every class (the "
+                f"largest has {largest}); use --folds {largest} or fewer"
+            )
+        splitter: Any = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    else:
+        splitter = KFold(folds, shuffle=True, random_state=seed)
+    with warnings.catch_warnings():  # classes smaller than the fold count: reported by train
+        warnings.simplefilter("ignore", UserWarning)
+        parts = list(splitter.split(pool, strata[pool]))
+    return [
+        {
+            "train": sorted([ids[pool[i]] for i in train] + always),
+            "val": sorted(ids[pool[i]] for i in held_out),
+        }
+        for train, held_out in parts
+    ]
+
+
+def load_splits(
+    path: str | os.PathLike[str], case_ids: Sequence[str]
+) -> list[dict[str, list[str]]]:
+    """Read ``splits.json`` and check that it speaks of exactly the dataset's labelled cases."""
+    path = Path(path)
+    try:
+        splits = json.loads(path.read_text())
+        folds = [(list(s["train"]), list(s["val"])) for s in splits]
+    except (ValueError, KeyError, TypeError) as error:
+        raise ConfigError(
+            f"{path} is not a list of {{'train': [...], 'val': [...]}} folds ({error}); "
+            "delete it to split again"
+        ) from None
+    known = set(case_ids)
+    named = {c for train, val in folds for c in (*train, *val)}
+    if named - known or len(folds) < 2:
+        raise ConfigError(
+            f"{path} names cases the dataset does not have ({sorted(named - known)[:5]}) or "
+            "fewer than 2 folds; delete it to split again, or point at the dataset it was made for"
+        )
+    return [{"train": train, "val": val} for train, val in folds]
+
+
+def cross_validate(
+    data: str | os.PathLike[str] | DatasetIndex,
+    run_dir: str | os.PathLike[str],
+    config: TrainConfig | None = None,
+    *,
+    folds: int | None = None,
+    budget: str | float | None = None,
+    search: object | None = None,
+    seed: int = 0,
+    only: Sequence[int] | None = None,
+    layout: str = "auto",
+    workers: int = 2,
+    intensity_samples: int = 10**8,
+    verbose: bool = True,
+) -> dict[str, Any]:
+    """Cross-validate: splits, one plan, a run per fold, out-of-fold predictions, post-processing.
+
+    Args:
+        data: A dataset folder, manifest, or a read index; every labelled case takes part.
+        run_dir: The cross-validation folder (see the module docstring).
+        config: The :class:`TrainConfig` of every fold (a budget plan's choices are applied).
+        folds: Number of folds (default 5, as nnU-Net; or as many as ``RUN/splits.json``).
+        budget: Wall-clock budget of each fold, e.g. ``"30m"``: planned once, by measured
+            trial steps, so that each fold's training and prediction fit it.
+        search: The budget planner's search (default: the device's).
+        seed: Seed of the splits (the folds' training uses ``config.seed``).
+        only: Train and predict only these folds now (post-processing is chosen once every
+            fold is done).
+        layout, workers, intensity_samples, verbose: As :func:`~multitask_unet.training.train`.
+
+    Returns:
+        The summary written to ``RUN/crossval.json`` (None-valued scores until all folds ran).
+
+    Raises:
+        DataError: The dataset has errors.
+        ConfigError: A bad fold count, a ``splits.json`` of another dataset, or a budget too
+            small for any candidate; all before any training.
+    """
+    from multitask_unet.data.budget import parse_duration
+    from multitask_unet.data.cache import preprocess_dataset
+    from multitask_unet.data.validation import validate_dataset
+    from multitask_unet.inference import Predictor
+
+    started = time.perf_counter()
+    if budget is not None:
+        parse_duration(budget)
+    config = config or TrainConfig()
+    run_dir = Path(run_dir)
+    index = data if isinstance(data, DatasetIndex) else read_dataset(data, layout=layout)
+    records = labelled_records(index)
+    by_id = {r.case_id: r for r in records}
+    splits_path = run_dir / SPLITS
+    if splits_path.is_file():
+        splits = load_splits(splits_path, list(by_id))
+        if folds is not None and folds != len(splits):
+            raise ConfigError(
+                f"{splits_path} holds {len(splits)} folds, not {folds}; leave out --folds to "
+                "continue it, or choose a new run folder"
+            )
+    else:
+        splits = make_splits(records, 5 if folds is None else folds, seed=seed)
+    wanted = list(range(len(splits))) if only is None else sorted(set(only))
+    if any(not 0 <= k < len(splits) for k in wanted):
+        raise ConfigError(f"--only {wanted}: folds are numbered 0 to {len(splits) - 1}")
+    validate_dataset(index).raise_if_errors()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not splits_path.is_file():
+        write_text_atomic(splits_path, json.dumps(splits, indent=1))
+
+    plan_path = run_dir / "plan.json"
+    if plan_path.is_file():
+        plan = Plan.load(plan_path)
+    else:
+        plan = plan_dataset(
+            index, records, config, budget=budget, search=search, workers=workers,
+            intensity_samples=intensity_samples, started=started,
+        )  # fmt: skip
+        plan.save(plan_path)
+        if verbose and plan.budget is not None:
+            print(f"budget plan: {plan.budget.reason}")
+    cache = run_dir / "preprocessed"
+    preprocess_dataset(records, plan, cache, num_workers=workers, progress=config.progress)
+    entries = {e.case_id: e for e in cache_entries(cache)}
+    config = train_config_for_plan(plan, config)
+    if verbose:
+        print("\n".join(describe_training(config, plan, index, records)))
+
+    device = budget_device(config.device)
+    for k in wanted:
+        fold_dir = run_dir / f"fold_{k}"
+        done = fold_dir / "fold.json"
+        if done.is_file():
+            continue
+        fold_started = time.perf_counter()
+        last = fold_dir / "checkpoints" / "last.pt"
+        if verbose:
+            print(
+                f"fold {k}: {len(splits[k]['train'])} training, {len(splits[k]['val'])} held-out cases"
+            )
+        result = fit_cases(
+            config, fold_dir, plan=plan, entries=entries, index=index,
+            train_ids=splits[k]["train"], resume=last.is_file(),
+        )  # fmt: skip
+        trained = time.perf_counter()
+        predictor = Predictor.from_checkpoint(last, device=device, save_probabilities=True)
+        predictor.predict([by_id[c] for c in splits[k]["val"]], run_dir / OOF, progress=False)
+        record = {
+            "fold": k,
+            "epochs": result.epochs,
+            "train_seconds": round(trained - fold_started, 1),
+            "predict_seconds": round(time.perf_counter() - trained, 1),
+        }
+        write_text_atomic(done, json.dumps(record, indent=1))
+
+    finished = [k for k in range(len(splits)) if (run_dir / f"fold_{k}" / "fold.json").is_file()]
+    summary = summarize_folds(
+        run_dir, index, splits, finished, evaluation_config(index.label_names)
+    )
+    summary["budget"] = None if budget is None else str(budget)
+    summary["environment"] = environment(device)
+    write_text_atomic(run_dir / "crossval.json", json.dumps(summary, indent=1))
+    return summary
+
+
+def environment(device: str) -> dict[str, Any]:
+    """Where a result was measured: device, CPU count, torch threads, load, versions, date."""
+    import datetime
+    import platform
+
+    import torch
+
+    from multitask_unet import __version__
+    from multitask_unet.training.budget_trial import device_description
+
+    return {
+        "device": device,
+        "device_name": device_description(device),
+        "cpu_count": os.cpu_count(),
+        "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()]
+        if hasattr(os, "getloadavg")
+        else None,
+        "torch": torch.__version__,
+        "multitask_unet": __version__,
+        "python": platform.python_version(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def evaluation_config(label_names: dict[str, int] | Any) -> Any:
+    """The scoring of a dataset: the pancreas study's regions for its labels, else one per label."""
+    from multitask_unet.evaluation import EvaluationConfig, Region
+
+    if dict(label_names) == dict(DEFAULT_LABEL_NAMES):
+        return EvaluationConfig(n_bootstrap=200)
+    foreground = {name: v for name, v in label_names.items() if v != 0}
+    regions = [Region(name, (v,)) for name, v in sorted(foreground.items(), key=lambda x: x[1])]
+    if len(regions) > 1:
+        regions.append(Region("foreground", tuple(sorted(foreground.values()))))
+    return EvaluationConfig(
+        regions=tuple(regions), labels=tuple(sorted(foreground.values())), n_bootstrap=200
+    )
+
+
+def read_case(record: CaseRecord, predictions: Path) -> tuple[np.ndarray, np.ndarray]:
+    """A held-out case's saved probabilities and its reference label map."""
+    path = predictions / f"{record.case_id}.npz"
+    if not path.is_file():
+        raise DataError(f"{path} is missing; run the fold again (delete its fold.json)")
+    with np.load(path) as saved:
+        probabilities = saved["probabilities"]
+    if record.mask is None:
+        raise DataError(f"case {record.case_id} has no label map to score against")
+    return probabilities, read_mask(record.mask).array
+
+
+def write_label_map(path: Path, labels: np.ndarray, like: Path) -> None:
+    """Write ``labels`` with the geometry of the prediction ``like``."""
+    from multitask_unet.data.io import read_image
+
+    write_image(path, labels, read_image(like).affine)
