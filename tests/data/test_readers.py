@@ -271,7 +271,7 @@ def test_four_digit_case_ids_are_not_mistaken_for_channels(tmp_path: Path):
     "module",
     [
         "multitask_unet.data.io",
-        "multitask_unet.data.report",
+        "multitask_unet.data.validation_report",
         "multitask_unet.data.readers",
         "multitask_unet.data.readers.base",
         "multitask_unet.data.readers.labels",

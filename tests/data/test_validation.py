@@ -16,8 +16,8 @@ import pytest
 from multitask_unet.cli import validate as validate_cli
 from multitask_unet.data.io import read_image, spacing_affine, write_image
 from multitask_unet.data.readers import DatasetIndex
-from multitask_unet.data.report import ValidationReport
 from multitask_unet.data.validation import validate_dataset
+from multitask_unet.data.validation_report import ValidationReport
 
 
 def _case(index: DatasetIndex, split: str = "train", label: int | None = 0):

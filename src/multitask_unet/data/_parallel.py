@@ -16,7 +16,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-_PRELOAD = ["multitask_unet.data.cache", "multitask_unet.data.fingerprint"]
+_PRELOAD = ["multitask_unet.data.preprocessing.cache", "multitask_unet.data.planning.fingerprint"]
 
 
 def _context() -> multiprocessing.context.BaseContext:

@@ -28,14 +28,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 
+from multitask_unet._atomic import write_text_atomic
 from multitask_unet.data.io import spacing_affine, write_image
 from multitask_unet.data.readers import DatasetIndex, read_dataset
 from multitask_unet.errors import DataError
@@ -235,13 +234,13 @@ def write_phantom_dataset(
     writer.writerow(("case", "split", "subtype"))
     writer.writerows(rows)
     root.mkdir(parents=True, exist_ok=True)
-    _write_text(root / "cases.csv", buffer.getvalue())
+    write_text_atomic(root / "cases.csv", buffer.getvalue())
     dataset_json = {
         "channel_names": {"0": "CT"},
         "labels": PHANTOM_LABELS,
         "file_ending": ".nii.gz",
     }
-    _write_text(root / "dataset.json", json.dumps(dataset_json, indent=2) + "\n")
+    write_text_atomic(root / "dataset.json", json.dumps(dataset_json, indent=2) + "\n")
     return read_dataset(root, layout="study")
 
 
@@ -252,10 +251,3 @@ def _allocate(n: int, weights: Sequence[float]) -> list[int]:
     for k in np.argsort(-(share - counts), kind="stable")[: n - counts.sum()]:
         counts[k] += 1
     return counts.tolist()
-
-
-def _write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)

@@ -1,7 +1,7 @@
 """Check a dataset before anything is written, reporting every problem in one pass.
 
 :func:`validate_dataset` reads every image and mask once (in a few threads) and returns a
-:class:`~multitask_unet.data.report.ValidationReport`: errors make the data unusable as it is,
+:class:`~multitask_unet.data.validation_report.ValidationReport`: errors make the data unusable as it is,
 warnings describe what the pipeline will do about a harmless oddity (e.g. mask values such as
 ``1.0000153`` rounded to ``1``). Each issue names the file and the fix.
 
@@ -36,7 +36,7 @@ from multitask_unet.data.io import Volume, read_image
 from multitask_unet.data.readers import DatasetIndex, read_dataset
 from multitask_unet.data.readers.labels import CaseLabels, LabelsSource
 from multitask_unet.data.records import CaseRecord
-from multitask_unet.data.report import Issue, ValidationReport
+from multitask_unet.data.validation_report import Issue, ValidationReport
 from multitask_unet.errors import DataError
 
 __all__ = ["validate_dataset"]

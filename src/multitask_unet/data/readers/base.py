@@ -18,7 +18,7 @@ from typing import ClassVar
 
 from multitask_unet.data.readers.labels import CaseLabels
 from multitask_unet.data.records import CaseRecord
-from multitask_unet.data.report import Issue
+from multitask_unet.data.validation_report import Issue
 from multitask_unet.errors import DataError
 from multitask_unet.registry import Registry
 

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from multitask_unet.data.report import Issue
+from multitask_unet.data.validation_report import Issue
 from multitask_unet.errors import DataError
 
 __all__ = [

@@ -23,7 +23,7 @@ from multitask_unet.data.readers.base import LAYOUTS, DatasetIndex, Layout, clas
 from multitask_unet.data.readers.labels import CaseLabels, parse_label, unmatched_labels_issue
 from multitask_unet.data.readers.nnunet import load_dataset_json
 from multitask_unet.data.records import CaseRecord
-from multitask_unet.data.report import Issue
+from multitask_unet.data.validation_report import Issue
 from multitask_unet.errors import DataError
 
 __all__ = ["ManifestLayout"]

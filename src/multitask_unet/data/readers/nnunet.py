@@ -24,7 +24,7 @@ from multitask_unet.data.readers.base import (
 from multitask_unet.data.readers.files import CaseFiles, group_case_files
 from multitask_unet.data.readers.labels import CaseLabels, unmatched_labels_issue
 from multitask_unet.data.records import CaseRecord
-from multitask_unet.data.report import Issue
+from multitask_unet.data.validation_report import Issue
 
 __all__ = ["NnUNetLayout", "load_dataset_json"]
 

@@ -19,7 +19,7 @@ from multitask_unet.data.readers.files import CaseFiles, group_case_files
 from multitask_unet.data.readers.labels import CaseLabels, unmatched_labels_issue
 from multitask_unet.data.readers.nnunet import load_dataset_json
 from multitask_unet.data.records import CaseRecord
-from multitask_unet.data.report import Issue
+from multitask_unet.data.validation_report import Issue
 
 __all__ = ["StudyLayout"]
 

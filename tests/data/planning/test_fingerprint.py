@@ -10,7 +10,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from multitask_unet.data.fingerprint import (
+from multitask_unet.data.planning.fingerprint import (
     DatasetFingerprint,
     IntensityStats,
     compute_fingerprint,

@@ -7,9 +7,14 @@ import pytest
 import torch
 import torchio as tio
 
-from multitask_unet.data.augmentation import AugmentationConfig
-from multitask_unet.data.batch import MISSING_LABEL, Batch
-from multitask_unet.data.loader import LoaderConfig, TrainLoader, cache_entries, queue_loader
+from multitask_unet.data.sampling.augmentation import AugmentationConfig
+from multitask_unet.data.sampling.batch import MISSING_LABEL, Batch
+from multitask_unet.data.sampling.loader import (
+    LoaderConfig,
+    TrainLoader,
+    cache_entries,
+    queue_loader,
+)
 from multitask_unet.errors import ConfigError, DataError, ShapeError
 
 SHAPE = (10, 14, 12)
@@ -145,10 +150,10 @@ def test_ranks_get_their_share_of_draws() -> None:
 @pytest.fixture(scope="module")
 def cache_dir(tmp_path_factory: pytest.TempPathFactory):
     """A real preprocessing cache of tiny phantoms, made by the library's own pipeline."""
-    from multitask_unet.data.cache import preprocess_dataset
-    from multitask_unet.data.fingerprint import compute_fingerprint
     from multitask_unet.data.phantoms import write_phantom_dataset
-    from multitask_unet.data.planning import create_plan
+    from multitask_unet.data.planning.fingerprint import compute_fingerprint
+    from multitask_unet.data.planning.plan import create_plan
+    from multitask_unet.data.preprocessing.cache import preprocess_dataset
     from multitask_unet.data.records import CaseRecord
 
     root = tmp_path_factory.mktemp("loader_cache")
@@ -168,7 +173,7 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory):
 
 
 def test_cache_folder_source_reads_memory_maps_and_properties(cache_dir, monkeypatch) -> None:
-    from multitask_unet.data.cache import load_cached_case
+    from multitask_unet.data.preprocessing.cache import load_cached_case
 
     entries = cache_entries(cache_dir)
     labelled = [e for e in entries if e.label is not None]

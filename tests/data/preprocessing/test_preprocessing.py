@@ -13,25 +13,29 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from multitask_unet.data.cache import (
+from multitask_unet.data.orientation import from_canonical, to_canonical
+from multitask_unet.data.planning.fingerprint import compute_fingerprint
+from multitask_unet.data.planning.plan import ChannelNormalization, PreprocessingConfig, create_plan
+from multitask_unet.data.preprocessing.cache import (
     list_cached_cases,
     load_cached_case,
     load_cached_plan,
     preprocess_dataset,
 )
-from multitask_unet.data.cropping import crop, nonzero_bbox, uncrop
-from multitask_unet.data.fingerprint import compute_fingerprint
-from multitask_unet.data.orientation import from_canonical, to_canonical
-from multitask_unet.data.planning import ChannelNormalization, PreprocessingConfig, create_plan
-from multitask_unet.data.preprocessing import (
+from multitask_unet.data.preprocessing.case import (
     normalize_image,
     preprocess_case,
     restore_native,
     sample_class_locations,
 )
+from multitask_unet.data.preprocessing.cropping import crop, nonzero_bbox, uncrop
+from multitask_unet.data.preprocessing.resampling import (
+    compute_new_shape,
+    resample_image,
+    resample_seg,
+)
 from multitask_unet.data.readers import read_dataset
 from multitask_unet.data.records import CaseRecord
-from multitask_unet.data.resampling import compute_new_shape, resample_image, resample_seg
 from multitask_unet.errors import DataError, ShapeError
 
 nnunet_resampling = pytest.importorskip("nnunetv2.preprocessing.resampling.default_resampling")

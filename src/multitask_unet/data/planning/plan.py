@@ -12,8 +12,8 @@ Rules, following nnU-Net's ``ExperimentPlanner`` (``default_experiment_planner.p
   3 times fewer voxels, that axis takes the 10th percentile of its spacings instead (but never
   finer than the other axes), so that thick-slice cases are not interpolated into too few slices.
 * **Patch size** (:func:`plan_patch_size`, see there), from the median shape after resampling and
-  a GPU memory budget, divisible by the network's ``size_divisor``.
-* **Batch size**: what fits the budget at that patch (at least 2), but no more than 5% of the
+  the GPU's memory, divisible by the network's ``size_divisor``.
+* **Batch size**: what fits that memory at that patch (at least 2), but no more than 5% of the
   dataset's voxels per batch.
 
 Example:
@@ -36,15 +36,15 @@ import numpy as np
 
 from multitask_unet._atomic import write_text_atomic
 from multitask_unet.config import Config
-from multitask_unet.data.budget import PlanBudget
-from multitask_unet.data.fingerprint import DatasetFingerprint
 from multitask_unet.data.orientation import check_orientation
-from multitask_unet.data.patch_planning import (
-    feature_map_budget,
+from multitask_unet.data.planning.budget_section import PlanBudget
+from multitask_unet.data.planning.fingerprint import DatasetFingerprint
+from multitask_unet.data.planning.patch_size import (
+    feature_map_capacity,
     plan_patch_size,
     size_divisor_tuple,
 )
-from multitask_unet.data.resampling import compute_new_shape
+from multitask_unet.data.preprocessing.resampling import compute_new_shape
 from multitask_unet.errors import ConfigError
 
 __all__ = [
@@ -142,7 +142,7 @@ class Plan(Config):
         batch_size: Patches per batch.
         size_divisor: Per-axis factor that input sizes must be divisible by (the network's).
         median_shape: Median case shape after cropping and resampling to the target spacing.
-        gpu_memory_gb: Memory budget the patch and batch size were planned for.
+        gpu_memory_gb: GPU memory the patch and batch size were planned for.
         anisotropic_axis: Axis whose target spacing used the 10th-percentile rule, else ``None``.
         fingerprint: The :class:`DatasetFingerprint` the plan was made from.
         budget: What a wall-clock budget chose and why (:class:`PlanBudget`), for plans made by
@@ -256,7 +256,7 @@ def create_plan(
     """Plan preprocessing and patch size for a fingerprinted dataset.
 
     Args:
-        fingerprint: From :func:`~multitask_unet.data.fingerprint.compute_fingerprint`.
+        fingerprint: From :func:`~multitask_unet.data.planning.fingerprint.compute_fingerprint`.
         size_divisor: The network's ``size_divisor`` (int or per-axis ``(D, H, W)``).
         gpu_memory_gb: GPU memory to plan the patch and batch for (nnU-Net: 8).
         normalization: ``"ct"``, ``"zscore"`` or ``"none"``, for all channels or one each.
@@ -290,9 +290,9 @@ def create_plan(
         gpu_memory_gb=gpu_memory_gb,
         num_classes=classes,
     )
-    budget = feature_map_budget(gpu_memory_gb)
+    capacity = feature_map_capacity(gpu_memory_gb)
     dataset_voxels = float(np.prod(median_shape, dtype=np.float64)) * len(fingerprint.cases)
-    batch = round(budget / estimate * 2)
+    batch = round(capacity / estimate * 2)
     batch_cap = round(dataset_voxels * 0.05 / float(np.prod(patch, dtype=np.float64)))
     preprocessing = PreprocessingConfig(
         target_spacing=spacing,

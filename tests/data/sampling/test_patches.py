@@ -7,14 +7,21 @@ import pytest
 import torch
 import torchio as tio
 
-from multitask_unet.data.augmentation import AugmentationConfig, build_augmentation, window_size
-from multitask_unet.data.patches import (
+from multitask_unet.data.sampling.augmentation import (
+    AugmentationConfig,
+    build_patch_transforms,
+    build_spatial_transform,
+    window_size,
+)
+from multitask_unet.data.sampling.crop import crop_and_pad
+from multitask_unet.data.sampling.loader import LoaderConfig
+from multitask_unet.data.sampling.patches import (
     ForegroundPatchSampler,
-    crop_and_pad,
     find_class_locations,
     parse_class_locations,
     patch_to_sample,
 )
+from multitask_unet.data.sampling.spatial import RandomAffineCrop
 from multitask_unet.errors import ConfigError, DataError
 
 
@@ -126,7 +133,8 @@ def test_patches_carry_label_case_id_and_augmentation() -> None:
     sampler = ForegroundPatchSampler(
         patch,
         window_size=window_size(patch, cfg),
-        transform=build_augmentation(cfg, patch_size=patch),
+        spatial_transform=build_spatial_transform(cfg, patch_size=patch),
+        transform=build_patch_transforms(cfg),
     )
     subject = _subject((12, 20, 20), {1: ((4, 4, 4), (8, 10, 10))}, label=2, case_id="x7")
     torch.manual_seed(0)
@@ -135,6 +143,21 @@ def test_patches_carry_label_case_id_and_augmentation() -> None:
     assert sample["image"].shape == (1, *patch) and sample["seg"].shape == (1, *patch)
     assert (sample["label"], sample["case_id"]) == (2, "x7")
     assert tuple((p[tio.LOCATION][3:] - p[tio.LOCATION][:3]).tolist()) == patch
+
+
+def test_spatial_transform_is_passed_explicitly() -> None:
+    """The sampler uses the ``spatial_transform`` it is given, whatever ``transform`` holds."""
+    patch, window = (6, 8, 8), (10, 12, 12)
+    subject = _subject((16, 20, 20), {1: ((4, 4, 4), (8, 10, 10))})
+    identity = build_spatial_transform(AugmentationConfig.off(), patch_size=patch)
+    out = []
+    for spatial in (None, identity):
+        sampler = ForegroundPatchSampler(patch, window_size=window, spatial_transform=spatial)
+        out.append(sampler.sample(subject, rng=np.random.default_rng(3)))
+    assert torch.equal(out[0]["image"].data, out[1]["image"].data)  # no rotation: a plain crop
+    wired = LoaderConfig(patch_size=patch).patch_sampler()
+    assert isinstance(wired.spatial_transform, RandomAffineCrop)
+    assert not any(isinstance(t, RandomAffineCrop) for t in wired.transform.transforms)
 
 
 def test_sampler_feeds_a_torchio_queue() -> None:

@@ -8,8 +8,12 @@ import math
 import numpy as np
 import pytest
 
-from multitask_unet.data import sampling
-from multitask_unet.data.sampling import BalancedCaseSampler, case_weights, sampling_warnings
+from multitask_unet.data.sampling import case_sampling
+from multitask_unet.data.sampling.case_sampling import (
+    BalancedCaseSampler,
+    case_weights,
+    sampling_warnings,
+)
 from multitask_unet.errors import ConfigError
 
 STUDY_LABELS = [0] * 62 + [1] * 106 + [2] * 84  # the study's training subtypes
@@ -89,9 +93,9 @@ def test_uneven_num_samples_rounds_up_per_rank() -> None:
 
 
 def test_rank_defaults_come_from_torch_distributed(monkeypatch) -> None:
-    monkeypatch.setattr(sampling.dist, "is_initialized", lambda: True)
-    monkeypatch.setattr(sampling.dist, "get_rank", lambda: 2)
-    monkeypatch.setattr(sampling.dist, "get_world_size", lambda: 4)
+    monkeypatch.setattr(case_sampling.dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(case_sampling.dist, "get_rank", lambda: 2)
+    monkeypatch.setattr(case_sampling.dist, "get_world_size", lambda: 4)
     s = BalancedCaseSampler(STUDY_LABELS, num_samples=40)
     assert (s.rank, s.world_size, len(s)) == (2, 4, 10)
     assert list(s) == s.global_indices()[2::4].tolist()
@@ -246,4 +250,4 @@ def test_warnings_depend_on_mode_and_cap() -> None:
 def test_no_warnings_on_balanced_data(mode, cap) -> None:
     assert sampling_warnings(STUDY_LABELS, mode=mode, max_oversampling=cap, class_names=NAMES) == []
     assert sampling_warnings([], mode=mode, max_oversampling=cap) == []
-    assert "sampling_warnings" in sampling.__all__
+    assert "sampling_warnings" in case_sampling.__all__

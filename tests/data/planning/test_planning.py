@@ -10,15 +10,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from multitask_unet.data.fingerprint import CaseFingerprint, DatasetFingerprint, IntensityStats
-from multitask_unet.data.patch_planning import (
+from multitask_unet.data.planning.fingerprint import (
+    CaseFingerprint,
+    DatasetFingerprint,
+    IntensityStats,
+)
+from multitask_unet.data.planning.patch_size import (
     estimate_feature_map_elements,
-    feature_map_budget,
+    feature_map_capacity,
     plan_patch_size,
     size_divisor_tuple,
     stage_strides,
 )
-from multitask_unet.data.planning import (
+from multitask_unet.data.planning.plan import (
     ChannelNormalization,
     Plan,
     PreprocessingConfig,
@@ -141,7 +145,7 @@ def test_patch_size_is_divisible_and_fits_the_budget(divisor, gpu_memory_gb) -> 
     )
     d = size_divisor_tuple(divisor)
     assert all(p % k == 0 and p >= k for p, k in zip(patch, d))
-    assert estimate <= feature_map_budget(gpu_memory_gb)
+    assert estimate <= feature_map_capacity(gpu_memory_gb)
     assert all(p <= -(-m // k) * k for p, m, k in zip(patch, median_shape, d))  # <= median, rounded
     smaller, _ = plan_patch_size(median_shape, spacing, size_divisor=divisor, gpu_memory_gb=0.5)
     assert np.prod(smaller) <= np.prod(patch)

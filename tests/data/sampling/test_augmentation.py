@@ -9,16 +9,18 @@ import pytest
 import torch
 import torchio as tio
 
-from multitask_unet.data.augmentation import (
+from multitask_unet.data.sampling.augmentation import (
     AugmentationConfig,
-    RandomAffineCrop,
     RandomBrightness,
     RandomContrast,
     RandomGammaRetainStats,
     RandomLowResolution,
     build_augmentation,
+    build_patch_transforms,
+    build_spatial_transform,
     window_size,
 )
+from multitask_unet.data.sampling.spatial import RandomAffineCrop
 from multitask_unet.errors import ConfigError
 
 
@@ -103,6 +105,17 @@ def test_recipe_is_deterministic_under_a_seed() -> None:
         outs.append(transform(_subject(win))["image"].data)
     assert torch.equal(outs[0], outs[1])
     assert not torch.allclose(outs[0], outs[2])
+
+
+def test_recipe_is_the_spatial_transform_then_the_patch_transforms() -> None:
+    cfg = AugmentationConfig(p_elastic=0.5)
+    recipe = build_augmentation(cfg, patch_size=(8, 8, 8)).transforms
+    rest = build_patch_transforms(cfg).transforms
+    assert isinstance(recipe[0], RandomAffineCrop)
+    assert [type(t) for t in recipe[1:]] == [type(t) for t in rest]
+    spatial = build_spatial_transform(cfg, patch_size=(8, 8, 8))
+    assert (spatial.patch_size, spatial.p_rotation) == ((8, 8, 8), cfg.p_rotation)
+    assert build_patch_transforms(AugmentationConfig.off()) is None
 
 
 def test_affine_identity_equals_centre_crop() -> None:

@@ -4,11 +4,11 @@
 
 1. read the channels and the mask and reorient them to the canonical ``(D, H, W)`` layout
    (:mod:`~multitask_unet.data.orientation`; the original affine and shape are kept);
-2. crop to the bounding box of the non-zero voxels (:mod:`~multitask_unet.data.cropping`);
+2. crop to the bounding box of the non-zero voxels (:mod:`~multitask_unet.data.preprocessing.cropping`);
 3. normalise intensities (:func:`normalize_image`; CT: clip to the foreground 0.5 / 99.5
    percentiles, then z-score with the foreground mean and std of the whole dataset);
 4. resample images (order 3) and masks (per-label linear, no label bleeding) to the target
-   spacing, the coarse axis separately for anisotropic data (:mod:`~multitask_unet.data.resampling`);
+   spacing, the coarse axis separately for anisotropic data (:mod:`~multitask_unet.data.preprocessing.resampling`);
 5. sample up to 10 000 voxel locations per foreground label (at least 1% of them), for the patch
    sampler's foreground oversampling.
 
@@ -26,18 +26,24 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from multitask_unet.config import Config
 from multitask_unet.data.canonical import read_canonical_case
-from multitask_unet.data.cropping import crop, nonzero_bbox, uncrop
 from multitask_unet.data.orientation import from_canonical
-from multitask_unet.data.planning import ChannelNormalization, Plan, PreprocessingConfig
+from multitask_unet.data.preprocessing.cropping import crop, nonzero_bbox, uncrop
+from multitask_unet.data.preprocessing.resampling import (
+    compute_new_shape,
+    resample_image,
+    resample_seg,
+)
 from multitask_unet.data.records import CaseRecord
-from multitask_unet.data.resampling import compute_new_shape, resample_image, resample_seg
 from multitask_unet.errors import ShapeError
+
+if TYPE_CHECKING:  # planning imports cropping and resampling from this package
+    from multitask_unet.data.planning.plan import ChannelNormalization, Plan, PreprocessingConfig
 
 __all__ = [
     "CaseProperties",
@@ -198,8 +204,7 @@ def preprocess_case(record: CaseRecord, config: PreprocessingConfig | Plan) -> P
     Returns:
         The :class:`PreprocessedCase`.
     """
-    if isinstance(config, Plan):
-        config = config.preprocessing
+    config = getattr(config, "preprocessing", config)  # a Plan carries its PreprocessingConfig
     case = read_canonical_case(record, orientation=config.orientation)
     spacing = case.spacing
     full_shape = case.image.shape[1:]

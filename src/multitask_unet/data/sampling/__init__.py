@@ -1,0 +1,30 @@
+"""Sampling: from cached cases to training batches.
+
+- :mod:`~multitask_unet.data.sampling.case_sampling`: which case each patch comes from;
+- :mod:`~multitask_unet.data.sampling.patches`: where the patch lies in the case;
+- :mod:`~multitask_unet.data.sampling.crop`: cropping a box out of (memory-mapped) arrays;
+- :mod:`~multitask_unet.data.sampling.spatial`, :mod:`~multitask_unet.data.sampling.augmentation`:
+  nnU-Net's augmentation;
+- :mod:`~multitask_unet.data.sampling.batch`, :mod:`~multitask_unet.data.sampling.loader`: the
+  :class:`~multitask_unet.data.sampling.batch.Batch` and the loader that assembles it.
+"""
+
+from multitask_unet.data.sampling.case_sampling import (
+    DEFAULT_MAX_OVERSAMPLING,
+    WEIGHTS_MODES,
+    BalancedCaseSampler,
+    WeightsMode,
+    case_weights,
+    distributed_rank,
+    sampling_warnings,
+)
+
+__all__ = [
+    "DEFAULT_MAX_OVERSAMPLING",
+    "WEIGHTS_MODES",
+    "BalancedCaseSampler",
+    "WeightsMode",
+    "case_weights",
+    "distributed_rank",
+    "sampling_warnings",
+]

@@ -1,0 +1,391 @@
+"""The training input pipeline: cases -> balanced case draws -> patches -> augmentation -> Batch.
+
+:class:`TrainLoader` is a ``DataLoader`` over a map-style :class:`PatchDataset`: every draw of
+the :class:`~multitask_unet.data.sampling.case_sampling.BalancedCaseSampler` becomes one patch, cropped from
+the (memory-mapped) case by the :class:`~multitask_unet.data.sampling.patches.ForegroundPatchSampler`,
+augmented in a worker and collated into a :class:`~multitask_unet.data.sampling.batch.Batch`. Each draw
+carries its own seed, derived from ``(seed, epoch, rank, position)``, so an epoch's batches are
+identical whatever the number of workers. :func:`queue_loader` offers the same sampler and
+augmentation on TorchIO's ``Queue`` instead; its workers only load volumes while patches are cut
+and augmented in the training process, so prefer :class:`TrainLoader` (see
+``benchmarks/bench_data.py``).
+
+Example:
+    >>> import torch, torchio as tio
+    >>> seg = torch.zeros(1, 12, 12, 12, dtype=torch.uint8); seg[0, 4:8, 4:8, 4:8] = 1
+    >>> subjects = [tio.Subject(image=tio.ScalarImage(tensor=torch.rand(1, 12, 12, 12)),
+    ...                         seg=tio.LabelMap(tensor=seg), label=i % 2, case_id=f"c{i}")
+    ...             for i in range(4)]
+    >>> loader = TrainLoader(subjects, LoaderConfig(patch_size=(8, 8, 8), batch_size=2,
+    ...                                             iterations_per_epoch=3))
+    >>> batches = list(loader)
+    >>> len(batches), batches[0].image.shape, batches[0].seg.dtype
+    (3, torch.Size([2, 1, 8, 8, 8]), torch.uint8)
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torchio as tio
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from multitask_unet.config import Config
+from multitask_unet.data.sampling.augmentation import (
+    AugmentationConfig,
+    build_patch_transforms,
+    build_spatial_transform,
+    window_size,
+)
+from multitask_unet.data.sampling.batch import Batch
+from multitask_unet.data.sampling.case_sampling import (
+    DEFAULT_MAX_OVERSAMPLING,
+    WEIGHTS_MODES,
+    BalancedCaseSampler,
+    WeightsMode,
+    distributed_rank,
+)
+from multitask_unet.data.sampling.patches import (
+    CLASS_LOCATIONS_KEY,
+    ForegroundPatchSampler,
+    patch_to_sample,
+)
+from multitask_unet.errors import ConfigError, DataError
+
+__all__ = [
+    "CacheEntry",
+    "LoaderConfig",
+    "PatchDataset",
+    "TrainLoader",
+    "cache_entries",
+    "queue_loader",
+]
+
+
+@dataclass(frozen=True)
+class LoaderConfig(Config):
+    """Options of the training input pipeline.
+
+    Attributes:
+        patch_size: Patch ``(D, H, W)`` fed to the network.
+        batch_size: Patches per batch (per rank).
+        iterations_per_epoch: Batches per epoch (nnU-Net: 250).
+        foreground_probability: Share of patches centred on a foreground class (nnU-Net: 1/3).
+        lesion_label: Lesion class for ``lesion_probability`` (e.g. 2), or None.
+        lesion_probability: Probability that a patch of a case with a known class is centred
+            on its lesion (classification patches that see the lesion).
+        weights_mode: Case weighting, ``"balanced"``, ``"inverse_sqrt"`` or ``"none"``.
+        max_oversampling: No class is drawn more than this many times its natural frequency
+            ``n_k / N`` (at least 1; None: no cap), so that balancing lopsided classes does
+            not starve segmentation of the large ones (see
+            :func:`~multitask_unet.data.sampling.case_weights`).
+        augmentation: Augmentation strengths; None means nnU-Net's for ``patch_size``
+            (:meth:`AugmentationConfig.nnunet`); :meth:`AugmentationConfig.off` disables it.
+        num_workers: Worker processes (0: in the main process).
+        seed: Base seed of case draws, patch positions and augmentation.
+        pin_memory: Pin batches for faster host-to-GPU copies.
+    """
+
+    patch_size: tuple[int, int, int] = (64, 128, 128)
+    batch_size: int = 2
+    iterations_per_epoch: int = 250
+    foreground_probability: float = 1 / 3
+    lesion_label: int | None = None
+    lesion_probability: float = 0.0
+    weights_mode: WeightsMode = "balanced"
+    max_oversampling: float | None = DEFAULT_MAX_OVERSAMPLING
+    augmentation: AugmentationConfig | None = None
+    num_workers: int = 0
+    seed: int = 0
+    pin_memory: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "iterations_per_epoch"):
+            if getattr(self, name) < 1:
+                raise ConfigError(
+                    f"LoaderConfig.{name} must be at least 1, got {getattr(self, name)}"
+                )
+        if self.num_workers < 0:
+            raise ConfigError(f"LoaderConfig.num_workers must be >= 0, got {self.num_workers}")
+        if self.weights_mode not in WEIGHTS_MODES:
+            raise ConfigError(
+                f"LoaderConfig.weights_mode {self.weights_mode!r} is unknown; "
+                f"use one of {', '.join(WEIGHTS_MODES)}"
+            )
+        if self.max_oversampling is not None and not self.max_oversampling >= 1:
+            raise ConfigError(
+                f"LoaderConfig.max_oversampling must be at least 1, got {self.max_oversampling!r}; "
+                "pass a value >= 1 (e.g. 3) or None to turn the cap off"
+            )
+        if min(self.patch_size) < 1:
+            raise ConfigError(f"LoaderConfig.patch_size must be positive, got {self.patch_size}")
+
+    def augmentation_config(self) -> AugmentationConfig:
+        """The augmentation actually used (nnU-Net's for the patch size when unset)."""
+        return self.augmentation or AugmentationConfig.nnunet(self.patch_size)
+
+    def patch_sampler(self) -> ForegroundPatchSampler:
+        """The patch sampler with the augmentation these options describe."""
+        aug = self.augmentation_config()
+        return ForegroundPatchSampler(
+            self.patch_size,
+            foreground_probability=self.foreground_probability,
+            window_size=window_size(self.patch_size, aug),
+            spatial_transform=build_spatial_transform(aug, patch_size=self.patch_size),
+            transform=build_patch_transforms(aug),
+            lesion_label=self.lesion_label,
+            lesion_probability=self.lesion_probability,
+        )
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """A case of a preprocessing cache folder, opened lazily (in each worker) as memory maps.
+
+    Attributes:
+        cache_dir: The cache folder (see :mod:`multitask_unet.data.preprocessing.cache`).
+        case_id: The case.
+        label: Its class, or None.
+    """
+
+    cache_dir: Path
+    case_id: str
+    label: int | None = None
+
+    def open(self) -> tio.Subject:
+        """A subject whose tensors are memory maps; no voxel is read until a patch is cropped."""
+        from multitask_unet.data.preprocessing.cache import load_cached_case
+
+        return _subject(load_cached_case(self.cache_dir, self.case_id, mmap=True), self.label)
+
+
+def _subject(case: Any, label: int | None) -> tio.Subject:
+    """A ``tio.Subject`` over a :class:`multitask_unet.data.preprocessing.cache.CachedCase`'s memory maps."""
+    with warnings.catch_warnings():  # read-only memory maps; patches are always copies
+        warnings.simplefilter("ignore", UserWarning)
+        entries: dict[str, Any] = {"image": tio.ScalarImage(tensor=torch.from_numpy(case.image))}
+        if case.seg is not None:
+            entries["seg"] = tio.LabelMap(tensor=torch.from_numpy(case.seg))
+    entries.update(label=label, case_id=case.case_id)
+    entries[CLASS_LOCATIONS_KEY] = case.properties.class_locations_array()
+    return tio.Subject(entries)
+
+
+def _open_cache(cache_dir: str | os.PathLike[str]) -> list[tuple[CacheEntry, tio.Subject]]:
+    from multitask_unet.data.preprocessing.cache import list_cached_cases, load_cached_case
+
+    ids = list_cached_cases(cache_dir)
+    if not ids:
+        raise DataError(f"No cached case in {cache_dir}; run `multitask-unet preprocess` first")
+    root, out = Path(cache_dir), []
+    for case_id in ids:
+        case = load_cached_case(root, case_id, mmap=True)
+        label = case.properties.label
+        out.append((CacheEntry(root, case_id, label), _subject(case, label)))
+    return out
+
+
+def cache_entries(cache_dir: str | os.PathLike[str]) -> list[CacheEntry]:
+    """Every complete case of a preprocessing cache folder, with its label, sorted by id."""
+    return [entry for entry, _ in _open_cache(cache_dir)]
+
+
+def _as_cases(source: Any) -> tuple[list[tio.Subject | CacheEntry], dict[int, tio.Subject]]:
+    """The cases of a source and the subjects already opened while listing them."""
+    if isinstance(source, (str, os.PathLike)):
+        opened = _open_cache(source)
+        return [entry for entry, _ in opened], {i: sub for i, (_, sub) in enumerate(opened)}
+    cases = list(source)
+    if not cases:
+        raise DataError("The training loader got no cases; pass subjects or a cache folder")
+    for case in cases:
+        if not isinstance(case, (tio.Subject, CacheEntry)):
+            raise DataError(f"Cases must be tio.Subject or CacheEntry, got {type(case).__name__}")
+    return cases, {}
+
+
+def _label_of(case: tio.Subject | CacheEntry) -> int | None:
+    label = case.label if isinstance(case, CacheEntry) else case.get("label")
+    return None if label is None or int(label) < 0 else int(label)
+
+
+class PatchDataset(Dataset):
+    """Map-style dataset indexed by ``(case_index, seed)``; returns one augmented patch sample.
+
+    Args:
+        cases: In-memory subjects or :class:`CacheEntry` s (opened lazily in each worker).
+        sampler: Crops, oversamples foreground and augments.
+    """
+
+    def __init__(
+        self, cases: Sequence[tio.Subject | CacheEntry], sampler: ForegroundPatchSampler
+    ) -> None:
+        self.cases = list(cases)
+        self.sampler = sampler
+        self._open: dict[int, tuple[tio.Subject, dict[int, np.ndarray]]] = {}
+
+    def __len__(self) -> int:
+        return len(self.cases)
+
+    def case(
+        self, index: int, *, subject: tio.Subject | None = None
+    ) -> tuple[tio.Subject, dict[int, np.ndarray]]:
+        """The subject of case ``index`` and its class locations (cached per process).
+
+        ``subject`` passes in the case already opened (e.g. while listing a cache folder).
+        """
+        if index not in self._open:
+            case = self.cases[index]
+            if subject is None:
+                subject = case.open() if isinstance(case, CacheEntry) else case
+            self._open[index] = (subject, self.sampler.class_locations(subject))
+        return self._open[index]
+
+    def __getitem__(self, item: tuple[int, int]) -> dict[str, Any]:
+        index, seed = item
+        subject, locations = self.case(index)
+        with torch.random.fork_rng(devices=[]):
+            torch.default_generator.manual_seed(seed)  # CPU only: no CUDA bookkeeping
+            patch = self.sampler.sample(
+                subject, rng=np.random.default_rng(seed), class_locations=locations
+            )
+        return patch_to_sample(patch)
+
+    def __getstate__(self) -> dict[str, Any]:  # spawned workers reopen memory maps themselves
+        state = dict(self.__dict__)
+        state["_open"] = {
+            i: v for i, v in self._open.items() if not isinstance(self.cases[i], CacheEntry)
+        }
+        return state
+
+
+class _SeededDraws(Sampler[tuple[int, int]]):
+    """Pairs every case draw with a seed from ``(seed, epoch, rank, position)``."""
+
+    def __init__(self, cases: BalancedCaseSampler) -> None:
+        self.cases = cases
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        c = self.cases
+        for pos, index in enumerate(c):
+            ss = np.random.SeedSequence([c.seed, c.epoch, c.rank, pos])
+            yield index, int(ss.generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+    def __len__(self) -> int:
+        return len(self.cases)
+
+
+class TrainLoader:
+    """Iterable over one epoch of training :class:`Batch` es.
+
+    Args:
+        source: ``tio.Subject`` s (``image``, ``seg``, ``label``, ``case_id``; optional
+            ``class_locations``), :class:`CacheEntry` s, or a preprocessing cache folder.
+        config: Pipeline options.
+        rank: Rank of this process; defaults to ``torch.distributed``'s.
+        world_size: Number of ranks; defaults to ``torch.distributed``'s.
+
+    Call :meth:`set_epoch` before each epoch to draw new cases and patches.
+    """
+
+    def __init__(
+        self,
+        source: Sequence[tio.Subject | CacheEntry] | str | os.PathLike[str],
+        config: LoaderConfig | None = None,
+        *,
+        rank: int | None = None,
+        world_size: int | None = None,
+    ) -> None:
+        self.config = cfg = config or LoaderConfig()
+        self.cases, opened = _as_cases(source)
+        rank, world_size = distributed_rank(rank, world_size)
+        self.case_sampler = BalancedCaseSampler(
+            [_label_of(c) for c in self.cases],
+            weights_mode=cfg.weights_mode,
+            max_oversampling=cfg.max_oversampling,
+            num_samples=cfg.batch_size * cfg.iterations_per_epoch * world_size,
+            seed=cfg.seed,
+            rank=rank,
+            world_size=world_size,
+        )
+        self.dataset = PatchDataset(self.cases, cfg.patch_sampler())
+        for i, subject in opened.items():
+            self.dataset.case(i, subject=subject)
+        if cfg.num_workers > 0:  # open cases and find class locations once, before workers fork
+            for i in range(len(self.cases)):
+                self.dataset.case(i)
+        self._loader = DataLoader(
+            self.dataset,
+            batch_size=cfg.batch_size,
+            sampler=_SeededDraws(self.case_sampler),
+            num_workers=cfg.num_workers,
+            collate_fn=Batch.collate,
+            pin_memory=cfg.pin_memory,
+            drop_last=True,
+            persistent_workers=cfg.num_workers > 0,
+            prefetch_factor=4 if cfg.num_workers > 0 else None,
+        )
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch (new case draws, patch positions and augmentations)."""
+        self.case_sampler.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[Batch]:
+        return iter(self._loader)
+
+    def __len__(self) -> int:
+        return len(self._loader)
+
+
+def _collate_patches(patches: Sequence[tio.Subject]) -> Batch:
+    return Batch.collate([patch_to_sample(p) for p in patches])
+
+
+def queue_loader(
+    subjects: Sequence[tio.Subject],
+    config: LoaderConfig | None = None,
+    *,
+    samples_per_volume: int = 8,
+    max_length: int = 64,
+) -> DataLoader:
+    """The same sampling and augmentation on TorchIO's ``Queue``; yields :class:`Batch` es.
+
+    The queue's workers load (and copy) whole subjects; ``samples_per_volume`` patches are then
+    cut and augmented from each *in the calling process*, ``max_length`` patches at a time, so
+    this work does not overlap with training and does not scale with ``num_workers``. Cases are
+    drawn by the balanced sampler. Kept for TorchIO-based workflows; :class:`TrainLoader` does
+    all per-patch work in its workers.
+    """
+    cfg = config or LoaderConfig()
+    subjects = list(subjects)
+    num_subjects = max(1, cfg.batch_size * cfg.iterations_per_epoch // samples_per_volume)
+    case_sampler = BalancedCaseSampler(
+        [_label_of(s) for s in subjects],
+        weights_mode=cfg.weights_mode,
+        max_oversampling=cfg.max_oversampling,
+        num_samples=num_subjects,
+        seed=cfg.seed,
+    )
+    queue = tio.Queue(
+        tio.SubjectsDataset(subjects),
+        max_length=max_length,
+        samples_per_volume=samples_per_volume,
+        sampler=cfg.patch_sampler(),
+        subject_sampler=case_sampler,
+        num_workers=cfg.num_workers,
+        shuffle_subjects=False,
+    )
+    return DataLoader(
+        queue,
+        batch_size=cfg.batch_size,
+        num_workers=0,
+        collate_fn=_collate_patches,
+        pin_memory=cfg.pin_memory,
+    )
