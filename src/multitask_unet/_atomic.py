@@ -14,7 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["atomic_path", "save_npy_atomic", "save_npz_atomic", "write_text_atomic"]
+__all__ = [
+    "atomic_path",
+    "remove_stale_temps",
+    "save_npy_atomic",
+    "save_npz_atomic",
+    "write_text_atomic",
+]
 
 
 def _umask() -> int:
@@ -43,6 +49,13 @@ def atomic_path(path: str | os.PathLike[str], *, suffix: str = ".tmp") -> Iterat
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def remove_stale_temps(path: str | os.PathLike[str]) -> None:
+    """Delete temporary files that a killed writer of ``path`` left (``.NAME.*`` beside it)."""
+    path = Path(path)
+    for stale in path.parent.glob(f".{path.name}.*"):
+        stale.unlink(missing_ok=True)
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:

@@ -12,8 +12,8 @@ import torch
 
 from multitask_unet import ShapeError, create_model
 from multitask_unet.encoders import ENCODERS, EncoderConfig, Timm3dEncoder, Timm3dEncoderConfig
-from multitask_unet.encoders.timm3d import load_timm3d_checkpoint
 from multitask_unet.errors import ConfigError, WeightsError
+from multitask_unet.interop.timm3d_weights import load_timm3d_checkpoint
 
 timm_3d = pytest.importorskip("timm_3d")
 
@@ -220,3 +220,12 @@ def test_bad_checkpoints_name_the_fix(tmp_path) -> None:
         _encoder(checkpoint_path=str(tmp_path / "garbage.pt"))
     with pytest.raises(ConfigError, match="is not a file"):
         _encoder(checkpoint_path=str(tmp_path / "missing.pt"))
+
+
+def test_weights_module_docstring_example_runs() -> None:
+    import doctest
+
+    from multitask_unet.interop import timm3d_weights
+
+    result = doctest.testmod(timm3d_weights, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0

@@ -10,10 +10,12 @@ import pytest
 MODULES = [
     "multitask_unet.evaluation",
     "multitask_unet.evaluation.bootstrap",
+    "multitask_unet.evaluation.calibration_metrics",
     "multitask_unet.evaluation.classification",
     "multitask_unet.evaluation.config",
     "multitask_unet.evaluation.figures",
     "multitask_unet.evaluation.report",
+    "multitask_unet.evaluation.report_writer",
     "multitask_unet.evaluation.segmentation",
     "multitask_unet.evaluation.surface",
 ]

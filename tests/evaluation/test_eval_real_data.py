@@ -10,7 +10,7 @@ import pytest
 from scipy.spatial import cKDTree
 
 from multitask_unet.evaluation import EvaluationConfig, evaluate
-from multitask_unet.evaluation.inputs import read_label_map
+from multitask_unet.evaluation.reading import read_label_map
 from multitask_unet.evaluation.surface import surface_mask
 
 pytestmark = pytest.mark.real_data

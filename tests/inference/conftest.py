@@ -9,9 +9,9 @@ import torch
 
 import multitask_unet as mtu
 from multitask_unet.checkpoints import save_checkpoint
-from multitask_unet.data.fingerprint import compute_fingerprint
 from multitask_unet.data.phantoms import write_phantom_dataset
 from multitask_unet.data.planning import Plan, create_plan
+from multitask_unet.data.planning.fingerprint import compute_fingerprint
 
 CLASS_NAMES = ("subtype0", "subtype1", "subtype2")
 

@@ -17,7 +17,7 @@ import pytest
 
 from multitask_unet.cli import main
 from multitask_unet.data.io import read_image
-from multitask_unet.evaluation.inputs import read_predictions
+from multitask_unet.evaluation.reading import read_predictions
 
 
 @pytest.fixture

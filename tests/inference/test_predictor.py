@@ -13,7 +13,7 @@ from multitask_unet.checkpoints import load_checkpoint
 from multitask_unet.cli import main
 from multitask_unet.data.io import read_image, spacing_affine, write_image
 from multitask_unet.errors import ConfigError, DataError
-from multitask_unet.evaluation.inputs import read_predictions
+from multitask_unet.evaluation.reading import read_predictions
 from multitask_unet.inference import Predictor, collect_cases, sliding_window_predict
 
 CLASS_NAMES = ("subtype0", "subtype1", "subtype2")  # those of conftest.make_checkpoint
@@ -274,6 +274,11 @@ def test_predictor_options_are_checked(tiny_checkpoint, tiny_plan) -> None:
     ("training", "expected"),
     [
         (None, (0, 1, 2)),  # no training record (e.g. converted weights): the default
+        ({"config": {"data": {"augment": False}}}, ()),
+        ({"config": {"data": {"augment": True, "augmentation": None}}}, (0, 1, 2)),
+        ({"config": {"data": {"augmentation": {"mirror_axes": [1, 2], "p_mirror": 0.5}}}}, (1, 2)),
+        ({"config": {"data": {"augmentation": {"mirror_axes": [0, 1], "p_mirror": 0.0}}}}, ()),
+        # Checkpoints written before the sections hold the flat config.
         ({"config": {"augment": False}}, ()),
         ({"config": {"augment": True, "augmentation": None}}, (0, 1, 2)),
         ({"config": {"augmentation": {"mirror_axes": [1, 2], "p_mirror": 0.5}}}, (1, 2)),

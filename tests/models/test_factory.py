@@ -56,6 +56,25 @@ def test_anisotropic_preset_divisor_and_odd_sizes() -> None:
     assert out["seg"].shape == (1, 3, 6, 20, 12)
 
 
+@pytest.mark.parametrize("name", mtu.list_models())
+def test_config_size_divisor_is_the_built_models(name: str) -> None:
+    config = mtu.models.resolve_config(name)
+    with torch.device("meta"):  # no memory: only the encoder's feature_info is read
+        model = mtu.models.MultiTaskUNet(config)
+    assert config.size_divisor == model.size_divisor
+
+
+def test_config_size_divisor_of_an_encoder_without_feature_info() -> None:
+    """Encoder configs that do not compute their feature_info are built on the meta device."""
+    from multitask_unet.encoders import EncoderConfig, PlainEncoderConfig
+
+    plain = PlainEncoderConfig(channels=(4, 8, 16), strides=(1, (1, 2, 2), 2))
+    assert EncoderConfig.feature_info(plain, 3) == plain.feature_info(3)
+    assert ModelConfig(encoder=plain).size_divisor == (2, 4, 4)
+    flat = PlainEncoderConfig(channels=(4, 8), strides=(1, 2))
+    assert ModelConfig(encoder=flat, spatial_dims=2).size_divisor == (2, 2)
+
+
 @pytest.mark.parametrize(
     ("preset", "dna_kwargs"),
     [

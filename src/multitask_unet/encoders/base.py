@@ -13,7 +13,7 @@ from multitask_unet.errors import ConfigError
 from multitask_unet.features import FeatureInfo
 from multitask_unet.registry import Registry
 
-__all__ = ["ENCODERS", "Encoder", "EncoderConfig", "per_axis", "per_stage"]
+__all__ = ["ENCODERS", "Encoder", "EncoderConfig", "per_axis", "per_stage", "size_divisor_of"]
 
 ENCODERS: Registry[type[Config]] = Registry("encoder")
 
@@ -34,7 +34,7 @@ class Encoder(nn.Module):
     @property
     def size_divisor(self) -> tuple[int, ...]:
         """Per-axis factor every input size must be a multiple of."""
-        return self.feature_info[-1].stride
+        return size_divisor_of(self.feature_info)
 
 
 class EncoderConfig(Config):
@@ -48,6 +48,30 @@ class EncoderConfig(Config):
     @property
     def num_levels(self) -> int:
         raise NotImplementedError
+
+    def feature_info(self, spatial_dims: int = 3) -> tuple[FeatureInfo, ...]:
+        """The ``feature_info`` of the encoder this config builds.
+
+        Subclasses compute it from their options; this default builds the encoder on the meta
+        device (no memory, no initialisation) and reads it.
+        """
+        with torch.device("meta"):
+            return tuple(self.build(1, spatial_dims=spatial_dims).feature_info)
+
+    def size_divisor(self, spatial_dims: int = 3) -> tuple[int, ...]:
+        """:attr:`Encoder.size_divisor` of the encoder this config builds, without building it.
+
+        Example:
+            >>> from multitask_unet.encoders import PlainEncoderConfig
+            >>> PlainEncoderConfig(channels=(8, 16, 32), strides=(1, 2, (1, 2, 2))).size_divisor()
+            (2, 4, 4)
+        """
+        return size_divisor_of(self.feature_info(spatial_dims))
+
+
+def size_divisor_of(feature_info: Sequence[FeatureInfo]) -> tuple[int, ...]:
+    """Per-axis factor every input size must be a multiple of: the deepest level's stride."""
+    return tuple(feature_info[-1].stride)
 
 
 def per_axis(value: int | Sequence[int], spatial_dims: int, what: str) -> tuple[int, ...]:

@@ -31,7 +31,8 @@ from multitask_unet.evaluation.classification import (
     roc_curve,
 )
 from multitask_unet.evaluation.config import PANCREAS_REGIONS, EvaluationConfig, Region
-from multitask_unet.evaluation.report import EvaluationReport, evaluate, summarize, write_report
+from multitask_unet.evaluation.report import EvaluationReport, evaluate, summarize
+from multitask_unet.evaluation.report_writer import write_report
 from multitask_unet.evaluation.segmentation import dice, evaluate_segmentation, region_mask
 from multitask_unet.evaluation.surface import (
     hd95,

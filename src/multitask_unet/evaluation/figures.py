@@ -22,7 +22,7 @@ import numpy as np
 
 from multitask_unet._atomic import atomic_path
 from multitask_unet.errors import MultitaskUNetError
-from multitask_unet.evaluation.calibration import reliability_bins
+from multitask_unet.evaluation.calibration_metrics import reliability_bins
 from multitask_unet.evaluation.classification import roc_auc_ovr, roc_curve
 
 __all__ = [
@@ -141,7 +141,7 @@ def plot_reliability_diagram(
         versions: Label (e.g. ``"uncalibrated"``, ``"calibrated"``) to ``(N, K)`` probabilities.
         path: PNG file to write (atomically).
         n_bins: Equal-width confidence bins on ``[0, 1]``
-            (see :mod:`multitask_unet.evaluation.calibration`).
+            (see :mod:`multitask_unet.evaluation.calibration_metrics`).
     """
     require_matplotlib()
     from matplotlib.figure import Figure

@@ -1,178 +1,21 @@
-"""Read what an evaluation compares: a prediction folder and a reference dataset.
-
-Prediction folder (written by the predictor)::
-
-    OUT/CASE.nii.gz          uint8 label map on the grid of the case's image
-    OUT/predictions.csv      case_id, prob_<class name> per class, predicted (integer class)
-
-The ``prob_`` columns are in class order: column k holds the probability of class k, the class
-that the study layout stores in ``subtype<k>/``. Either part may be absent (a
-segmentation-only or a classification-only model), not both.
-
-Reference: any dataset :func:`multitask_unet.data.readers.read_dataset` reads (the study layout
-``SPLIT/subtypeK/CASE.nii.gz``, nnU-Net raw datasets, CSV manifests); label maps are read with
-:func:`multitask_unet.data.io.read_mask`, which rounds labels stored as floats (``1.0000153``)
-and rejects values farther than 1e-3 from an integer.
-"""
+"""Deprecated path: moved to :mod:`multitask_unet.evaluation.reading` (``PredictionTable`` to
+:mod:`multitask_unet.prediction_table`)."""
 
 from __future__ import annotations
 
-import csv
-import math
-from collections import Counter
-from dataclasses import dataclass, replace
-from pathlib import Path
+import warnings
 
-import numpy as np
+from multitask_unet.evaluation import reading as _moved
+from multitask_unet.evaluation.reading import *  # noqa: F403
+from multitask_unet.prediction_table import PredictionTable
 
-from multitask_unet.data.io import read_mask
-from multitask_unet.data.readers import DatasetIndex, read_dataset
-from multitask_unet.data.records import CaseRecord
-from multitask_unet.errors import DataError, ShapeError
+__all__ = [*_moved.__all__, "PredictionTable"]
 
-__all__ = [
-    "PredictionTable",
-    "check_class_order",
-    "read_label_map",
-    "read_predictions",
-    "read_reference",
-    "records_by_id",
-]
+__deprecated_path__ = True
 
-
-@dataclass(frozen=True)
-class PredictionTable:
-    """The class probabilities of ``predictions.csv``.
-
-    Attributes:
-        case_ids: N case identifiers, in file order.
-        class_names: K names, the suffixes of the ``prob_<name>`` columns.
-        probabilities: ``(N, K)`` float array.
-        predicted: ``(N,)`` int array, the predicted class of each case.
-    """
-
-    case_ids: tuple[str, ...]
-    class_names: tuple[str, ...]
-    probabilities: np.ndarray
-    predicted: np.ndarray
-
-
-def read_predictions(path: str | Path) -> PredictionTable:
-    """Parse and check ``predictions.csv``.
-
-    Args:
-        path: The CSV file.
-
-    Raises:
-        DataError: a column is missing, a value is not a number, a class is out of range or a
-            case appears twice; the message names the file, row and fix.
-    """
-    path = Path(path)
-    with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        columns = list(reader.fieldnames or [])
-        rows = list(reader)
-    prob_columns = [c for c in columns if c.startswith("prob_")]
-    if "case_id" not in columns or not prob_columns:
-        raise DataError(
-            f"{path} needs a 'case_id' column and one 'prob_<class name>' column per class; "
-            f"found columns {columns}"
-        )
-    ids, probs, predicted = [], [], []
-    k = len(prob_columns)
-    for line, row in enumerate(rows, start=2):
-        case_id = (row.get("case_id") or "").strip()
-        if not case_id:
-            raise DataError(f"{path} line {line}: empty case_id; every row needs its case")
-        try:
-            values = [float(row[c]) for c in prob_columns]
-            guess = row.get("predicted")
-            pred = float(guess) if guess not in (None, "") else float(np.argmax(values))
-        except (TypeError, ValueError):
-            raise DataError(
-                f"{path} line {line}: probabilities and 'predicted' must be numbers"
-            ) from None
-        if not all(math.isfinite(v) for v in values) or not (pred.is_integer() and 0 <= pred < k):
-            raise DataError(
-                f"{path} line {line}: probabilities must be finite and 'predicted' an integer in "
-                f"[0, {k}), got {values} and {guess!r}"
-            )
-        ids.append(case_id)
-        probs.append(values)
-        predicted.append(int(pred))
-    duplicates = sorted(case for case, count in Counter(ids).items() if count > 1)
-    if duplicates:
-        raise DataError(f"{path} lists cases more than once: {duplicates}")
-    return PredictionTable(
-        case_ids=tuple(ids),
-        class_names=tuple(c.removeprefix("prob_") for c in prob_columns),
-        probabilities=np.asarray(probs, dtype=np.float64).reshape(len(ids), len(prob_columns)),
-        predicted=np.asarray(predicted, dtype=np.int64),
-    )
-
-
-def read_reference(root: str | Path, *, layout: str = "auto") -> DatasetIndex:
-    """Index the reference dataset; cases whose label map file is missing get ``mask=None``.
-
-    Args:
-        root: Dataset folder (or manifest CSV).
-        layout: Layout name for :func:`~multitask_unet.data.readers.read_dataset`, or ``"auto"``.
-
-    Raises:
-        DataError: ``root`` is missing, of no known layout, or holds no case with a label map
-            or a class.
-    """
-    index = read_dataset(root, layout=layout)
-    records = tuple(
-        replace(r, mask=None) if r.mask is not None and not Path(r.mask).is_file() else r
-        for r in index.records
-    )
-    if not any(r.mask is not None or r.label is not None for r in records):
-        raise DataError(
-            f"no reference case under {root} has a label map or a class; "
-            "point --ref at the labelled dataset"
-        )
-    return replace(index, records=records)
-
-
-def check_class_order(table: PredictionTable, index: DatasetIndex, csv_path: Path) -> None:
-    """Check that ``prob_<name>`` columns sit at the index of their class in the dataset.
-
-    Raises:
-        DataError: a dataset class name appears among the columns at another position.
-    """
-    for k, name in enumerate(index.class_names):
-        if name in table.class_names and table.class_names.index(name) != k:
-            raise DataError(
-                f"{csv_path}: column prob_{name} is column {table.class_names.index(name)} of the "
-                f"probabilities but {name} is class {k} of the reference; order the prob_ columns "
-                f"by class: {', '.join('prob_' + n for n in index.class_names)}"
-            )
-
-
-def read_label_map(
-    path: str | Path, *, like: str | Path | None = None
-) -> tuple[np.ndarray, tuple[float, ...], np.ndarray]:
-    """Read an integer label map with its spacing (mm) and affine.
-
-    Args:
-        path: A label map in any format :func:`~multitask_unet.data.io.read_mask` reads.
-        like: Only used in error messages: the reference this map is compared with.
-
-    Returns:
-        ``(labels, spacing, affine)``: ``(X, Y, Z)`` integer array in the file's axis order,
-        the voxel size per axis in mm, and the 4x4 voxel-to-world (RAS+) matrix.
-    """
-    path = Path(path)
-    if not path.exists():
-        needed = f" (needed for {like})" if like else ""
-        raise DataError(f"label map {path} does not exist{needed}")
-    volume = read_mask(path)
-    if volume.array.ndim != 3:
-        raise ShapeError(f"{path} must be a 3-D label map, got shape {volume.array.shape}")
-    return volume.array, tuple(volume.spacing), np.asarray(volume.affine, dtype=np.float64)
-
-
-def records_by_id(index: DatasetIndex) -> dict[str, CaseRecord]:
-    """Case id to record."""
-    return {r.case_id: r for r in index.records}
+warnings.warn(
+    "multitask_unet.evaluation.inputs moved to multitask_unet.evaluation.reading; "
+    "import from there",
+    DeprecationWarning,
+    stacklevel=2,
+)

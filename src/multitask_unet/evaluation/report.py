@@ -1,22 +1,14 @@
-"""Evaluate a prediction folder against a reference dataset and write the report.
+"""Evaluate a prediction folder against a reference dataset.
 
-The report folder holds:
-
-* ``cases.csv``: one row per evaluated case: ``case_id``, ``split``, ``label``,
-  ``predicted``, ``prob_<class>`` and every segmentation metric. An empty cell means "not
-  applicable" (e.g. no reference mask), ``nan`` means "undefined" (e.g. HD95 against an empty
-  reference).
-* ``summary.json``: every metric as ``{"estimate", "low", "high", "confidence", "n",
-  "n_resamples", "n_undefined"}`` (percentile bootstrap over cases; JSON ``null`` for NaN), the
-  confusion matrix, the case counts, the configuration and the conventions used.
-* ``roc_curves.png``, ``confusion_matrix.png``, ``dice_distribution.png`` and
-  ``reliability_diagram.png`` (top-label reliability, before and after calibration when
-  ``predictions.csv`` also has ``uncalibrated_prob_<class>`` columns).
+:func:`evaluate` computes an :class:`EvaluationReport` and, given ``out_dir``, writes it with
+:func:`~multitask_unet.evaluation.report_writer.write_report`: ``cases.csv`` (one row per
+case), ``summary.json`` (every metric as ``{"estimate", "low", "high", "confidence", "n",
+"n_resamples", "n_undefined"}``, percentile bootstrap over cases) and the figures.
 
 Calibration of the class probabilities: ``ece``, ``brier`` and ``nll`` of the ``prob_`` columns
 and, with ``uncalibrated_prob_<class>`` columns, ``ece_uncalibrated``, ``brier_uncalibrated``
 and ``nll_uncalibrated``; definitions and binning in
-:mod:`multitask_unet.evaluation.calibration` and in ``conventions["calibration"]``.
+:mod:`multitask_unet.evaluation.calibration_metrics` and in ``conventions["calibration"]``.
 
 Segmentation summaries are means over the cases where a value is defined; ``n_undefined``
 counts the rest (the empty-reference conventions are in
@@ -36,10 +28,6 @@ Example:
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,28 +35,28 @@ from typing import Any
 
 import numpy as np
 
-from multitask_unet._atomic import write_text_atomic
 from multitask_unet.data.records import CaseRecord
 from multitask_unet.errors import DataError, ShapeError
 from multitask_unet.evaluation.bootstrap import bootstrap_many, bootstrap_mean
-from multitask_unet.evaluation.calibration import (
+from multitask_unet.evaluation.calibration_metrics import (
     CALIBRATION_BINNING,
     read_uncalibrated,
     summarize_calibration,
 )
 from multitask_unet.evaluation.classification import confusion_matrix, evaluate_classification
 from multitask_unet.evaluation.config import EvaluationConfig
-from multitask_unet.evaluation.inputs import (
-    PredictionTable,
+from multitask_unet.evaluation.reading import (
     check_class_order,
     read_label_map,
     read_predictions,
     read_reference,
     records_by_id,
 )
+from multitask_unet.evaluation.report_writer import write_report
 from multitask_unet.evaluation.segmentation import evaluate_segmentation
+from multitask_unet.prediction_table import PredictionTable
 
-__all__ = ["CONVENTIONS", "EvaluationReport", "evaluate", "summarize", "write_report"]
+__all__ = ["CONVENTIONS", "EvaluationReport", "evaluate", "summarize"]
 
 CONVENTIONS: dict[str, str] = {
     "empty_reference": (
@@ -267,35 +255,6 @@ def evaluate(
     return report
 
 
-def write_report(report: EvaluationReport, out_dir: str | Path, *, figures: bool = True) -> None:
-    """Write ``cases.csv``, ``summary.json`` and (optionally) the figures, each atomically."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out_dir / "cases.csv", _cases_csv(report.cases))
-    text = json.dumps(_json_safe(report.summary), indent=2, allow_nan=False)
-    write_text_atomic(out_dir / "summary.json", text + "\n")
-    if not figures:
-        return
-    from multitask_unet.evaluation import figures as fig
-
-    if report.y_true.size:
-        fig.plot_roc_curves(
-            report.y_true, report.scores, report.class_names, out_dir / "roc_curves.png"
-        )
-        matrix = np.asarray(report.summary["confusion_matrix"]["counts"])
-        fig.plot_confusion_matrix(matrix, report.class_names, out_dir / "confusion_matrix.png")
-        versions = {"as written": report.scores}
-        if report.uncalibrated is not None:
-            versions = {"uncalibrated": report.uncalibrated, "calibrated": report.scores}
-        fig.plot_reliability_diagram(report.y_true, versions, out_dir / "reliability_diagram.png")
-    dice_columns = [k for k in (report.cases[0] if report.cases else {}) if k.startswith("dice_")]
-    columns = {
-        k: np.array([_nan(row.get(k)) for row in report.cases if k in row]) for k in dice_columns
-    }
-    if columns:
-        fig.plot_dice_distribution(columns, out_dir / "dice_distribution.png")
-
-
 def _summarize_classification(
     y_true: np.ndarray,
     scores: np.ndarray,
@@ -376,37 +335,5 @@ def _select_cases(
     return wanted
 
 
-def _cases_csv(rows: Sequence[Mapping[str, Any]]) -> str:
-    columns: list[str] = []
-    for row in rows:
-        columns.extend(k for k in row if k not in columns)
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: "" if row.get(k) is None else _fmt(row[k]) for k in columns})
-    return buffer.getvalue()
-
-
-def _fmt(value: Any) -> Any:
-    return repr(float(value)) if isinstance(value, (float, np.floating)) else value
-
-
 def _is_score(name: str) -> bool:
     return name.startswith(("dice_", "nsd_", "hd95_"))
-
-
-def _nan(value: Any) -> float:
-    return math.nan if value is None else float(value)
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, (float, np.floating)):
-        return None if math.isnan(value) else float(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    return value

@@ -240,10 +240,20 @@ def trained_mirror_axes(training: Mapping[str, Any] | None) -> tuple[int, ...] |
     """Axes the training augmentation mirrored, read from a checkpoint's ``training`` slot.
 
     ``None`` when the checkpoint does not record a training config (e.g. converted weights).
+    Reads the config's ``data`` section, or the top level of configs saved before the sections.
+
+    Example:
+        >>> trained_mirror_axes({"config": {"data": {"augmentation": {"mirror_axes": [1, 2]}}}})
+        (1, 2)
+        >>> trained_mirror_axes({"config": {"augment": False}})  # the old flat layout
+        ()
     """
     config = (training or {}).get("config")
     if not isinstance(config, Mapping):
         return None
+    data = config.get("data")
+    if isinstance(data, Mapping):
+        config = data
     if not config.get("augment", True):
         return ()
     augmentation = config.get("augmentation")

@@ -11,11 +11,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from multitask_unet._atomic import save_npz_atomic
+from multitask_unet._atomic import remove_stale_temps, save_npz_atomic
 from multitask_unet.data.io import write_image
 from multitask_unet.data.records import CaseRecord
 from multitask_unet.errors import ConfigError
-from multitask_unet.inference.results import PredictionTable, remove_stale_temps
+from multitask_unet.prediction_table import PredictionTable
 
 if TYPE_CHECKING:
     from multitask_unet.inference.predictor import Predictor

@@ -13,7 +13,8 @@ nnU-Net v1's fold ensemble and ``nnUNetv2_ensemble``; nnU-Net v2's multi-fold pr
 logits instead), the class probabilities the mean of each model's (calibrated) probabilities.
 
 :meth:`Predictor.predict` writes a prediction folder in the format
-:mod:`multitask_unet.evaluation.inputs` reads::
+:mod:`multitask_unet.evaluation.reading` reads (``predictions.csv``:
+:mod:`multitask_unet.prediction_table`)::
 
     OUT/CASE.nii.gz        uint8 label map on the grid of the case's image
     OUT/predictions.csv    case_id, prob_<class> per class, predicted  (models with a head)

@@ -1,1 +1,1 @@
-"""Interoperability with other frameworks (nnU-Net)."""
+"""Interoperability with other frameworks: nnU-Net plans and weights, timm-3d weights."""

@@ -55,6 +55,20 @@ class ModelConfig(Config):
                     f"{sorted(RESERVED_OUTPUT_KEYS)}, e.g. 'cls'"
                 )
 
+    @property
+    def size_divisor(self) -> tuple[int, ...]:
+        """Per-axis factor every input size must be a multiple of, without building the model.
+
+        The same as :attr:`MultiTaskUNet.size_divisor <multitask_unet.models.MultiTaskUNet.size_divisor>`
+        of the model this config builds: the stride of the encoder's deepest level.
+
+        Example:
+            >>> from multitask_unet.models.presets import PRESETS
+            >>> PRESETS.get("tiny_plain")().size_divisor
+            (4, 4, 4)
+        """
+        return self.encoder.size_divisor(self.spatial_dims)
+
 
 def as_component_config(value: Any, base: type[Config], what: str) -> Config:
     """Accept a config object, a dict with ``"name"``, a ``(name, options)`` pair or a name."""

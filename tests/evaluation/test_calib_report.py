@@ -10,7 +10,7 @@ import pytest
 
 from multitask_unet.errors import DataError
 from multitask_unet.evaluation import EvaluationConfig, evaluate
-from multitask_unet.evaluation.calibration import calibration_metrics, summarize_calibration
+from multitask_unet.evaluation.calibration_metrics import calibration_metrics, summarize_calibration
 from multitask_unet.evaluation.figures import plot_reliability_diagram
 
 FAST = EvaluationConfig(n_bootstrap=50)

@@ -7,7 +7,7 @@ import pytest
 from sklearn.metrics import brier_score_loss, log_loss
 
 from multitask_unet.errors import ConfigError, ShapeError
-from multitask_unet.evaluation.calibration import (
+from multitask_unet.evaluation.calibration_metrics import (
     NLL_FLOOR,
     brier_score,
     calibration_metrics,

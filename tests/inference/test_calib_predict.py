@@ -11,11 +11,11 @@ import torch
 
 import multitask_unet as mtu
 from multitask_unet.checkpoints import save_checkpoint
-from multitask_unet.data.fingerprint import compute_fingerprint
 from multitask_unet.data.planning import create_plan
+from multitask_unet.data.planning.fingerprint import compute_fingerprint
 from multitask_unet.evaluation import EvaluationConfig, evaluate
 from multitask_unet.inference import Predictor
-from multitask_unet.inference.calibrate import calibrate_checkpoint
+from multitask_unet.inference.checkpoint_calibration import calibrate_checkpoint
 
 
 @pytest.fixture

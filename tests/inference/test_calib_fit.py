@@ -13,7 +13,7 @@ import torch
 import multitask_unet as mtu
 from multitask_unet.checkpoints import load_checkpoint, save_checkpoint
 from multitask_unet.errors import ConfigError, ShapeError
-from multitask_unet.evaluation.calibration import expected_calibration_error
+from multitask_unet.evaluation.calibration_metrics import expected_calibration_error
 from multitask_unet.evaluation.classification import roc_auc_ovr
 from multitask_unet.inference.calibration import (
     Calibration,

@@ -9,14 +9,14 @@ import torch
 import multitask_unet as mtu
 from multitask_unet.checkpoints import load_checkpoint, save_checkpoint
 from multitask_unet.errors import ConfigError, WeightsError
-from multitask_unet.inference.calibrate import (
+from multitask_unet.inference.calibration import Calibration
+from multitask_unet.inference.checkpoint_calibration import (
     calibration_slot,
     check_calibrations,
     fit_heads,
     read_calibrations,
     write_calibrations,
 )
-from multitask_unet.inference.calibration import Calibration
 
 HEADS = {"cls": ("panda", {"num_classes": 3}), "cls_ovr": ("ovr", {"num_classes": 3})}
 

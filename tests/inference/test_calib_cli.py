@@ -11,11 +11,11 @@ import torch
 import multitask_unet as mtu
 from multitask_unet.checkpoints import load_checkpoint, save_checkpoint
 from multitask_unet.cli import main
-from multitask_unet.data.fingerprint import compute_fingerprint
 from multitask_unet.data.planning import create_plan
+from multitask_unet.data.planning.fingerprint import compute_fingerprint
 from multitask_unet.data.preprocessing import preprocess_case
 from multitask_unet.errors import DataError
-from multitask_unet.inference.calibrate import (
+from multitask_unet.inference.checkpoint_calibration import (
     calibrate_checkpoint,
     fit_heads,
     read_calibrations,

@@ -1,4 +1,4 @@
-"""The examples in the calibration docstrings run and print what they show."""
+"""The examples in the calibration docstrings of inference run and print what they show."""
 
 from __future__ import annotations
 
@@ -8,9 +8,8 @@ import importlib
 import pytest
 
 MODULES = [
-    "multitask_unet.evaluation.calibration",
     "multitask_unet.inference.calibration",
-    "multitask_unet.inference.calibrate",
+    "multitask_unet.inference.checkpoint_calibration",
 ]
 
 

@@ -1,0 +1,109 @@
+"""Write an evaluation report: ``cases.csv``, ``summary.json`` and the figures, each atomically.
+
+The report folder holds:
+
+* ``cases.csv``: one row per evaluated case: ``case_id``, ``split``, ``label``,
+  ``predicted``, ``prob_<class>`` and every segmentation metric. An empty cell means "not
+  applicable" (e.g. no reference mask), ``nan`` means "undefined" (e.g. HD95 against an empty
+  reference).
+* ``summary.json``: every metric as ``{"estimate", "low", "high", "confidence", "n",
+  "n_resamples", "n_undefined"}`` (percentile bootstrap over cases; JSON ``null`` for NaN), the
+  confusion matrix, the case counts, the configuration and the conventions used.
+* ``roc_curves.png``, ``confusion_matrix.png``, ``dice_distribution.png`` and
+  ``reliability_diagram.png`` (top-label reliability, before and after calibration when
+  ``predictions.csv`` also has ``uncalibrated_prob_<class>`` columns).
+
+Example:
+    >>> import tempfile, pathlib
+    >>> from multitask_unet.evaluation.report import EvaluationReport
+    >>> out = pathlib.Path(tempfile.mkdtemp())
+    >>> rows = [{"case_id": "a", "label": None, "dice_lesion": 0.5}]
+    >>> write_report(EvaluationReport(rows, {"dice_lesion": float("nan")}), out, figures=False)
+    >>> print((out / "cases.csv").read_text().strip())
+    case_id,label,dice_lesion
+    a,,0.5
+    >>> print((out / "summary.json").read_text().strip())
+    {
+      "dice_lesion": null
+    }
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from multitask_unet._atomic import write_text_atomic
+
+if TYPE_CHECKING:
+    from multitask_unet.evaluation.report import EvaluationReport
+
+__all__ = ["write_report"]
+
+
+def write_report(report: EvaluationReport, out_dir: str | Path, *, figures: bool = True) -> None:
+    """Write ``cases.csv``, ``summary.json`` and (optionally) the figures, each atomically."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out_dir / "cases.csv", _cases_csv(report.cases))
+    text = json.dumps(_json_safe(report.summary), indent=2, allow_nan=False)
+    write_text_atomic(out_dir / "summary.json", text + "\n")
+    if not figures:
+        return
+    from multitask_unet.evaluation import figures as fig
+
+    if report.y_true.size:
+        fig.plot_roc_curves(
+            report.y_true, report.scores, report.class_names, out_dir / "roc_curves.png"
+        )
+        matrix = np.asarray(report.summary["confusion_matrix"]["counts"])
+        fig.plot_confusion_matrix(matrix, report.class_names, out_dir / "confusion_matrix.png")
+        versions = {"as written": report.scores}
+        if report.uncalibrated is not None:
+            versions = {"uncalibrated": report.uncalibrated, "calibrated": report.scores}
+        fig.plot_reliability_diagram(report.y_true, versions, out_dir / "reliability_diagram.png")
+    dice_columns = [k for k in (report.cases[0] if report.cases else {}) if k.startswith("dice_")]
+    columns = {
+        k: np.array([_nan(row.get(k)) for row in report.cases if k in row]) for k in dice_columns
+    }
+    if columns:
+        fig.plot_dice_distribution(columns, out_dir / "dice_distribution.png")
+
+
+def _cases_csv(rows: Sequence[Mapping[str, Any]]) -> str:
+    columns: list[str] = []
+    for row in rows:
+        columns.extend(k for k in row if k not in columns)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: "" if row.get(k) is None else _fmt(row[k]) for k in columns})
+    return buffer.getvalue()
+
+
+def _fmt(value: Any) -> Any:
+    return repr(float(value)) if isinstance(value, (float, np.floating)) else value
+
+
+def _nan(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return None if math.isnan(value) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
