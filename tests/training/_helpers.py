@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,12 +10,19 @@ from typing import Any
 
 import torch
 
-from multitask_unet.data.cache import preprocess_dataset
-from multitask_unet.data.loader import CacheEntry, cache_entries
 from multitask_unet.data.phantoms import write_phantom_dataset
 from multitask_unet.data.planning import Plan
+from multitask_unet.data.preprocessing.cache import preprocess_dataset
 from multitask_unet.data.readers import read_dataset
-from multitask_unet.training import TrainConfig, Trainer, prepare_plan
+from multitask_unet.data.sampling.loader import CacheEntry, cache_entries
+from multitask_unet.training import (
+    DataConfig,
+    OptimizationConfig,
+    RuntimeConfig,
+    TrainConfig,
+    Trainer,
+    prepare_plan,
+)
 
 #: 16^3 phantoms at 1 mm: the cached volume is exactly one 16^3 patch.
 PHANTOMS = {
@@ -30,16 +38,17 @@ PHANTOMS = {
 #: A training config that runs in about a second per epoch on one CPU thread.
 TINY = {
     "model": {"preset": "tiny_plain", "head": "last_stage"},
-    "epochs": 3,
-    "iterations_per_epoch": 3,
-    "batch_size": 2,
-    "patch_size": [16, 16, 16],
-    "val_every": 0,
-    "augment": False,
-    "progress": False,
-    "device": "cpu",
-    "seed": 7,
+    "data": {"batch_size": 2, "patch_size": [16, 16, 16], "augment": False},
+    "optimization": {"epochs": 3, "iterations_per_epoch": 3},
+    "runtime": {"val_every": 0, "progress": False, "device": "cpu", "seed": 7},
 }
+#: The section of each option (``"epochs"`` -> ``"optimization"``), for :func:`config`.
+SECTION_OF = {
+    f.name: section
+    for section, cls in (("data", DataConfig), ("optimization", OptimizationConfig),
+                         ("runtime", RuntimeConfig))
+    for f in dataclasses.fields(cls)
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -88,8 +97,18 @@ def prepare(data: Path, cache: Path, *, write: bool = True) -> Prepared:
 
 
 def config(**overrides: Any) -> TrainConfig:
-    """``TINY`` with some options changed."""
-    return TrainConfig.from_dict({**TINY, **overrides})
+    """``TINY`` with some options changed, each named by its key in its section.
+
+    ``config(epochs=2, seed=1)`` sets ``optimization.epochs`` and ``runtime.seed``; a section
+    name (``model={...}``) replaces that section.
+    """
+    data = {section: dict(values) for section, values in TINY.items()}
+    for key, value in overrides.items():
+        if key in data:
+            data[key] = value
+        else:
+            data[SECTION_OF[key]][key] = value
+    return TrainConfig.from_dict(data)
 
 
 def trainer(prepared: Prepared, run_dir: Path, cfg: TrainConfig, *, val: bool = False) -> Trainer:

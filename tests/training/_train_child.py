@@ -36,7 +36,7 @@ def announce(sums: dict, out: object) -> None:
     """Count the steps; stall in the middle of epoch ``--pause-epoch`` for the kill."""
     global steps
     accumulate(sums, out)
-    epoch, it = divmod(steps, cfg.iterations_per_epoch)
+    epoch, it = divmod(steps, cfg.optimization.iterations_per_epoch)
     steps += 1
     print(f"step {epoch} {it}", flush=True)
     if epoch == args.pause_epoch and it == 1:

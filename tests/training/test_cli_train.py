@@ -29,10 +29,24 @@ def test_command_line_overrides_the_yaml_file(tmp_path: Path) -> None:
          "--patch-size", "8", "16", "24", "--preset", "tiny_residual", "--no-progress"]
     )  # fmt: skip
     cfg = build_config(args)
-    assert (cfg.epochs, cfg.model.head, cfg.model.preset) == (4, None, "tiny_residual")
-    assert cfg.patch_size == (8, 16, 24)
-    assert (cfg.optimizer.name, cfg.optimizer.lr) == ("adamw", 0.002)  # kept from the file
-    assert cfg.iterations_per_epoch == 3 and not cfg.progress
+    opt = cfg.optimization
+    assert (opt.epochs, cfg.model.head, cfg.model.preset) == (4, None, "tiny_residual")
+    assert cfg.data.patch_size == (8, 16, 24)
+    assert (opt.optimizer.name, opt.optimizer.lr) == ("adamw", 0.002)  # kept from the file
+    assert opt.iterations_per_epoch == 3 and not cfg.runtime.progress
+    assert cfg.runtime.seed == 7 and not cfg.data.augment  # untouched sections kept too
+
+
+def test_head_flag_replaces_the_heads_of_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    config(model={"preset": "tiny_plain", "heads": {"cls": "panda", "aux": "ovr"}}).save(path)
+    argv = ["train", "DATA", "-o", "RUN", "--config", str(path)]
+    assert build_config(build_parser().parse_args(argv)).model.heads == {
+        "cls": "panda",
+        "aux": "ovr",
+    }
+    cfg = build_config(build_parser().parse_args([*argv, "--head", "ovr", "--encoder", "residual"]))
+    assert (cfg.model.head, cfg.model.heads, cfg.model.encoder) == ("ovr", None, "residual")
 
 
 def test_dataset_errors_stop_before_training(

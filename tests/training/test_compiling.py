@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from multitask_unet.errors import ConfigError
-from multitask_unet.training import OptimizerConfig, TrainConfig, build_optimizer
+from multitask_unet.training import OptimizerConfig, RuntimeConfig, TrainConfig, build_optimizer
 from multitask_unet.training.compiling import COMPILE_MODES, compile_mode, compiled
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
@@ -42,14 +42,14 @@ def test_an_eager_setting_returns_the_model_itself() -> None:
 
 def test_unknown_settings_are_refused_with_the_choices() -> None:
     with pytest.raises(ConfigError, match="compile must be one of auto, off, default"):
-        TrainConfig(compile="fast")  # type: ignore[arg-type]
+        RuntimeConfig(compile="fast")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match=r"got 'on'"):
         compile_mode("on", CPU)
 
 
 def test_compile_is_saved_but_may_change_on_resume() -> None:
-    config = TrainConfig(compile="reduce-overhead")
-    assert TrainConfig.from_yaml(config.to_yaml()).compile == "reduce-overhead"
+    config = TrainConfig(runtime=RuntimeConfig(compile="reduce-overhead"))
+    assert TrainConfig.from_yaml(config.to_yaml()).runtime.compile == "reduce-overhead"
     assert TrainConfig().resumable_dict() == config.resumable_dict()
 
 
@@ -77,8 +77,9 @@ def test_train_command_sets_compile_with_the_config_s_choices() -> None:
 
     parser = build_parser()
     args = parser.parse_args(["train", "DATA", "-o", "RUN", "--compile", "reduce-overhead"])
-    assert build_config(args).compile == "reduce-overhead"
-    assert build_config(parser.parse_args(["train", "DATA", "-o", "RUN"])).compile == "auto"
+    assert build_config(args).runtime.compile == "reduce-overhead"
+    default = build_config(parser.parse_args(["train", "DATA", "-o", "RUN"]))
+    assert default.runtime.compile == "auto"
     train = next(a for a in parser._subparsers._group_actions[0].choices["train"]._actions
                  if a.dest == "compile")  # fmt: skip
     assert tuple(train.choices) == COMPILE_MODES

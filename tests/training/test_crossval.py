@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _helpers import TINY
+from _helpers import config as tiny_config
 
 from multitask_unet.cli import main
 from multitask_unet.data.io import read_image
@@ -17,7 +17,6 @@ from multitask_unet.data.readers import read_dataset
 from multitask_unet.data.records import CaseRecord
 from multitask_unet.errors import ConfigError
 from multitask_unet.inference import keep_largest_component, weighted_argmax
-from multitask_unet.training import TrainConfig
 from multitask_unet.training.crossval import cross_validate, load_splits, make_splits
 
 
@@ -90,7 +89,7 @@ def phantoms(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def crossval_run(phantoms: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     run = tmp_path_factory.mktemp("cv") / "run"
-    config = TrainConfig.from_dict({**TINY, "epochs": 2})
+    config = tiny_config(epochs=2)
     summary = cross_validate(phantoms, run, config, folds=3, workers=1,
                              intensity_samples=5000, verbose=False)  # fmt: skip
     return run, summary
@@ -141,14 +140,14 @@ def test_postprocessing_is_chosen_on_every_case_and_reported_cross_fitted(crossv
 def test_a_finished_crossval_is_not_trained_again(phantoms: Path, crossval_run) -> None:
     run, _ = crossval_run
     before = {p: p.stat().st_mtime_ns for p in run.glob("fold_*/checkpoints/last.pt")}
-    config = TrainConfig.from_dict({**TINY, "epochs": 2})
+    config = tiny_config(epochs=2)
     cross_validate(phantoms, run, config, folds=3, workers=1, intensity_samples=5000,
                    verbose=False)  # fmt: skip
     assert before == {p: p.stat().st_mtime_ns for p in run.glob("fold_*/checkpoints/last.pt")}
 
 
 def test_some_folds_now_and_postprocessing_once_all_ran(phantoms: Path, tmp_path: Path) -> None:
-    config = TrainConfig.from_dict({**TINY, "epochs": 1})
+    config = tiny_config(epochs=1)
     summary = cross_validate(phantoms, tmp_path / "run", config, folds=2, only=[1], workers=1,
                              intensity_samples=5000, verbose=False)  # fmt: skip
     assert summary["finished_folds"] == [1] and "postprocessing" not in summary
@@ -160,7 +159,7 @@ def test_some_folds_now_and_postprocessing_once_all_ran(phantoms: Path, tmp_path
 
 def test_crossval_command(phantoms: Path, tmp_path: Path, capsys) -> None:
     config = tmp_path / "tiny.yaml"
-    config.write_text(TrainConfig.from_dict({**TINY, "epochs": 1}).to_yaml())
+    config.write_text(tiny_config(epochs=1).to_yaml())
     argv = ["crossval", str(phantoms), "-o", str(tmp_path / "run"), "--folds", "2", "--config",
             str(config), "--workers", "1", "--intensity-samples", "5000"]  # fmt: skip
     assert main(argv) == 0

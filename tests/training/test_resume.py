@@ -19,7 +19,7 @@ import pytest
 import torch
 from _helpers import Prepared, config, final_weights, trainer
 
-import multitask_unet.training.trainer as trainer_module
+import multitask_unet.training.fit_parts as fit_parts
 from multitask_unet.checkpoints import load_checkpoint
 from multitask_unet.training.metrics import read_metrics
 
@@ -83,8 +83,12 @@ def test_rng_states_make_the_difference(
     )
     trainer(prepared, tmp_path / "ref", cfg).fit()
     if not restore_rng:
-        monkeypatch.setattr(trainer_module, "set_rng_state", lambda state: torch.manual_seed(1))
-    stopped = trainer(prepared, tmp_path / "run", cfg.replace(time_limit_minutes=0.0)).fit()
+        monkeypatch.setattr(fit_parts, "set_rng_state", lambda state: torch.manual_seed(1))
+    stopped = trainer(
+        prepared,
+        tmp_path / "run",
+        cfg.replace(runtime={"time_limit_minutes": 0.0, "on_time_limit": "stop"}),
+    ).fit()
     assert stopped.epochs == 1
     trainer(prepared, tmp_path / "run", cfg).fit(resume=True)
     a, b = final_weights(tmp_path / "ref"), final_weights(tmp_path / "run")

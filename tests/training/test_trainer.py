@@ -9,7 +9,7 @@ import torch
 from _helpers import Prepared, config, final_weights, trainer
 
 from multitask_unet.checkpoints import load_checkpoint
-from multitask_unet.data.loader import TrainLoader
+from multitask_unet.data.sampling.loader import TrainLoader
 from multitask_unet.errors import ConfigError, TrainingError
 from multitask_unet.training import TrainConfig
 from multitask_unet.training import trainer as trainer_module
@@ -178,7 +178,7 @@ def test_nan_weights_stop_training_and_keep_the_last_finite_checkpoint(
     monkeypatch.setattr(trainer_module, "build_optimizer", poisoned)
     cfg = config(epochs=3, iterations_per_epoch=2)
     with pytest.raises(TrainingError, match=r"NaN or infinite in epoch 2 .*last.pt still holds "
-                       r"epoch 1.*amp='off'"):  # fmt: skip
+                       r"epoch 1.*runtime\.amp: off"):  # fmt: skip
         trainer(prepared, tmp_path, cfg).fit()
     assert len(steps) == 4  # it stopped at the end of the epoch that broke
     assert [r["epoch"] for r in read_metrics(tmp_path / "metrics.csv")] == [0]

@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from multitask_unet.errors import ConfigError
-    from multitask_unet.inference.calibrate import calibrate_checkpoint
+    from multitask_unet.inference.checkpoint_calibration import calibrate_checkpoint
 
     try:
         mirror_axes = tuple(int(a) for a in args.mirror_axes.replace(" ", "").split(",") if a)

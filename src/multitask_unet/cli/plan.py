@@ -148,8 +148,8 @@ def _budget_plan(args: argparse.Namespace, fingerprint: Any, labels: list[int]) 
 
 def run(args: argparse.Namespace) -> int:
     """Fingerprint, plan, save and print a summary."""
-    from multitask_unet.data.fingerprint import compute_fingerprint
     from multitask_unet.data.planning import create_plan
+    from multitask_unet.data.planning.fingerprint import compute_fingerprint
     from multitask_unet.data.readers import read_dataset
 
     index = read_dataset(args.data, layout=args.layout).split(args.split)

@@ -54,8 +54,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Preprocess and print what was done."""
-    from multitask_unet.data.cache import preprocess_dataset
     from multitask_unet.data.planning import Plan
+    from multitask_unet.data.preprocessing.cache import preprocess_dataset
     from multitask_unet.data.readers import read_dataset
 
     plan = Plan.load(args.plan)

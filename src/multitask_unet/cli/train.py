@@ -17,13 +17,18 @@ from typing import Any
 __all__ = ["add_parser", "run"]
 
 _EPILOG = """\
-The YAML config (--config) may set any option of multitask_unet.training.TrainConfig, e.g.
+The YAML config (--config) may set any option of multitask_unet.training.TrainConfig, by
+section, e.g.
 
   model: {preset: small_residual, head: panda}
-  optimizer: {name: sgd, lr: 0.01}     # nnU-Net's recipe; or {name: adamw, lr: 0.001}
-  epochs: 100
-  iterations_per_epoch: 250
-  val_every: 10
+  optimization:
+    optimizer: {name: sgd, lr: 0.01}   # nnU-Net's recipe; or {name: adamw, lr: 0.001}
+    epochs: 100
+    iterations_per_epoch: 250
+  runtime:
+    val_every: 10
+    time_limit_minutes: 60             # stop after the epoch in which 60 min passed
+    on_time_limit: stop                # (--resume continues); fit: end the schedule within it
 
 Options given on the command line override the file. Every key is described in
 docs/concepts/training.md. The run folder receives config.yaml, plan.json, preprocessed/,
@@ -135,37 +140,42 @@ def build_config(args: argparse.Namespace) -> Any:
     from multitask_unet.training import TrainConfig
 
     config = TrainConfig.load(args.config) if args.config else TrainConfig()
-    data = config.to_dict()
-    model = dict(data["model"])
+    model: dict[str, Any] = {}
     if args.preset:
         model["preset"] = args.preset
     if args.encoder:
         model["encoder"] = args.encoder
-    if args.head:
-        model["head"] = None if args.head.lower() == "none" else args.head
-    data["model"] = model
-    optimizer = dict(data["optimizer"])
+    if args.head:  # one head, in place of the file's head or heads
+        model.update(head=None if args.head.lower() == "none" else args.head, heads=None)
+    optimizer = config.optimization.optimizer.to_dict()
     if args.optimizer:
         optimizer["name"] = args.optimizer
     if args.lr is not None:
         optimizer["lr"] = args.lr
-    data["optimizer"] = optimizer
     flags = {
-        "epochs": args.epochs,
-        "iterations_per_epoch": args.iters_per_epoch,
-        "batch_size": args.batch_size,
-        "patch_size": args.patch_size,
-        "val_every": args.val_every,
-        "seed": args.seed,
-        "device": args.device,
-        "amp": args.amp,
-        "compile": args.compile,
-        "num_workers": args.num_workers,
+        "optimization": {
+            "optimizer": optimizer,
+            "epochs": args.epochs,
+            "iterations_per_epoch": args.iters_per_epoch,
+        },
+        "data": {
+            "batch_size": args.batch_size,
+            "patch_size": args.patch_size,
+            "num_workers": args.num_workers,
+        },
+        "runtime": {
+            "val_every": args.val_every,
+            "seed": args.seed,
+            "device": args.device,
+            "amp": args.amp,
+            "compile": args.compile,
+            "progress": False if args.no_progress else None,
+        },
     }
-    data.update({k: v for k, v in flags.items() if v is not None})
-    if args.no_progress:
-        data["progress"] = False
-    return TrainConfig.from_dict(data)
+    changes = {k: {o: v for o, v in opts.items() if v is not None} for k, opts in flags.items()}
+    if model:
+        changes["model"] = {**config.model.to_dict(), **model}
+    return config.replace(**changes)
 
 
 def run(args: argparse.Namespace) -> int:

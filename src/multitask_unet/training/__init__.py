@@ -2,19 +2,30 @@
 
 Example:
     >>> from multitask_unet.training import TrainConfig
-    >>> TrainConfig().optimizer.name, TrainConfig().optimizer.lr
+    >>> optimizer = TrainConfig().optimization.optimizer
+    >>> optimizer.name, optimizer.lr
     ('sgd', 0.01)
 """
 
-from multitask_unet.training.config import ModelSpec, OptimizerConfig, TrainConfig
+from multitask_unet.training.config import (
+    DataConfig,
+    ModelSpec,
+    OptimizationConfig,
+    OptimizerConfig,
+    RuntimeConfig,
+    TrainConfig,
+)
 from multitask_unet.training.pipeline import prepare_plan, train
 from multitask_unet.training.schedule import PolyLR, build_optimizer
 from multitask_unet.training.trainer import Trainer, TrainResult
 
 __all__ = [
+    "DataConfig",
     "ModelSpec",
+    "OptimizationConfig",
     "OptimizerConfig",
     "PolyLR",
+    "RuntimeConfig",
     "TrainConfig",
     "TrainResult",
     "Trainer",

@@ -6,15 +6,26 @@ Example:
     ...                             seg_classes=3, case_classes=3)
     >>> config.heads["cls"].name, config.heads["cls"].num_classes
     ('ovr', 3)
+    >>> spec = ModelSpec(preset="tiny_plain", encoder="residual",
+    ...                  heads={"cls": "panda", "binary": {"name": "ovr", "num_classes": 2}})
+    >>> config = build_model_config(spec, in_channels=1, seg_classes=3, case_classes=3)
+    >>> config.encoder.name, config.encoder.channels, config.heads["binary"].num_classes
+    ('residual', (8, 16, 32), 2)
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from multitask_unet.config import Config
+from multitask_unet.decoders import DecoderConfig
+from multitask_unet.encoders import EncoderConfig
+from multitask_unet.errors import ConfigError
 from multitask_unet.losses import LossTermConfig, MultiTaskLoss, MultiTaskLossConfig
 from multitask_unet.models import ModelConfig, MultiTaskUNet, resolve_config
+from multitask_unet.models.config import as_component_config
 from multitask_unet.training.config import ModelSpec, TrainConfig
 
 __all__ = ["build_loss", "build_model_config"]
@@ -26,32 +37,70 @@ def build_model_config(
     """The model a :class:`ModelSpec` names, sized for the data.
 
     Args:
-        spec: Preset, encoder, head.
+        spec: Preset, encoder, decoder, heads.
         in_channels: Image channels.
         seg_classes: Segmentation outputs, background included (largest label + 1).
-        case_classes: Case-level classes; the head is left out when fewer than 2.
+        case_classes: Case-level classes: every head's ``num_classes`` unless the spec gives
+            it; such heads are left out when there are fewer than 2.
     """
+    if spec.preset is None:
+        assert isinstance(spec.encoder, Mapping)  # ModelSpec checks it
+        base = ModelConfig(encoder=_component(spec.encoder, None, EncoderConfig, "encoder"))  # type: ignore[arg-type]
+    else:
+        base = resolve_config(spec.preset)
     overrides: dict[str, Any] = {
         "in_channels": in_channels,
         "num_classes": seg_classes,
         "deep_supervision": spec.deep_supervision,
+        "heads": _heads(spec, case_classes),
     }
     if spec.encoder is not None:
-        overrides["encoder"] = spec.encoder
-    if spec.head is not None and case_classes >= 2:
-        overrides["heads"] = {
-            "cls": (spec.head, {"num_classes": case_classes, **spec.head_options})
-        }
-    elif spec.head is None:
-        overrides["heads"] = {}
-    return resolve_config(spec.preset, **overrides)
+        overrides["encoder"] = _component(spec.encoder, base.encoder, EncoderConfig, "encoder")
+    if spec.decoder is not None:
+        overrides["decoder"] = _component(spec.decoder, base.decoder, DecoderConfig, "decoder")
+    return resolve_config(base, **overrides)
+
+
+def _heads(spec: ModelSpec, case_classes: int) -> dict[str, tuple[str, dict[str, Any]]]:
+    """The heads with their options; ``num_classes`` is the dataset's unless given."""
+    if spec.heads is None:
+        given = {} if spec.head is None else {"cls": {"name": spec.head, **spec.head_options}}
+    else:
+        given = {k: {"name": v} if isinstance(v, str) else dict(v) for k, v in spec.heads.items()}
+    heads = {}
+    for key, options in given.items():
+        name = options.pop("name")
+        if "num_classes" not in options:
+            if case_classes < 2:
+                continue  # no classes to learn from
+            options["num_classes"] = case_classes
+        heads[key] = (name, options)
+    return heads
+
+
+def _component(value: Any, preset: Config | None, base: type[Config], what: str) -> Config:
+    """A dict is a whole config; a bare name keeps the options of the preset's it shares."""
+    if isinstance(value, str) and preset is not None:
+        if value == preset.name:
+            return preset
+        assert base.family is not None
+        target = base.family.get(value)
+        shared = {f.name for f in dataclasses.fields(target)} & set(preset.to_dict())  # type: ignore[arg-type]
+        value = {"name": value, **{k: v for k, v in preset.to_dict().items() if k in shared}}
+    try:
+        return as_component_config(value, base, f"model.{what}")
+    except ConfigError as exc:
+        raise ConfigError(f"model.{what}: {exc}") from None
 
 
 def build_loss(
     config: TrainConfig, model: MultiTaskUNet, *, class_counts: Sequence[int] = ()
 ) -> MultiTaskLoss:
-    """``config.loss``, or the default: Dice+CE on ``seg`` + 0.3 x the head's own loss kind."""
-    loss_config = config.loss
+    """``optimization.loss``, or the default: Dice+CE on ``seg`` + 0.3 x each head's own loss.
+
+    Each head's term uses its ``loss_kind`` (cross-entropy, or one-vs-rest BCE for ``ovr``).
+    """
+    loss_config = config.optimization.loss
     if loss_config is None:
         terms = {
             "seg": LossTermConfig("dice_ce", 1.0, deep_supervision=config.model.deep_supervision)

@@ -1,11 +1,9 @@
-"""``torch.compile`` for training steps: which mode a ``TrainConfig.compile`` setting means.
+"""``torch.compile`` for training steps: which mode ``TrainConfig.runtime.compile`` means.
 
 nnU-Net's trainer compiles its network by default on CUDA (``nnUNet_compile``), and so does ours
-with ``compile="auto"``: compiled, the bf16 training step of a ResEnc-M-sized network ran 1.7x
-(batch 2) and 1.4x (batch 8) faster than eager on an H200, at nnU-Net's compiled speed
-(``benchmarks/bench_train_step.py``); compiling takes about a minute at the start. On the CPU
-``"auto"`` stays eager: compiling gave the pancreas budget network no speed-up on the 2-core
-development box. ``"default"``, ``"reduce-overhead"`` (CUDA graphs) and ``"max-autotune"`` are
+with ``compile="auto"`` (compiling takes about a minute at the start; the speed-up is measured
+by ``benchmarks/bench_train_step.py``). On the CPU ``"auto"`` stays eager, where compiling gave
+no speed-up. ``"default"``, ``"reduce-overhead"`` (CUDA graphs) and ``"max-autotune"`` are
 ``torch.compile`` modes, used on any device; ``"off"`` never compiles.
 
 Only the training forward pass is compiled; validation, checkpoints and prediction use the

@@ -34,11 +34,12 @@ import numpy as np
 
 from multitask_unet._atomic import write_text_atomic
 from multitask_unet.data.io import read_mask, write_image
-from multitask_unet.data.loader import cache_entries
 from multitask_unet.data.planning import Plan
 from multitask_unet.data.readers import DEFAULT_LABEL_NAMES, DatasetIndex, read_dataset
 from multitask_unet.data.records import CaseRecord
+from multitask_unet.data.sampling.loader import cache_entries
 from multitask_unet.errors import ConfigError, DataError
+from multitask_unet.provenance import environment
 from multitask_unet.training.config import TrainConfig
 from multitask_unet.training.crossval_report import summarize_folds
 from multitask_unet.training.pipeline import (
@@ -160,7 +161,7 @@ def cross_validate(
         budget: Wall-clock budget of each fold, e.g. ``"30m"``: planned once, by measured
             trial steps, so that each fold's training and prediction fit it.
         search: The budget planner's search (default: the device's).
-        seed: Seed of the splits (the folds' training uses ``config.seed``).
+        seed: Seed of the splits (the folds' training uses ``config.runtime.seed``).
         only: Train and predict only these folds now (post-processing is chosen once every
             fold is done).
         layout, workers, intensity_samples, verbose: As :func:`~multitask_unet.training.train`.
@@ -173,8 +174,8 @@ def cross_validate(
         ConfigError: A bad fold count, a ``splits.json`` of another dataset, or a budget too
             small for any candidate; all before any training.
     """
-    from multitask_unet.data.budget import parse_duration
-    from multitask_unet.data.cache import preprocess_dataset
+    from multitask_unet.data.planning.budget_section import parse_duration
+    from multitask_unet.data.preprocessing.cache import preprocess_dataset
     from multitask_unet.data.validation import validate_dataset
     from multitask_unet.inference import Predictor
 
@@ -216,13 +217,13 @@ def cross_validate(
         if verbose and plan.budget is not None:
             print(f"budget plan: {plan.budget.reason}")
     cache = run_dir / "preprocessed"
-    preprocess_dataset(records, plan, cache, num_workers=workers, progress=config.progress)
+    preprocess_dataset(records, plan, cache, num_workers=workers, progress=config.runtime.progress)
     entries = {e.case_id: e for e in cache_entries(cache)}
     config = train_config_for_plan(plan, config)
     if verbose:
         print("\n".join(describe_training(config, plan, index, records)))
 
-    device = budget_device(config.device)
+    device = budget_device(config.runtime.device)
     for k in wanted:
         fold_dir = run_dir / f"fold_{k}"
         done = fold_dir / "fold.json"
@@ -257,30 +258,6 @@ def cross_validate(
     summary["environment"] = environment(device)
     write_text_atomic(run_dir / "crossval.json", json.dumps(summary, indent=1))
     return summary
-
-
-def environment(device: str) -> dict[str, Any]:
-    """Where a result was measured: device, CPU count, torch threads, load, versions, date."""
-    import datetime
-    import platform
-
-    import torch
-
-    from multitask_unet import __version__
-    from multitask_unet.training.budget_trial import device_description
-
-    return {
-        "device": device,
-        "device_name": device_description(device),
-        "cpu_count": os.cpu_count(),
-        "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()]
-        if hasattr(os, "getloadavg")
-        else None,
-        "torch": torch.__version__,
-        "multitask_unet": __version__,
-        "python": platform.python_version(),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
 
 
 def evaluation_config(label_names: dict[str, int] | Any) -> Any:

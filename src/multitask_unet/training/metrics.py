@@ -21,11 +21,12 @@ from __future__ import annotations
 import csv
 import io
 import os
-import tempfile
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from multitask_unet._atomic import atomic_path, write_text_atomic
 
 __all__ = ["MetricsLog", "plot_curves", "read_metrics"]
 
@@ -91,12 +92,7 @@ class MetricsLog:
         writer.writeheader()
         for row in self.rows:
             writer.writerow({k: _fmt(v) for k, v in row.items()})
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.run_dir, prefix=f".{CSV_NAME}.")
-        with os.fdopen(fd, "w") as handle:
-            handle.write(buffer.getvalue())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, self.path)
+        write_text_atomic(self.path, buffer.getvalue())
 
     def plot(self) -> Path | None:
         """Write ``RUN/curves.png`` (None when matplotlib is missing)."""
@@ -143,13 +139,9 @@ def plot_curves(rows: list[dict[str, float]], path: str | os.PathLike[str]) -> P
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png")
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=110)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
+        with atomic_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=110)
     finally:
         plt.close(fig)
-        Path(tmp).unlink(missing_ok=True)
     return path

@@ -16,16 +16,16 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from multitask_unet.data.loader import CacheEntry, cache_entries
 from multitask_unet.data.planning import Plan
 from multitask_unet.data.readers import DatasetIndex, read_dataset
 from multitask_unet.data.records import CaseRecord
 from multitask_unet.data.sampling import sampling_warnings
+from multitask_unet.data.sampling.loader import CacheEntry, cache_entries
 from multitask_unet.errors import ConfigError, DataError
-from multitask_unet.models import MultiTaskUNet
 from multitask_unet.training.builders import build_model_config
 from multitask_unet.training.config import TrainConfig
 from multitask_unet.training.distributed import cleanup_distributed, setup_distributed
@@ -53,18 +53,18 @@ def plan_dataset(
     Without a budget the plan follows nnU-Net's rules, with the network's ``size_divisor``. With
     one, the budget planner chooses spacing, patch, network, batch and schedule by measured
     trial steps so that training fits what is left of ``budget`` since ``started`` (a
-    ``time.perf_counter()`` value; default now), on the device ``config.device`` names.
+    ``time.perf_counter()`` value; default now), on the device ``config.runtime.device`` names.
     """
-    from multitask_unet.data.budget import parse_duration
-    from multitask_unet.data.fingerprint import compute_fingerprint
     from multitask_unet.data.planning import create_plan
+    from multitask_unet.data.planning.budget_section import parse_duration
+    from multitask_unet.data.planning.fingerprint import compute_fingerprint
 
     started = time.perf_counter() if started is None else started
     fingerprint = compute_fingerprint(
         records,
         intensity_samples=intensity_samples,
         num_workers=workers,
-        progress=config.progress,
+        progress=config.runtime.progress,
     )
     labels = sorted(set(index.label_names.values()))
     if budget is not None:
@@ -79,9 +79,9 @@ def plan_dataset(
         return plan_for_budget(
             fingerprint,
             left,
-            device=budget_device(config.device),
+            device=budget_device(config.runtime.device),
             search=search,  # type: ignore[arg-type]
-            head=config.model.head,
+            model=config.model,
             labels=labels,
         )
     model_config = build_model_config(
@@ -90,8 +90,7 @@ def plan_dataset(
         seg_classes=max(index.label_names.values()) + 1,
         case_classes=len(index.class_names),
     )
-    divisor = MultiTaskUNet(model_config).size_divisor
-    return create_plan(fingerprint, size_divisor=divisor, labels=labels)
+    return create_plan(fingerprint, size_divisor=model_config.size_divisor, labels=labels)
 
 
 def prepare_plan(
@@ -139,29 +138,42 @@ def describe_training(
 
     ``records`` are the training cases (default: the ``train`` split).
     """
-    patch = tuple(config.patch_size or plan.patch_size)
-    batch = config.batch_size or plan.batch_size
+    data, opt, run = config.data, config.optimization, config.runtime
+    patch = tuple(data.patch_size or plan.patch_size)
+    batch = data.batch_size or plan.batch_size
+    model = config.model
+    network = model.preset or f"a {_name(model.encoder)} encoder"
+    if model.heads is not None:
+        named = [f"{k}: {_name(v)}" for k, v in model.heads.items()]
+        heads = f"heads {', '.join(named)}" if named else "no head"
+    else:
+        heads = f"{model.head or 'no'} head"
+    limit = ""
+    if run.fit_minutes:
+        limit = f" (finishing within {run.fit_minutes:.1f} min)"
+    elif run.stop_minutes is not None:
+        limit = f" (stopping after {run.stop_minutes:g} min)"
     lines = [
-        f"training: {config.model.preset} ({config.model.head or 'no'} head), patch {patch}, "
+        f"training: {network} ({heads}), patch {patch}, "
         f"batch {batch}, spacing {tuple(round(s, 3) for s in plan.target_spacing)}, "
-        f"{config.optimizer.name} lr {config.optimizer.lr:g}, {config.epochs} epochs x "
-        f"{config.iterations_per_epoch} steps, amp {config.amp}, cases drawn "
-        f"{config.weights_mode!r}"
-        + (
-            f" (finishing within {config.time_budget_minutes:.1f} min)"
-            if config.time_budget_minutes
-            else ""
-        )
+        f"{opt.optimizer.name} lr {opt.optimizer.lr:g}, {opt.epochs} epochs x "
+        f"{opt.iterations_per_epoch} steps, amp {run.amp}, cases drawn {data.weights_mode!r}"
+        + limit
     ]
     labels = [r.label for r in (records or index.split("train").records)]
     if any(label is not None for label in labels):
         lines += sampling_warnings(
             labels,
-            mode=config.weights_mode,
-            max_oversampling=config.max_oversampling,
+            mode=data.weights_mode,
+            max_oversampling=data.max_oversampling,
             class_names=index.class_names,
         )
     return lines
+
+
+def _name(spec: Any) -> str:
+    """The registered name of a component given as a name or a dict with ``name``."""
+    return spec if isinstance(spec, str) else str(spec["name"])
 
 
 def fit_cases(
@@ -235,8 +247,8 @@ def train(
         ConfigError: Invalid options, a budget too small for any candidate, or a run folder
             that holds a run without ``resume``.
     """
-    from multitask_unet.data.budget import parse_duration
-    from multitask_unet.data.cache import preprocess_dataset
+    from multitask_unet.data.planning.budget_section import parse_duration
+    from multitask_unet.data.preprocessing.cache import preprocess_dataset
     from multitask_unet.data.validation import validate_dataset
 
     started = time.perf_counter()
@@ -245,7 +257,7 @@ def train(
     config = config or TrainConfig()
     run_dir = Path(run_dir)
     cache = Path(cache_dir) if cache_dir is not None else run_dir / "preprocessed"
-    dist = setup_distributed(config.device)
+    dist = setup_distributed(config.runtime.device)
     try:
         index = data if isinstance(data, DatasetIndex) else read_dataset(data, layout=layout)
         if "train" not in index.splits:
@@ -278,7 +290,7 @@ def train(
                 if verbose and plan.budget is not None:
                     print(f"budget plan: {plan.budget.reason}")
             summary = preprocess_dataset(
-                records, plan, cache, num_workers=workers, progress=config.progress
+                records, plan, cache, num_workers=workers, progress=config.runtime.progress
             )
             if verbose:
                 print(

@@ -5,10 +5,9 @@ gradient scaler), as nnU-Net does; ``"bf16"``, ``"fp16"`` and ``"off"`` choose e
 
 On the CPU, ``"auto"`` and ``"off"`` train in float32 (as nnU-Net does), ``"bf16"`` trains under
 bfloat16 autocast where oneDNN runs bfloat16 natively (AVX512-BF16 or AMX) and is refused
-elsewhere (it would be emulated, slower than float32), and ``"fp16"`` is refused. bfloat16 made
-the pancreas budget network's training steps 1.7x faster on the 2-core AMD EPYC development box;
-:func:`autocast` works around the one oneDNN defect found there (``benchmarks/bench_cpu_bf16.py``,
-``docs/concepts/training.md``): with torch 2.14.1 the bfloat16 weight gradient of a 3D
+elsewhere (it would be emulated, slower than float32), and ``"fp16"`` is refused (speed:
+``benchmarks/bench_cpu_bf16.py``). :func:`autocast` works around one oneDNN defect
+(``docs/concepts/training.md``): with torch 2.14.1 the bfloat16 weight gradient of a 3D
 convolution whose input is 2 voxels deep comes back NaN or inf in ~1 of 4 draws (every other
 depth from 1 to 8, strided or not, and transposed convolutions were finite), so such
 convolutions, a network's deepest stage at a depth-32 patch, run in float32.
@@ -37,7 +36,7 @@ __all__ = ["autocast", "autocast_dtype", "cpu_has_native_bf16"]
 
 
 def autocast_dtype(mode: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype of ``mode`` (``TrainConfig.amp``) on ``device``; None for float32.
+    """The autocast dtype of ``mode`` (``TrainConfig.runtime.amp``) on ``device``; None for float32.
 
     Raises:
         ConfigError: ``"fp16"`` off CUDA, or ``"bf16"`` on a CPU without native bfloat16.

@@ -54,11 +54,12 @@ def means(sums: Mapping[str, Any]) -> dict[str, float]:
 
 def progress_bar(cfg: TrainConfig, dist: DistInfo, epoch: int, total: int) -> Any:
     """A tqdm bar over one epoch on rank 0 (None when progress is off or on other ranks)."""
-    if not (cfg.progress and dist.is_main):
+    if not (cfg.runtime.progress and dist.is_main):
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="it", leave=False)
+    desc = f"epoch {epoch + 1}/{cfg.optimization.epochs}"
+    return tqdm(total=total, desc=desc, unit="it", leave=False)
 
 
 def postfix(

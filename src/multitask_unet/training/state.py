@@ -3,7 +3,7 @@
 Everything here is made of tensors, dicts, lists, str, int, float, bool and None, so that the
 checkpoint loads with ``torch.load(weights_only=True)``. Resuming is exact: the trainer saves at
 epoch boundaries, and an epoch's batches depend only on ``(seed, epoch, rank)`` (see
-:class:`~multitask_unet.data.loader.TrainLoader`), so restoring the weights, the optimiser, the
+:class:`~multitask_unet.data.sampling.loader.TrainLoader`), so restoring the weights, the optimiser, the
 schedule, the AMP scaler and the torch / numpy / Python RNG states replays the next epoch
 exactly as an uninterrupted run would.
 
@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["STATE_VERSION", "rng_state", "set_rng_state"]
+__all__ = ["STATE_VERSION", "rng_state", "set_rng_state", "training_state"]
 
 STATE_VERSION = 1
 """Version of the layout of the ``training`` dict written by the trainer."""
@@ -66,3 +66,35 @@ def set_rng_state(state: dict[str, Any]) -> None:
     )
     py = state["python"]
     random.setstate((py["version"], tuple(py["state"]), py["gauss"]))
+
+
+def training_state(
+    config: Any,
+    epoch: int,
+    parts: Any,
+    best: tuple[float, int] | None,
+    *,
+    world_size: int,
+    patch_size: tuple[int, ...],
+    batch_size: int,
+) -> dict[str, Any]:
+    """The ``training`` slot of a checkpoint after ``epoch``: everything resuming needs.
+
+    ``parts`` holds the optimiser, schedule, AMP scaler and loss of the fit (the learned loss
+    weights and the scaler are restored with the rest).
+    """
+    return {
+        "version": STATE_VERSION,
+        "config": config.to_dict(),
+        "epoch": epoch,
+        "optimizer": parts.optimizer.state_dict(),
+        "scheduler": parts.scheduler.state_dict(),
+        "scaler": parts.scaler.state_dict(),
+        "loss": parts.loss_fn.state_dict(),
+        "rng": rng_state(),
+        "best_score": None if best is None else best[0],
+        "best_epoch": None if best is None else best[1],
+        "world_size": world_size,
+        "patch_size": list(patch_size),
+        "batch_size": batch_size,
+    }

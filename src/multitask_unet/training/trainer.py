@@ -13,9 +13,9 @@ Example:
     >>> from multitask_unet.training import TrainConfig, train
     >>> root = write_phantom_dataset(tempfile.mkdtemp(), n_train=3, n_validation=1, n_test=0,
     ...                              shape=(16, 16, 16)).root
-    >>> config = TrainConfig.from_dict({"model": {"preset": "tiny_plain"}, "epochs": 1,
-    ...     "iterations_per_epoch": 2, "batch_size": 2, "patch_size": [16, 16, 16],
-    ...     "progress": False})
+    >>> config = TrainConfig.from_dict({"model": {"preset": "tiny_plain"},
+    ...     "optimization": {"epochs": 1, "iterations_per_epoch": 2},
+    ...     "data": {"batch_size": 2, "patch_size": [16, 16, 16]}, "runtime": {"progress": False}})
     >>> result = train(root, tempfile.mkdtemp(), config, workers=1, intensity_samples=10_000,
     ...                verbose=False)  # doctest: +ELLIPSIS
     epoch 1/1  lr=0.01  loss=...
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import random
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -39,25 +38,36 @@ import numpy as np
 import torch
 from torch import nn
 
-from multitask_unet.checkpoints import load_checkpoint, save_checkpoint
-from multitask_unet.data.augmentation import AugmentationConfig
-from multitask_unet.data.batch import Batch
-from multitask_unet.data.loader import CacheEntry, LoaderConfig, TrainLoader
+from multitask_unet.checkpoints import save_checkpoint
 from multitask_unet.data.planning import Plan
-from multitask_unet.errors import ConfigError, TrainingError
-from multitask_unet.losses import MultiTaskLoss, check_labels, labels_checked
+from multitask_unet.data.sampling.augmentation import AugmentationConfig
+from multitask_unet.data.sampling.loader import CacheEntry, LoaderConfig, TrainLoader
+from multitask_unet.errors import ConfigError
+from multitask_unet.losses import check_labels
 from multitask_unet.models import MultiTaskUNet
-from multitask_unet.training.budget_schedule import epochs_within_budget
 from multitask_unet.training.builders import build_loss, build_model_config
 from multitask_unet.training.compiling import compile_mode, compiled
 from multitask_unet.training.config import TrainConfig
 from multitask_unet.training.distributed import DistInfo, reduce_mean, setup_distributed
+from multitask_unet.training.fit_parts import (
+    FitClock,
+    FitParts,
+    agree,
+    barrier,
+    check_finite,
+    check_patch,
+    restore_training_state,
+    seed_everything,
+    targets,
+)
 from multitask_unet.training.metrics import MetricsLog
-from multitask_unet.training.precision import autocast, autocast_dtype
+from multitask_unet.training.online_evaluation import validate
+from multitask_unet.training.precision import autocast_dtype
 from multitask_unet.training.progress import accumulate, means, postfix, print_row, progress_bar
 from multitask_unet.training.schedule import PolyLR, build_optimizer
-from multitask_unet.training.state import STATE_VERSION, rng_state, set_rng_state
-from multitask_unet.training.validation import validate
+from multitask_unet.training.state import training_state
+from multitask_unet.training.step import training_step
+from multitask_unet.training.time_limit import epochs_within_time_limit
 
 __all__ = ["TrainResult", "Trainer"]
 
@@ -90,7 +100,7 @@ class Trainer:
         config: The :class:`TrainConfig`.
         run_dir: Where checkpoints, metrics and curves go.
         plan: The preprocessing plan of the cache (stored in checkpoints for the predictor).
-        train_cases: Cached training cases (:func:`multitask_unet.data.loader.cache_entries`).
+        train_cases: Cached training cases (:func:`multitask_unet.data.sampling.loader.cache_entries`).
         val_cases: Cached validation cases (with masks and labels), or none.
         class_names: Case-level class names, index = class.
         label_names: Segmentation labels by name.
@@ -118,8 +128,8 @@ class Trainer:
         self.class_names = tuple(class_names)
         labels = plan.preprocessing.labels
         self.label_names = dict(label_names or {f"label{v}": v for v in labels})
-        self.patch_size = tuple(config.patch_size or plan.patch_size)
-        self.batch_size = config.batch_size or plan.batch_size
+        self.patch_size = tuple(config.data.patch_size or plan.patch_size)
+        self.batch_size = config.data.batch_size or plan.batch_size
         # The checkpoint's plan carries the trained patch: the predictor's default window.
         self.plan = dataclasses.replace(plan, patch_size=self.patch_size)
         self.model_config = build_model_config(
@@ -134,46 +144,19 @@ class Trainer:
         return self.run_dir / "checkpoints"
 
     def fit(self, *, resume: bool = False) -> TrainResult:
-        """Train for ``config.epochs`` epochs (continuing from ``last.pt`` with ``resume``)."""
+        """Train for ``optimization.epochs`` epochs (continuing from ``last.pt`` with ``resume``)."""
         started = time.perf_counter()
-        cfg = self.config
-        dist = setup_distributed(cfg.device)
-        device = dist.device
+        run, opt = self.config.runtime, self.config.optimization
+        dist = setup_distributed(run.device)
         if self.batch_size % dist.world_size:
             raise ConfigError(
                 f"batch_size {self.batch_size} does not split over {dist.world_size} processes; "
                 f"use a multiple of {dist.world_size}"
             )
-        _seed_everything(cfg.seed)
-        if cfg.deterministic:
-            torch.use_deterministic_algorithms(True, warn_only=True)
-        amp_dtype = autocast_dtype(cfg.amp, device)
-        if device.type == "cuda" and not cfg.deterministic:
-            torch.backends.cudnn.benchmark = True  # fixed patch shapes: let cuDNN pick (nnU-Net)
-
-        # Model, loss, optimiser, schedule, AMP scaler.
-        model = MultiTaskUNet(self.model_config).to(device)
-        _check_patch(model, self.patch_size)
-        labels = [e.label for e in self.train_cases if e.label is not None]
-        counts = np.bincount(labels, minlength=len(self.class_names)).tolist() if labels else []
-        loss_fn = build_loss(cfg, model, class_counts=counts).to(device)
-        optimizer = build_optimizer([*model.parameters(), *loss_fn.parameters()], cfg.optimizer,
-                                    fused=device.type == "cuda")  # fmt: skip
-        scheduler = PolyLR(optimizer, cfg.epochs, exponent=cfg.optimizer.poly_exponent)
-        scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-        ignore_label = next(
-            (
-                m.ignore_label
-                for m in loss_fn.modules()
-                if getattr(m, "ignore_label", None) is not None
-            ),
-            None,
-        )
-
-        # Resume: weights, optimiser, schedule, scaler, loss state, RNG and the epoch counter.
+        parts = self._build(dist)
         start_epoch, best = 0, None
         if resume:
-            start_epoch, best = self._restore(model, loss_fn, optimizer, scheduler, scaler, dist)
+            start_epoch, best = self._restore(parts, dist)
         elif dist.is_main and (self.checkpoint_dir / LAST).exists():
             raise ConfigError(
                 f"{self.run_dir} already holds a run ({self.checkpoint_dir / LAST}); resume it "
@@ -181,132 +164,36 @@ class Trainer:
             )
         if dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            cfg.save(self.run_dir / "config.yaml")
-        net = compiled(model, cfg.compile, device)  # the training forward; `model` is saved
-        graphed = compile_mode(cfg.compile, device) == "reduce-overhead"
-        if dist.distributed:
-            ids = [device.index] if device.type == "cuda" else None
-            unused = bool(set(model.heads) - set(loss_fn.losses))  # a head without a loss term
-            net = nn.parallel.DistributedDataParallel(
-                net, device_ids=ids, find_unused_parameters=unused
-            )
-
+            self.config.save(self.run_dir / "config.yaml")
         # Data: balanced case draws, sharded over ranks; batches depend on (seed, epoch, rank).
         loader = TrainLoader(self.train_cases, self._loader_config(dist), rank=dist.rank,
                              world_size=dist.world_size)  # fmt: skip
         log = MetricsLog(self.run_dir) if dist.is_main else None
         if log is not None:
             log.resume(start_epoch)
+        clock = FitClock(started, start_epoch, opt.epochs)
         row: dict[str, float] = {}
-        total_epochs = reported_epochs = cfg.epochs  # refitted to time_budget_minutes
-        first_epoch_s = 0.0
-        for epoch in range(start_epoch, cfg.epochs):
-            if epoch == start_epoch + 1:
-                first_epoch_s = time.perf_counter() - started
-            if cfg.time_budget_minutes is not None and epoch >= start_epoch + 2:
-                fitted = epochs_within_budget(
-                    cfg.epochs,  # the cap: a slow spell that passes gives its epochs back
-                    epochs_done=epoch - start_epoch,
-                    next_epoch=epoch,
-                    elapsed_s=time.perf_counter() - started,
-                    budget_s=60 * cfg.time_budget_minutes,
-                    first_epoch_s=first_epoch_s,
-                )
-                fitted = round(reduce_mean({"e": fitted}, dist)["e"])
-                # Refitted every epoch; said only when it moves by 2% of the configured epochs
-                # (each epoch's log line shows the current total).
-                if abs(fitted - reported_epochs) >= max(1, cfg.epochs // 50) and dist.is_main:
-                    change = "shortened" if fitted < reported_epochs else "lengthened"
-                    print(f"time budget: the schedule is {change} to {fitted} epochs",
-                          file=sys.stderr)  # fmt: skip
-                    reported_epochs = fitted
-                total_epochs = scheduler.epochs = fitted
-            epoch_start = time.perf_counter()
-            net.train()
-            loader.set_epoch(epoch)
-            scheduler.step(epoch)
-            sums: dict[str, Any] = {}  # loss sums as tensors on the device: no sync per step
-            bar = progress_bar(cfg, dist, epoch, len(loader))
-            bar_refreshed = time.perf_counter()
-            for it, batch in enumerate(loader):
-                loss_fn.set_epoch(epoch + it / len(loader))
-                # Labels checked here on the CPU, so the loss needs no GPU round trip for it.
-                check_labels(batch.seg, self.model_config.num_classes, "training batch",
-                             ignore_label=ignore_label)  # fmt: skip
-                batch = batch.to(device, non_blocking=True)
-                if graphed:  # CUDA graphs may reuse the last step's output memory
-                    torch.compiler.cudagraph_mark_step_begin()
-                with labels_checked(), autocast(amp_dtype, device):
-                    outputs = net(batch.image)
-                    out = loss_fn(outputs, _targets(batch, loss_fn), valid={"seg": batch.has_seg})
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(out.total).backward()
-                _sync_loss_grads(loss_fn, dist)
-                scaler.unscale_(optimizer)
-                if cfg.optimizer.grad_clip > 0:
-                    nn.utils.clip_grad_norm_(model.parameters(), cfg.optimizer.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-                accumulate(sums, out)
-                if bar is not None:
-                    bar.update(1)
-                    # The postfix reads the loss sums (a GPU sync): at most once a second.
-                    if time.perf_counter() - bar_refreshed >= 1.0 or it == len(loader) - 1:
-                        done = (epoch - start_epoch) * len(loader) + it + 1
-                        left = (total_epochs - epoch) * len(loader) - it - 1
-                        bar.set_postfix(postfix(sums, done, left, self.batch_size, started))
-                        bar_refreshed = time.perf_counter()
-            if bar is not None:
-                bar.close()
-
-            # Epoch metrics, averaged over the iterations and the ranks.
-            row = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"], **means(sums)}
-            row = {**reduce_mean(row, dist), "epoch": epoch}
-            row["epoch_seconds"] = time.perf_counter() - epoch_start
-            _check_finite(model, epoch, row, self.checkpoint_dir / LAST)
-            last_epoch = epoch == total_epochs - 1
+        for epoch in range(start_epoch, opt.epochs):
+            total = self._refit(clock, epoch, parts, dist)
+            row = self._train_epoch(parts, loader, epoch, clock, dist)
+            last_epoch = epoch == total - 1
             if (
                 self.val_cases
-                and cfg.val_every
-                and ((epoch + 1) % cfg.val_every == 0 or last_epoch)
+                and run.val_every
+                and ((epoch + 1) % run.val_every == 0 or last_epoch)
             ):
                 if dist.is_main:
-                    row.update(
-                        validate(
-                            model,
-                            self.val_cases,
-                            device=device,
-                            label_names=self.label_names,
-                            patch_size=self.patch_size,
-                            overlap=cfg.val_overlap,
-                            autocast_dtype=amp_dtype,
-                        )
-                    )
-                _barrier(dist)
-
-            # Checkpoints (rank 0): last.pt every epoch, best.pt when the score improves.
-            if dist.is_main:
-                score = row.get("val/score")
-                improved = score is not None and (best is None or score > best[0])
-                if improved:
-                    best = (float(score), epoch)
-                state = self._state(epoch, optimizer, scheduler, scaler, loss_fn, best, dist)
-                self._save(model, LAST, state)
-                if improved:
-                    self._save(model, BEST, state)
+                    row.update(self._validate(parts))
+                barrier(dist)
+            if dist.is_main:  # last.pt every epoch, best.pt when the score improves
                 assert log is not None
+                best = self._checkpoint(parts, row, epoch, best, dist)
                 log.append(row)
                 log.plot()
-                if not cfg.progress:
-                    print_row(row, total_epochs)
-            _barrier(dist)
-            if last_epoch:
-                break
-            limit = cfg.time_limit_minutes
-            if limit is not None and _agree(time.perf_counter() - started > 60 * limit, dist):
-                if dist.is_main and not last_epoch:
-                    print(f"time limit of {limit:g} min reached after epoch {epoch + 1}; "
-                          "continue with --resume", file=sys.stderr)  # fmt: skip
+                if not run.progress:
+                    print_row(row, total)
+            barrier(dist)
+            if last_epoch or self._time_is_up(started, epoch, dist):
                 break
         if log is not None:
             log.close()
@@ -319,49 +206,177 @@ class Trainer:
         )
 
     # -- pieces of fit ----------------------------------------------------------------------------
+    def _build(self, dist: DistInfo) -> FitParts:
+        """Model, loss, optimiser, schedule and AMP scaler on the device; the training forward."""
+        cfg, run, opt = self.config, self.config.runtime, self.config.optimization
+        device = dist.device
+        seed_everything(run.seed)
+        if run.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        amp_dtype = autocast_dtype(run.amp, device)
+        if device.type == "cuda" and not run.deterministic:
+            torch.backends.cudnn.benchmark = True  # fixed patch shapes: let cuDNN pick (nnU-Net)
+        model = MultiTaskUNet(self.model_config).to(device)
+        check_patch(model, self.patch_size)
+        labels = [e.label for e in self.train_cases if e.label is not None]
+        counts = np.bincount(labels, minlength=len(self.class_names)).tolist() if labels else []
+        loss_fn = build_loss(cfg, model, class_counts=counts).to(device)
+        optimizer = build_optimizer([*model.parameters(), *loss_fn.parameters()], opt.optimizer,
+                                    fused=device.type == "cuda")  # fmt: skip
+        scheduler = PolyLR(optimizer, opt.epochs, exponent=opt.optimizer.poly_exponent)
+        scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+        ignore_label = next(
+            (
+                m.ignore_label
+                for m in loss_fn.modules()
+                if getattr(m, "ignore_label", None) is not None
+            ),
+            None,
+        )
+        net = compiled(model, run.compile, device)  # the training forward; `model` is saved
+        if dist.distributed:
+            ids = [device.index] if device.type == "cuda" else None
+            unused = bool(set(model.heads) - set(loss_fn.losses))  # a head without a loss term
+            net = nn.parallel.DistributedDataParallel(
+                net, device_ids=ids, find_unused_parameters=unused
+            )
+        return FitParts(
+            model=model,
+            net=net,
+            loss_fn=loss_fn,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            scaler=scaler,
+            amp_dtype=amp_dtype,
+            graphed=compile_mode(run.compile, device) == "reduce-overhead",
+            ignore_label=ignore_label,
+        )
+
+    def _refit(self, clock: FitClock, epoch: int, parts: FitParts, dist: DistInfo) -> int:
+        """The schedule's total epochs before ``epoch``: refitted to a ``fit`` time limit."""
+        run, cap = self.config.runtime, self.config.optimization.epochs
+        if epoch == clock.start_epoch + 1:
+            clock.first_epoch_s = time.perf_counter() - clock.started
+        if run.fit_minutes is None or epoch < clock.start_epoch + 2:
+            return clock.total
+        fitted = epochs_within_time_limit(
+            cap,  # the cap: a slow spell that passes gives its epochs back
+            epochs_done=epoch - clock.start_epoch,
+            next_epoch=epoch,
+            elapsed_s=time.perf_counter() - clock.started,
+            limit_s=60 * run.fit_minutes,
+            first_epoch_s=clock.first_epoch_s,
+        )
+        fitted = round(reduce_mean({"e": fitted}, dist)["e"])
+        # Said only when it moves by 2% of the configured epochs (each epoch's line shows it).
+        if abs(fitted - clock.reported) >= max(1, cap // 50) and dist.is_main:
+            change = "shortened" if fitted < clock.reported else "lengthened"
+            print(f"time limit: the schedule is {change} to {fitted} epochs", file=sys.stderr)
+            clock.reported = fitted
+        clock.total = parts.scheduler.epochs = fitted
+        return fitted
+
+    def _train_epoch(
+        self, parts: FitParts, loader: TrainLoader, epoch: int, clock: FitClock, dist: DistInfo
+    ) -> dict[str, float]:
+        """One epoch of steps; returns its metrics row, averaged over iterations and ranks."""
+        epoch_start = time.perf_counter()
+        parts.net.train()
+        loader.set_epoch(epoch)
+        parts.scheduler.step(epoch)
+        sums: dict[str, Any] = {}  # loss sums as tensors on the device: no sync per step
+        bar = progress_bar(self.config, dist, epoch, len(loader))
+        bar_refreshed = time.perf_counter()
+        grad_clip = self.config.optimization.optimizer.grad_clip
+        for it, batch in enumerate(loader):
+            parts.loss_fn.set_epoch(epoch + it / len(loader))
+            check_labels(batch.seg, self.model_config.num_classes, "training batch",
+                         ignore_label=parts.ignore_label)  # fmt: skip
+            batch = batch.to(dist.device, non_blocking=True)
+            if parts.graphed:  # CUDA graphs may reuse the last step's output memory
+                torch.compiler.cudagraph_mark_step_begin()
+            out = training_step(
+                parts.net, parts.model, parts.loss_fn, parts.optimizer, parts.scaler, batch.image,
+                targets(batch, parts.loss_fn), amp_dtype=parts.amp_dtype, grad_clip=grad_clip,
+                valid={"seg": batch.has_seg}, dist=dist,
+            )  # fmt: skip
+            accumulate(sums, out)
+            if bar is not None:
+                bar.update(1)
+                # The postfix reads the loss sums (a GPU sync): at most once a second.
+                if time.perf_counter() - bar_refreshed >= 1.0 or it == len(loader) - 1:
+                    done = (epoch - clock.start_epoch) * len(loader) + it + 1
+                    left = (clock.total - epoch) * len(loader) - it - 1
+                    bar.set_postfix(postfix(sums, done, left, self.batch_size, clock.started))
+                    bar_refreshed = time.perf_counter()
+        if bar is not None:
+            bar.close()
+        row = {"epoch": epoch, "lr": parts.optimizer.param_groups[0]["lr"], **means(sums)}
+        row = {**reduce_mean(row, dist), "epoch": epoch}
+        row["epoch_seconds"] = time.perf_counter() - epoch_start
+        check_finite(parts.model, epoch, row, self.checkpoint_dir / LAST)
+        return row
+
+    def _validate(self, parts: FitParts) -> dict[str, float]:
+        return validate(
+            parts.model,
+            self.val_cases,
+            device=next(parts.model.parameters()).device,
+            label_names=self.label_names,
+            patch_size=self.patch_size,
+            overlap=self.config.runtime.val_overlap,
+            autocast_dtype=parts.amp_dtype,
+        )
+
+    def _checkpoint(
+        self,
+        parts: FitParts,
+        row: dict[str, float],
+        epoch: int,
+        best: tuple[float, int] | None,
+        dist: DistInfo,
+    ) -> tuple[float, int] | None:
+        """Write ``last.pt`` (and ``best.pt`` when the score improved); returns the best."""
+        score = row.get("val/score")
+        improved = score is not None and (best is None or score > best[0])
+        if improved:
+            best = (float(score), epoch)  # type: ignore[arg-type]
+        state = training_state(
+            self.config, epoch, parts, best, world_size=dist.world_size,
+            patch_size=self.patch_size, batch_size=self.batch_size,
+        )  # fmt: skip
+        self._save(parts.model, LAST, state)
+        if improved:
+            self._save(parts.model, BEST, state)
+        return best
+
+    def _time_is_up(self, started: float, epoch: int, dist: DistInfo) -> bool:
+        """A ``stop`` time limit passed: stop after this epoch (resumable)."""
+        limit = self.config.runtime.stop_minutes
+        if limit is None or not agree(time.perf_counter() - started > 60 * limit, dist):
+            return False
+        if dist.is_main:
+            print(f"time limit of {limit:g} min reached after epoch {epoch + 1}; "
+                  "continue with --resume", file=sys.stderr)  # fmt: skip
+        return True
+
     def _loader_config(self, dist: DistInfo) -> LoaderConfig:
-        cfg = self.config
-        aug = cfg.augmentation if cfg.augment else AugmentationConfig.off()
+        data = self.config.data
+        aug = data.augmentation if data.augment else AugmentationConfig.off()
         return LoaderConfig(
             patch_size=self.patch_size,  # type: ignore[arg-type]
             batch_size=self.batch_size // dist.world_size,
-            iterations_per_epoch=cfg.iterations_per_epoch,
-            foreground_probability=cfg.foreground_probability,
-            lesion_label=cfg.lesion_label if cfg.lesion_probability > 0 else None,
-            lesion_probability=cfg.lesion_probability,
-            weights_mode=cfg.weights_mode,
-            max_oversampling=cfg.max_oversampling,
+            iterations_per_epoch=self.config.optimization.iterations_per_epoch,
+            foreground_probability=data.foreground_probability,
+            lesion_label=data.lesion_label if data.lesion_probability > 0 else None,
+            lesion_probability=data.lesion_probability,
+            weights_mode=data.weights_mode,
+            max_oversampling=data.max_oversampling,
             augmentation=aug,
-            num_workers=cfg.num_workers,
-            seed=cfg.seed,
+            num_workers=data.num_workers,
+            seed=self.config.runtime.seed,
             pin_memory=dist.device.type == "cuda",
         )
-
-    def _state(
-        self,
-        epoch: int,
-        optimizer: torch.optim.Optimizer,
-        scheduler: PolyLR,
-        scaler: torch.amp.GradScaler,
-        loss_fn: MultiTaskLoss,
-        best: tuple[float, int] | None,
-        dist: DistInfo,
-    ) -> dict[str, Any]:
-        return {
-            "version": STATE_VERSION,
-            "config": self.config.to_dict(),
-            "epoch": epoch,
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(),
-            "loss": loss_fn.state_dict(),
-            "rng": rng_state(),
-            "best_score": None if best is None else best[0],
-            "best_epoch": None if best is None else best[1],
-            "world_size": dist.world_size,
-            "patch_size": list(self.patch_size),
-            "batch_size": self.batch_size,
-        }
 
     def _save(self, model: MultiTaskUNet, name: str, state: dict[str, Any]) -> None:
         save_checkpoint(
@@ -373,111 +388,6 @@ class Trainer:
             training=state,
         )
 
-    def _restore(
-        self,
-        model: MultiTaskUNet,
-        loss_fn: MultiTaskLoss,
-        optimizer: torch.optim.Optimizer,
-        scheduler: PolyLR,
-        scaler: torch.amp.GradScaler,
-        dist: DistInfo,
-    ) -> tuple[int, tuple[float, int] | None]:
-        path = self.checkpoint_dir / LAST
-        if not path.is_file():
-            raise ConfigError(
-                f"nothing to resume: {path} does not exist; start the run without --resume"
-            )
-        ckpt = load_checkpoint(path, map_location=dist.device)
-        state = ckpt.training or {}
-        if state.get("version") != STATE_VERSION:
-            raise ConfigError(f"{path} holds no resumable training state (version {STATE_VERSION})")
-        saved = TrainConfig.from_dict(state["config"])
-        changed = sorted(
-            k for k, v in self.config.resumable_dict().items() if saved.resumable_dict().get(k) != v
-        )
-        if changed:
-            raise ConfigError(
-                f"cannot resume {self.run_dir}: the options {changed} differ from the saved run "
-                f"({self.run_dir / 'config.yaml'}); resume with the same config or start a new run"
-            )
-        if state.get("world_size", 1) != dist.world_size:
-            print(
-                f"warning: resuming a run of {state['world_size']} process(es) on "
-                f"{dist.world_size}; the batches of the remaining epochs change",
-                file=sys.stderr,
-            )
-        model.load_state_dict(ckpt.state_dict)
-        loss_fn.load_state_dict(state["loss"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scheduler.epochs = self.config.epochs  # a resumed run may train longer
-        scaler.load_state_dict(state["scaler"])
-        set_rng_state(state["rng"])
-        best = (
-            None if state.get("best_score") is None else (state["best_score"], state["best_epoch"])
-        )
-        return int(state["epoch"]) + 1, best
-
-
-# -- small helpers ----------------------------------------------------------------------------------
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def _check_finite(model: nn.Module, epoch: int, row: dict[str, float], last: Path) -> None:
-    """Stop before a checkpoint is written when the weights are no longer finite.
-
-    A NaN weight never recovers: every later step and prediction would be NaN. One check per
-    epoch (a single reduction over the weights) keeps ``last.pt`` at the last finite epoch.
-    """
-    if all(bool(torch.isfinite(p).all()) for p in model.parameters()):
-        return
-    kept = f"{last} still holds epoch {epoch}" if epoch and last.exists() else "no checkpoint kept"
-    raise TrainingError(
-        f"the network's weights became NaN or infinite in epoch {epoch + 1} (mean loss "
-        f"{row.get('loss', float('nan')):.4g}); {kept}. Lower optimizer.lr, set amp='off', or "
-        "check the images' intensities and the normalisation in the plan"
-    )
-
-
-def _check_patch(model: MultiTaskUNet, patch: Sequence[int]) -> None:
-    bad = [p % d for p, d in zip(patch, model.size_divisor)]
-    if any(bad):
-        raise ConfigError(
-            f"patch_size {tuple(patch)} is not divisible by the network's size_divisor "
-            f"{model.size_divisor}; choose multiples (e.g. with --patch-size)"
-        )
-
-
-def _targets(batch: Batch, loss_fn: MultiTaskLoss) -> dict[str, torch.Tensor | None]:
-    """Loss targets by key: the label map for ``seg``, the case class for every head."""
-    targets: dict[str, torch.Tensor | None] = {}
-    for key in loss_fn.losses:
-        targets[key] = batch.seg.long() if key == "seg" else batch.label
-    return targets
-
-
-def _sync_loss_grads(loss_fn: nn.Module, dist: DistInfo) -> None:
-    """Average the gradients of learned loss weights over ranks (DDP only syncs the model's)."""
-    if not dist.distributed:
-        return
-    for p in loss_fn.parameters():
-        if p.grad is not None:
-            torch.distributed.all_reduce(p.grad)
-            p.grad /= dist.world_size
-
-
-def _agree(flag: bool, dist: DistInfo) -> bool:
-    """True on every rank when rank 0 says so (ranks' clocks differ slightly)."""
-    if not dist.distributed:
-        return flag
-    value = torch.tensor([float(flag)], device=dist.device)
-    torch.distributed.broadcast(value, src=0)
-    return bool(value.item())
-
-
-def _barrier(dist: DistInfo) -> None:
-    if dist.distributed:
-        torch.distributed.barrier()
+    def _restore(self, parts: FitParts, dist: DistInfo) -> tuple[int, tuple[float, int] | None]:
+        """Restore ``last.pt`` into ``parts``; returns the next epoch and the best score."""
+        return restore_training_state(self.checkpoint_dir / LAST, self.config, parts, dist)

@@ -13,23 +13,24 @@ import numpy as np
 import pytest
 from _helpers import Prepared, config, trainer
 
-from multitask_unet.data.budget import PlanBudget, parse_duration
-from multitask_unet.data.fingerprint import DatasetFingerprint, compute_fingerprint
 from multitask_unet.data.planning import Plan, create_plan
+from multitask_unet.data.planning.budget_section import PlanBudget, parse_duration
+from multitask_unet.data.planning.fingerprint import DatasetFingerprint, compute_fingerprint
 from multitask_unet.data.readers import read_dataset
 from multitask_unet.errors import ConfigError
 from multitask_unet.models import resolve_config
-from multitask_unet.training import OptimizerConfig, TrainConfig
+from multitask_unet.training import DataConfig, OptimizerConfig, TrainConfig
 from multitask_unet.training.budget import (
     BUDGET_RECIPE,
     MAX_LENGTHENING,
     BudgetSearch,
     budget_train_config,
+    device_description,
+    lowres_spacing,
+    measure_step_seconds,
+    patch_for_voxels,
     plan_for_budget,
 )
-from multitask_unet.training.budget_candidates import lowres_spacing, patch_for_voxels
-from multitask_unet.training.budget_schedule import epochs_within_budget
-from multitask_unet.training.budget_trial import device_description, measure_step_seconds
 from multitask_unet.training.schedule import poly_lr
 
 SEARCH = BudgetSearch(
@@ -93,22 +94,6 @@ def test_parse_duration(text, seconds) -> None:
 def test_parse_duration_rejects_with_the_fix(bad) -> None:
     with pytest.raises(ConfigError, match=r"duration|positive"):
         parse_duration(bad)
-
-
-@pytest.mark.parametrize(
-    ("total", "done", "elapsed", "budget", "first", "expected"),
-    [
-        (10, 4, 40.0, 100.0, None, 10),  # 6 more epochs of 10 s fit in 60 s
-        (10, 4, 60.0, 100.0, None, 6),  # 40 s left: 2 more epochs of 15 s
-        (10, 4, 60.0, 100.0, 30.0, 8),  # the first took 30 s; the others 10 s: 4 more
-        (10, 1, 30.0, 100.0, 30.0, 3),  # one epoch done: its time is all there is
-        (10, 4, 120.0, 100.0, None, 5),  # over budget: the next epoch is the last
-        (10, 1, 1.0, 1000.0, None, 10),  # never longer than planned
-    ],
-)
-def test_epochs_within_budget(total, done, elapsed, budget, first, expected) -> None:
-    kwargs = {"epochs_done": done, "next_epoch": done, "elapsed_s": elapsed, "budget_s": budget}
-    assert epochs_within_budget(total, **kwargs, first_epoch_s=first) == expected
 
 
 @pytest.mark.parametrize("budget", [20.0, 200.0, 2000.0])
@@ -384,7 +369,7 @@ def test_the_plan_records_the_trial_precision_and_training_uses_it(fingerprint) 
     search = SEARCH.replace(amp="off")
     plan = plan_for_budget(fingerprint, 600, search=search, head=None, measure=_per_voxel(1e-6))
     assert plan.budget.amp == "off"
-    assert budget_train_config(plan, config(amp="auto")).amp == "off"
+    assert budget_train_config(plan, config(amp="auto")).runtime.amp == "off"
     with pytest.raises(ConfigError, match="amp must be one of"):
         BudgetSearch(amp="fp8")
 
@@ -403,16 +388,19 @@ def test_budget_train_config_and_trainer_finish_within_the_budget(
     cfg = budget_train_config(plan, config(device="auto", val_every=5, optimizer={"lr": 0.1}))
     assert cfg.model.preset == plan.budget.preset
     # Room to lengthen the schedule when steps run faster than the trial said.
-    assert cfg.epochs == math.ceil(plan.budget.epochs * MAX_LENGTHENING) > plan.budget.epochs
-    assert cfg.time_budget_minutes == pytest.approx(plan.budget.train_seconds / 60)
-    assert cfg.device == "cpu" and tuple(cfg.patch_size) == plan.patch_size
-    assert cfg.val_every == 0  # validation time is not predictable from trial steps
-    assert (cfg.optimizer.name, cfg.optimizer.lr) == ("sgd", 0.1)  # set by the user: kept
+    opt, run = cfg.optimization, cfg.runtime
+    assert opt.epochs == math.ceil(plan.budget.epochs * MAX_LENGTHENING) > plan.budget.epochs
+    assert run.time_limit_minutes == pytest.approx(plan.budget.train_seconds / 60)
+    assert run.on_time_limit == "fit"
+    assert run.device == "cpu" and tuple(cfg.data.patch_size) == plan.patch_size
+    assert run.val_every == 0  # validation time is not predictable from trial steps
+    assert (opt.optimizer.name, opt.optimizer.lr) == ("sgd", 0.1)  # set by the user: kept
     adamw = budget_train_config(plan, config(optimizer={"name": "adamw", "lr": 3e-4}))
-    assert (adamw.optimizer.name, adamw.optimizer.lr) == ("adamw", 3e-4)
+    assert (adamw.optimization.optimizer.name, adamw.optimization.optimizer.lr) == ("adamw", 3e-4)
 
     # The trainer shortens a 200-epoch schedule to fit 2 s, and its poly decay still ends.
-    short = config(epochs=200, iterations_per_epoch=2, time_budget_minutes=2 / 60)
+    short = config(epochs=200, iterations_per_epoch=2, time_limit_minutes=2 / 60)
+    assert short.runtime.on_time_limit == "fit"  # the default
     result = trainer(prepared, tmp_path / "run", short).fit()
     assert 1 <= result.epochs < 200
     mean_epoch = result.seconds / result.epochs  # checkpoints and curves included
@@ -458,7 +446,7 @@ def test_plan_command_without_budget_is_the_nnunet_rule_plan(prepared: Prepared,
 
 
 def test_plan_command_with_budget(prepared: Prepared, tmp_path, monkeypatch, capsys) -> None:
-    import multitask_unet.training.budget as budget_module
+    import multitask_unet.training.budget.planner as budget_module
 
     monkeypatch.setattr(budget_module, "measure_step_seconds", lambda m, p, b, **kw: 1e-3)
     out = tmp_path / "run" / "plan.json"
@@ -489,9 +477,9 @@ def test_train_applies_a_budget_plan_from_the_run_folder(prepared: Prepared, tmp
                    workers=1, intensity_samples=5000, verbose=False)  # fmt: skip
     saved = TrainConfig.load(run / "config.yaml")
     assert saved.model.preset == "tiny_plain"
-    assert saved.epochs == math.ceil(plan.budget.epochs * MAX_LENGTHENING)  # the cap
-    assert saved.time_budget_minutes == pytest.approx(plan.budget.train_minutes)
-    assert tuple(saved.patch_size) == plan.patch_size
+    assert saved.optimization.epochs == math.ceil(plan.budget.epochs * MAX_LENGTHENING)  # a cap
+    assert saved.runtime.fit_minutes == pytest.approx(plan.budget.train_minutes)
+    assert tuple(saved.data.patch_size) == plan.patch_size
     assert result.seconds < plan.budget.train_seconds + 2 * result.seconds / result.epochs + 1
 
 
@@ -501,35 +489,52 @@ def test_the_budget_plan_carries_the_recipe_and_fills_what_the_config_leaves_def
     plan = plan_for_budget(fingerprint, 60, search=SEARCH, head=None, measure=_per_voxel(1e-5))
     assert plan.budget.recipe == BUDGET_RECIPE
     cfg = budget_train_config(plan, TrainConfig())
-    assert cfg.optimizer.to_dict() == {**OptimizerConfig().to_dict(), **BUDGET_RECIPE["optimizer"]}
-    assert cfg.weights_mode == BUDGET_RECIPE["weights_mode"]
-    assert cfg.lesion_probability == BUDGET_RECIPE["lesion_probability"]
+    recipe_optimizer = BUDGET_RECIPE["optimization"]["optimizer"]
+    optimizer = cfg.optimization.optimizer
+    assert optimizer.to_dict() == {**OptimizerConfig().to_dict(), **recipe_optimizer}
+    assert cfg.data.weights_mode == BUDGET_RECIPE["data"]["weights_mode"]
+    assert cfg.data.lesion_probability == BUDGET_RECIPE["data"]["lesion_probability"]
     own = budget_train_config(
-        plan, TrainConfig(weights_mode="inverse_sqrt", lesion_probability=0.5)
+        plan, TrainConfig(data=DataConfig(weights_mode="inverse_sqrt", lesion_probability=0.5))
     )
-    assert (own.weights_mode, own.lesion_probability) == ("inverse_sqrt", 0.5)
-    assert own.optimizer.name == "adamw"  # left at the default: the recipe's
+    assert (own.data.weights_mode, own.data.lesion_probability) == ("inverse_sqrt", 0.5)
+    assert own.optimization.optimizer.name == "adamw"  # left at the default: the recipe's
     # A recipe that keeps SGD takes the plan's SGD learning rate.
-    sgd = SEARCH.replace(recipe={"optimizer": {"name": "sgd"}}, lr=0.02)
+    sgd = SEARCH.replace(recipe={"optimization": {"optimizer": {"name": "sgd"}}}, lr=0.02)
     plan = plan_for_budget(fingerprint, 60, search=sgd, head=None, measure=_per_voxel(1e-5))
-    assert budget_train_config(plan).optimizer.lr == 0.02
+    assert budget_train_config(plan).optimization.optimizer.lr == 0.02
     # Plans written before the recipe existed train as they did.
     old = plan.replace(budget={**plan.budget.to_dict(), "recipe": {}})
-    assert budget_train_config(old).optimizer == OptimizerConfig(lr=0.02)
+    assert budget_train_config(old).optimization.optimizer == OptimizerConfig(lr=0.02)
+
+
+def test_plans_with_a_flat_recipe_still_apply_it(fingerprint, recwarn) -> None:
+    plan = plan_for_budget(fingerprint, 60, search=SEARCH, head=None, measure=_per_voxel(1e-5))
+    flat = {"optimizer": {"name": "adamw", "lr": 0.002}, "weights_mode": "none"}
+    old = plan.replace(budget={**plan.budget.to_dict(), "recipe": flat})  # written before sections
+    cfg = budget_train_config(old, TrainConfig())
+    assert (cfg.optimization.optimizer.lr, cfg.data.weights_mode) == (0.002, "none")
+    assert not [w for w in recwarn if issubclass(w.category, DeprecationWarning)]
+    with pytest.warns(DeprecationWarning, match=r"'weights_mode' moved to 'data\.weights_mode'"):
+        search = BudgetSearch(recipe=flat)
+    assert search.recipe == {"optimization": {"optimizer": flat["optimizer"]},
+                             "data": {"weights_mode": "none"}}  # fmt: skip
 
 
 def test_a_recipe_must_name_train_config_keys() -> None:
-    with pytest.raises(ConfigError, match=r"no TrainConfig option.*learning_rate"):
+    with pytest.raises(ConfigError, match=r"no option 'learning_rate'"):
         BudgetSearch(recipe={"learning_rate": 0.1})
     with pytest.raises(ConfigError, match="weights_mode"):
-        BudgetSearch(recipe={"weights_mode": "sometimes"})
+        BudgetSearch(recipe={"data": {"weights_mode": "sometimes"}})
+    with pytest.raises(ConfigError, match=r"belongs in 'optimization\.epochs'"):
+        BudgetSearch(recipe={"data": {"epochs": 3}})
 
 
 def test_auto_precision_of_the_search_is_bf16_only_on_cpus_with_native_bf16(monkeypatch) -> None:
-    import multitask_unet.training.budget as budget_module
+    import multitask_unet.training.budget.search as search_module
 
     for native, expected in ((True, "bf16"), (False, "auto")):
-        monkeypatch.setattr(budget_module, "cpu_has_native_bf16", lambda n=native: n)
+        monkeypatch.setattr(search_module, "cpu_has_native_bf16", lambda n=native: n)
         assert BudgetSearch().resolved_amp("cpu") == expected
         assert BudgetSearch(amp="off").resolved_amp("cpu") == "off"
     assert BudgetSearch().resolved_amp("cuda") == "auto"
@@ -538,7 +543,7 @@ def test_auto_precision_of_the_search_is_bf16_only_on_cpus_with_native_bf16(monk
 def test_train_with_a_budget_plans_within_it_and_trains_the_recipe(
     prepared: Prepared, tmp_path, monkeypatch
 ) -> None:
-    import multitask_unet.training.budget as budget_module
+    import multitask_unet.training.budget.planner as budget_module
     from multitask_unet.training import train
 
     monkeypatch.setattr(budget_module, "measure_step_seconds", lambda m, p, b, **kw: 1e-4)
@@ -552,7 +557,7 @@ def test_train_with_a_budget_plans_within_it_and_trains_the_recipe(
     plan = Plan.load(run / "plan.json")
     assert plan.budget is not None and plan.budget.seconds < 6  # validation came first
     saved = TrainConfig.load(run / "config.yaml")
-    assert saved.optimizer.name == "adamw" and saved.weights_mode == "none"
+    assert saved.optimization.optimizer.name == "adamw" and saved.data.weights_mode == "none"
     assert saved.model.preset == "tiny_plain"
     # A run folder planned without a budget is not silently re-planned.
     other = tmp_path / "other"

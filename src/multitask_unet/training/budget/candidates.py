@@ -26,10 +26,10 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from multitask_unet.data.budget import BudgetCandidate
-from multitask_unet.data.fingerprint import DatasetFingerprint
-from multitask_unet.data.planning import plan_target_spacing
-from multitask_unet.data.resampling import compute_new_shape
+from multitask_unet.data.planning import DatasetFingerprint, plan_target_spacing
+from multitask_unet.data.planning.budget_section import BudgetCandidate
+from multitask_unet.data.planning.patch_size import shrink_to_fit
+from multitask_unet.data.preprocessing.resampling import compute_new_shape
 from multitask_unet.errors import ConfigError
 
 __all__ = ["candidate_grid", "lowres_spacing", "patch_for_voxels"]
@@ -128,11 +128,5 @@ def patch_for_voxels(
     inverse = 1.0 / np.asarray(spacing, dtype=np.float64)
     start = np.minimum(inverse * (voxels / np.prod(inverse)) ** (1 / 3), median)
     patch = np.maximum(np.ceil(start / div - 1e-9), 1).astype(np.int64) * div
-    while np.prod(patch) > voxels:
-        shrinkable = patch > div
-        if not shrinkable.any():
-            break
-        ratio = np.where(shrinkable, patch / median, -np.inf)
-        axis = int(np.flatnonzero(ratio == ratio.max())[-1])  # ties: the last, as nnU-Net
-        patch[axis] -= div[axis]
+    patch = shrink_to_fit(patch, median, div, lambda p: int(np.prod(p)) <= voxels)
     return tuple(int(p) for p in patch)  # type: ignore[return-value]

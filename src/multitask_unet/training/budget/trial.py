@@ -12,17 +12,18 @@ Example:
 
 from __future__ import annotations
 
-import platform
 import time
 from collections.abc import Callable, Sequence
 
 import torch
 
 from multitask_unet.models import ModelConfig, MultiTaskUNet
+from multitask_unet.provenance import cpu_model
 from multitask_unet.training.builders import build_loss
 from multitask_unet.training.config import ModelSpec, OptimizerConfig, TrainConfig
-from multitask_unet.training.precision import autocast, autocast_dtype
+from multitask_unet.training.precision import autocast_dtype
 from multitask_unet.training.schedule import build_optimizer
+from multitask_unet.training.step import training_step
 
 __all__ = ["StepTimer", "device_description", "measure_step_seconds"]
 
@@ -41,10 +42,11 @@ def measure_step_seconds(
 ) -> float:
     """Mean seconds of one training step, measured after one warm-up step.
 
-    A step is what the trainer does: forward of a ``(batch_size, C, D, H, W)`` random image,
+    A step is what the trainer does (:func:`~multitask_unet.training.step.training_step`):
+    forward of a ``(batch_size, C, D, H, W)`` random image,
     the default multi-task loss (Dice+CE with deep supervision, 0.3 x the head's loss) on random
     targets, backward, gradient clipping and an SGD step (fused on CUDA), under the autocast of
-    ``amp`` (as ``TrainConfig.amp``; see :func:`~multitask_unet.training.precision.autocast_dtype`).
+    ``amp`` (as ``TrainConfig.runtime.amp``; see :func:`~multitask_unet.training.precision.autocast_dtype`).
     The step is eager: where the trainer compiles (CUDA), training runs faster than measured.
 
     Raises:
@@ -70,14 +72,7 @@ def measure_step_seconds(
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
 
     def step() -> None:
-        with autocast(dtype, device):
-            out = loss_fn(model(image), targets)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(out.total).backward()
-        scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 12.0)
-        scaler.step(optimizer)
-        scaler.update()
+        training_step(model, model, loss_fn, optimizer, scaler, image, targets, amp_dtype=dtype)
 
     step()  # warm-up: allocations, cuDNN autotuning
     _sync(device)
@@ -98,16 +93,4 @@ def device_description(device: str | torch.device) -> str:
     dev = torch.device(device)
     if dev.type == "cuda" and torch.cuda.is_available():
         return torch.cuda.get_device_name(dev)
-    return f"{_cpu_model()}, {torch.get_num_threads()} thread(s)"
-
-
-def _cpu_model() -> str:
-    """The CPU's model name (from ``/proc/cpuinfo`` on Linux), else the platform's."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return f"{cpu_model()}, {torch.get_num_threads()} thread(s)"

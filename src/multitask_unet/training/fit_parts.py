@@ -1,0 +1,154 @@
+"""The pieces a :class:`~multitask_unet.training.trainer.Trainer` fit is made of.
+
+:class:`FitParts` (model, loss, optimiser, schedule, scaler), :class:`FitClock` (the schedule's
+length under a time limit), restoring them from ``last.pt``, and the checks between epochs.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from multitask_unet.checkpoints import load_checkpoint
+from multitask_unet.data.sampling.batch import Batch
+from multitask_unet.errors import ConfigError, TrainingError
+from multitask_unet.losses import MultiTaskLoss
+from multitask_unet.models import MultiTaskUNet
+from multitask_unet.training.config import TrainConfig
+from multitask_unet.training.distributed import DistInfo
+from multitask_unet.training.schedule import PolyLR
+from multitask_unet.training.state import STATE_VERSION, set_rng_state
+
+__all__ = ["FitClock", "FitParts", "restore_training_state"]
+
+
+@dataclass
+class FitParts:
+    """What a fit trains with (built by ``Trainer._build``)."""
+
+    model: MultiTaskUNet
+    net: nn.Module
+    loss_fn: MultiTaskLoss
+    optimizer: torch.optim.Optimizer
+    scheduler: PolyLR
+    scaler: torch.amp.GradScaler
+    amp_dtype: torch.dtype | None
+    graphed: bool
+    ignore_label: int | None
+
+
+@dataclass
+class FitClock:
+    """A fit's start, and the schedule's total epochs as a ``fit`` time limit refits them."""
+
+    started: float
+    start_epoch: int
+    total: int
+    reported: int = 0
+    first_epoch_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.reported = self.total
+
+
+def restore_training_state(
+    path: Path, config: TrainConfig, parts: FitParts, dist: DistInfo
+) -> tuple[int, tuple[float, int] | None]:
+    """Load ``path`` (a ``last.pt``) into ``parts``: weights, optimiser, schedule, scaler, loss
+    weights and RNG states. Returns the next epoch and the best ``(score, epoch)``.
+
+    Raises:
+        ConfigError: No such file, no resumable state, or options that differ from the saved run.
+    """
+    if not path.is_file():
+        raise ConfigError(
+            f"nothing to resume: {path} does not exist; start the run without --resume"
+        )
+    ckpt = load_checkpoint(path, map_location=dist.device)
+    state = ckpt.training or {}
+    if state.get("version") != STATE_VERSION:
+        raise ConfigError(f"{path} holds no resumable training state (version {STATE_VERSION})")
+    saved = TrainConfig.from_saved(state["config"]).resumable_dict()  # either layout
+    mine = config.resumable_dict()
+    changed = sorted(k for k in {*mine, *saved} if mine.get(k) != saved.get(k))
+    if changed:
+        run = path.parent.parent
+        raise ConfigError(
+            f"cannot resume {run}: the options {changed} differ from the saved run "
+            f"({run / 'config.yaml'}); resume with the same config or start a new run"
+        )
+    if state.get("world_size", 1) != dist.world_size:
+        print(
+            f"warning: resuming a run of {state['world_size']} process(es) on "
+            f"{dist.world_size}; the batches of the remaining epochs change",
+            file=sys.stderr,
+        )
+    parts.model.load_state_dict(ckpt.state_dict)
+    parts.loss_fn.load_state_dict(state["loss"])
+    parts.optimizer.load_state_dict(state["optimizer"])
+    parts.scheduler.load_state_dict(state["scheduler"])
+    parts.scheduler.epochs = config.optimization.epochs  # a resumed run may train longer
+    parts.scaler.load_state_dict(state["scaler"])
+    set_rng_state(state["rng"])
+    best = None if state.get("best_score") is None else (state["best_score"], state["best_epoch"])
+    return int(state["epoch"]) + 1, best
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def check_finite(model: nn.Module, epoch: int, row: dict[str, float], last: Path) -> None:
+    """Stop before a checkpoint is written when the weights are no longer finite.
+
+    A NaN weight never recovers: every later step and prediction would be NaN. One check per
+    epoch (a single reduction over the weights) keeps ``last.pt`` at the last finite epoch.
+    """
+    if all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+        return
+    kept = f"{last} still holds epoch {epoch}" if epoch and last.exists() else "no checkpoint kept"
+    raise TrainingError(
+        f"the network's weights became NaN or infinite in epoch {epoch + 1} (mean loss "
+        f"{row.get('loss', float('nan')):.4g}); {kept}. Lower optimization.optimizer.lr, set "
+        "runtime.amp: off, or check the images' intensities and the normalisation in the plan"
+    )
+
+
+def check_patch(model: MultiTaskUNet, patch: Sequence[int]) -> None:
+    bad = [p % d for p, d in zip(patch, model.size_divisor)]
+    if any(bad):
+        raise ConfigError(
+            f"patch_size {tuple(patch)} is not divisible by the network's size_divisor "
+            f"{model.size_divisor}; choose multiples (e.g. with --patch-size)"
+        )
+
+
+def targets(batch: Batch, loss_fn: MultiTaskLoss) -> dict[str, torch.Tensor | None]:
+    """Loss targets by key: the label map for ``seg``, the case class for every head."""
+    targets: dict[str, torch.Tensor | None] = {}
+    for key in loss_fn.losses:
+        targets[key] = batch.seg.long() if key == "seg" else batch.label
+    return targets
+
+
+def agree(flag: bool, dist: DistInfo) -> bool:
+    """True on every rank when rank 0 says so (ranks' clocks differ slightly)."""
+    if not dist.distributed:
+        return flag
+    value = torch.tensor([float(flag)], device=dist.device)
+    torch.distributed.broadcast(value, src=0)
+    return bool(value.item())
+
+
+def barrier(dist: DistInfo) -> None:
+    if dist.distributed:
+        torch.distributed.barrier()
