@@ -60,10 +60,10 @@ def prepare_cache(
     work: Path, *, cache: Path | None, phantoms: int, real: bool = True
 ) -> tuple[Path, str]:
     """Preprocess the cases with the library (or reuse ``cache``); returns (folder, source)."""
-    from multitask_unet.data.cache import list_cached_cases, preprocess_dataset
-    from multitask_unet.data.fingerprint import compute_fingerprint
     from multitask_unet.data.phantoms import write_phantom_dataset
     from multitask_unet.data.planning import create_plan
+    from multitask_unet.data.planning.fingerprint import compute_fingerprint
+    from multitask_unet.data.preprocessing.cache import list_cached_cases, preprocess_dataset
     from multitask_unet.data.readers import read_dataset
 
     subset = _real_subset() if real else None
@@ -94,7 +94,7 @@ def write_nnunet_folder(cache: Path, folder: Path, patch: tuple[int, ...]) -> li
         nnUNetDatasetBlosc2,
     )
 
-    from multitask_unet.data.cache import list_cached_cases, load_cached_case
+    from multitask_unet.data.preprocessing.cache import list_cached_cases, load_cached_case
 
     folder.mkdir(parents=True, exist_ok=True)
     ids = []
@@ -161,7 +161,7 @@ def nnunet_pipeline(
 
 
 def ours_pipeline(cache: Path, patch: tuple[int, ...], batch: int, workers: int) -> Iterator[Any]:
-    from multitask_unet.data.loader import LoaderConfig, TrainLoader
+    from multitask_unet.data.sampling.loader import LoaderConfig, TrainLoader
 
     cfg = LoaderConfig(
         patch_size=patch, batch_size=batch, iterations_per_epoch=100_000, num_workers=workers,
@@ -171,7 +171,7 @@ def ours_pipeline(cache: Path, patch: tuple[int, ...], batch: int, workers: int)
 
 
 def queue_pipeline(cache: Path, patch: tuple[int, ...], batch: int, workers: int) -> Iterator[Any]:
-    from multitask_unet.data.loader import LoaderConfig, cache_entries, queue_loader
+    from multitask_unet.data.sampling.loader import LoaderConfig, cache_entries, queue_loader
 
     subjects = [e.open() for e in cache_entries(cache)]
     cfg = LoaderConfig(
@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         cache, source = prepare_cache(
             work, cache=args.cache, phantoms=args.phantoms, real=not args.no_real
         )
-        from multitask_unet.data.cache import list_cached_cases, load_cached_case
+        from multitask_unet.data.preprocessing.cache import list_cached_cases, load_cached_case
 
         shapes = [load_cached_case(cache, c).image.shape[1:] for c in list_cached_cases(cache)]
         results = []

@@ -40,6 +40,7 @@ import torch.nn.functional as F
 
 import multitask_unet as mtu
 from multitask_unet.heads import HEADS
+from multitask_unet.provenance import device_name
 
 DEFAULT_VARIANTS: dict[str, tuple[str, dict[str, Any]] | None] = {
     "seg_only": None,
@@ -169,7 +170,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "all_within_target": all(r["median_ratio"] <= 1.03 for r in results.values()),
         "clock": "process CPU time" if use_cpu_clock else "wall",
         "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name(),
+        "device_name": device_name(device),
         "cpu_count": os.cpu_count(),
         "threads": torch.get_num_threads(),
         "dtype": str(dtype),
@@ -178,16 +179,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "multitask_unet": mtu.__version__,
         "results": results,
     }
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _write_atomic(path: Path, text: str) -> None:

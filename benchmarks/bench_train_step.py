@@ -117,7 +117,7 @@ def our_step(
 ) -> Callable[[], None]:
     """Our training step: MultiTaskUNet + DeepSupervisionLoss(DiceCELoss), same optimiser.
 
-    ``compile`` is a ``TrainConfig.compile`` setting; ``fused`` (None: on CUDA) the optimiser's
+    ``compile`` is a ``TrainConfig.runtime.compile`` setting; ``fused`` (None: on CUDA) the optimiser's
     kernels, as the ``Trainer`` chooses them.
     """
     from multitask_unet.losses import DeepSupervisionLoss, DiceCELoss, check_labels, labels_checked

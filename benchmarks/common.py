@@ -4,51 +4,22 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import statistics
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from multitask_unet import provenance
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def environment(device: str, dtype: str = "float32") -> dict[str, Any]:
     """Device, dtype and versions, recorded with every result."""
-    import multitask_unet
-
-    info: dict[str, Any] = {
-        "device": device,
-        "device_name": torch.cuda.get_device_name(0) if device.startswith("cuda") else _cpu_name(),
-        "dtype": dtype,
-        "cpu_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "multitask_unet": multitask_unet.__version__,
-        "python": platform.python_version(),
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
-    for name in ("dynamic_network_architectures", "nnunetv2", "torchio"):
-        try:
-            from importlib.metadata import version
-
-            info[name] = version(name.replace("_", "-"))
-        except Exception:
-            info[name] = None
-    return info
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
-    except OSError:
-        pass
-    return platform.processor() or "cpu"
+    return provenance.environment(device, dtype=dtype)
 
 
 def sync(device: str) -> None:

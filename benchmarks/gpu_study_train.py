@@ -85,13 +85,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     spec = config.model
     if args.preset:
         spec = type(spec).from_dict({**spec.to_dict(), "preset": args.preset})
-    batch = args.batch_size or config.batch_size or 8
-    patch = tuple(args.patch or config.patch_size or DEFAULT_PATCH)
+    batch = args.batch_size or config.data.batch_size or 8
+    patch = tuple(args.patch or config.data.patch_size or DEFAULT_PATCH)
     if device.type == "cpu":  # a correctness check: small unless asked otherwise
         batch = args.batch_size or CPU_CHECK_BATCH
         patch = tuple(args.patch or CPU_CHECK_PATCH)
     warmup = args.warmup if args.warmup is not None else (5 if device.type == "cuda" else 1)
-    torch.manual_seed(config.seed)
+    torch.manual_seed(config.runtime.seed)
     model = MultiTaskUNet(
         build_model_config(spec, in_channels=1, seg_classes=3, case_classes=len(STUDY_COUNTS))
     ).to(device)
@@ -99,13 +99,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise SystemExit(f"--patch {patch} must be divisible by {model.size_divisor}")
     loss_fn = build_loss(config, model, class_counts=STUDY_COUNTS).to(device)
     params = [*model.parameters(), *loss_fn.parameters()]
-    optimizer = build_optimizer(params, config.optimizer, fused=device.type == "cuda")
-    setting = args.compile or config.compile
+    optimizer = build_optimizer(params, config.optimization.optimizer, fused=device.type == "cuda")
+    setting = args.compile or config.runtime.compile
     net = compiled(model, setting, device)  # the warm-up steps include the compilation
-    scheduler = PolyLR(optimizer, config.epochs, exponent=config.optimizer.poly_exponent)
-    amp = _amp_dtype(config.amp, device)
+    scheduler = PolyLR(
+        optimizer, config.optimization.epochs, exponent=config.optimization.optimizer.poly_exponent
+    )
+    amp = _amp_dtype(config.runtime.amp, device)
     scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
-    image, seg, label = _batch(batch, patch, len(STUDY_COUNTS), device, config.seed)
+    image, seg, label = _batch(batch, patch, len(STUDY_COUNTS), device, config.runtime.seed)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
         torch.cuda.reset_peak_memory_stats(device)
@@ -123,8 +125,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(out.total).backward()
         scaler.unscale_(optimizer)
-        if config.optimizer.grad_clip > 0:
-            nn.utils.clip_grad_norm_(model.parameters(), config.optimizer.grad_clip)
+        if config.optimization.optimizer.grad_clip > 0:
+            nn.utils.clip_grad_norm_(model.parameters(), config.optimization.optimizer.grad_clip)
         scaler.step(optimizer)
         scaler.update()
         if device.type == "cuda":
@@ -144,7 +146,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "patch_size": list(patch),
             "compile": compile_mode(setting, device) or "off",
             "parameters_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
-            "optimizer": config.optimizer.name,
+            "optimizer": config.optimization.optimizer.name,
             "warmup_iterations": warmup,
             "timed_iterations": args.iterations,
             "data": "synthetic batches (data loading not timed)",

@@ -114,8 +114,9 @@ def main(argv: list[str] | None = None) -> int:
         low, high = entry.get("low"), entry.get("high")
         interval = f"  (95% CI {low:.3f}-{high:.3f})" if low is not None else ""
         print(f"  {label:<26} {entry['estimate']:.3f}{interval}")
+    steps = config.optimization.iterations_per_epoch
     print(
-        f"\ntrained {result.epochs} epochs x {config.iterations_per_epoch} iterations in "
+        f"\ntrained {result.epochs} epochs x {steps} iterations in "
         f"{timings['train_s'] / 60:.1f} min; total {sum(timings.values()) / 60:.1f} min; "
         f"report: {out / 'report'}, curves: {run / 'curves.png'}"
     )

@@ -19,9 +19,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["on_page_markdown", "render_file", "render_marker"]
+__all__ = ["on_page_markdown", "render_crossval", "render_file", "render_marker"]
 
 MARKER = re.compile(r"^<!--\s*results:\s*(?P<glob>\S+)\s*-->[ \t]*$", re.MULTILINE)
+#: ``<!-- crossval: FILE COLUMN ... -->``: the headline table of a cross-validation summary.
+CROSSVAL = re.compile(
+    r"^<!--\s*crossval:\s*(?P<path>\S+)(?P<columns>(?:\s+\w+)*)\s*-->[ \t]*$", re.MULTILINE
+)
 
 #: Keys that describe the machine and the software, wherever they appear at the top level or
 #: under ``environment``.
@@ -147,9 +151,57 @@ def render_marker(glob: str, *, root: Path) -> str:
     return "\n".join(render_file(p, root=root) for p in paths)
 
 
+def render_crossval(path: Path, columns: list[str], *, root: Path) -> str:
+    """The headline table of a ``crossval.json``: mean and median of ``columns``, raw and
+    post-processed, then the chosen post-processing and the machine."""
+    rel = path.relative_to(root).as_posix()
+    if not path.is_file():
+        return f"*Not yet measured: `{rel}` is not in this version.*\n"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    header = [""]
+    for column in columns:
+        name = column.removeprefix("dice_").replace("_", " ")
+        header += [f"{name} Dice, mean", "median"]
+    rows = []
+    for key, label in (("raw", "plain argmax"), ("postprocessed", "chosen post-processing")):
+        scores = data.get(key) or {}
+        if scores:
+            cells = []
+            for column in columns:
+                entry = scores.get(column) or {}
+                cells += [_fmt3(entry.get("mean")), _fmt3(entry.get("median"))]
+            rows.append([label, *cells])
+    lines = _table(header, rows)
+    chosen = (data.get("postprocessing") or {}).get("chosen_on_every_case")
+    if chosen:
+        lines += [
+            f"Post-processing chosen on all {data.get('cases')} out-of-fold cases: label weights "
+            f"{_fmt(chosen['label_weights'])}, largest component "
+            f"{'yes' if chosen['largest_component'] else 'no'}; each fold's scores above use the "
+            "choice made on the other folds' cases.",
+            "",
+        ]
+    env = data.get("environment") or {}
+    machine = ", ".join(f"{k} {_fmt(env[k])}" for k in MACHINE_KEYS if k in env)
+    lines += [
+        f"{data.get('folds')} folds, budget {data.get('budget') or 'none'} per fold; "
+        f"measured on {machine or 'an unrecorded machine'} (`{rel}`).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _fmt3(value: Any) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
 def on_page_markdown(markdown: str, *, page: Any, config: Any, files: Any) -> str:
-    """MkDocs event: expand every ``<!-- results: GLOB -->`` line of the page."""
+    """MkDocs event: expand every ``<!-- results: GLOB -->`` and ``<!-- crossval: ... -->`` line."""
     if "<!--" not in markdown:
         return markdown
     root = Path(config["config_file_path"]).resolve().parent
+    markdown = CROSSVAL.sub(
+        lambda m: render_crossval(root / m.group("path"), m.group("columns").split(), root=root),
+        markdown,
+    )
     return MARKER.sub(lambda m: render_marker(m.group("glob"), root=root), markdown)

@@ -28,7 +28,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from budget import trained_mirror_axes
 from report import write_comparison
 
 from multitask_unet.data.phantoms import write_phantom_dataset
@@ -45,14 +44,9 @@ CONFIGS = HERE / "configs"
 #: Overrides of the smoke mode: the grid's chain on phantoms, a few iterations per variant.
 SMOKE: dict[str, Any] = {
     "model": {"preset": "tiny_residual"},
-    "epochs": 1,
-    "iterations_per_epoch": 2,
-    "batch_size": 2,
-    "patch_size": [16, 32, 32],
-    "augment": False,
-    "val_every": 1,
-    "progress": False,
-    "device": "cpu",
+    "data": {"batch_size": 2, "patch_size": [16, 32, 32], "augment": False},
+    "optimization": {"epochs": 1, "iterations_per_epoch": 2},
+    "runtime": {"val_every": 1, "progress": False, "device": "cpu"},
 }
 SMOKE_PHANTOMS: dict[str, Any] = {
     "n_train": 6,
@@ -93,24 +87,26 @@ def variant_config(
     """Load a variant's config; weight one-vs-rest positives when it uses weighted losses.
 
     A ``bce_ovr`` term without ``pos_weight`` in a variant that draws cases uniformly
-    (``weights_mode: none``, the weighted-loss strategy) gets ``pos_weight_k = negatives_k /
+    (``data.weights_mode: none``, the weighted-loss strategy) gets ``pos_weight_k = negatives_k /
     positives_k`` from the training split: the binary counterpart of weighted cross-entropy.
 
     Args:
         path: The YAML file.
         index: The dataset (its training split gives the class counts).
-        overrides: Nested keys replacing the file's (e.g. :data:`SMOKE`, or ``{"device": "cpu"}``).
+        overrides: Nested keys replacing the file's (e.g. :data:`SMOKE`, or
+            ``{"runtime": {"device": "cpu"}}``).
     """
     config = TrainConfig.load(path)
     if overrides:
         config = TrainConfig.from_dict(_merge(config.to_dict(), overrides))
-    terms = dict(config.loss.terms) if config.loss is not None else {}
+    loss = config.optimization.loss
+    terms = dict(loss.terms) if loss is not None else {}
     term = terms.get("cls")
     if (
         term is not None
         and term.loss == "bce_ovr"
         and "pos_weight" not in term.options
-        and config.weights_mode == "none"
+        and config.data.weights_mode == "none"
     ):
         labels = [r.label for r in index.split("train") if r.label is not None]
         counts = [labels.count(k) for k in range(len(index.class_names))]
@@ -118,7 +114,8 @@ def variant_config(
             raise ConfigError(f"{path}: a subtype has no training case (counts {counts})")
         pos_weight = [(len(labels) - n) / n for n in counts]
         terms["cls"] = dataclasses.replace(term, options={**term.options, "pos_weight": pos_weight})
-        config = dataclasses.replace(config, loss=dataclasses.replace(config.loss, terms=terms))
+        loss = dataclasses.replace(loss, terms=terms)
+        config = config.replace(optimization={"loss": loss})
     return config
 
 
@@ -150,7 +147,7 @@ def run_variant(
 ) -> Path:
     """Train, predict ``validation/`` and ``test/``, evaluate ``validation/``; returns the report
     folder (``OUT/NAME/report_validation``). Test-time mirroring defaults to the axes the
-    training augmentation mirrored (:func:`budget.trained_mirror_axes`)."""
+    training augmentation mirrored (the checkpoint records them)."""
     folder = out / name
     run = folder / "run"
     run.mkdir(parents=True, exist_ok=True)
@@ -160,7 +157,7 @@ def run_variant(
     finished = False
     if done.is_file() and (run / "metrics.csv").is_file():
         with (run / "metrics.csv").open() as fh:
-            finished = sum(1 for _ in fh) - 1 >= config.epochs
+            finished = sum(1 for _ in fh) - 1 >= config.optimization.epochs
     if not finished:
         print(f"[{name}] training {config.model.preset} + {config.model.head}")
         train(
@@ -172,10 +169,9 @@ def run_variant(
             workers=workers,
             verbose=False,
         )
+    options = {} if mirror_axes is None else {"mirror_axes": tuple(mirror_axes)}
     predictor = Predictor.from_checkpoint(
-        _best_checkpoint(run),
-        device=_device(config.device),
-        mirror_axes=trained_mirror_axes(config) if mirror_axes is None else tuple(mirror_axes),
+        _best_checkpoint(run), device=_device(config.runtime.device), **options
     )
     for split in ("validation", "test"):
         if split in index.splits:
@@ -231,7 +227,7 @@ def run_grid(
     unknown = sorted(set(names) - set(found))
     if unknown:
         raise ConfigError(f"unknown variant(s) {unknown}; choose from {', '.join(found)}")
-    overrides = _merge({"device": device}, overrides or {})
+    overrides = _merge({"runtime": {"device": device}}, overrides or {})
     configs = {n: variant_config(found[n], index, overrides=overrides) for n in names}
     plan_path = _shared_plan(
         index, configs[names[0]], out, workers=workers, intensity_samples=intensity_samples

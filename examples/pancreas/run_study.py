@@ -7,35 +7,66 @@ Modes:
   ``train/``, validate on ``validation/``, predict ``test/`` (segmentations +
   ``predictions.csv`` of subtype probabilities) and write ``OUT/report/`` comparing the variants
   (``study_report.md`` + ``study_report.png``).
-* **budget** (``--budget-minutes M``, CPU): train one small configuration on ``train/`` and
-  evaluate on ``validation/`` within ``M`` minutes (see ``budget.py``).
+* **budget** (``--budget-minutes M``, CPU): the library's ``train --budget`` on ``train/``
+  (planning and training within ``M`` minutes), then prediction and evaluation of
+  ``validation/``. Cross-validation is the library's ``multitask-unet crossval``.
 * **smoke** (``--smoke``): the grid's whole chain on synthetic phantoms for a few iterations.
 
 Usage::
 
     python examples/pancreas/run_study.py DATA -o runs/study                # the grid (GPU)
     python examples/pancreas/run_study.py DATA -o runs/study --only panda_balanced
-    python examples/pancreas/run_study.py DATA -o runs/budget --budget-minutes 30 --threads 2
-    python examples/pancreas/run_study.py DATA -o runs/budget --budget-minutes 30 --threads 2 \\
-        --budget-plan auto                  # the library's budget planner (see the study page)
+    python examples/pancreas/run_study.py DATA -o runs/budget --budget-minutes 30
     python examples/pancreas/run_study.py --smoke -o /tmp/smoke
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
+import time
 from pathlib import Path
-
-import torch
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:  # the example's modules, when imported from elsewhere (tests)
+if str(HERE) not in sys.path:  # the grid and report modules beside this script
     sys.path.insert(0, str(HERE))
 
-from budget import HEADLINE, run_budget  # noqa: E402
-from machine import environment, write_json_atomic  # noqa: E402
+from multitask_unet.data.readers import read_dataset  # noqa: E402
+from multitask_unet.evaluation import evaluate  # noqa: E402
+from multitask_unet.inference import Predictor  # noqa: E402
+from multitask_unet.provenance import environment, write_json_atomic  # noqa: E402
+from multitask_unet.training import train  # noqa: E402
+
+#: Evaluation summary keys reported, with their labels.
+HEADLINE = {
+    "dice_whole_pancreas": "whole-pancreas Dice",
+    "dice_lesion": "lesion Dice",
+    "macro_f1": "macro-F1",
+    "auc_ovr_macro": "one-vs-rest AUC (macro)",
+}
+
+
+def run_budget(data: Path, out: Path, minutes: float, *, workers: int = 2) -> dict[str, Any]:
+    """``train --budget`` on ``train/``, then predict and evaluate ``validation/``."""
+    index = read_dataset(data)
+    started = time.perf_counter()
+    result = train(index, out / "run", budget=f"{minutes:g}m", workers=workers)
+    trained = time.perf_counter()
+    predictor = Predictor.from_run(out / "run")
+    predictor.predict(index.split("validation").records, out / "predictions_validation")
+    report = evaluate(out / "predictions_validation", index.root,
+                      out_dir=out / "report_validation", split="validation")  # fmt: skip
+    return {
+        "mode": "cpu_budget",
+        "budget_minutes": minutes,
+        "epochs_trained": result.epochs,
+        "results": {k: report.summary[k] for k in HEADLINE if k in report.summary},
+        "timings": {
+            "plan_and_train_s": trained - started,
+            "predict_and_evaluate_s": time.perf_counter() - trained,
+        },
+    }
 
 
 def _print_results(results: dict[str, dict[str, float]]) -> None:
@@ -54,29 +85,17 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("data", nargs="?", type=Path, help="study-layout dataset folder")
     parser.add_argument("-o", "--out", type=Path, required=True, help="output folder")
     parser.add_argument(
-        "--budget-minutes", type=float, help="CPU budget mode: train + evaluate in this time"
+        "--budget-minutes", type=float, help="budget mode: plan and train in this time"
     )
     parser.add_argument("--smoke", action="store_true", help="a few iterations on phantoms")
     parser.add_argument("--only", nargs="+", help="grid: run only these variants")
     parser.add_argument("--device", default="auto", help="grid: auto, cpu, cuda, cuda:N")
-    parser.add_argument(
-        "--budget-plan",
-        choices=("auto", "planner", "fixed"),
-        default="fixed",
-        help="budget: the fixed config (default, cross-validated), the library's budget "
-        "planner, or the planner with the fixed config as fallback (auto)",
-    )
-    parser.add_argument(
-        "--config", type=Path, help="budget: training YAML (configs/cpu_budget.yaml)"
-    )
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads")
     parser.add_argument("--results", type=Path, help="also write the summary JSON here")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    torch.set_num_threads(args.threads)
     if args.smoke:
         from grid import run_smoke
 
@@ -84,21 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     elif args.data is None:
         _parser().error("give the dataset folder (or --smoke)")
     elif args.budget_minutes is not None:
-        summary = run_budget(
-            args.data,
-            args.out,
-            minutes=args.budget_minutes,
-            plan_mode=args.budget_plan,
-            config_path=args.config,
-            workers=min(2, args.threads),
-        )
-        summary = {"environment": environment("cpu"), **summary}
-        print(f"\nvalidation cases: {summary['data']['validation_cases']}")
+        summary = run_budget(args.data, args.out, args.budget_minutes)
+        summary["environment"] = environment("cpu")
         _print_results(summary["results"])
-        print(
-            f"trained {summary['settings']['iterations_trained']} iterations; total "
-            f"{summary['timings']['total_s'] / 60:.1f} min; curves: {args.out / 'run/curves.png'}"
-        )
     else:
         from grid import run_grid
 

@@ -9,6 +9,7 @@ import pkgutil
 import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from types import ModuleType
 
@@ -34,12 +35,25 @@ def _load_hook() -> ModuleType:
 
 
 def public_modules() -> list[str]:
-    """Every importable module of the package without a ``_``-prefixed part."""
+    """Every importable module of the package without a ``_``-prefixed part.
+
+    Deprecation shims (old import paths, marked ``__deprecated_path__ = True``) are left out:
+    their names are documented where they moved.
+    """
     names = ["multitask_unet"]
     for info in pkgutil.walk_packages(multitask_unet.__path__, "multitask_unet."):
-        if not any(part.startswith("_") for part in info.name.split(".")):
+        private = any(part.startswith("_") for part in info.name.split("."))
+        if not private and not is_deprecated_path(info.name):
             names.append(info.name)
     return sorted(names)
+
+
+def is_deprecated_path(name: str) -> bool:
+    """Whether module ``name`` is a deprecation shim (importing it warns; ignored here)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        module = importlib.import_module(name)
+    return getattr(module, "__deprecated_path__", False) is True
 
 
 def documented_modules() -> set[str]:
@@ -71,6 +85,15 @@ def test_every_top_level_name_is_linked_from_the_reference_index() -> None:
     )
 
 
+def test_api_reference_leaves_out_deprecated_paths() -> None:
+    shims = sorted(
+        name
+        for name in documented_modules()
+        if importlib.util.find_spec(name) is not None and is_deprecated_path(name)
+    )
+    assert not shims, f"docs/reference/ documents deprecated import paths: {shims}"
+
+
 def test_api_reference_names_only_existing_modules() -> None:
     stale = sorted(name for name in documented_modules() if importlib.util.find_spec(name) is None)
     assert not stale, f"docs/reference/ documents modules that do not exist: {stale}"
@@ -91,10 +114,10 @@ def test_every_page_is_in_the_navigation() -> None:
 @pytest.mark.parametrize(
     ("docstring", "expected"),
     [
-        ("Uses :class:`~multitask_unet.data.batch.Batch`.", "Uses `Batch`."),
+        ("Uses :class:`~multitask_unet.data.sampling.batch.Batch`.", "Uses `Batch`."),
         ("See :func:`multitask_unet.create_model`.", "See `multitask_unet.create_model`."),
         (":meth:`Plan.save` and :py:data:`LOSSES`", "`Plan.save` and `LOSSES`"),
-        (":mod:`the loaders <multitask_unet.data.loader>`", "`the loaders`"),
+        (":mod:`the loaders <multitask_unet.data.sampling.loader>`", "`the loaders`"),
         ("Example:\n    >>> f()\n", "Examples:\n    >>> f()\n"),
         ("    Example:\n        >>> f()", "    Examples:\n        >>> f()"),
         ("An example: not a header", "An example: not a header"),
@@ -159,6 +182,31 @@ def test_results_markers_in_pages_are_expanded(tmp_path: Path) -> None:
     config = {"config_file_path": str(tmp_path / "mkdocs.yml")}
     out = hook.on_page_markdown(page, page=None, config=config, files=None)
     assert "<!-- results" not in out and "*Not yet measured" in out and out.endswith("Text.\n")
+
+
+def test_crossval_marker_renders_the_headline_table(tmp_path: Path) -> None:
+    hook = _load_hook()
+    scores = {"dice_a": {"mean": 0.81234, "median": 0.8}, "dice_b": {"mean": 0.4, "median": 0.45}}
+    data = {
+        "folds": 3,
+        "cases": 46,
+        "budget": "30m",
+        "raw": scores,
+        "postprocessed": {"dice_a": {"mean": 0.82, "median": 0.83}},
+        "postprocessing": {
+            "chosen_on_every_case": {"label_weights": [1, 1, 16], "largest_component": True}
+        },
+        "environment": {"device": "cpu", "device_name": "Test CPU"},
+    }
+    (tmp_path / "cv.json").write_text(json.dumps(data))
+    page = "<!-- crossval: cv.json dice_a dice_b -->\n"
+    config = {"config_file_path": str(tmp_path / "mkdocs.yml")}
+    out = hook.on_page_markdown(page, page=None, config=config, files=None)
+    assert "| plain argmax | 0.812 | 0.800 | 0.400 | 0.450 |" in out
+    assert "| chosen post-processing | 0.820 | 0.830 | – | – |" in out
+    assert "label weights 1 × 1 × 16, largest component yes" in out
+    assert "3 folds, budget 30m per fold" in out and "Test CPU" in out
+    assert "*Not yet measured" in hook.render_crossval(tmp_path / "none.json", [], root=tmp_path)
 
 
 @pytest.mark.parametrize(

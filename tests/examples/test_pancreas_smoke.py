@@ -1,4 +1,4 @@
-"""The pancreas example (examples/pancreas): study configs, budget config, report, smoke mode.
+"""The pancreas example (examples/pancreas): study configs, budget mode, report, smoke mode.
 
 The smoke test runs the grid's whole chain (plan -> preprocess -> train -> predict validation
 and test -> evaluate -> comparison report) on phantoms for two variants and two iterations
@@ -20,11 +20,9 @@ EXAMPLE = ROOT / "examples" / "pancreas"
 sys.path.insert(0, str(EXAMPLE))
 sys.path.insert(0, str(ROOT))
 
-import budget  # noqa: E402
 import grid  # noqa: E402
 import report  # noqa: E402
-
-from multitask_unet.errors import ConfigError  # noqa: E402
+import run_study  # noqa: E402
 
 HEADS = ("last_stage", "panda", "ovr", "attention")
 STRATEGIES = ("wce", "balanced")
@@ -83,97 +81,21 @@ def test_overrides_replace_nested_keys(tiny_index) -> None:
     assert (config.epochs, config.iterations_per_epoch, config.device) == (1, 2, "cpu")
 
 
-@pytest.mark.parametrize(("minutes", "elapsed"), [(30, 0.0), (30, 2.5), (12, 1.0)])
-def test_budget_config_leaves_the_reserve(minutes: float, elapsed: float) -> None:
-    config = budget.budget_config(minutes, elapsed_minutes=elapsed)
-    left = minutes - elapsed - budget._RESERVE_MINUTES
-    assert config.time_budget_minutes == pytest.approx(left)
-    assert (config.device, config.model.preset, config.model.head) == (
-        "cpu",
-        "small_residual",
-        "panda",
-    )
-
-
-@pytest.mark.parametrize(
-    ("options", "expected"),
-    [
-        ({"augment": False}, ()),
-        ({}, (0, 1, 2)),
-        ({"augmentation": {"mirror_axes": [1, 2]}}, (1, 2)),
-        ({"augmentation": {"p_mirror": 0.0}}, ()),
-    ],
-)
-def test_test_time_mirroring_only_along_trained_axes(options: dict, expected: tuple) -> None:
+def test_budget_mode_is_the_library_front_door(tmp_path: Path, monkeypatch) -> None:
+    """``--budget-minutes`` runs ``train(budget=...)``, predicts ``validation/`` and evaluates."""
+    import multitask_unet.training.budget.planner as planner
+    from multitask_unet.data.phantoms import write_phantom_dataset
     from multitask_unet.training import TrainConfig
 
-    config = TrainConfig.from_dict(options)
-    assert budget.trained_mirror_axes(config) == expected
-
-
-@pytest.mark.parametrize("native", [True, False])
-def test_bf16_only_on_native_bf16_cpus(monkeypatch, tmp_path: Path, native: bool) -> None:
-    monkeypatch.setattr(budget, "cpu_has_native_bf16", lambda: native)
-    assert budget.budget_config(30).amp == "auto"  # the fixed configuration: float32, as measured
-    assert budget.planner_search(budget.budget_config(30)).amp == ("bf16" if native else "auto")
-    off = budget.budget_config(30).replace(amp="off")
-    assert budget.planner_search(off).amp == "off"  # an explicit choice stands
-    yaml = tmp_path / "bf16.yaml"
-    yaml.write_text((budget.HERE / "configs" / "cpu_budget.yaml").read_text() + "amp: bf16\n")
-    assert budget.budget_config(30, path=yaml).amp == ("bf16" if native else "off")
-
-
-def test_budget_config_refuses_a_budget_too_small() -> None:
-    with pytest.raises(ConfigError, match="budget of 3 min"):
-        budget.budget_config(3, elapsed_minutes=0.5)
-
-
-def test_budget_mode_rejects_an_unknown_plan_mode(tiny_index, tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="plan_mode"):
-        budget.run_budget(tiny_index.root, tmp_path / "out", minutes=30, plan_mode="guess")
-
-
-def test_budget_mode_needs_a_validation_split(tmp_path: Path) -> None:
-    from multitask_unet.data.phantoms import write_phantom_dataset
-
-    root = write_phantom_dataset(
-        tmp_path / "p", n_train=3, n_validation=0, n_test=0, shape=(8, 8, 8), class_counts=(1, 1, 1)
-    ).root
-    with pytest.raises(ConfigError, match="no validation/ split"):
-        budget.run_budget(root, tmp_path / "out", minutes=30)
-
-
-def test_budget_mode_falls_back_to_the_fixed_config(tmp_path: Path, monkeypatch) -> None:
-    from multitask_unet.data.phantoms import write_phantom_dataset
-
-    def no_candidate(*args, **kwargs):
-        raise ConfigError("no candidate reaches 1000 steps")
-
-    monkeypatch.setattr(budget, "plan_for_budget", no_candidate)
-    root = write_phantom_dataset(
-        tmp_path / "p",
-        n_train=3,
-        n_validation=2,
-        n_test=0,
-        shape=(24, 24, 12),
-        class_counts=(1, 1, 1),
-    ).root
-    config = tmp_path / "tiny.yaml"
-    text = (EXAMPLE / "configs" / "cpu_budget.yaml").read_text()
-    text = text.replace("preset: small_residual", "preset: tiny_residual")
-    text = text.replace("epochs: 250", "epochs: 1").replace(
-        "iterations_per_epoch: 10", "iterations_per_epoch: 1"
-    )
-    config.write_text(text.replace("patch_size: [32, 48, 64]", "patch_size: [8, 16, 16]"))
-    summary = budget.run_budget(root, tmp_path / "out", minutes=10, config_path=config, workers=1)
-    assert summary["settings"]["plan"] == "fixed"
-    assert "no candidate" in summary["settings"]["planner_note"]
-    assert summary["settings"]["target_spacing"] == list(budget.BUDGET_SPACING)
-    assert summary["settings"]["iterations_trained"] == 1
-    assert summary["settings"]["test_time_mirroring"] == [0, 1, 2]  # trained with mirroring
-    assert summary["data"]["validation_cases"] == 2
+    monkeypatch.setattr(planner, "measure_step_seconds", lambda m, p, b, **kw: 1e-3)
+    root = write_phantom_dataset(tmp_path / "p", n_train=3, n_validation=2, n_test=0,
+                                 shape=(24, 24, 12), class_counts=(1, 1, 1)).root  # fmt: skip
+    summary = run_study.run_budget(root, tmp_path / "out", 0.3, workers=1)
+    trained = TrainConfig.load(tmp_path / "out" / "run" / "config.yaml")
+    assert trained.optimizer.name == "adamw"  # the budget plan's recipe, from the library
+    assert summary["epochs_trained"] >= 1
     assert 0 <= summary["results"]["dice_whole_pancreas"]["estimate"] <= 1
-    assert (tmp_path / "out" / "report_validation" / "summary.json").is_file()
+    assert len(list((tmp_path / "out" / "predictions_validation").glob("*.nii.gz"))) == 2
 
 
 def _entry(value: float) -> dict:
