@@ -165,7 +165,7 @@ def ours_pipeline(cache: Path, patch: tuple[int, ...], batch: int, workers: int)
 
     cfg = LoaderConfig(
         patch_size=patch, batch_size=batch, iterations_per_epoch=100_000, num_workers=workers,
-        weights_mode="none",  # nnU-Net draws cases uniformly
+        class_weights="none",  # nnU-Net draws cases uniformly
     )  # fmt: skip
     yield from TrainLoader(cache, cfg)
 
@@ -176,7 +176,7 @@ def queue_pipeline(cache: Path, patch: tuple[int, ...], batch: int, workers: int
     subjects = [e.open() for e in cache_entries(cache)]
     cfg = LoaderConfig(
         patch_size=patch, batch_size=batch, iterations_per_epoch=100_000, num_workers=workers,
-        weights_mode="none",
+        class_weights="none",
     )  # fmt: skip
     max_length = QUEUE_FILL_BATCHES * batch
     yield from queue_loader(subjects, cfg, samples_per_volume=4, max_length=max_length)

@@ -87,7 +87,7 @@ def variant_config(
     """Load a variant's config; weight one-vs-rest positives when it uses weighted losses.
 
     A ``bce_ovr`` term without ``pos_weight`` in a variant that draws cases uniformly
-    (``data.weights_mode: none``, the weighted-loss strategy) gets ``pos_weight_k = negatives_k /
+    (``data.class_weights: none``, the weighted-loss strategy) gets ``pos_weight_k = negatives_k /
     positives_k`` from the training split: the binary counterpart of weighted cross-entropy.
 
     Args:
@@ -106,7 +106,7 @@ def variant_config(
         term is not None
         and term.loss == "bce_ovr"
         and "pos_weight" not in term.options
-        and config.data.weights_mode == "none"
+        and config.data.class_weights == "none"
     ):
         labels = [r.label for r in index.split("train") if r.label is not None]
         counts = [labels.count(k) for k in range(len(index.class_names))]

@@ -26,7 +26,7 @@ def lopsided(tmp_path: Path) -> Path:
 def test_validate_prints_the_sampling_warnings(lopsided: Path, capsys) -> None:
     assert main(["validate", str(lopsided)]) == 0  # warnings never fail the check
     out = capsys.readouterr().out
-    assert "Sampling of the train split (--weights-mode balanced, --max-oversampling 3)" in out
+    assert "Sampling of the train split (--class-weights balanced, --max-oversampling 3)" in out
     lines = [ln for ln in out.splitlines() if ln.startswith("WARNING class")]
     assert any(
         "class subtype1 has 1 of 16 cases: balanced sampling would draw it 5.3x its natural rate"
@@ -39,7 +39,7 @@ def test_validate_prints_the_sampling_warnings(lopsided: Path, capsys) -> None:
 
 
 def test_validate_checks_the_chosen_strategy(lopsided: Path, capsys) -> None:
-    args = ["validate", str(lopsided), "--weights-mode", "none", "--json"]
+    args = ["validate", str(lopsided), "--class-weights", "none", "--json"]
     assert main(args) == 0
     warnings = json.loads(capsys.readouterr().out)["sampling_warnings"]
     assert len(warnings) == 2 and all("too few" in w for w in warnings)

@@ -56,7 +56,7 @@ def test_study_config_follows_the_study(tiny_index, head: str, strategy: str) ->
     assert cls.loss == ("bce_ovr" if head == "ovr" else "ce")
     weighted = cls.class_weights != "none" or "pos_weight" in cls.options
     assert weighted == (strategy == "wce")
-    assert config.weights_mode == ("none" if strategy == "wce" else "balanced")
+    assert config.data.class_weights == ("none" if strategy == "wce" else "balanced")
 
 
 @pytest.mark.parametrize("counts", [(1, 1, 1), (2, 3, 1)])

@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from _references import require
 from multitask_unet.errors import ConfigError, DataError, RegistryError, ShapeError
 from multitask_unet.losses import (
     LOSSES,
@@ -86,7 +87,7 @@ def test_focal_with_gamma_zero_is_cross_entropy(weight):
 
 @pytest.mark.parametrize("gamma", [0.5, 2.0])
 def test_focal_two_classes_equals_torchvision_sigmoid_focal(gamma):
-    ops = pytest.importorskip("torchvision.ops", reason="torchvision is not installed")
+    ops = require("torchvision.ops", reason="torchvision is not installed")
     # softmax over (0, z) is sigmoid(z): the 2-class focal loss is torchvision's binary one
     gen = torch.Generator().manual_seed(4)
     z = 3 * torch.randn(8, generator=gen)
@@ -120,7 +121,7 @@ def test_ovr_bce_equals_torch_on_one_hot(pos_weight, label_smoothing):
 
 
 def test_inverse_class_weights_equal_sklearn_balanced():
-    utils = pytest.importorskip("sklearn.utils", reason="scikit-learn is not installed")
+    utils = require("sklearn.utils", reason="scikit-learn is not installed")
     labels = [0] * 50 + [1] * 7 + [2] * 20 + [3] * 3
     counts = torch.bincount(torch.tensor(labels))
     expected = utils.compute_class_weight("balanced", classes=np.arange(4), y=np.array(labels))

@@ -71,7 +71,9 @@ def test_round_trip(fmt):
 
 def test_class_weights_from_counts():
     config = MultiTaskLossConfig(
-        terms={"cls": LossTermConfig(loss="focal", options={"gamma": 1.0}, class_weights="inverse")}
+        terms={
+            "cls": LossTermConfig(loss="focal", options={"gamma": 1.0}, class_weights="balanced")
+        }
     )
     built = config.build(class_counts={"cls": [10, 30, 60]})
     outputs, targets = outputs_and_targets(1)
@@ -87,12 +89,16 @@ def test_config_errors():
     with pytest.raises(RegistryError, match="Did you mean 'focal'"):
         LossTermConfig(loss="focl")
     with pytest.raises(ConfigError, match="bce_ovr"):
-        LossTermConfig(loss="bce_ovr", class_weights="inverse")
+        LossTermConfig(loss="bce_ovr", class_weights="balanced")
     with pytest.raises(ConfigError, match=r"either class_weights or options\.weight"):
-        LossTermConfig(loss="ce", class_weights="inverse", options={"weight": [1, 2]})
+        LossTermConfig(loss="ce", class_weights="balanced", options={"weight": [1, 2]})
     with pytest.raises(ConfigError, match="no option 'gama'"):
         MultiTaskLossConfig.from_dict({"terms": {"cls": {"loss": "focal", "gama": 2}}})
     with pytest.raises(ConfigError, match="'focal'"):
         MultiTaskLossConfig(
             terms={"cls": LossTermConfig(loss="focal", options={"gama": 2})}
         ).build()
+
+
+def test_inverse_is_the_former_name_of_balanced_class_weights() -> None:
+    assert LossTermConfig(loss="ce", class_weights="inverse").class_weights == "balanced"

@@ -7,9 +7,10 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from _references import require
 from multitask_unet.losses import DiceCELoss, SoftDiceLoss
 
-pytest.importorskip("nnunetv2", reason="nnunetv2 is not installed (pip install nnunetv2)")
+require("nnunetv2", reason="nnunetv2 is not installed (pip install nnunetv2)")
 
 WORLD = 2
 SHAPE = (2, 3, 4, 5, 3)  # per-rank (B, C, D, H, W)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from _references import reference
 from multitask_unet.errors import ConfigError, ShapeError
 from multitask_unet.losses import (
     DeepSupervisionLoss,
@@ -17,15 +18,8 @@ from multitask_unet.losses import (
     downsample_seg_target,
 )
 
-trainer_module = pytest.importorskip(
-    "nnunetv2.training.nnUNetTrainer.nnUNetTrainer",
-    reason="nnunetv2 is not installed (pip install nnunetv2)",
-)
-ds_module = pytest.importorskip(
-    "batchgeneratorsv2.transforms.utils.deep_supervision_downsampling",
-    reason="batchgeneratorsv2 (an nnunetv2 dependency) is not installed",
-)
-Trainer = trainer_module.nnUNetTrainer
+trainer_module = reference("nnunetv2.training.nnUNetTrainer.nnUNetTrainer")
+ds_module = reference("batchgeneratorsv2.transforms.utils.deep_supervision_downsampling")
 
 POOL_KERNELS = {
     "anisotropic": [[1, 1, 1], [1, 2, 2], [2, 2, 2], [2, 2, 2]],
@@ -45,7 +39,9 @@ def nnunet_trainer_stub(pool_kernels, *, batch_dice: bool = False) -> types.Simp
         label_manager=types.SimpleNamespace(has_regions=False, ignore_label=None),
     )
     stub._do_i_compile = lambda: False
-    stub._get_deep_supervision_scales = lambda: Trainer._get_deep_supervision_scales(stub)
+    stub._get_deep_supervision_scales = lambda: (
+        trainer_module.nnUNetTrainer._get_deep_supervision_scales(stub)
+    )
     return stub
 
 
@@ -53,7 +49,7 @@ def nnunet_trainer_stub(pool_kernels, *, batch_dice: bool = False) -> types.Simp
 def test_scales_and_weights_equal_nnunet_trainer(kernels):
     stub = nnunet_trainer_stub(kernels)
     ref_scales = stub._get_deep_supervision_scales()
-    ref_weights = Trainer._build_loss(stub).weight_factors
+    ref_weights = trainer_module.nnUNetTrainer._build_loss(stub).weight_factors
     scales = deep_supervision_scales(kernels)
     np.testing.assert_allclose(np.array(scales), np.array(ref_scales, dtype=float), rtol=0, atol=0)
     np.testing.assert_allclose(deep_supervision_weights(len(scales)), ref_weights, atol=1e-12)
@@ -70,7 +66,9 @@ def test_single_output_weight_is_one():
     ("kernels", "size"), [("anisotropic", (7, 10, 13)), ("isotropic5", (9, 6, 11))]
 )
 def test_downsample_equals_nnunet_transform(kernels, size, dtype):
-    scales = Trainer._get_deep_supervision_scales(nnunet_trainer_stub(POOL_KERNELS[kernels]))
+    scales = trainer_module.nnUNetTrainer._get_deep_supervision_scales(
+        nnunet_trainer_stub(POOL_KERNELS[kernels])
+    )
     gen = torch.Generator().manual_seed(sum(size))
     target = torch.randint(0, 4, (2, 1, *size), generator=gen).to(dtype)
     transform = ds_module.DownsampleSegForDSTransform(ds_scales=scales)
@@ -129,7 +127,7 @@ def test_deep_supervision_loss_equals_nnunet(kernels, size, present, batch_dice)
     target = labels[torch.randint(0, len(present), (2, 1, *size), generator=gen)]
 
     stub = nnunet_trainer_stub(POOL_KERNELS[kernels], batch_dice=batch_dice)
-    ref_loss = Trainer._build_loss(stub)
+    ref_loss = trainer_module.nnUNetTrainer._build_loss(stub)
     transform = ds_module.DownsampleSegForDSTransform(ds_scales=stub._get_deep_supervision_scales())
     per_sample = [transform(segmentation=t.clone())["segmentation"] for t in target]
     ref_targets = [torch.stack([s[i] for s in per_sample]).float() for i in range(len(outputs))]

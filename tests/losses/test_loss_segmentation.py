@@ -5,15 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
+from _references import reference
 from multitask_unet.errors import DataError, ShapeError
 from multitask_unet.losses import DiceCELoss, SoftDiceLoss, check_labels, labels_checked
 
-nn_compound = pytest.importorskip(
-    "nnunetv2.training.loss.compound_losses",
-    reason="nnunetv2 is not installed (pip install nnunetv2)",
-)
-nn_dice = pytest.importorskip("nnunetv2.training.loss.dice", reason="nnunetv2 is not installed")
-nn_helpers = pytest.importorskip("nnunetv2.utilities.helpers", reason="nnunetv2 is not installed")
+nn_compound = reference("nnunetv2.training.loss.compound_losses")
+nn_dice = reference("nnunetv2.training.loss.dice")
+nn_helpers = reference("nnunetv2.utilities.helpers")
 
 TOL = 1e-5
 

@@ -16,7 +16,7 @@ from multitask_unet.training import (
     RuntimeConfig,
     TrainConfig,
 )
-from multitask_unet.training.config_migration import MOVED
+from multitask_unet.training.config_migration import MOVED, RENAMED, new_place
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
 
@@ -25,7 +25,7 @@ model: {preset: tiny_plain, head: ovr}
 data:
   patch_size: [16, 32, 32]
   batch_size: 4
-  weights_mode: none
+  class_weights: none
   augmentation: {p_rotation: 0.0}
 optimization:
   optimizer: {name: adamw, lr: 0.001}
@@ -108,7 +108,7 @@ def test_yaml_round_trip(options: dict, tmp_path: Path) -> None:
         ({"optimization": {"optimizer": {"momentum": 1.0}}}, "momentum"),
         ({"data": {"patch_size": [16, 16]}}, "3 items"),
         ({"runtime": {"val_overlap": 1.0}}, "val_overlap"),
-        ({"data": {"weights_mode": "uniform"}}, "weights_mode"),
+        ({"data": {"class_weights": "uniform"}}, "class_weights"),
         ({"model": {"preset": "tiny"}}, "Did you mean 'tiny_plain'"),
         ({"model": {"head": "panda", "heads": {"cls": "ovr"}}}, "either 'head'.*or 'heads'"),
         ({"model": {"heads": {"cls": "ovr"}, "head_options": {"hidden": 8}}}, "head_options"),
@@ -151,7 +151,7 @@ def test_the_old_flat_layout_loads_to_the_same_config_with_one_warning() -> None
     assert len(caught) == 1
     message = str(caught[0].message)
     for key in ("patch_size", "batch_size", "weights_mode", "augmentation", "seed", "val_every"):
-        assert f"'{key}' moved to '{MOVED[key]}.{key}'" in message
+        assert f"'{key}' moved to '{new_place(key)}'" in message
     assert "'epochs' moved to 'optimization.epochs'" in message
     assert "'amp' moved to 'runtime.amp'" in message
     assert (
@@ -164,7 +164,8 @@ def test_the_old_flat_layout_loads_to_the_same_config_with_one_warning() -> None
 def test_every_section_option_has_an_old_flat_name() -> None:
     sections = {"data": DataConfig, "optimization": OptimizationConfig, "runtime": RuntimeConfig}
     new = {f.name: s for s, cls in sections.items() for f in dataclasses.fields(cls)}
-    assert {**new, "time_budget_minutes": "runtime"} == {**MOVED, "on_time_limit": "runtime"}
+    old = {RENAMED.get(k, k): s for k, s in MOVED.items()}  # weights_mode is class_weights now
+    assert {**new, "time_budget_minutes": "runtime"} == {**old, "on_time_limit": "runtime"}
 
 
 @pytest.mark.parametrize(
@@ -243,6 +244,7 @@ def test_from_saved_reads_old_checkpoints_quietly() -> None:
     flat = {**{k: v for s in ("data", "optimization", "runtime") for k, v in old[s].items()}}
     flat.pop("on_time_limit")
     flat["time_budget_minutes"] = flat.pop("time_limit_minutes")
+    flat["weights_mode"] = flat.pop("class_weights")  # as old checkpoints name it
     with warnings.catch_warnings():
         warnings.simplefilter("error", DeprecationWarning)
         assert TrainConfig.from_saved({"model": old["model"], **flat}) == _quietly(FLAT)
@@ -282,3 +284,16 @@ def test_the_key_reference_shows_the_defaults_and_a_table_row_per_key() -> None:
         table = section[section.index(f"### `{name}`") :]
         for key in value:
             assert f"| `{key}` |" in table.split("\n###")[0], f"{name}.{key}"
+
+
+def test_weights_mode_is_now_class_weights_in_every_layout() -> None:
+    """The case draws say ``class_weights``, as a loss term does; the old name still loads."""
+    with pytest.warns(
+        DeprecationWarning, match=r"'data\.weights_mode' is now 'data\.class_weights'"
+    ):
+        config = TrainConfig.from_dict({"data": {"weights_mode": "inverse_sqrt"}})
+    assert config.data.class_weights == "inverse_sqrt"
+    with pytest.warns(DeprecationWarning, match=r"'weights_mode' moved to 'data\.class_weights'"):
+        assert TrainConfig.from_dict({"weights_mode": "none"}).data.class_weights == "none"
+    with pytest.raises(ConfigError, match="keep 'class_weights' only"):
+        TrainConfig.from_dict({"data": {"weights_mode": "none", "class_weights": "none"}})

@@ -2,14 +2,14 @@
 
 Exit code 0 when the dataset is usable (warnings allowed), 1 when anything is wrong. It also
 warns when a class of the train split has too few cases for the case sampling strategy
-(``--weights-mode``, ``--max-oversampling``; see
+(``--class-weights``, ``--max-oversampling``; see
 :func:`~multitask_unet.data.sampling.sampling_warnings`); these warnings never fail the check.
 
 Example::
 
     multitask-unet validate ../shared/data/pancreas_quiz_subset
     multitask-unet validate data/Dataset501_Pancreas --layout nnunet --labels case_labels.csv
-    multitask-unet validate data/lopsided --weights-mode inverse_sqrt --max-oversampling 2
+    multitask-unet validate data/lopsided --class-weights inverse_sqrt --max-oversampling 2
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ __all__ = ["add_parser", "run"]
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register the ``validate`` subcommand."""
     from multitask_unet.data.readers import LAYOUTS
-    from multitask_unet.data.sampling import DEFAULT_MAX_OVERSAMPLING, WEIGHTS_MODES
+    from multitask_unet.data.sampling import CLASS_WEIGHTS, DEFAULT_MAX_OVERSAMPLING
 
     parser = subparsers.add_parser(
         "validate",
@@ -68,9 +68,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="relative tolerance on spacing, origin (voxels) and direction (default 1e-3)",
     )
     parser.add_argument(
-        "--weights-mode",
+        "--class-weights",
         default="balanced",
-        choices=WEIGHTS_MODES,
+        choices=CLASS_WEIGHTS,
         help="case sampling strategy to check the train split's classes against (default balanced)",
     )
     parser.add_argument(
@@ -122,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
         geometry_tolerance=args.geometry_tolerance,
         workers=args.workers,
     )
-    mode, cap = args.weights_mode, args.max_oversampling
+    mode, cap = args.class_weights, args.max_oversampling
     notes = _sampling_warnings(index, mode, cap)
     if args.json:
         data = json.loads(report.to_json())
@@ -133,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
         if notes:
             cap_text = "none" if cap is None else f"{cap:g}"
             print(
-                f"\nSampling of the train split (--weights-mode {mode}, --max-oversampling {cap_text}):"
+                f"\nSampling of the train split (--class-weights {mode}, --max-oversampling {cap_text}):"
             )
             print("\n".join(f"WARNING {w}" for w in notes))
     return 0 if report.ok else 1

@@ -34,17 +34,18 @@ MISSING = -1
 def class_weights(
     counts: Sequence[int] | torch.Tensor,
     *,
-    method: Literal["inverse", "inverse_sqrt"] = "inverse",
+    method: Literal["balanced", "inverse_sqrt", "inverse"] = "balanced",
 ) -> torch.Tensor:
     """Per-class weights from class counts, scaled so that the average sample weight is 1.
 
-    ``inverse``: ``w_k ∝ 1 / n_k`` (equals scikit-learn's ``"balanced"`` weights ``N / (K n_k)``);
+    ``balanced``: ``w_k ∝ 1 / n_k`` (scikit-learn's ``"balanced"`` weights ``N / (K n_k)``);
     ``inverse_sqrt``: ``w_k ∝ 1 / sqrt(n_k)``, a milder correction. Either way
-    ``sum_k n_k w_k = sum_k n_k``.
+    ``sum_k n_k w_k = sum_k n_k``. The words are those of the case draws
+    (``data.class_weights``); ``"inverse"`` is the former name of ``"balanced"``.
 
     Args:
         counts: Number of training samples of every class, ``(K,)``; every count must be > 0.
-        method: ``"inverse"`` or ``"inverse_sqrt"``.
+        method: ``"balanced"`` or ``"inverse_sqrt"``.
 
     Returns:
         float32 tensor ``(K,)``, e.g. for ``CrossEntropyLoss(weight=...)``.
@@ -64,12 +65,12 @@ def class_weights(
             f"class(es) {empty} have count <= 0 in {values.tolist()}; every class needs at least "
             f"one sample to get a finite weight (drop the class or pass weights yourself)"
         )
-    if method == "inverse":
+    if method in ("balanced", "inverse"):
         raw = 1.0 / values
     elif method == "inverse_sqrt":
         raw = values.rsqrt()
     else:
-        raise ConfigError(f"method must be 'inverse' or 'inverse_sqrt', got {method!r}")
+        raise ConfigError(f"method must be 'balanced' or 'inverse_sqrt', got {method!r}")
     return (raw * values.sum() / (raw * values).sum()).float()
 
 

@@ -42,8 +42,10 @@ class LossTermConfig(Config):
         options: Keyword options of the loss, e.g. ``{"gamma": 2.0}`` or ``{"batch_dice": true}``.
         deep_supervision: Wrap the loss in :class:`DeepSupervisionLoss` (nnU-Net's weights), for
             a segmentation output with ``"<key>_deep"`` outputs.
-        class_weights: ``"inverse"`` or ``"inverse_sqrt"`` to weight classes from the training
-            counts given to :meth:`MultiTaskLossConfig.build` (``"ce"`` and ``"focal"`` only).
+        class_weights: ``"balanced"`` (``1 / n_k``) or ``"inverse_sqrt"`` to weight classes from
+            the training counts given to :meth:`MultiTaskLossConfig.build` (``"ce"`` and
+            ``"focal"`` only); the words of the case draws' ``data.class_weights``.
+            ``"inverse"``, the former name of ``"balanced"``, is read as it.
         warmup: Optional ramp of the weight (:class:`Warmup`).
     """
 
@@ -51,10 +53,12 @@ class LossTermConfig(Config):
     weight: float = 1.0
     options: dict[str, Any] = field(default_factory=dict)
     deep_supervision: bool = False
-    class_weights: Literal["none", "inverse", "inverse_sqrt"] = "none"
+    class_weights: Literal["none", "balanced", "inverse_sqrt"] = "none"
     warmup: Warmup | None = None
 
     def __post_init__(self) -> None:
+        if self.class_weights == "inverse":  # the former name of "balanced"
+            object.__setattr__(self, "class_weights", "balanced")
         LOSSES.get(self.loss)  # unknown names raise RegistryError with close matches
         if not (math.isfinite(self.weight) and self.weight >= 0):
             raise ConfigError(f"LossTermConfig.weight must be finite and >= 0, got {self.weight}")

@@ -29,7 +29,15 @@ from multitask_unet.errors import ConfigError
 from multitask_unet.training.config_sections import DataConfig, OptimizationConfig, RuntimeConfig
 from multitask_unet.training.model_spec import ModelSpec
 
-__all__ = ["MOVED", "SECTIONS", "migrate_train_dict", "new_place", "old_value", "warn_moved"]
+__all__ = [
+    "MOVED",
+    "RENAMED",
+    "SECTIONS",
+    "migrate_train_dict",
+    "new_place",
+    "old_value",
+    "warn_moved",
+]
 
 #: The sections of a TrainConfig, in order.
 SECTIONS: dict[str, type[Config]] = {
@@ -54,6 +62,8 @@ _OLD_KEYS = {
 MOVED: dict[str, str] = {key: section for section, keys in _OLD_KEYS.items() for key in keys}
 # The two old time limits -> the runtime.on_time_limit they mean.
 _LIMITS = {"time_budget_minutes": "fit", "time_limit_minutes": "stop"}
+#: Options renamed within their section: the case draws and the loss say ``class_weights``.
+RENAMED: dict[str, str] = {"weights_mode": "class_weights"}
 _DOCS = "docs/concepts/training.md"
 
 
@@ -61,7 +71,7 @@ def new_place(key: str) -> str:
     """Where an old top-level key lives now, e.g. ``"optimization.epochs"``."""
     if key in _LIMITS:
         return "runtime.time_limit_minutes"
-    return f"{MOVED[key]}.{key}"
+    return f"{MOVED[key]}.{RENAMED.get(key, key)}"
 
 
 def migrate_train_dict(data: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
@@ -72,12 +82,12 @@ def migrate_train_dict(data: Mapping[str, Any]) -> tuple[dict[str, Any], list[st
             section, an old key given together with its new place, or both old time limits.
     """
     data = {k: v for k, v in data.items() if not (k in SECTIONS and v is None)}
+    moved = _rename_in_sections(data)
     _check_keys(data)
     flat = {k: data.pop(k) for k in list(data) if k in MOVED}
     limits = {k: flat.pop(k) for k in _LIMITS if k in flat}
-    moved = []
     for key, value in flat.items():
-        _put(data, MOVED[key], key, value, old=key)
+        _put(data, MOVED[key], RENAMED.get(key, key), value, old=key)
         moved.append(f"'{key}' moved to '{new_place(key)}'")
     given = {k: v for k, v in limits.items() if v is not None}
     if len(given) == 2:
@@ -117,7 +127,24 @@ def old_value(config: Any, key: str) -> Any:
         return runtime.fit_minutes
     if key == "time_limit_minutes":
         return runtime.stop_minutes
-    return getattr(getattr(config, MOVED[key]), key)
+    return getattr(getattr(config, MOVED[key]), RENAMED.get(key, key))
+
+
+def _rename_in_sections(data: dict[str, Any]) -> list[str]:
+    """Rename the options of :data:`RENAMED` inside their sections; a note for each."""
+    notes = []
+    for old, new in RENAMED.items():
+        section = data.get(MOVED[old])
+        if isinstance(section, Mapping) and old in section:
+            if new in section:
+                raise ConfigError(
+                    f"'{MOVED[old]}.{old}' and '{MOVED[old]}.{new}' are both given; "
+                    f"'{old}' is the old name: keep '{new}' only"
+                )
+            section = {(new if k == old else k): v for k, v in section.items()}
+            data[MOVED[old]] = section
+            notes.append(f"'{MOVED[old]}.{old}' is now '{MOVED[old]}.{new}'")
+    return notes
 
 
 def _put(data: dict[str, Any], section: str, key: str, value: Any, *, old: str) -> None:

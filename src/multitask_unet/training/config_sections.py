@@ -18,8 +18,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from multitask_unet.config import Config
-from multitask_unet.data import AugmentationConfig
-from multitask_unet.data.sampling import WEIGHTS_MODES, WeightsMode
+from multitask_unet.data.sampling.config import DataConfig
 from multitask_unet.errors import ConfigError
 from multitask_unet.losses import MultiTaskLossConfig
 from multitask_unet.training.compiling import COMPILE_MODES, CompileMode
@@ -39,65 +38,6 @@ AmpMode = Literal["auto", "bf16", "fp16", "off"]
 AMP_MODES: tuple[AmpMode, ...] = ("auto", "bf16", "fp16", "off")
 OnTimeLimit = Literal["fit", "stop"]
 ON_TIME_LIMIT: tuple[OnTimeLimit, ...] = ("fit", "stop")
-
-
-@dataclass(frozen=True)
-class DataConfig(Config):
-    """What the training loader draws: patches, batches, sampling and augmentation.
-
-    Attributes:
-        patch_size: Patch ``(D, H, W)`` (None: the plan's); divisible by the network's
-            ``size_divisor``.
-        batch_size: Patches per step over all processes (None: the plan's). Under ``torchrun``
-            each of N processes takes ``batch_size / N``.
-        foreground_probability: Share of patches centred on a foreground voxel (nnU-Net: 1/3).
-        lesion_probability: Share of patches of labelled cases centred on the lesion label.
-        lesion_label: Segmentation label of the lesion (for ``lesion_probability``).
-        weights_mode: Case sampling: ``"balanced"`` (every class equally often),
-            ``"inverse_sqrt"`` or ``"none"``.
-        max_oversampling: No class is drawn more than this many times its natural frequency,
-            so that a class of one or two cases cannot take most draws from the others (see
-            ``docs/concepts/sampling.md``); None lifts the cap.
-        augment: False turns augmentation off entirely.
-        augmentation: Augmentation strengths; None is nnU-Net's recipe for the patch size.
-        num_workers: Data-loading worker processes per training process.
-    """
-
-    patch_size: tuple[int, int, int] | None = None
-    batch_size: int | None = None
-    foreground_probability: float = 1 / 3
-    lesion_probability: float = 0.0
-    lesion_label: int = 2
-    weights_mode: WeightsMode = "balanced"
-    max_oversampling: float | None = 3.0
-    augment: bool = True
-    augmentation: AugmentationConfig | None = None
-    num_workers: int = 0
-
-    def __post_init__(self) -> None:
-        if self.batch_size is not None and self.batch_size < 1:
-            raise ConfigError(
-                f"data.batch_size must be at least 1 (or null), got {self.batch_size}"
-            )
-        if self.patch_size is not None and min(self.patch_size) < 1:
-            raise ConfigError(
-                f"data.patch_size must be three positive sizes, got {self.patch_size}"
-            )
-        for key in ("foreground_probability", "lesion_probability"):
-            if not 0 <= getattr(self, key) <= 1:
-                raise ConfigError(f"data.{key} must be in [0, 1], got {getattr(self, key)}")
-        if self.weights_mode not in WEIGHTS_MODES:
-            raise ConfigError(
-                f"data.weights_mode must be one of {', '.join(WEIGHTS_MODES)}, got "
-                f"{self.weights_mode!r}"
-            )
-        if self.max_oversampling is not None and not self.max_oversampling >= 1:
-            raise ConfigError(
-                f"data.max_oversampling must be at least 1 (or null for no cap), got "
-                f"{self.max_oversampling}"
-            )
-        if self.num_workers < 0:
-            raise ConfigError(f"data.num_workers must be >= 0, got {self.num_workers}")
 
 
 @dataclass(frozen=True)

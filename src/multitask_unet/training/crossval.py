@@ -231,23 +231,24 @@ def cross_validate(
             continue
         fold_started = time.perf_counter()
         last = fold_dir / "checkpoints" / "last.pt"
+        trained = fold_dir / "trained.json"  # training finished; a rerun only predicts
         if verbose:
             print(
                 f"fold {k}: {len(splits[k]['train'])} training, {len(splits[k]['val'])} held-out cases"
             )
-        result = fit_cases(
-            config, fold_dir, plan=plan, entries=entries, index=index,
-            train_ids=splits[k]["train"], resume=last.is_file(),
-        )  # fmt: skip
-        trained = time.perf_counter()
+        if not trained.is_file():
+            result = fit_cases(
+                config, fold_dir, plan=plan, entries=entries, index=index,
+                train_ids=splits[k]["train"], resume=last.is_file(),
+            )  # fmt: skip
+            record = {"fold": k, "epochs": result.epochs,
+                      "train_seconds": round(time.perf_counter() - fold_started, 1)}  # fmt: skip
+            write_text_atomic(trained, json.dumps(record, indent=1))
+        record = json.loads(trained.read_text())
+        predicting = time.perf_counter()
         predictor = Predictor.from_checkpoint(last, device=device, save_probabilities=True)
         predictor.predict([by_id[c] for c in splits[k]["val"]], run_dir / OOF, progress=False)
-        record = {
-            "fold": k,
-            "epochs": result.epochs,
-            "train_seconds": round(trained - fold_started, 1),
-            "predict_seconds": round(time.perf_counter() - trained, 1),
-        }
+        record["predict_seconds"] = round(time.perf_counter() - predicting, 1)
         write_text_atomic(done, json.dumps(record, indent=1))
 
     finished = [k for k in range(len(splits)) if (run_dir / f"fold_{k}" / "fold.json").is_file()]

@@ -16,6 +16,10 @@ from typing import Any
 
 from multitask_unet._atomic import write_text_atomic
 from multitask_unet.data.readers import DatasetIndex
+from multitask_unet.inference.postprocessing_search import (
+    PostprocessingChoice,
+    PostprocessingSearch,
+)
 
 __all__ = ["summarize_folds"]
 
@@ -31,7 +35,6 @@ def summarize_folds(
 ) -> dict[str, Any]:
     """Choose post-processing (once all folds ran), score raw and post-processed, summarise."""
     from multitask_unet.evaluation import evaluate
-    from multitask_unet.inference.postprocessing_search import PostprocessingSearch
     from multitask_unet.training.crossval import read_case
 
     summary: dict[str, Any] = {
@@ -88,7 +91,13 @@ def summarize_folds(
     return summary
 
 
-def _write_postprocessed(run_dir: Path, held: dict[int, list[str]], choices: dict, search) -> None:
+def _write_postprocessed(
+    run_dir: Path,
+    held: dict[int, list[str]],
+    choices: dict[int, PostprocessingChoice],
+    search: PostprocessingSearch,
+) -> None:
+    """Each held-out case post-processed with its fold's cross-fitted choice."""
     from multitask_unet.inference import keep_largest_component, weighted_argmax
     from multitask_unet.training.crossval import write_label_map
 
@@ -136,7 +145,7 @@ def _finite(value: Any) -> bool:
         return False
 
 
-def _choice(choice: Any) -> dict[str, Any]:
+def _choice(choice: PostprocessingChoice) -> dict[str, Any]:
     return {
         "label_weights": list(choice.label_weights),
         "largest_component": choice.largest_component,

@@ -157,14 +157,14 @@ def describe_training(
         f"training: {network} ({heads}), patch {patch}, "
         f"batch {batch}, spacing {tuple(round(s, 3) for s in plan.target_spacing)}, "
         f"{opt.optimizer.name} lr {opt.optimizer.lr:g}, {opt.epochs} epochs x "
-        f"{opt.iterations_per_epoch} steps, amp {run.amp}, cases drawn {data.weights_mode!r}"
+        f"{opt.iterations_per_epoch} steps, amp {run.amp}, cases drawn with class weights {data.class_weights!r}"
         + limit
     ]
     labels = [r.label for r in (records or index.split("train").records)]
     if any(label is not None for label in labels):
         lines += sampling_warnings(
             labels,
-            mode=data.weights_mode,
+            mode=data.class_weights,
             max_oversampling=data.max_oversampling,
             class_names=index.class_names,
         )

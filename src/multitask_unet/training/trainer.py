@@ -40,7 +40,6 @@ from torch import nn
 
 from multitask_unet.checkpoints import save_checkpoint
 from multitask_unet.data.planning import Plan
-from multitask_unet.data.sampling.augmentation import AugmentationConfig
 from multitask_unet.data.sampling.loader import CacheEntry, LoaderConfig, TrainLoader
 from multitask_unet.errors import ConfigError
 from multitask_unet.losses import check_labels
@@ -361,19 +360,11 @@ class Trainer:
         return True
 
     def _loader_config(self, dist: DistInfo) -> LoaderConfig:
-        data = self.config.data
-        aug = data.augmentation if data.augment else AugmentationConfig.off()
-        return LoaderConfig(
-            patch_size=self.patch_size,  # type: ignore[arg-type]
+        return LoaderConfig.from_section(
+            self.config.data,
+            patch_size=self.patch_size,
             batch_size=self.batch_size // dist.world_size,
             iterations_per_epoch=self.config.optimization.iterations_per_epoch,
-            foreground_probability=data.foreground_probability,
-            lesion_label=data.lesion_label if data.lesion_probability > 0 else None,
-            lesion_probability=data.lesion_probability,
-            weights_mode=data.weights_mode,
-            max_oversampling=data.max_oversampling,
-            augmentation=aug,
-            num_workers=data.num_workers,
             seed=self.config.runtime.seed,
             pin_memory=dist.device.type == "cuda",
         )

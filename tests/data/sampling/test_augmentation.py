@@ -9,6 +9,7 @@ import pytest
 import torch
 import torchio as tio
 
+from _references import require
 from multitask_unet.data.sampling.augmentation import (
     AugmentationConfig,
     RandomBrightness,
@@ -40,14 +41,14 @@ def _subject(shape: tuple[int, int, int], *, channels: int = 1, seed: int = 0) -
     ],
 )
 def test_window_size_matches_nnunet_get_patch_size(patch_size, degrees) -> None:
-    nnunet = pytest.importorskip("nnunetv2.training.data_augmentation.compute_initial_patch_size")
+    nnunet = require("nnunetv2.training.data_augmentation.compute_initial_patch_size")
     rad = [(-math.radians(d), math.radians(d)) for d in degrees]
     expected = nnunet.get_patch_size(patch_size, *rad, (0.85, 1.25))
     assert window_size(patch_size, AugmentationConfig(rotation_degrees=degrees)) == tuple(expected)
 
 
 def test_nnunet_config_follows_the_dummy_2d_rule_and_window() -> None:
-    pytest.importorskip("nnunetv2")
+    require("nnunetv2")
     from nnunetv2.training.data_augmentation.compute_initial_patch_size import get_patch_size
 
     patch = (32, 96, 128)  # 128 / 32 > 3: nnU-Net rotates in-plane only, 180 degrees
@@ -147,7 +148,7 @@ def test_affine_region_crop_gives_the_same_patch_as_the_whole_window() -> None:
 
 @pytest.mark.parametrize(("angle", "scale"), [(0.0, 1.3), (25.0, 1.0), (-40.0, 0.8)])
 def test_affine_matches_nnunet_spatial_transform(angle, scale) -> None:
-    spatial = pytest.importorskip("batchgeneratorsv2.transforms.spatial.spatial")
+    spatial = require("batchgeneratorsv2.transforms.spatial.spatial")
     patch, win = (6, 8, 10), (11, 13, 17)
     subject = _subject(win)
     image, seg = subject["image"].data.clone(), subject["seg"].data.clone()
@@ -162,7 +163,7 @@ def test_affine_matches_nnunet_spatial_transform(angle, scale) -> None:
 
 
 def _bgv2(name: str):
-    return pytest.importorskip(f"batchgeneratorsv2.transforms.intensity.{name}")
+    return require(f"batchgeneratorsv2.transforms.intensity.{name}")
 
 
 @pytest.mark.parametrize("invert", [False, True])

@@ -192,7 +192,7 @@ def test_cache_folder_source_reads_memory_maps_and_properties(cache_dir, monkeyp
 
 
 def test_cache_folder_with_an_unlabelled_case(cache_dir) -> None:
-    cfg = _config(weights_mode="balanced", iterations_per_epoch=20)
+    cfg = _config(class_weights="balanced", iterations_per_epoch=20)
     batches = list(TrainLoader(cache_dir, cfg))
     rows = [
         (c, int(lab), bool(s)) for b in batches for c, lab, s in zip(b.case_id, b.label, b.has_seg)
@@ -218,7 +218,7 @@ def test_loader_config_round_trips_and_validates() -> None:
     with pytest.raises(ConfigError):
         _config(batch_size=0)
     with pytest.raises(ConfigError):
-        _config(weights_mode="square")
+        _config(class_weights="square")
 
 
 def test_loader_config_caps_oversampling_in_both_loaders() -> None:

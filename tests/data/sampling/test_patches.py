@@ -7,6 +7,7 @@ import pytest
 import torch
 import torchio as tio
 
+from _references import require
 from multitask_unet.data.sampling.augmentation import (
     AugmentationConfig,
     build_patch_transforms,
@@ -94,7 +95,7 @@ def test_lesion_probability_centres_classification_patches(label, expect_lesion)
 
 
 def _nnunet_loader(window, patch):
-    mod = pytest.importorskip("nnunetv2.training.dataloading.data_loader")
+    mod = require("nnunetv2.training.dataloading.data_loader")
     dl = object.__new__(mod.nnUNetDataLoader)
     dl.patch_size, dl.need_to_pad = list(window), np.subtract(window, patch).astype(int)
     dl.has_ignore, dl.annotated_classes_key = False, (-1, 0, 1)

@@ -42,11 +42,11 @@ def _within_sampling_error(freq: np.ndarray, p: np.ndarray, n: int, sigmas: floa
 
 def test_balanced_sampler_makes_study_subtypes_uniform() -> None:
     n = 6000
-    sampler = BalancedCaseSampler(STUDY_LABELS, weights_mode="balanced", num_samples=n, seed=7)
+    sampler = BalancedCaseSampler(STUDY_LABELS, class_weights="balanced", num_samples=n, seed=7)
     freq = np.bincount([STUDY_LABELS[i] for i in sampler], minlength=3) / n
     assert _within_sampling_error(freq, np.full(3, 1 / 3), n)
     # without weighting the same draws would be far from uniform (the test can fail)
-    plain = BalancedCaseSampler(STUDY_LABELS, weights_mode="none", num_samples=n, seed=7)
+    plain = BalancedCaseSampler(STUDY_LABELS, class_weights="none", num_samples=n, seed=7)
     freq_plain = np.bincount([STUDY_LABELS[i] for i in plain], minlength=3) / n
     assert not _within_sampling_error(freq_plain, np.full(3, 1 / 3), n)
     assert _within_sampling_error(freq_plain, np.array([62, 106, 84]) / 252, n)
@@ -104,7 +104,7 @@ def test_rank_defaults_come_from_torch_distributed(monkeypatch) -> None:
 @pytest.mark.parametrize(
     "kwargs",
     [
-        {"weights_mode": "balance"},
+        {"class_weights": "balance"},
         {"num_samples": 0},
         {"rank": 3, "world_size": 3},
         {"num_samples": 300, "replacement": False},
@@ -251,3 +251,10 @@ def test_no_warnings_on_balanced_data(mode, cap) -> None:
     assert sampling_warnings(STUDY_LABELS, mode=mode, max_oversampling=cap, class_names=NAMES) == []
     assert sampling_warnings([], mode=mode, max_oversampling=cap) == []
     assert "sampling_warnings" in case_sampling.__all__
+
+
+def test_the_former_keyword_weights_mode_still_works_with_a_warning() -> None:
+    with pytest.warns(DeprecationWarning, match="class_weights"):
+        old = BalancedCaseSampler([0, 0, 1], weights_mode="none", num_samples=4, seed=0)
+    new = BalancedCaseSampler([0, 0, 1], class_weights="none", num_samples=4, seed=0)
+    assert old.class_weights == "none" and list(old) == list(new)

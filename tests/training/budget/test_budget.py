@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from _helpers import Prepared, config, trainer
 
+from _references import require
 from multitask_unet.data.planning import Plan, create_plan
 from multitask_unet.data.planning.budget_section import PlanBudget, parse_duration
 from multitask_unet.data.planning.fingerprint import DatasetFingerprint, compute_fingerprint
@@ -420,7 +421,7 @@ def _cli(argv: list[str]) -> int:
 
 
 def test_plan_command_without_budget_is_the_nnunet_rule_plan(prepared: Prepared, tmp_path) -> None:
-    planner = pytest.importorskip(
+    planner = require(
         "nnunetv2.experiment_planning.experiment_planners.default_experiment_planner"
     ).ExperimentPlanner
     out = tmp_path / "plan.json"
@@ -492,12 +493,12 @@ def test_the_budget_plan_carries_the_recipe_and_fills_what_the_config_leaves_def
     recipe_optimizer = BUDGET_RECIPE["optimization"]["optimizer"]
     optimizer = cfg.optimization.optimizer
     assert optimizer.to_dict() == {**OptimizerConfig().to_dict(), **recipe_optimizer}
-    assert cfg.data.weights_mode == BUDGET_RECIPE["data"]["weights_mode"]
+    assert cfg.data.class_weights == BUDGET_RECIPE["data"]["class_weights"]
     assert cfg.data.lesion_probability == BUDGET_RECIPE["data"]["lesion_probability"]
     own = budget_train_config(
-        plan, TrainConfig(data=DataConfig(weights_mode="inverse_sqrt", lesion_probability=0.5))
+        plan, TrainConfig(data=DataConfig(class_weights="inverse_sqrt", lesion_probability=0.5))
     )
-    assert (own.data.weights_mode, own.data.lesion_probability) == ("inverse_sqrt", 0.5)
+    assert (own.data.class_weights, own.data.lesion_probability) == ("inverse_sqrt", 0.5)
     assert own.optimization.optimizer.name == "adamw"  # left at the default: the recipe's
     # A recipe that keeps SGD takes the plan's SGD learning rate.
     sgd = SEARCH.replace(recipe={"optimization": {"optimizer": {"name": "sgd"}}}, lr=0.02)
@@ -513,19 +514,19 @@ def test_plans_with_a_flat_recipe_still_apply_it(fingerprint, recwarn) -> None:
     flat = {"optimizer": {"name": "adamw", "lr": 0.002}, "weights_mode": "none"}
     old = plan.replace(budget={**plan.budget.to_dict(), "recipe": flat})  # written before sections
     cfg = budget_train_config(old, TrainConfig())
-    assert (cfg.optimization.optimizer.lr, cfg.data.weights_mode) == (0.002, "none")
+    assert (cfg.optimization.optimizer.lr, cfg.data.class_weights) == (0.002, "none")
     assert not [w for w in recwarn if issubclass(w.category, DeprecationWarning)]
-    with pytest.warns(DeprecationWarning, match=r"'weights_mode' moved to 'data\.weights_mode'"):
+    with pytest.warns(DeprecationWarning, match=r"'weights_mode' moved to 'data\.class_weights'"):
         search = BudgetSearch(recipe=flat)
     assert search.recipe == {"optimization": {"optimizer": flat["optimizer"]},
-                             "data": {"weights_mode": "none"}}  # fmt: skip
+                             "data": {"class_weights": "none"}}  # fmt: skip
 
 
 def test_a_recipe_must_name_train_config_keys() -> None:
     with pytest.raises(ConfigError, match=r"no option 'learning_rate'"):
         BudgetSearch(recipe={"learning_rate": 0.1})
-    with pytest.raises(ConfigError, match="weights_mode"):
-        BudgetSearch(recipe={"data": {"weights_mode": "sometimes"}})
+    with pytest.raises(ConfigError, match="class_weights"):
+        BudgetSearch(recipe={"data": {"class_weights": "sometimes"}})
     with pytest.raises(ConfigError, match=r"belongs in 'optimization\.epochs'"):
         BudgetSearch(recipe={"data": {"epochs": 3}})
 
@@ -557,7 +558,7 @@ def test_train_with_a_budget_plans_within_it_and_trains_the_recipe(
     plan = Plan.load(run / "plan.json")
     assert plan.budget is not None and plan.budget.seconds < 6  # validation came first
     saved = TrainConfig.load(run / "config.yaml")
-    assert saved.optimization.optimizer.name == "adamw" and saved.data.weights_mode == "none"
+    assert saved.optimization.optimizer.name == "adamw" and saved.data.class_weights == "none"
     assert saved.model.preset == "tiny_plain"
     # A run folder planned without a budget is not silently re-planned.
     other = tmp_path / "other"

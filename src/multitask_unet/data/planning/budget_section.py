@@ -106,7 +106,7 @@ class PlanBudget(Config):
         lr: Initial learning rate (SGD, poly decay to 0 over ``epochs``).
         amp: Mixed precision of the trial steps, which training uses too (``runtime.amp``).
         recipe: ``TrainConfig`` options by section that training takes from the plan besides
-            network and schedule, e.g. ``{"data": {"weights_mode": "none"}}`` (optimiser,
+            network and schedule, e.g. ``{"data": {"class_weights": "none"}}`` (optimiser,
             sampling; see ``multitask_unet.training.budget.BUDGET_RECIPE``); plans written
             before the sections hold flat keys, read as their sections.
         reason: Why the chosen candidate won, in words.

@@ -1,5 +1,6 @@
 """Sampling: from cached cases to training batches.
 
+- :mod:`~multitask_unet.data.sampling.config`: the options (``TrainConfig.data``);
 - :mod:`~multitask_unet.data.sampling.case_sampling`: which case each patch comes from;
 - :mod:`~multitask_unet.data.sampling.patches`: where the patch lies in the case;
 - :mod:`~multitask_unet.data.sampling.crop`: cropping a box out of (memory-mapped) arrays;
@@ -9,22 +10,5 @@
   :class:`~multitask_unet.data.sampling.batch.Batch` and the loader that assembles it.
 """
 
-from multitask_unet.data.sampling.case_sampling import (
-    DEFAULT_MAX_OVERSAMPLING,
-    WEIGHTS_MODES,
-    BalancedCaseSampler,
-    WeightsMode,
-    case_weights,
-    distributed_rank,
-    sampling_warnings,
-)
-
-__all__ = [
-    "DEFAULT_MAX_OVERSAMPLING",
-    "WEIGHTS_MODES",
-    "BalancedCaseSampler",
-    "WeightsMode",
-    "case_weights",
-    "distributed_rank",
-    "sampling_warnings",
-]
+from multitask_unet.data.sampling.case_sampling import *  # noqa: F403
+from multitask_unet.data.sampling.case_sampling import __all__  # noqa: F401

@@ -10,7 +10,7 @@ every class at that many times its natural frequency ``n_k / N``; the excess goe
 classes. :func:`sampling_warnings` says when the cap binds or a class is too small to learn.
 
 Example:
-    >>> sampler = BalancedCaseSampler([0, 0, 0, 1], weights_mode="balanced", num_samples=8, seed=0)
+    >>> sampler = BalancedCaseSampler([0, 0, 0, 1], class_weights="balanced", num_samples=8, seed=0)
     >>> sampler.weights.round(3).tolist()
     [0.167, 0.167, 0.167, 0.5]
     >>> len(list(sampler))
@@ -25,6 +25,7 @@ Example:
 from __future__ import annotations
 
 import math
+import warnings
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import Literal
@@ -36,17 +37,24 @@ from torch.utils.data import Sampler
 from multitask_unet.errors import ConfigError
 
 __all__ = [
+    "CLASS_WEIGHTS",
     "DEFAULT_MAX_OVERSAMPLING",
     "WEIGHTS_MODES",
     "BalancedCaseSampler",
+    "ClassWeights",
     "WeightsMode",
     "case_weights",
     "distributed_rank",
     "sampling_warnings",
 ]
 
-WeightsMode = Literal["balanced", "inverse_sqrt", "none"]
-WEIGHTS_MODES: tuple[str, ...] = ("balanced", "inverse_sqrt", "none")
+#: How classes are weighted, in case draws (``data.class_weights``) as in a loss term's
+#: ``class_weights``: ``1 / n_k`` (balanced), ``1 / sqrt(n_k)``, or not at all.
+ClassWeights = Literal["balanced", "inverse_sqrt", "none"]
+CLASS_WEIGHTS: tuple[str, ...] = ("balanced", "inverse_sqrt", "none")
+#: Former names of :data:`ClassWeights` and :data:`CLASS_WEIGHTS`.
+WeightsMode = ClassWeights
+WEIGHTS_MODES = CLASS_WEIGHTS
 #: Default cap on how many times its natural frequency a class is drawn.
 DEFAULT_MAX_OVERSAMPLING = 3.0
 #: Classes with fewer cases than this get a warning whatever the sampling.
@@ -56,7 +64,7 @@ MIN_CASES_PER_CLASS = 5
 def case_weights(
     labels: Sequence[int | None],
     *,
-    mode: WeightsMode = "balanced",
+    mode: ClassWeights = "balanced",
     max_oversampling: float | None = DEFAULT_MAX_OVERSAMPLING,
 ) -> np.ndarray:
     """Sampling probability of every case from the frequency of its class.
@@ -99,9 +107,9 @@ def _raw_weights(groups: np.ndarray, counts: dict[int, int], mode: str) -> np.nd
 
 
 def _check_options(mode: str, max_oversampling: float | None) -> None:
-    if mode not in WEIGHTS_MODES:
+    if mode not in CLASS_WEIGHTS:
         raise ConfigError(
-            f"weights_mode {mode!r} is unknown; use one of {', '.join(WEIGHTS_MODES)}"
+            f"class weights {mode!r} are unknown; use one of {', '.join(CLASS_WEIGHTS)}"
         )
     if max_oversampling is not None and not float(max_oversampling) >= 1.0:
         raise ConfigError(
@@ -145,7 +153,7 @@ def _shares(
 def sampling_warnings(
     labels: Sequence[int | None],
     *,
-    mode: WeightsMode = "balanced",
+    mode: ClassWeights = "balanced",
     max_oversampling: float | None = DEFAULT_MAX_OVERSAMPLING,
     class_names: Sequence[str] | None = None,
 ) -> list[str]:
@@ -238,7 +246,8 @@ class BalancedCaseSampler(Sampler[int]):
 
     Args:
         labels: One class per case (``None`` / negative: unknown), see :func:`case_weights`.
-        weights_mode: ``"balanced"``, ``"inverse_sqrt"`` or ``"none"``.
+        class_weights: ``"balanced"``, ``"inverse_sqrt"`` or ``"none"`` (``weights_mode``, its
+            former name, still works with a ``DeprecationWarning``).
         max_oversampling: No class is drawn more than this many times its natural frequency
             (at least 1; ``None``: no cap), see :func:`case_weights`.
         num_samples: Draws per epoch over all ranks; defaults to the number of cases.
@@ -260,19 +269,27 @@ class BalancedCaseSampler(Sampler[int]):
         self,
         labels: Sequence[int | None],
         *,
-        weights_mode: WeightsMode = "balanced",
+        class_weights: ClassWeights = "balanced",
         max_oversampling: float | None = DEFAULT_MAX_OVERSAMPLING,
         num_samples: int | None = None,
         replacement: bool = True,
         seed: int = 0,
         rank: int | None = None,
         world_size: int | None = None,
+        weights_mode: ClassWeights | None = None,
     ) -> None:
+        if weights_mode is not None:
+            warnings.warn(
+                "BalancedCaseSampler(weights_mode=...) is now class_weights=...",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            class_weights = weights_mode
         self.labels = tuple(labels)
-        self.weights_mode = weights_mode
+        self.class_weights = class_weights
         self.max_oversampling = max_oversampling
         self.weights = case_weights(
-            self.labels, mode=weights_mode, max_oversampling=max_oversampling
+            self.labels, mode=class_weights, max_oversampling=max_oversampling
         )
         self.num_samples = len(self.labels) if num_samples is None else int(num_samples)
         if self.num_samples < 1:
@@ -312,6 +329,6 @@ class BalancedCaseSampler(Sampler[int]):
 
     def __repr__(self) -> str:
         return (
-            f"{type(self).__name__}(cases={len(self.labels)}, weights_mode={self.weights_mode!r}, "
+            f"{type(self).__name__}(cases={len(self.labels)}, class_weights={self.class_weights!r}, "
             f"max_oversampling={self.max_oversampling!r}, num_samples={self.num_samples}, rank={self.rank}/{self.world_size}, seed={self.seed})"
         )

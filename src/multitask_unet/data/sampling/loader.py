@@ -25,19 +25,19 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 import torchio as tio
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from multitask_unet.config import Config
 from multitask_unet.data.sampling.augmentation import (
     AugmentationConfig,
     build_patch_transforms,
@@ -45,13 +45,8 @@ from multitask_unet.data.sampling.augmentation import (
     window_size,
 )
 from multitask_unet.data.sampling.batch import Batch
-from multitask_unet.data.sampling.case_sampling import (
-    DEFAULT_MAX_OVERSAMPLING,
-    WEIGHTS_MODES,
-    BalancedCaseSampler,
-    WeightsMode,
-    distributed_rank,
-)
+from multitask_unet.data.sampling.case_sampling import BalancedCaseSampler, distributed_rank
+from multitask_unet.data.sampling.config import DataConfig
 from multitask_unet.data.sampling.patches import (
     CLASS_LOCATIONS_KEY,
     ForegroundPatchSampler,
@@ -70,25 +65,17 @@ __all__ = [
 
 
 @dataclass(frozen=True)
-class LoaderConfig(Config):
-    """Options of the training input pipeline.
+class LoaderConfig(DataConfig):
+    """Options of the training input pipeline: the data section with everything resolved.
+
+    The sampling and augmentation options are :class:`~multitask_unet.data.sampling.config.DataConfig`'s
+    (``TrainConfig.data``); here the patch and batch size are the ones used, and the schedule,
+    seed and memory pinning are added.
 
     Attributes:
         patch_size: Patch ``(D, H, W)`` fed to the network.
         batch_size: Patches per batch (per rank).
         iterations_per_epoch: Batches per epoch (nnU-Net: 250).
-        foreground_probability: Share of patches centred on a foreground class (nnU-Net: 1/3).
-        lesion_label: Lesion class for ``lesion_probability`` (e.g. 2), or None.
-        lesion_probability: Probability that a patch of a case with a known class is centred
-            on its lesion (classification patches that see the lesion).
-        weights_mode: Case weighting, ``"balanced"``, ``"inverse_sqrt"`` or ``"none"``.
-        max_oversampling: No class is drawn more than this many times its natural frequency
-            ``n_k / N`` (at least 1; None: no cap), so that balancing lopsided classes does
-            not starve segmentation of the large ones (see
-            :func:`~multitask_unet.data.sampling.case_weights`).
-        augmentation: Augmentation strengths; None means nnU-Net's for ``patch_size``
-            (:meth:`AugmentationConfig.nnunet`); :meth:`AugmentationConfig.off` disables it.
-        num_workers: Worker processes (0: in the main process).
         seed: Base seed of case draws, patch positions and augmentation.
         pin_memory: Pin batches for faster host-to-GPU copies.
     """
@@ -96,40 +83,42 @@ class LoaderConfig(Config):
     patch_size: tuple[int, int, int] = (64, 128, 128)
     batch_size: int = 2
     iterations_per_epoch: int = 250
-    foreground_probability: float = 1 / 3
-    lesion_label: int | None = None
-    lesion_probability: float = 0.0
-    weights_mode: WeightsMode = "balanced"
-    max_oversampling: float | None = DEFAULT_MAX_OVERSAMPLING
-    augmentation: AugmentationConfig | None = None
-    num_workers: int = 0
     seed: int = 0
     pin_memory: bool = False
 
-    def __post_init__(self) -> None:
-        for name in ("batch_size", "iterations_per_epoch"):
-            if getattr(self, name) < 1:
-                raise ConfigError(
-                    f"LoaderConfig.{name} must be at least 1, got {getattr(self, name)}"
-                )
-        if self.num_workers < 0:
-            raise ConfigError(f"LoaderConfig.num_workers must be >= 0, got {self.num_workers}")
-        if self.weights_mode not in WEIGHTS_MODES:
-            raise ConfigError(
-                f"LoaderConfig.weights_mode {self.weights_mode!r} is unknown; "
-                f"use one of {', '.join(WEIGHTS_MODES)}"
-            )
-        if self.max_oversampling is not None and not self.max_oversampling >= 1:
-            raise ConfigError(
-                f"LoaderConfig.max_oversampling must be at least 1, got {self.max_oversampling!r}; "
-                "pass a value >= 1 (e.g. 3) or None to turn the cap off"
-            )
-        if min(self.patch_size) < 1:
-            raise ConfigError(f"LoaderConfig.patch_size must be positive, got {self.patch_size}")
+    _where: ClassVar[str] = "LoaderConfig"
 
-    def augmentation_config(self) -> AugmentationConfig:
-        """The augmentation actually used (nnU-Net's for the patch size when unset)."""
-        return self.augmentation or AugmentationConfig.nnunet(self.patch_size)
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.iterations_per_epoch < 1:
+            raise ConfigError(
+                f"LoaderConfig.iterations_per_epoch must be at least 1, got "
+                f"{self.iterations_per_epoch}"
+            )
+
+    @classmethod
+    def from_section(
+        cls,
+        data: DataConfig,
+        *,
+        patch_size: Sequence[int],
+        batch_size: int,
+        iterations_per_epoch: int,
+        seed: int,
+        pin_memory: bool = False,
+    ) -> LoaderConfig:
+        """The loader options of a training config's data section, with the resolved values."""
+        options = {f.name: getattr(data, f.name) for f in dataclasses.fields(DataConfig)}
+        return cls(
+            **{**options, "patch_size": tuple(patch_size), "batch_size": batch_size},
+            iterations_per_epoch=iterations_per_epoch,
+            seed=seed,
+            pin_memory=pin_memory,
+        )
+
+    def augmentation_config(self) -> AugmentationConfig:  # type: ignore[override]
+        """The augmentation actually used (off, configured, or nnU-Net's for the patch size)."""
+        return super().augmentation_config(self.patch_size)
 
     def patch_sampler(self) -> ForegroundPatchSampler:
         """The patch sampler with the augmentation these options describe."""
@@ -140,7 +129,7 @@ class LoaderConfig(Config):
             window_size=window_size(self.patch_size, aug),
             spatial_transform=build_spatial_transform(aug, patch_size=self.patch_size),
             transform=build_patch_transforms(aug),
-            lesion_label=self.lesion_label,
+            lesion_label=self.lesion_label if self.lesion_probability > 0 else None,
             lesion_probability=self.lesion_probability,
         )
 
@@ -308,7 +297,7 @@ class TrainLoader:
         rank, world_size = distributed_rank(rank, world_size)
         self.case_sampler = BalancedCaseSampler(
             [_label_of(c) for c in self.cases],
-            weights_mode=cfg.weights_mode,
+            class_weights=cfg.class_weights,
             max_oversampling=cfg.max_oversampling,
             num_samples=cfg.batch_size * cfg.iterations_per_epoch * world_size,
             seed=cfg.seed,
@@ -368,7 +357,7 @@ def queue_loader(
     num_subjects = max(1, cfg.batch_size * cfg.iterations_per_epoch // samples_per_volume)
     case_sampler = BalancedCaseSampler(
         [_label_of(s) for s in subjects],
-        weights_mode=cfg.weights_mode,
+        class_weights=cfg.class_weights,
         max_oversampling=cfg.max_oversampling,
         num_samples=num_subjects,
         seed=cfg.seed,

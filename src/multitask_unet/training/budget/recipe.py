@@ -5,11 +5,11 @@ option that a config leaves at its default, leaf by leaf. Plans written before t
 hold flat keys (``{"weights_mode": "none"}``): they are read as their sections.
 
 Example:
-    >>> config = apply_recipe(TrainConfig(), {"data": {"weights_mode": "none"}})
-    >>> config.data.weights_mode
+    >>> config = apply_recipe(TrainConfig(), {"data": {"class_weights": "none"}})
+    >>> config.data.class_weights
     'none'
-    >>> own = TrainConfig.from_dict({"data": {"weights_mode": "inverse_sqrt"}})
-    >>> apply_recipe(own, {"weights_mode": "none"}).data.weights_mode  # an old flat recipe
+    >>> own = TrainConfig.from_dict({"data": {"class_weights": "inverse_sqrt"}})
+    >>> apply_recipe(own, {"weights_mode": "none"}).data.class_weights  # an old flat recipe
     'inverse_sqrt'
 """
 
@@ -40,7 +40,7 @@ MAX_LENGTHENING = 1.5
 #: needs far more; cases drawn uniformly; some patches of classified cases centred on the lesion.
 BUDGET_RECIPE: dict[str, Any] = {
     "optimization": {"optimizer": {"name": "adamw", "lr": 0.003, "weight_decay": 1e-4}},
-    "data": {"weights_mode": "none", "lesion_probability": 0.15},
+    "data": {"class_weights": "none", "lesion_probability": 0.15},
 }
 
 

@@ -48,9 +48,9 @@ class BudgetSearch(Config):
         lr: Initial learning rate of the SGD poly schedule (nnU-Net: 0.01).
         amp: Mixed precision of the trial steps and of the training the plan sets up (as
             ``TrainConfig.runtime.amp``); ``"auto"`` is bfloat16 on CPUs with native bfloat16
-            (1.7x faster steps there), else the runtime's ``"auto"``.
+            (faster steps there: ``benchmarks/bench_cpu_bf16.py``), else the runtime's ``"auto"``.
         recipe: ``TrainConfig`` options by section that the plan prescribes for training
-            (default :data:`BUDGET_RECIPE`), e.g. ``{"data": {"weights_mode": "none"}}``; a
+            (default :data:`BUDGET_RECIPE`), e.g. ``{"data": {"class_weights": "none"}}``; a
             config that sets one of them itself keeps its own.
     """
 
