@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import ClassVar
@@ -162,6 +162,26 @@ class Layout(ABC):
     @abstractmethod
     def read(self, root: Path, *, labels: CaseLabels | None) -> DatasetIndex:
         """Index the cases under ``root``; ``labels`` are case-level labels given by the user."""
+
+    def index(
+        self,
+        root: Path,
+        records: Sequence[CaseRecord],
+        *,
+        label_names: Mapping[str, int],
+        channel_names: Sequence[str],
+        issues: Sequence[Issue],
+    ) -> DatasetIndex:
+        """The :class:`DatasetIndex` of this layout, class names taken from the records."""
+        return DatasetIndex(
+            root=root,
+            layout=self.name,
+            records=tuple(records),
+            class_names=class_names_for(records),
+            label_names=label_names,
+            channel_names=tuple(channel_names),
+            issues=tuple(issues),
+        )
 
 
 #: Dataset layouts by name. Built-in: ``study``, ``nnunet``, ``manifest``.

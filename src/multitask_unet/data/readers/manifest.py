@@ -19,7 +19,7 @@ import csv
 import re
 from pathlib import Path
 
-from multitask_unet.data.readers.base import LAYOUTS, DatasetIndex, Layout, class_names_for
+from multitask_unet.data.readers.base import LAYOUTS, DatasetIndex, Layout
 from multitask_unet.data.readers.labels import CaseLabels, parse_label, unmatched_labels_issue
 from multitask_unet.data.readers.nnunet import load_dataset_json
 from multitask_unet.data.records import CaseRecord
@@ -110,14 +110,8 @@ class ManifestLayout(Layout):
         issues.extend(json_issues)
         if channel_names is None or len(channel_names) != len(images):
             channel_names = ("CT",) if len(images) == 1 else tuple(c for _, c in images)
-        return DatasetIndex(
-            root=root,
-            layout=self.name,
-            records=tuple(records),
-            class_names=class_names_for(records),
-            label_names=label_names,
-            channel_names=channel_names,
-            issues=tuple(issues),
+        return self.index(
+            root, records, label_names=label_names, channel_names=channel_names, issues=issues
         )
 
 

@@ -19,7 +19,6 @@ from multitask_unet.data.readers.base import (
     LAYOUTS,
     DatasetIndex,
     Layout,
-    class_names_for,
 )
 from multitask_unet.data.readers.files import CaseFiles, group_case_files
 from multitask_unet.data.readers.labels import CaseLabels, unmatched_labels_issue
@@ -180,14 +179,8 @@ class NnUNetLayout(Layout):
         if not records:
             fix = f"put CASE_0000{ending} files in imagesTr/"
             issues.append(_error("no cases in imagesTr/ or imagesTs/", fix, root / "imagesTr"))
-        return DatasetIndex(
-            root=root,
-            layout=self.name,
-            records=tuple(records),
-            class_names=class_names_for(records),
-            label_names=label_names,
-            channel_names=channel_names,
-            issues=tuple(issues),
+        return self.index(
+            root, records, label_names=label_names, channel_names=channel_names, issues=issues
         )
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from multitask_unet.data.io import image_suffix
-from multitask_unet.data.readers.base import LAYOUTS, DatasetIndex, Layout, class_names_for
+from multitask_unet.data.readers.base import LAYOUTS, DatasetIndex, Layout
 from multitask_unet.data.readers.files import CaseFiles, group_case_files
 from multitask_unet.data.readers.labels import CaseLabels, unmatched_labels_issue
 from multitask_unet.data.readers.nnunet import load_dataset_json
@@ -106,14 +106,8 @@ class StudyLayout(Layout):
         records = [_record(f, num_channels) for f in found]
         if labels is not None:
             records = _apply_labels(records, labels, issues)
-        return DatasetIndex(
-            root=root,
-            layout=self.name,
-            records=tuple(records),
-            class_names=class_names_for(records),
-            label_names=label_names,
-            channel_names=channel_names,
-            issues=tuple(issues),
+        return self.index(
+            root, records, label_names=label_names, channel_names=channel_names, issues=issues
         )
 
 
