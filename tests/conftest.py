@@ -12,11 +12,14 @@
 
 from __future__ import annotations
 
-import os
+import sys
 from pathlib import Path
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).parent))  # tests/_references.py for every test module
+
+from _references import real_data_folder
 from multitask_unet.data.phantoms import write_phantom_dataset
 from multitask_unet.data.readers import DatasetIndex
 
@@ -35,13 +38,7 @@ TINY_PHANTOMS = {
 @pytest.fixture(scope="session")
 def real_data() -> Path:
     """The shared real CT folder (``MULTITASK_UNET_TEST_DATA``); skips the test when unset."""
-    root = os.environ.get("MULTITASK_UNET_TEST_DATA")
-    if not root:
-        pytest.skip("MULTITASK_UNET_TEST_DATA is not set (point it to the shared real CT folder)")
-    path = Path(root)
-    if not path.is_dir():
-        pytest.skip(f"MULTITASK_UNET_TEST_DATA={root} is not a folder")
-    return path
+    return real_data_folder()
 
 
 @pytest.fixture(scope="session")
@@ -49,7 +46,8 @@ def quiz_subset(real_data: Path) -> Path:
     """The study's real cases, ``pancreas_quiz_subset`` (skips when absent)."""
     path = real_data / "pancreas_quiz_subset"
     if not path.is_dir():
-        pytest.skip(f"{path} is missing from MULTITASK_UNET_TEST_DATA")
+        pytest.fail(f"{path} is missing from MULTITASK_UNET_TEST_DATA={real_data}; point the "
+                    "variable to the shared real CT folder", pytrace=False)  # fmt: skip
     return path
 
 

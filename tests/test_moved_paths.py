@@ -12,6 +12,7 @@ import warnings
 import pytest
 
 import multitask_unet
+from _references import require
 
 #: Old module -> (new module, {name: its home when not the new module}).
 SHIMS: dict[str, tuple[str, dict[str, str]]] = {
@@ -85,7 +86,7 @@ def test_prediction_table_has_one_class() -> None:
 
 
 def test_load_timm3d_checkpoint_moved_to_interop() -> None:
-    pytest.importorskip("timm_3d")
+    require("timm_3d")
     from multitask_unet.encoders import timm3d
     from multitask_unet.interop.timm3d_weights import load_timm3d_checkpoint
 

@@ -209,6 +209,16 @@ def test_crossval_marker_renders_the_headline_table(tmp_path: Path) -> None:
     assert "*Not yet measured" in hook.render_crossval(tmp_path / "none.json", [], root=tmp_path)
 
 
+def test_readme_results_table_is_its_result_file_rendered() -> None:
+    """The README shows the front door's cross-validation exactly as the study page renders it."""
+    path = ROOT / "benchmarks" / "results" / "pancreas-cpu-crossval3-frontdoor.json"
+    columns = ["dice_whole_pancreas", "dice_lesion"]
+    rendered = _load_hook().render_crossval(path, columns, root=ROOT)
+    table = [line for line in rendered.splitlines() if line.startswith("|")]
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(table) >= 4 and all(line in readme for line in table), rendered
+
+
 @pytest.mark.parametrize(
     "path", sorted((ROOT / "benchmarks" / "results").glob("*.json")), ids=lambda p: p.name
 )

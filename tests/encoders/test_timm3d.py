@@ -10,12 +10,13 @@ from __future__ import annotations
 import pytest
 import torch
 
+from _references import reference, require
 from multitask_unet import ShapeError, create_model
 from multitask_unet.encoders import ENCODERS, EncoderConfig, Timm3dEncoder, Timm3dEncoderConfig
 from multitask_unet.errors import ConfigError, WeightsError
 from multitask_unet.interop.timm3d_weights import load_timm3d_checkpoint
 
-timm_3d = pytest.importorskip("timm_3d")
+timm_3d = reference("timm_3d")
 
 SIZE = (32, 32, 64)  # smallest anisotropic size divisible by 32 whose deepest map has > 1 voxel
 
@@ -187,7 +188,7 @@ def test_checkpoint_of_the_classification_model_loads(model_name: str, tmp_path)
 
 
 def test_checkpoint_of_an_encoder_or_model_loads(tmp_path) -> None:
-    safetensors = pytest.importorskip("safetensors.torch")
+    safetensors = require("safetensors.torch")
     torch.manual_seed(2)
     model = create_model("tiny_plain", encoder=("timm3d", {"model_name": "tinynet_e"}))
     reference = model.encoder.backbone.state_dict()

@@ -23,15 +23,12 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from _references import reference, require
 from multitask_unet.inference import sliding_window_predict
 from multitask_unet.interop.nnunet import load_nnunet_weights, model_from_plans
 
-pfr = pytest.importorskip(
-    "nnunetv2.inference.predict_from_raw_data", reason="parity tests need nnunetv2"
-)
-get_network_from_plans = pytest.importorskip(
-    "nnunetv2.utilities.get_network_from_plans"
-).get_network_from_plans
+pfr = reference("nnunetv2.inference.predict_from_raw_data")
+nnunet_networks = reference("nnunetv2.utilities.get_network_from_plans")
 
 ARCH = {
     "network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
@@ -58,7 +55,7 @@ PATCH = (8, 16, 24)
 @pytest.fixture(scope="module")
 def networks() -> tuple[torch.nn.Module, torch.nn.Module]:
     torch.manual_seed(0)
-    dna = get_network_from_plans(
+    dna = nnunet_networks.get_network_from_plans(
         ARCH["network_class_name"],
         copy.deepcopy(ARCH["arch_kwargs"]),
         ["conv_op", "norm_op", "dropout_op", "nonlin"],
@@ -101,7 +98,7 @@ def _nnunet_logits(
         if float32:
             patch.setattr(torch, "half", torch.float32)
             patch.setattr(
-                pfr,
+                require("nnunetv2.inference.predict_from_raw_data"),
                 "compute_gaussian",
                 functools.partial(pfr.compute_gaussian.__wrapped__, dtype=torch.float32),
             )

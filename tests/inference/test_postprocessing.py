@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from _references import require
 from multitask_unet.errors import ConfigError, ShapeError
 from multitask_unet.inference import Predictor, keep_largest_component
 
@@ -27,7 +28,7 @@ def _random_map(seed: int) -> np.ndarray:
 
 @pytest.mark.parametrize("seed", range(5))
 def test_equals_nnunet(seed: int) -> None:
-    pp = pytest.importorskip("nnunetv2.postprocessing.remove_connected_components")
+    pp = require("nnunetv2.postprocessing.remove_connected_components")
     seg = _random_map(seed)
     expected = pp.remove_all_but_largest_component_from_segmentation(seg, [1, 2])
     np.testing.assert_array_equal(keep_largest_component(seg), expected)

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 import multitask_unet as mtu
+from _references import require
 from multitask_unet.decoders import UNetDecoderConfig
 from multitask_unet.encoders import PlainEncoderConfig
 from multitask_unet.errors import ConfigError, ShapeError
@@ -156,7 +157,7 @@ def test_window_starts_cover_with_the_requested_overlap() -> None:
 
 
 def test_gaussian_matches_nnunet() -> None:
-    sw = pytest.importorskip("nnunetv2.inference.sliding_window_prediction")
+    sw = require("nnunetv2.inference.sliding_window_prediction")
     for size in [(16, 16, 24), (7, 12, 5), (64, 128, 96)]:
         ref = sw.compute_gaussian.__wrapped__(size, 1 / 8, 1, dtype=torch.float64, device="cpu")
         torch.testing.assert_close(

@@ -7,16 +7,12 @@ import copy
 import pytest
 import torch
 
+from _references import reference
 from multitask_unet.errors import ConfigError, WeightsError
 from multitask_unet.interop.nnunet import load_nnunet_weights, model_from_plans
 
-dna_unet = pytest.importorskip(
-    "dynamic_network_architectures.architectures.unet",
-    reason="parity tests need dynamic-network-architectures (pip install -e '.[dev]')",
-)
-get_network_from_plans = pytest.importorskip(
-    "nnunetv2.utilities.get_network_from_plans", reason="parity tests need nnunetv2"
-).get_network_from_plans
+dna_unet = reference("dynamic_network_architectures.architectures.unet")
+nnunet_networks = reference("nnunetv2.utilities.get_network_from_plans")
 
 IMPORTS = ["conv_op", "norm_op", "dropout_op", "nonlin"]
 
@@ -103,7 +99,7 @@ def _dna(arch: dict, in_channels: int, num_classes: int) -> torch.nn.Module:
     imports = list(arch["_kw_requires_import"])
     if "block" in kwargs:
         imports.append("block")
-    return get_network_from_plans(
+    return nnunet_networks.get_network_from_plans(
         arch["network_class_name"], kwargs, imports, in_channels, num_classes, deep_supervision=True
     )
 

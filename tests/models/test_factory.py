@@ -4,8 +4,8 @@ import pytest
 import torch
 
 import multitask_unet as mtu
+from _references import require
 from multitask_unet import ConfigError, ModelConfig, RegistryError
-from multitask_unet.layers.specs import make_act, make_norm
 
 
 def test_list_models_and_patterns() -> None:
@@ -85,8 +85,12 @@ def test_config_size_divisor_of_an_encoder_without_feature_info() -> None:
         ),
     ],
 )
-def test_nnunet_presets_have_dna_parameter_counts(preset: str, dna_kwargs: dict) -> None:
-    unet = pytest.importorskip("dynamic_network_architectures.architectures.unet")
+def test_nnunet_presets_equal_dna_networks(preset: str, dna_kwargs: dict) -> None:
+    """Same parameters, and after loading DNA's weights the same logits at every
+    deep-supervision level (in eval mode, the coarser levels through the deep heads)."""
+    from multitask_unet.interop.nnunet import load_nnunet_weights
+
+    unet = require("dynamic_network_architectures.architectures.unet")
     cls = unet.PlainConvUNet if "n_conv_per_stage" in dna_kwargs else unet.ResidualEncoderUNet
     dna = cls(
         input_channels=1,
@@ -101,19 +105,20 @@ def test_nnunet_presets_have_dna_parameter_counts(preset: str, dna_kwargs: dict)
         norm_op_kwargs={"eps": 1e-5, "affine": True},
         nonlin=torch.nn.LeakyReLU,
         nonlin_kwargs={"inplace": True},
+        deep_supervision=True,
         **dna_kwargs,
-    )
-    ours = mtu.create_model(preset)
+    ).eval()
+    ours = mtu.create_model(preset).eval()
     expected = sum(p.numel() for p in {id(p): p for p in dna.parameters()}.values())
     assert sum(p.numel() for p in ours.parameters()) == expected
-
-
-def test_layer_specs() -> None:
-    assert type(make_norm(("group", {"num_groups": 2}), 4, spatial_dims=3)).__name__ == "GroupNorm"
-    assert make_norm(None, 4, spatial_dims=3) is None
-    with pytest.raises(ConfigError, match="num_groups"):
-        make_norm(("group", {"num_groups": 3}), 4, spatial_dims=3)
-    with pytest.raises(ConfigError, match="invalid options"):
-        make_act(("relu", {"slope": 2}))
-    with pytest.raises(RegistryError, match="leaky_relu"):
-        make_act("leaky_rellu")
+    assert load_nnunet_weights(ours, dna.state_dict()) == []
+    torch.manual_seed(0)
+    x = torch.randn(1, 1, 32, 64, 64)
+    with torch.no_grad():
+        theirs = dna(x)
+        features = ours.features(x)
+        levels = [ours.seg_head(features.decoder[-1]), *ours.seg_head.deep(features.decoder)]
+    assert len(levels) == len(theirs) == 5  # every deep-supervision level
+    for level, (a, b) in enumerate(zip(levels, theirs, strict=True)):
+        assert a.shape == b.shape, level
+        assert (a - b).abs().max().item() <= 1e-4, f"deep-supervision level {level}"

@@ -146,6 +146,22 @@ def test_a_finished_crossval_is_not_trained_again(phantoms: Path, crossval_run) 
     assert before == {p: p.stat().st_mtime_ns for p in run.glob("fold_*/checkpoints/last.pt")}
 
 
+def test_a_fold_interrupted_after_training_only_predicts_again(
+    phantoms: Path, crossval_run
+) -> None:
+    run, _ = crossval_run
+    (run / "fold_1" / "fold.json").unlink()
+    case_id = json.loads((run / "splits.json").read_text())[1]["val"][0]
+    (run / "validation" / f"{case_id}.npz").unlink()
+    before = (run / "fold_1" / "checkpoints" / "last.pt").stat().st_mtime_ns
+    config = tiny_config(epochs=2)
+    cross_validate(phantoms, run, config, folds=3, workers=1, intensity_samples=5000,
+                   verbose=False)  # fmt: skip
+    assert (run / "fold_1" / "checkpoints" / "last.pt").stat().st_mtime_ns == before
+    assert (run / "validation" / f"{case_id}.npz").is_file()
+    assert "predict_seconds" in json.loads((run / "fold_1" / "fold.json").read_text())
+
+
 def test_some_folds_now_and_postprocessing_once_all_ran(phantoms: Path, tmp_path: Path) -> None:
     config = tiny_config(epochs=1)
     summary = cross_validate(phantoms, tmp_path / "run", config, folds=2, only=[1], workers=1,

@@ -9,6 +9,7 @@ import pytest
 import torch
 from _helpers import Prepared, config
 
+from _references import require
 from multitask_unet import create_model
 from multitask_unet.checkpoints import load_checkpoint
 from multitask_unet.errors import ConfigError
@@ -27,7 +28,7 @@ def _shapes(model: torch.nn.Module) -> dict[str, tuple[int, ...]]:
 
 @pytest.fixture(scope="module")
 def reference() -> MultiTaskUNet:
-    pytest.importorskip("timm_3d")
+    require("timm_3d")
     return create_model("tiny_residual", encoder=TIMM, heads=HEADS)
 
 
@@ -94,7 +95,7 @@ def test_the_default_loss_gives_every_head_its_own_term() -> None:
 
 
 def test_weights_are_never_downloaded() -> None:
-    pytest.importorskip("timm_3d")
+    require("timm_3d")
     with pytest.raises(ConfigError, match="never downloads"):
         ModelSpec(encoder={**TIMM, "pretrained": True})
 

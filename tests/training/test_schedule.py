@@ -7,6 +7,7 @@ import io
 import pytest
 import torch
 
+from _references import require
 from multitask_unet.training import OptimizerConfig, PolyLR, build_optimizer
 
 
@@ -16,7 +17,7 @@ def _params() -> list[torch.nn.Parameter]:
 
 @pytest.mark.parametrize(("epochs", "exponent"), [(10, 0.9), (7, 2.0), (1000, 0.9)])
 def test_poly_lr_matches_nnunet_epoch_by_epoch(epochs: int, exponent: float) -> None:
-    polylr = pytest.importorskip("nnunetv2.training.lr_scheduler.polylr")
+    polylr = require("nnunetv2.training.lr_scheduler.polylr")
     ours = build_optimizer(_params(), OptimizerConfig())
     theirs = torch.optim.SGD(_params(), lr=0.01, momentum=0.99, nesterov=True)
     scheduler = PolyLR(ours, epochs, exponent=exponent)

@@ -10,6 +10,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from _references import require
 from multitask_unet.data.planning.fingerprint import (
     DatasetFingerprint,
     IntensityStats,
@@ -82,7 +83,7 @@ def test_intensity_statistics_equal_nnunet_fingerprint_extractor(
     dataset: list[CaseRecord], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Run nnU-Net's DatasetFingerprintExtractor on the same files, as an nnU-Net raw dataset."""
-    extractor_module = pytest.importorskip(
+    extractor_module = require(
         "nnunetv2.experiment_planning.dataset_fingerprint.fingerprint_extractor"
     )
     raw, preprocessed = tmp_path / "raw", tmp_path / "preprocessed"
@@ -142,7 +143,7 @@ def test_fingerprint_errors(dataset: list[CaseRecord]) -> None:
 
 @pytest.mark.real_data
 def test_real_training_split_fingerprint(quiz_subset: Path) -> None:
-    sitk = pytest.importorskip("SimpleITK")
+    sitk = require("SimpleITK")
     records = read_dataset(quiz_subset).split("train").records
     fp = compute_fingerprint(records, num_workers=2, progress=False, intensity_samples=200_000)
     reference = [sitk.ReadImage(str(r.images[0])).GetSpacing()[::-1] for r in records]

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from _references import reference
 from multitask_unet.data.planning.fingerprint import (
     CaseFingerprint,
     DatasetFingerprint,
@@ -31,10 +32,9 @@ from multitask_unet.data.planning.plan import (
 )
 from multitask_unet.errors import ConfigError
 
-planner_module = pytest.importorskip(
+planner_module = reference(
     "nnunetv2.experiment_planning.experiment_planners.default_experiment_planner"
 )
-ExperimentPlanner = planner_module.ExperimentPlanner
 
 
 def _fingerprint(spacings, shapes, *, labels=(0, 1, 2)) -> DatasetFingerprint:
@@ -86,7 +86,7 @@ def test_target_spacing_equals_nnunet(name: str) -> None:
         anisotropy_threshold=3,
         dataset_fingerprint={"spacings": spacings.tolist(), "shapes_after_crop": shapes.tolist()},
     )
-    theirs = ExperimentPlanner.determine_fullres_target_spacing(fake_planner)
+    theirs = planner_module.ExperimentPlanner.determine_fullres_target_spacing(fake_planner)
     ours, axis = plan_target_spacing(spacings, shapes)
     np.testing.assert_allclose(ours, theirs)
     median = np.median(spacings, axis=0)
@@ -95,7 +95,7 @@ def test_target_spacing_equals_nnunet(name: str) -> None:
 
 def _nnunet_plan(spacing, median_shape) -> dict:
     """nnU-Net's 3d_fullres configuration for one spacing and median shape, default settings."""
-    planner = object.__new__(ExperimentPlanner)
+    planner = object.__new__(planner_module.ExperimentPlanner)
     settings = {
         "UNet_base_num_features": 32, "UNet_reference_val_3d": 560000000,
         "UNet_reference_val_2d": 85000000, "UNet_reference_com_nfeatures": 32,
@@ -129,7 +129,7 @@ def test_patch_size_and_memory_estimate_equal_nnunet(spacing, median_shape) -> N
     patch, estimate = plan_patch_size(median_shape, spacing, size_divisor=divisor)
     assert patch == tuple(int(p) for p in theirs["patch_size"])
 
-    network = ExperimentPlanner.static_estimate_VRAM_usage(
+    network = planner_module.ExperimentPlanner.static_estimate_VRAM_usage(
         theirs["patch_size"], 1, 3, theirs["architecture"]["network_class_name"],
         theirs["architecture"]["arch_kwargs"], theirs["architecture"]["_kw_requires_import"],
     )  # fmt: skip

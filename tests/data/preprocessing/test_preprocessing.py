@@ -13,6 +13,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from _references import reference, require
 from multitask_unet.data.orientation import from_canonical, to_canonical
 from multitask_unet.data.planning.fingerprint import compute_fingerprint
 from multitask_unet.data.planning.plan import ChannelNormalization, PreprocessingConfig, create_plan
@@ -38,7 +39,7 @@ from multitask_unet.data.readers import read_dataset
 from multitask_unet.data.records import CaseRecord
 from multitask_unet.errors import DataError, ShapeError
 
-nnunet_resampling = pytest.importorskip("nnunetv2.preprocessing.resampling.default_resampling")
+nnunet_resampling = reference("nnunetv2.preprocessing.resampling.default_resampling")
 
 LPS = np.diag([-1.0, -1.0, 1.0])
 RESAMPLING_CASES = [
@@ -95,7 +96,7 @@ def test_resampling_rejects_wrong_ndim(bad: np.ndarray) -> None:
 
 
 def test_nonzero_bbox_equals_nnunet_crop_and_uncrop_inverts() -> None:
-    cropping = pytest.importorskip("nnunetv2.preprocessing.cropping.cropping")
+    cropping = require("nnunetv2.preprocessing.cropping.cropping")
     rng = np.random.default_rng(2)
     image = np.zeros((2, 9, 12, 11), np.float32)
     image[0, 2:7, 3:10, 1:6] = rng.normal(size=(5, 7, 5)) + 5
@@ -108,9 +109,7 @@ def test_nonzero_bbox_equals_nnunet_crop_and_uncrop_inverts() -> None:
 
 
 def test_normalize_image_ct_equals_nnunet() -> None:
-    norm_module = pytest.importorskip(
-        "nnunetv2.preprocessing.normalization.default_normalization_schemes"
-    )
+    norm_module = require("nnunetv2.preprocessing.normalization.default_normalization_schemes")
     stats = {"mean": 40.0, "std": 55.0, "percentile_00_5": -80.0, "percentile_99_5": 210.0}
     image = np.random.default_rng(3).normal(50, 150, size=(1, 5, 6, 7)).astype(np.float32)
     ours = normalize_image(image, [ChannelNormalization("ct", -80.0, 210.0, 40.0, 55.0)])
@@ -186,7 +185,7 @@ def _config(target=(1.0, 1.0, 2.0), **changes) -> PreprocessingConfig:
 
 
 def test_preprocess_case_equals_nnunet_default_preprocessor(tmp_path: Path) -> None:
-    pytest.importorskip("nnunetv2.preprocessing.preprocessors.default_preprocessor")
+    require("nnunetv2.preprocessing.preprocessors.default_preprocessor")
     from nnunetv2.preprocessing.preprocessors.default_preprocessor import DefaultPreprocessor
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
@@ -264,7 +263,7 @@ def test_preprocessed_affine_maps_voxels_to_the_same_world_points(tmp_path: Path
 
 
 def test_orientation_round_trip_and_sitk_agreement(tmp_path: Path) -> None:
-    sitk = pytest.importorskip("SimpleITK")
+    sitk = require("SimpleITK")
     record = _make_case(tmp_path, "case", layout="SPL")
     img = nib.load(record.images[0])
     array = np.asarray(img.dataobj)
