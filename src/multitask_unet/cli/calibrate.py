@@ -12,12 +12,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from multitask_unet.cli._dataset import dataset_command
+
 __all__ = ["add_parser", "run"]
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register the ``calibrate`` subcommand."""
-    parser = subparsers.add_parser(
+    parser = dataset_command(
+        subparsers,
         "calibrate",
         help="fit temperature / Platt scaling of the subtype probabilities on labelled cases",
         description=(
@@ -27,8 +30,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
             "the checkpoint, which the predictor then applies. The predicted subtype never "
             "changes. Fit on cases the network was not trained on (e.g. --split validation)."
         ),
+        data_help="labelled dataset or manifest CSV",
     )
-    parser.add_argument("data", type=Path, metavar="DATA", help="labelled dataset or manifest CSV")
     parser.add_argument(
         "--checkpoint", required=True, type=Path, metavar="CKPT", help="checkpoint to calibrate"
     )
@@ -43,7 +46,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--split", default=None, help="use only this split (default: every labelled case)"
     )
-    parser.add_argument("--layout", default="auto", help="dataset layout (default: auto)")
     parser.add_argument(
         "--method",
         default="auto",

@@ -12,15 +12,17 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from multitask_unet.cli._dataset import dataset_command
+
 __all__ = ["add_parser", "run"]
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register the ``crossval`` subcommand."""
     from multitask_unet.cli.train import add_training_options
-    from multitask_unet.data.readers import LAYOUTS
 
-    parser = subparsers.add_parser(
+    parser = dataset_command(
+        subparsers,
         "crossval",
         help="K-fold cross-validation: splits, a run per fold, out-of-fold predictions, "
         "post-processing choice",
@@ -33,7 +35,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
             "continue where they stopped."
         ),
     )
-    parser.add_argument("data", type=Path, metavar="DATA", help="dataset folder or manifest CSV")
     parser.add_argument("-o", "--output", required=True, type=Path, metavar="RUN")
     parser.add_argument(
         "--folds", type=int, metavar="K", help="number of folds (default 5; a run's own)"
@@ -42,9 +43,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--only", type=int, nargs="+", metavar="K", help="run only these folds (0-based) now"
     )
     parser.add_argument("--split-seed", type=int, default=0, metavar="N", help="seed of the splits")
-    parser.add_argument(
-        "--layout", default="auto", choices=["auto", *LAYOUTS.list()], help="dataset layout"
-    )
     add_training_options(parser, budget_help="wall-clock budget of each fold, e.g. 30m")
     return parser
 

@@ -12,6 +12,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from multitask_unet.cli._dataset import dataset_command
+
 __all__ = ["add_parser", "run"]
 
 
@@ -26,9 +28,8 @@ def _floats(text: str) -> tuple[float, ...]:
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register the ``plan`` subcommand."""
-    from multitask_unet.data.readers import LAYOUTS
-
-    parser = subparsers.add_parser(
+    parser = dataset_command(
+        subparsers,
         "plan",
         help="fingerprint a dataset and plan target spacing, normalisation and patch size",
         description=(
@@ -38,12 +39,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
             "The plan is written as JSON (see docs/concepts/plan.md)."
         ),
     )
-    parser.add_argument("data", type=Path, metavar="DATA", help="dataset folder or manifest CSV")
     parser.add_argument(
         "-o", "--output", required=True, type=Path, metavar="PLAN", help="plan .json to write"
-    )
-    parser.add_argument(
-        "--layout", default="auto", choices=["auto", *LAYOUTS.list()], help="dataset layout"
     )
     parser.add_argument(
         "--split", default="train", help="split to fingerprint (default: train); needs masks"

@@ -11,14 +11,15 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from multitask_unet.cli._dataset import dataset_command
+
 __all__ = ["add_parser", "run"]
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register the ``preprocess`` subcommand."""
-    from multitask_unet.data.readers import LAYOUTS
-
-    parser = subparsers.add_parser(
+    parser = dataset_command(
+        subparsers,
         "preprocess",
         help="reorient, crop, normalise and resample cases into a memory-mappable cache",
         description=(
@@ -28,15 +29,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
             "same plan are skipped, so the command can be rerun after an interruption."
         ),
     )
-    parser.add_argument("data", type=Path, metavar="DATA", help="dataset folder or manifest CSV")
     parser.add_argument(
         "--plan", required=True, type=Path, metavar="PLAN", help="plan from `multitask-unet plan`"
     )
     parser.add_argument(
         "-o", "--output", required=True, type=Path, metavar="CACHE", help="cache folder"
-    )
-    parser.add_argument(
-        "--layout", default="auto", choices=["auto", *LAYOUTS.list()], help="dataset layout"
     )
     parser.add_argument(
         "--split",

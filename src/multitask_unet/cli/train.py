@@ -14,6 +14,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from multitask_unet.cli._dataset import dataset_command
+
 __all__ = ["add_parser", "run"]
 
 _EPILOG = """\
@@ -39,22 +41,21 @@ its share of every batch (DDP: gloo on CPU, NCCL on GPU) and rank 0 writes.
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register the ``train`` subcommand."""
-    from multitask_unet.data.readers import LAYOUTS
-
-    parser = subparsers.add_parser(
+    parser = dataset_command(
+        subparsers,
         "train",
         help="train a multi-task U-Net (validate, plan, preprocess, then train; resumable)",
         description=(
             "Check the dataset DATA, plan preprocessing and patch size for the network (nnU-Net's "
             "rules), preprocess the train and validation splits into a cache, and train with "
-            "nnU-Net's recipe (SGD 0.01, Nesterov 0.99, poly decay, gradient clipping 12). "
-            "Checkpoints are written after every epoch; --resume continues an interrupted run "
-            "exactly where its last checkpoint left it."
+            "nnU-Net's recipe (SGD 0.01, Nesterov 0.99, poly decay, gradient clipping 12); with "
+            "--budget, plan spacing, patch, network, schedule and recipe by measured trial steps "
+            "and train within that wall-clock time. Checkpoints are written after every epoch; "
+            "--resume continues an interrupted run exactly where its last checkpoint left it."
         ),
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("data", type=Path, metavar="DATA", help="dataset folder or manifest CSV")
     parser.add_argument(
         "-o", "--output", required=True, type=Path, metavar="RUN", help="run folder to write"
     )
@@ -63,9 +64,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--cache", type=Path, metavar="DIR", help="preprocessing cache (default RUN/preprocessed)"
-    )
-    parser.add_argument(
-        "--layout", default="auto", choices=["auto", *LAYOUTS.list()], help="dataset layout"
     )
     add_training_options(
         parser,

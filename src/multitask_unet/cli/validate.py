@@ -19,15 +19,17 @@ import json
 from pathlib import Path
 from typing import Any
 
+from multitask_unet.cli._dataset import dataset_command
+
 __all__ = ["add_parser", "run"]
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register the ``validate`` subcommand."""
-    from multitask_unet.data.readers import LAYOUTS
     from multitask_unet.data.sampling import CLASS_WEIGHTS, DEFAULT_MAX_OVERSAMPLING
 
-    parser = subparsers.add_parser(
+    parser = dataset_command(
+        subparsers,
         "validate",
         help="check a dataset (files, geometry, labels) and list every problem with its fix",
         description=(
@@ -38,13 +40,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
             "case sampling strategy. Exit code 1 when there is an error, 0 otherwise (warnings "
             "allowed)."
         ),
-    )
-    parser.add_argument("data", type=Path, metavar="DATA", help="dataset folder or manifest CSV")
-    parser.add_argument(
-        "--layout",
-        default="auto",
-        choices=["auto", *LAYOUTS.list()],
-        help="dataset layout (default: detect it)",
     )
     parser.add_argument(
         "--labels",
