@@ -48,9 +48,9 @@ def test_the_grid_is_four_heads_times_two_strategies() -> None:
 def test_study_config_follows_the_study(tiny_index, head: str, strategy: str) -> None:
     name = f"{head}_{strategy}"
     config = grid.variant_config(grid.variants()[name], tiny_index)
-    assert (config.batch_size, config.epochs) == (8, 100)
+    assert (config.data.batch_size, config.optimization.epochs) == (8, 100)
     assert (config.model.preset, config.model.head) == ("nnunet_3d_fullres", head)
-    seg, cls = config.loss.terms["seg"], config.loss.terms["cls"]
+    seg, cls = config.optimization.loss.terms["seg"], config.optimization.loss.terms["cls"]
     assert (seg.loss, seg.weight, seg.deep_supervision) == ("dice_ce", 1.0, True)
     assert cls.weight == 0.3
     assert cls.loss == ("bce_ovr" if head == "ovr" else "ce")
@@ -70,7 +70,7 @@ def test_ovr_positives_weighted_by_negatives_over_positives(tmp_path, counts) ->
     config = grid.variant_config(grid.variants()["ovr_wce"], index)
     labels = [r.label for r in index.split("train")]
     expected = [(len(labels) - labels.count(k)) / labels.count(k) for k in range(3)]
-    assert config.loss.terms["cls"].options["pos_weight"] == pytest.approx(expected)
+    assert config.optimization.loss.terms["cls"].options["pos_weight"] == pytest.approx(expected)
 
 
 def test_overrides_replace_nested_keys(tiny_index) -> None:
@@ -78,7 +78,8 @@ def test_overrides_replace_nested_keys(tiny_index) -> None:
         grid.variants()["panda_balanced"], tiny_index, overrides=grid.SMOKE
     )
     assert (config.model.preset, config.model.head) == ("tiny_residual", "panda")
-    assert (config.epochs, config.iterations_per_epoch, config.device) == (1, 2, "cpu")
+    assert (config.optimization.epochs, config.optimization.iterations_per_epoch) == (1, 2)
+    assert config.runtime.device == "cpu"
 
 
 def test_budget_mode_is_the_library_front_door(tmp_path: Path, monkeypatch) -> None:
@@ -92,7 +93,9 @@ def test_budget_mode_is_the_library_front_door(tmp_path: Path, monkeypatch) -> N
                                  shape=(24, 24, 12), class_counts=(1, 1, 1)).root  # fmt: skip
     summary = run_study.run_budget(root, tmp_path / "out", 0.3, workers=1)
     trained = TrainConfig.load(tmp_path / "out" / "run" / "config.yaml")
-    assert trained.optimizer.name == "adamw"  # the budget plan's recipe, from the library
+    assert (
+        trained.optimization.optimizer.name == "adamw"
+    )  # the budget plan's recipe, from the library
     assert summary["epochs_trained"] >= 1
     assert 0 <= summary["results"]["dice_whole_pancreas"]["estimate"] <= 1
     assert len(list((tmp_path / "out" / "predictions_validation").glob("*.nii.gz"))) == 2
