@@ -7,20 +7,5 @@
   :mod:`~multitask_unet.data.preprocessing.resampling`: the array operations behind them.
 """
 
-from multitask_unet.data.preprocessing.case import (
-    CaseProperties,
-    PreprocessedCase,
-    normalize_image,
-    preprocess_case,
-    restore_native,
-    sample_class_locations,
-)
-
-__all__ = [
-    "CaseProperties",
-    "PreprocessedCase",
-    "normalize_image",
-    "preprocess_case",
-    "restore_native",
-    "sample_class_locations",
-]
+from multitask_unet.data.preprocessing.case import *  # noqa: F403
+from multitask_unet.data.preprocessing.case import __all__  # noqa: F401
