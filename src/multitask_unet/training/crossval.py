@@ -33,12 +33,11 @@ from typing import Any
 import numpy as np
 
 from multitask_unet._atomic import write_text_atomic
-from multitask_unet.data.io import read_mask, write_image
 from multitask_unet.data.planning import Plan
 from multitask_unet.data.readers import DEFAULT_LABEL_NAMES, DatasetIndex, read_dataset
 from multitask_unet.data.records import CaseRecord
 from multitask_unet.data.sampling.loader import cache_entries
-from multitask_unet.errors import ConfigError, DataError
+from multitask_unet.errors import ConfigError
 from multitask_unet.provenance import environment
 from multitask_unet.training.config import TrainConfig
 from multitask_unet.training.crossval_report import summarize_folds
@@ -274,22 +273,3 @@ def evaluation_config(label_names: dict[str, int] | Any) -> Any:
     return EvaluationConfig(
         regions=tuple(regions), labels=tuple(sorted(foreground.values())), n_bootstrap=200
     )
-
-
-def read_case(record: CaseRecord, predictions: Path) -> tuple[np.ndarray, np.ndarray]:
-    """A held-out case's saved probabilities and its reference label map."""
-    path = predictions / f"{record.case_id}.npz"
-    if not path.is_file():
-        raise DataError(f"{path} is missing; run the fold again (delete its fold.json)")
-    with np.load(path) as saved:
-        probabilities = saved["probabilities"]
-    if record.mask is None:
-        raise DataError(f"case {record.case_id} has no label map to score against")
-    return probabilities, read_mask(record.mask).array
-
-
-def write_label_map(path: Path, labels: np.ndarray, like: Path) -> None:
-    """Write ``labels`` with the geometry of the prediction ``like``."""
-    from multitask_unet.data.io import read_image
-
-    write_image(path, labels, read_image(like).affine)

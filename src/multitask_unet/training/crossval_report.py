@@ -14,8 +14,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from multitask_unet._atomic import write_text_atomic
+from multitask_unet.data.io import read_image, read_mask, write_image
 from multitask_unet.data.readers import DatasetIndex
+from multitask_unet.data.records import CaseRecord
+from multitask_unet.errors import DataError
 from multitask_unet.inference.postprocessing_search import (
     PostprocessingChoice,
     PostprocessingSearch,
@@ -35,7 +40,6 @@ def summarize_folds(
 ) -> dict[str, Any]:
     """Choose post-processing (once all folds ran), score raw and post-processed, summarise."""
     from multitask_unet.evaluation import evaluate
-    from multitask_unet.training.crossval import read_case
 
     summary: dict[str, Any] = {
         "folds": len(splits),
@@ -99,7 +103,6 @@ def _write_postprocessed(
 ) -> None:
     """Each held-out case post-processed with its fold's cross-fitted choice."""
     from multitask_unet.inference import keep_largest_component, weighted_argmax
-    from multitask_unet.training.crossval import write_label_map
 
     target = run_dir / POST
     target.mkdir(parents=True, exist_ok=True)
@@ -156,3 +159,20 @@ def _choice(choice: PostprocessingChoice) -> dict[str, Any]:
 
 def _fold_record(run_dir: Path, k: int) -> dict[str, Any]:
     return json.loads((run_dir / f"fold_{k}" / "fold.json").read_text())
+
+
+def read_case(record: CaseRecord, predictions: Path) -> tuple[np.ndarray, np.ndarray]:
+    """A held-out case's saved probabilities and its reference label map."""
+    path = predictions / f"{record.case_id}.npz"
+    if not path.is_file():
+        raise DataError(f"{path} is missing; run the fold again (delete its fold.json)")
+    with np.load(path) as saved:
+        probabilities = saved["probabilities"]
+    if record.mask is None:
+        raise DataError(f"case {record.case_id} has no label map to score against")
+    return probabilities, read_mask(record.mask).array
+
+
+def write_label_map(path: Path, labels: np.ndarray, like: Path) -> None:
+    """Write ``labels`` with the geometry of the prediction ``like``."""
+    write_image(path, labels, read_image(like).affine)

@@ -5,7 +5,7 @@ training finishes within it. It starts from nnU-Net's target spacing and conside
 spacing factor (1x to 2.5x by default, coarsened as nnU-Net's ``3d_lowres``), a ladder of patch
 sizes (nnU-Net's patch rule under a voxel cap: the shape of the median case at that spacing,
 multiples of the network's ``size_divisor``), every model preset and batch size of the
-:class:`BudgetSearch` (see :mod:`~multitask_unet.training.budget_candidates`). For each candidate it runs a few real training steps (forward,
+:class:`BudgetSearch` (see :mod:`~multitask_unet.training.budget.candidates`). For each candidate it runs a few real training steps (forward,
 backward and optimiser step on random tensors of the patch size, after one warm-up step) and
 computes how many steps fit ``budget - trials - overhead``. The smallest candidate of each preset
 is measured first (least capable preset first), then the others from the cheapest up; once one
