@@ -110,6 +110,12 @@ def test_patch_not_divisible_names_the_fix(prepared: Prepared, tmp_path: Path) -
         trainer(prepared, tmp_path, cfg).fit()
 
 
+def test_a_patch_of_one_bottleneck_voxel_names_the_fix(prepared: Prepared, tmp_path: Path) -> None:
+    cfg = config(patch_size=[4, 4, 4])  # the tiny preset's size_divisor: 1 x 1 x 1 at the bottom
+    with pytest.raises(ConfigError, match=r"single voxel.*e\.g\. \(4, 4, 8\)"):
+        trainer(prepared, tmp_path, cfg).fit()
+
+
 def test_checkpoint_plan_carries_the_trained_patch(prepared: Prepared, tmp_path: Path) -> None:
     from multitask_unet.inference import Predictor
 

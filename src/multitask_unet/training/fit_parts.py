@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from multitask_unet.checkpoints import load_checkpoint
+from multitask_unet.data.planning.patch_size import MIN_BOTTLENECK_VOXELS, bottleneck_voxels
 from multitask_unet.data.sampling.batch import Batch
 from multitask_unet.errors import ConfigError, TrainingError
 from multitask_unet.losses import MultiTaskLoss
@@ -129,6 +130,13 @@ def check_patch(model: MultiTaskUNet, patch: Sequence[int]) -> None:
         raise ConfigError(
             f"patch_size {tuple(patch)} is not divisible by the network's size_divisor "
             f"{model.size_divisor}; choose multiples (e.g. with --patch-size)"
+        )
+    if bottleneck_voxels(patch, model.size_divisor) < MIN_BOTTLENECK_VOXELS:
+        larger = tuple(patch[:-1]) + (patch[-1] + model.size_divisor[-1],)
+        raise ConfigError(
+            f"patch_size {tuple(patch)} leaves a single voxel at the network's deepest stage "
+            f"(size_divisor {model.size_divisor}): instance normalisation cannot train on it. "
+            f"Use a patch with at least {MIN_BOTTLENECK_VOXELS} voxels there, e.g. {larger}"
         )
 
 

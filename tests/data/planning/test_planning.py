@@ -151,6 +151,21 @@ def test_patch_size_is_divisible_and_fits_the_budget(divisor, gpu_memory_gb) -> 
     assert np.prod(smaller) <= np.prod(patch)
 
 
+@pytest.mark.parametrize(
+    ("median_shape", "gpu_memory_gb", "expected"),
+    [((10, 10, 10), 8.0, (16, 16, 32)),  # cases smaller than one divisor: grow the last axis
+     ((12, 40, 20), 8.0, (16, 48, 32)),
+     ((200, 200, 200), 1e-4, (32, 16, 16))],  # nothing fits: stop at two bottleneck voxels
+)  # fmt: skip
+def test_the_patch_never_leaves_a_single_voxel_at_the_bottleneck(
+    median_shape, gpu_memory_gb, expected
+) -> None:
+    patch, _ = plan_patch_size(
+        median_shape, (1.0, 1.0, 1.0), size_divisor=16, gpu_memory_gb=gpu_memory_gb
+    )
+    assert patch == expected
+
+
 @pytest.mark.parametrize("bad", [0, 12, (8, 32), (8, 32, 24), "32"])
 def test_size_divisor_must_be_powers_of_two(bad) -> None:
     with pytest.raises(ConfigError, match="size_divisor"):

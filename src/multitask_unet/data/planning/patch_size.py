@@ -5,7 +5,9 @@ the patch until the estimate fits the GPU. The rule here:
 
 1. Start from a patch with the aspect ratio of the target spacing (isotropic in mm), of the
    volume of 256³ voxels, clipped to the median shape of the resampled cases.
-2. Round every axis up to a multiple of the network's ``size_divisor``.
+2. Round every axis up to a multiple of the network's ``size_divisor``, keeping at least two
+   voxels at the deepest stage (:func:`round_to_divisor`): instance normalisation cannot train on
+   a single voxel.
 3. While the estimated feature-map size of a PlainConvUNet at that patch
    (:func:`estimate_feature_map_elements`) exceeds the capacity (:func:`feature_map_capacity`),
    take ``size_divisor`` voxels off the axis that is largest *relative to the median shape*.
@@ -32,7 +34,10 @@ from multitask_unet.errors import ConfigError
 __all__ = [
     "estimate_feature_map_elements",
     "feature_map_capacity",
+    "MIN_BOTTLENECK_VOXELS",
+    "bottleneck_voxels",
     "plan_patch_size",
+    "round_to_divisor",
     "shrink_to_fit",
     "size_divisor_tuple",
     "stage_strides",
@@ -40,6 +45,10 @@ __all__ = [
 
 _REFERENCE_ELEMENTS = 560_000_000  # nnU-Net: UNet_reference_val_3d ...
 _REFERENCE_GB = 8.0  # ... at UNet_reference_val_corresp_GB, batch size 2
+
+#: Voxels a training patch must keep at the network's deepest stage (``patch / size_divisor``):
+#: instance normalisation of a single voxel is undefined, and PyTorch refuses it in training.
+MIN_BOTTLENECK_VOXELS = 2
 
 
 def size_divisor_tuple(size_divisor: int | Sequence[int]) -> tuple[int, int, int]:
@@ -118,6 +127,27 @@ def estimate_feature_map_elements(
     return int(total)
 
 
+def bottleneck_voxels(patch: Sequence[int], divisor: Sequence[int]) -> int:
+    """Voxels of the deepest stage's feature map for ``patch`` (``prod(patch // divisor)``)."""
+    return int(np.prod(np.asarray(patch, dtype=np.int64) // np.asarray(divisor, dtype=np.int64)))
+
+
+def round_to_divisor(
+    start: np.ndarray, median_shape: np.ndarray, divisor: np.ndarray
+) -> np.ndarray:
+    """``start`` rounded up to multiples of ``divisor``, with :data:`MIN_BOTTLENECK_VOXELS`.
+
+    When the rounded patch is one divisor on every axis, the axis on which the median case is
+    largest relative to the patch grows by one divisor (ties: the last axis).
+    """
+    patch = np.maximum(np.ceil(np.asarray(start) / divisor - 1e-9), 1).astype(np.int64) * divisor
+    if bottleneck_voxels(patch, divisor) < MIN_BOTTLENECK_VOXELS:
+        ratio = patch / np.maximum(median_shape, 1.0)
+        axis = int(np.flatnonzero(ratio == ratio.min())[-1])
+        patch[axis] += divisor[axis]
+    return patch
+
+
 def shrink_to_fit(
     patch: np.ndarray,
     median_shape: np.ndarray,
@@ -125,14 +155,20 @@ def shrink_to_fit(
     fits: Callable[[np.ndarray], bool],
 ) -> np.ndarray:
     """nnU-Net's patch shrinking: take one divisor off the axis largest relative to the median
-    shape (ties: the last axis, as nnU-Net) until ``fits(patch)``, never below one divisor.
+    shape (ties: the last axis, as nnU-Net) until ``fits(patch)``, never below one divisor per
+    axis nor :data:`MIN_BOTTLENECK_VOXELS` at the deepest stage.
 
     Both planners use it: :func:`plan_patch_size` (GPU memory) and the budget planner's voxel
     caps (:func:`multitask_unet.training.budget.patch_for_voxels`).
     """
     patch = np.array(patch, dtype=np.int64)
     while not fits(patch):
-        shrinkable = patch > divisor
+        smaller = [patch - divisor * (np.arange(3) == a) for a in range(3)]
+        shrinkable = np.array(
+            [patch[a] > divisor[a]
+             and bottleneck_voxels(smaller[a], divisor) >= MIN_BOTTLENECK_VOXELS
+             for a in range(3)]
+        )  # fmt: skip
         if not shrinkable.any():
             break
         ratio = np.where(shrinkable, patch / median_shape, -np.inf)
@@ -166,8 +202,7 @@ def plan_patch_size(
     median = np.asarray(median_shape, dtype=np.float64)
     inverse = 1.0 / np.asarray(spacing, dtype=np.float64)
     initial = np.round(inverse * (256**3 / np.prod(inverse)) ** (1 / 3))
-    patch = np.minimum(initial, median)
-    patch = np.maximum(np.ceil(patch / divisor), 1).astype(np.int64) * divisor
+    patch = round_to_divisor(np.minimum(initial, median), median, divisor)
     strides = stage_strides(spacing, tuple(divisor))
     capacity = feature_map_capacity(gpu_memory_gb)
 

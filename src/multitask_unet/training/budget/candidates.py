@@ -28,7 +28,7 @@ import numpy as np
 
 from multitask_unet.data.planning import DatasetFingerprint, plan_target_spacing
 from multitask_unet.data.planning.budget_section import BudgetCandidate
-from multitask_unet.data.planning.patch_size import shrink_to_fit
+from multitask_unet.data.planning.patch_size import round_to_divisor, shrink_to_fit
 from multitask_unet.data.preprocessing.resampling import compute_new_shape
 from multitask_unet.errors import ConfigError
 
@@ -121,12 +121,13 @@ def patch_for_voxels(
 
     Starts isotropic in mm (``voxels`` worth), clipped to ``median_shape`` and rounded up to
     ``divisor``; then takes ``divisor`` off the axis largest relative to the median shape until
-    it fits. Never smaller than one divisor per axis.
+    it fits. Never smaller than one divisor per axis, and never a single voxel at the
+    network's deepest stage (:data:`~multitask_unet.data.planning.patch_size.MIN_BOTTLENECK_VOXELS`).
     """
     div = np.asarray(divisor, dtype=np.int64)
     median = np.maximum(np.asarray(median_shape, dtype=np.float64), 1.0)
     inverse = 1.0 / np.asarray(spacing, dtype=np.float64)
     start = np.minimum(inverse * (voxels / np.prod(inverse)) ** (1 / 3), median)
-    patch = np.maximum(np.ceil(start / div - 1e-9), 1).astype(np.int64) * div
+    patch = round_to_divisor(start, median, div)
     patch = shrink_to_fit(patch, median, div, lambda p: int(np.prod(p)) <= voxels)
     return tuple(int(p) for p in patch)  # type: ignore[return-value]
