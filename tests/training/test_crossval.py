@@ -76,6 +76,13 @@ def test_a_splits_file_of_another_dataset_is_refused(tmp_path: Path) -> None:
     path.write_text("{not json")
     with pytest.raises(ConfigError, match=r"splits\.json"):
         load_splits(path, ["a"])
+    path.write_text(
+        json.dumps([{"train": ["a", "b"], "val": ["b"]}, {"train": ["b"], "val": ["a"]}])
+    )
+    with pytest.raises(
+        ConfigError, match=r"splits\.json: fold 0 both trains on and holds out \['b'\]"
+    ):
+        load_splits(path, ["a", "b"])
 
 
 @pytest.fixture(scope="module")

@@ -132,6 +132,14 @@ def load_splits(
             f"{path} names cases the dataset does not have ({sorted(named - known)[:5]}) or "
             "fewer than 2 folds; delete it to split again, or point at the dataset it was made for"
         )
+    both = [(k, sorted(set(train) & set(val))) for k, (train, val) in enumerate(folds)]
+    both = [(k, ids) for k, ids in both if ids]
+    if both:
+        k, ids = both[0]
+        raise ConfigError(
+            f"{path}: fold {k} both trains on and holds out {ids[:5]}; a held-out case must not "
+            "be in its fold's training set. Fix the file, or delete it to split again"
+        )
     return [{"train": train, "val": val} for train, val in folds]
 
 

@@ -132,7 +132,7 @@ def check_patch(model: MultiTaskUNet, patch: Sequence[int]) -> None:
             f"{model.size_divisor}; choose multiples (e.g. with --patch-size)"
         )
     if bottleneck_voxels(patch, model.size_divisor) < MIN_BOTTLENECK_VOXELS:
-        larger = tuple(patch[:-1]) + (patch[-1] + model.size_divisor[-1],)
+        larger = (*patch[:-1], patch[-1] + model.size_divisor[-1])
         raise ConfigError(
             f"patch_size {tuple(patch)} leaves a single voxel at the network's deepest stage "
             f"(size_divisor {model.size_divisor}): instance normalisation cannot train on it. "

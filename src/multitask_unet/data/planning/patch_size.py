@@ -32,10 +32,10 @@ import numpy as np
 from multitask_unet.errors import ConfigError
 
 __all__ = [
-    "estimate_feature_map_elements",
-    "feature_map_capacity",
     "MIN_BOTTLENECK_VOXELS",
     "bottleneck_voxels",
+    "estimate_feature_map_elements",
+    "feature_map_capacity",
     "plan_patch_size",
     "round_to_divisor",
     "shrink_to_fit",
