@@ -66,12 +66,8 @@ def restore_training_state(
     weights and RNG states. Returns the next epoch and the best ``(score, epoch)``.
 
     Raises:
-        ConfigError: No such file, no resumable state, or options that differ from the saved run.
+        ConfigError: No resumable state, or options that differ from the saved run.
     """
-    if not path.is_file():
-        raise ConfigError(
-            f"nothing to resume: {path} does not exist; start the run without --resume"
-        )
     ckpt = load_checkpoint(path, map_location=dist.device)
     state = ckpt.training or {}
     if state.get("version") != STATE_VERSION:
@@ -122,6 +118,19 @@ def check_finite(model: nn.Module, epoch: int, row: dict[str, float], last: Path
         f"{row.get('loss', float('nan')):.4g}); {kept}. Lower optimization.optimizer.lr, set "
         "runtime.amp: off, or check the images' intensities and the normalisation in the plan"
     )
+
+
+def check_run_folder(run_dir: Path, last: Path, *, resume: bool) -> None:
+    """Before anything is built: ``resume`` needs ``last``; a fresh run must not overwrite one."""
+    if resume and not last.is_file():
+        raise ConfigError(
+            f"nothing to resume: {last} does not exist; start the run without --resume"
+        )
+    if not resume and last.exists():
+        raise ConfigError(
+            f"{run_dir} already holds a run ({last}); resume it with --resume (resume=True) or "
+            "choose a new run folder"
+        )
 
 
 def check_patch(model: MultiTaskUNet, patch: Sequence[int]) -> None:

@@ -55,6 +55,7 @@ from multitask_unet.training.fit_parts import (
     barrier,
     check_finite,
     check_patch,
+    check_run_folder,
     restore_training_state,
     seed_everything,
     targets,
@@ -152,15 +153,12 @@ class Trainer:
                 f"batch_size {self.batch_size} does not split over {dist.world_size} processes; "
                 f"use a multiple of {dist.world_size}"
             )
+        if dist.is_main:
+            check_run_folder(self.run_dir, self.checkpoint_dir / LAST, resume=resume)
         parts = self._build(dist)
         start_epoch, best = 0, None
         if resume:
             start_epoch, best = self._restore(parts, dist)
-        elif dist.is_main and (self.checkpoint_dir / LAST).exists():
-            raise ConfigError(
-                f"{self.run_dir} already holds a run ({self.checkpoint_dir / LAST}); resume it "
-                "with --resume (resume=True) or choose a new run folder"
-            )
         if dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self.config.save(self.run_dir / "config.yaml")
