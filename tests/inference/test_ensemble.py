@@ -51,18 +51,19 @@ def make_run(
 
 
 def mean_probabilities(checkpoints, image: Path) -> np.ndarray:
-    """The mean softmax of the checkpoints' models on the image's grid, model by model."""
+    """The softmax, on the image's grid, of the mean of the models' logits (nnU-Net v2's
+    multi-fold prediction), model by model."""
     predictors = [Predictor.from_checkpoint(c, mirror_axes=()) for c in checkpoints]
     case = preprocess_case(collect_cases([image])[0], predictors[0].preprocessing)
     volume = torch.from_numpy(case.image)[None]
-    probs = [
-        sliding_window_predict(p.model, volume, window_size=p.window_size, **p.options)["seg"][
-            0
-        ].softmax(dim=0)
+    logits = [
+        sliding_window_predict(p.model, volume, window_size=p.window_size, **p.options)["seg"][0]
         for p in predictors
     ]
-    mean = functools.reduce(operator.add, probs) / len(probs)
-    return restore_native(mean.numpy(), case.properties)
+    mean = functools.reduce(operator.add, logits) / len(logits)
+    background = (0.0, *[-np.inf] * (mean.shape[0] - 1))
+    native = restore_native(mean.numpy(), case.properties, outside=background)
+    return torch.from_numpy(np.ascontiguousarray(native)).softmax(dim=0).numpy()
 
 
 def test_two_copies_of_one_model_equal_the_model(phantom_root, tiny_checkpoint) -> None:
@@ -80,7 +81,7 @@ def test_two_copies_of_one_model_equal_the_model(phantom_root, tiny_checkpoint) 
     assert a.predicted == b.predicted and b.uncalibrated is None
 
 
-def test_two_models_predict_the_mean_of_their_probabilities(
+def test_two_models_predict_the_softmax_of_their_mean_logits(
     phantom_root, tiny_plan, checkpoint_factory, tmp_path
 ) -> None:
     paths = [checkpoint_factory(tmp_path / f"m{k}.pt", tiny_plan, seed=k) for k in (0, 1)]

@@ -7,6 +7,8 @@
 - :func:`weighted_argmax` and :func:`label_weight_dice`: label maps from probabilities with
   per-label weights, and the scores that choose the weights on cross-validation predictions.
 - :class:`Postprocessing`: the post-processing chosen for a run (``postprocessing.json``).
+- :func:`export_logits`: segmentation logits on the preprocessed grid to a label map on the
+  image file's grid, in nnU-Net v2's order.
 - :class:`Predictor`: image files in, ``CASE.nii.gz`` label maps on the input's grid and
   ``predictions.csv`` out (``multitask-unet predict``), with one model or the fold ensemble of
   a cross-validation (:meth:`Predictor.from_run`; :class:`RunSource` says what it used).
@@ -14,6 +16,7 @@
 
 from multitask_unet.inference.decision import Postprocessing, label_weight_dice, weighted_argmax
 from multitask_unet.inference.ensemble import RunSource
+from multitask_unet.inference.export import export_logits
 from multitask_unet.inference.gaussian import gaussian_importance
 from multitask_unet.inference.inputs import collect_cases
 from multitask_unet.inference.postprocessing import keep_largest_component
@@ -29,6 +32,7 @@ __all__ = [
     "RunSource",
     "Window",
     "collect_cases",
+    "export_logits",
     "gaussian_importance",
     "keep_largest_component",
     "label_weight_dice",

@@ -2,15 +2,16 @@
 
 For each case it runs the plan's preprocessing (:func:`~multitask_unet.data.preprocessing.
 preprocess_case`), :func:`~multitask_unet.inference.sliding_window_predict`, then undoes the
-preprocessing (:func:`~multitask_unet.data.preprocessing.restore_native`: softmax
-probabilities are resampled back, as nnU-Net does, and the argmax is taken on the image file's
-grid), so that every label map has exactly the input's shape and affine. ``label_weights`` weight
-that argmax (:func:`~multitask_unet.inference.decision.weighted_argmax`).
+preprocessing (:func:`~multitask_unet.inference.export.export_logits`: the segmentation
+logits are resampled back, the softmax and the argmax are taken on the image file's grid, in
+nnU-Net v2's order), so that every label map has exactly the input's shape and affine and equals
+nnU-Net's export of the same logits. ``label_weights`` weight that argmax
+(:func:`~multitask_unet.inference.decision.weighted_argmax`).
 
 Several models sharing one plan (the folds of a cross-validation, :meth:`Predictor.from_run`)
-predict as an ensemble: the segmentation probabilities are the mean of the models' softmax (as
-nnU-Net v1's fold ensemble and ``nnUNetv2_ensemble``; nnU-Net v2's multi-fold predictor averages
-logits instead), the class probabilities the mean of each model's (calibrated) probabilities.
+predict as an ensemble: the segmentation logits are the mean of the models' logits (as nnU-Net
+v2's multi-fold prediction), the class probabilities the mean of each model's (calibrated)
+probabilities.
 
 :meth:`Predictor.predict` writes a prediction folder in the format
 :mod:`multitask_unet.evaluation.reading` reads (``predictions.csv``:
@@ -48,7 +49,7 @@ import torch
 
 from multitask_unet.checkpoints import Checkpoint, load_checkpoint
 from multitask_unet.data.planning import Plan, PreprocessingConfig
-from multitask_unet.data.preprocessing import PreprocessedCase, preprocess_case, restore_native
+from multitask_unet.data.preprocessing import PreprocessedCase, preprocess_case
 from multitask_unet.data.records import CaseRecord
 from multitask_unet.errors import ConfigError
 from multitask_unet.inference.calibration import Calibration
@@ -62,6 +63,7 @@ from multitask_unet.inference.ensemble import (
     pick_head,
     trained_mirror_axes,
 )
+from multitask_unet.inference.export import export_logits
 from multitask_unet.inference.inputs import collect_cases
 from multitask_unet.inference.prediction_folder import write_predictions
 from multitask_unet.inference.sliding_window import ClsWeighting, sliding_window_predict
@@ -335,16 +337,15 @@ class Predictor:
         outputs = []
         for model in self.models:
             out = sliding_window_predict(model, image, window_size=self.window_size, **self.options)
-            probs = out.pop("seg")[0].softmax(dim=0)
-            summed = probs if summed is None else summed.add_(probs)
+            seg = out.pop("seg")[0].float()
+            summed = seg if summed is None else summed.add_(seg)
             outputs.append({k: v[0].float().cpu() for k, v in out.items()})
-            del out, probs
+            del out, seg
         assert summed is not None
         summed /= len(self.models)  # exact for one model
-        native = restore_native(summed.cpu().numpy(), case.properties)
+        labels, native = export_logits(summed, case.properties, self.postprocessing)
         del summed
         seg_probabilities = native.astype(np.float16) if self.save_probabilities else None
-        labels = self.postprocessing.labels(native)
         del native
         mean = {k: torch.stack([o[k] for o in outputs]).mean(0) for k in outputs[0]}
         logits = outputs[0] if len(outputs) == 1 else mean

@@ -265,20 +265,23 @@ def restore_native(
     *,
     order: int = 1,
     anisotropy_threshold: float = 3.0,
+    outside: Sequence[float] | None = None,
 ) -> np.ndarray:
     """Bring a prediction on the preprocessed grid back to the original image file's grid.
 
-    Undoes resampling (label maps per label as in preprocessing; probabilities with ``order``,
-    nearest along the coarse axis of anisotropic data, as nnU-Net exports them), cropping
-    (outside the crop box: label 0, probability 1 for channel 0 and 0 for the others) and
+    Undoes resampling (label maps per label as in preprocessing; float channels, logits or
+    probabilities, with ``order``, nearest along the coarse axis of anisotropic data, as nnU-Net
+    exports them), cropping (outside the crop box: label 0, float channels ``outside``) and
     reorientation.
 
     Args:
-        array: Integer label map ``(D, H, W)`` or ``(1, D, H, W)``, or float probabilities
+        array: Integer label map ``(D, H, W)`` or ``(1, D, H, W)``, or float channels
             ``(C, D, H, W)``, on the grid ``properties.shape``.
         properties: The case's :class:`CaseProperties`.
-        order: Interpolation order for probabilities / label indicators.
+        order: Interpolation order for float channels / label indicators.
         anisotropy_threshold: As in preprocessing.
+        outside: Value of each float channel outside the crop box (default: probabilities of
+            background only, ``(1, 0, ..., 0)``; for logits e.g. ``(0, -inf, ..., -inf)``).
 
     Returns:
         ``(I, J, K)`` (or ``(1 | C, I, J, K)``, matching the input) array of the input's dtype,
@@ -307,9 +310,13 @@ def restore_native(
     else:
         resampled = resample_image(stack, target, order=order, order_z=0, **geometry)
         full = uncrop(resampled, properties.crop_bbox, properties.shape_before_crop)
-        outside = np.ones(properties.shape_before_crop, dtype=bool)
-        outside[tuple(slice(a, b) for a, b in properties.crop_bbox)] = False
-        full[0][outside] = 1
+        fill = (1.0, *[0.0] * (len(full) - 1)) if outside is None else tuple(outside)
+        if len(fill) != len(full):
+            raise ShapeError(f"outside gives {len(fill)} value(s) for {len(full)} channel(s)")
+        beyond = np.ones(properties.shape_before_crop, dtype=bool)
+        beyond[tuple(slice(a, b) for a, b in properties.crop_bbox)] = False
+        for channel, value in zip(full, fill):
+            channel[beyond] = value
     native = from_canonical(
         full,
         np.asarray(properties.original_affine),

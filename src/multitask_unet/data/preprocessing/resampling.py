@@ -95,6 +95,15 @@ def _zoom_clipped(volume: np.ndarray, new_shape: Sequence[int], order: int) -> n
 
 def _resample_axis(volume: np.ndarray, axis: int, size: int, order: int) -> np.ndarray:
     """Resample one axis to ``size`` voxels, the others untouched (voxel-centre mapping)."""
+    if order == 0:
+        # The voxels nnU-Net's map_coordinates(order=0, mode="nearest") picks, from coordinates
+        # computed as it computes them: at exact half-voxel ties the same neighbour wins.
+        scale = float(volume.shape[axis]) / size
+        coords = scale * (np.arange(size) + 0.5) - 0.5
+        source = ndimage.map_coordinates(
+            np.arange(volume.shape[axis], dtype=np.float64), [coords], order=0, mode="nearest"
+        )
+        return np.take(volume.astype(np.float64, copy=False), source.astype(np.intp), axis=axis)
     new_shape = list(volume.shape)
     new_shape[axis] = size
     scale = volume.shape[axis] / size
