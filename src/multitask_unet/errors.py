@@ -11,6 +11,7 @@ from __future__ import annotations
 __all__ = [
     "ConfigError",
     "DataError",
+    "DataWarning",
     "MultitaskUNetError",
     "RegistryError",
     "ShapeError",
@@ -48,3 +49,7 @@ class TrainingError(MultitaskUNetError, RuntimeError):
 
 class WeightsError(MultitaskUNetError, ValueError):
     """Weights do not fit a model (missing, unexpected or mis-shaped tensors)."""
+
+
+class DataWarning(UserWarning):
+    """Input data was read with a documented repair (e.g. NaN voxels); the message names the file."""

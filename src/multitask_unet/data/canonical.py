@@ -7,6 +7,8 @@ them (:func:`~multitask_unet.data.orientation.to_canonical`), keeping what is ne
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,9 +17,9 @@ import numpy as np
 from multitask_unet.data.io import Volume, read_image, read_mask
 from multitask_unet.data.orientation import to_canonical, voxel_spacing
 from multitask_unet.data.records import CaseRecord
-from multitask_unet.errors import DataError
+from multitask_unet.errors import DataError, DataWarning
 
-__all__ = ["CanonicalCase", "read_canonical_case"]
+__all__ = ["CanonicalCase", "fill_nonfinite", "read_canonical_case"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -49,6 +51,8 @@ class CanonicalCase:
 def read_canonical_case(record: CaseRecord, *, orientation: str = "LPS") -> CanonicalCase:
     """Read ``record``'s channels and mask and reorient them to ``orientation``.
 
+    NaN/Inf image voxels are replaced, with a warning (:func:`fill_nonfinite`).
+
     Raises:
         DataError: A file is unreadable, not 3D, or does not share the first channel's grid.
     """
@@ -59,6 +63,7 @@ def read_canonical_case(record: CaseRecord, *, orientation: str = "LPS") -> Cano
     for volume in volumes:
         _check_grid(volume.array.shape, volume.affine, first, volume.path, record.case_id)
     stacked = np.stack([np.asarray(v.array, dtype=np.float32) for v in volumes])
+    fill_nonfinite(stacked, record.images, record.case_id)
     image, affine = to_canonical(stacked, first.affine, orientation=orientation)
     seg = None
     if record.mask is not None:
@@ -73,6 +78,40 @@ def read_canonical_case(record: CaseRecord, *, orientation: str = "LPS") -> Cano
         original_affine=first.affine.copy(),
         original_shape=tuple(int(s) for s in first.array.shape),  # type: ignore[arg-type]
     )
+
+
+def fill_nonfinite(image: np.ndarray, paths: Sequence[Path], case_id: str) -> None:
+    """Replace NaN/Inf voxels of each channel, in place, by the channel's lowest finite value.
+
+    The lowest value is what lies outside the body (air in CT, background in MR), so the network
+    reads a damaged slice as empty and the rest of the volume is predicted as usual; without it
+    one NaN spreads through every convolution and normalisation it reaches. Each repair is
+    reported with a :class:`~multitask_unet.errors.DataWarning` naming the file; ``validate``
+    reports such files as errors, so no training set holds them.
+
+    Raises:
+        DataError: A channel has no finite voxel at all.
+    """
+    for channel, path in zip(image, paths):
+        bad = ~np.isfinite(channel)
+        if not bad.any():
+            continue
+        finite = channel[~bad]
+        if finite.size == 0:
+            raise DataError(
+                f"{path} (case {case_id}) holds no finite voxel (every one is NaN or Inf); "
+                "re-export the image"
+            )
+        fill = float(finite.min())
+        channel[bad] = fill
+        slices = int(np.any(bad, axis=(0, 1)).sum())
+        warnings.warn(
+            f"{path} (case {case_id}): {int(bad.sum())} NaN/Inf voxel(s) in {slices} slice(s) "
+            f"along the file's third axis were read as the image's lowest value {fill:g}; their "
+            "prediction is background-like. Fix the file to predict them",
+            DataWarning,
+            stacklevel=3,
+        )
 
 
 def _check_grid(

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from multitask_unet._atomic import atomic_path
+from multitask_unet.data.nifti_checks import check_nifti_size, checked_nifti_affine
 from multitask_unet.errors import DataError
 
 __all__ = [
@@ -142,8 +143,9 @@ def read_header(path: str | Path) -> ImageHeader:
     path = Path(path)
     if _is_nifti(path):
         img = _load_nifti(path)
+        check_nifti_size(path, img)
         return ImageHeader(
-            tuple(int(s) for s in img.shape), img.affine.copy(), img.get_data_dtype()
+            tuple(int(s) for s in img.shape), checked_nifti_affine(path, img), img.get_data_dtype()
         )
     vol = read_image(path)
     return ImageHeader(vol.shape, vol.affine, vol.array.dtype)
@@ -163,13 +165,17 @@ def read_image(path: str | Path) -> Volume:
         The :class:`Volume`, array shape ``(X, Y, Z)``.
 
     Raises:
-        DataError: The file is missing, unreadable or truncated; the message names it.
+        DataError: The file is missing, unreadable or truncated, claims more voxels than it
+            holds, or has a zero or non-finite spacing (see :mod:`.nifti_checks`); the message
+            names it.
     """
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path} does not exist; check the path or add the file")
     if _is_nifti(path):
         img = _load_nifti(path)
+        affine = checked_nifti_affine(path, img)
+        check_nifti_size(path, img)  # before the array is allocated
         try:
             array = np.asanyarray(img.dataobj)
         except Exception as exc:  # gzip/zlib/EOF errors of truncated files vary by version
@@ -177,7 +183,6 @@ def read_image(path: str | Path) -> Volume:
                 f"{path} is corrupt or truncated ({type(exc).__name__}: {exc}); "
                 "re-export or re-download the file"
             ) from exc
-        affine = img.affine.copy()
     else:
         array, affine = _read_sitk(path)
     while array.ndim > 3 and array.shape[-1] == 1:
@@ -325,6 +330,11 @@ def _read_sitk(path: Path) -> tuple[np.ndarray, np.ndarray]:
         direction, spacing, origin = np.eye(3), np.append(spacing, 1.0), np.append(origin, 0.0)
         direction[:2, :2] = np.asarray(image.GetDirection(), float).reshape(2, 2)
         array = array[..., None]
+    if not np.all(np.isfinite(spacing) & (spacing > 0)):
+        raise DataError(
+            f"{path}: the image's spacing is {tuple(float(s) for s in spacing)} mm; set the true "
+            "(positive) spacing in the file and save it again"
+        )
     affine = np.eye(4)
     affine[:3, :3] = _LPS_TO_RAS @ direction @ np.diag(spacing)
     affine[:3, 3] = _LPS_TO_RAS @ origin
