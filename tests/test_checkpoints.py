@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -69,34 +70,40 @@ def test_plan_round_trip(tmp_path: Path) -> None:
 
 
 def test_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(WeightsError, match="does not exist"):
-        load_checkpoint(tmp_path / "nope.pt")
+    path = tmp_path / "nope.pt"
+    with pytest.raises(WeightsError, match=rf"checkpoint {re.escape(str(path))} does not exist; "
+                                           "check the path"):  # fmt: skip
+        load_checkpoint(path)
 
 
 @pytest.mark.parametrize(
-    ("payload", "match"),
+    ("payload", "problem", "fix"),
     [
-        ({"network_weights": {}}, "nnU-Net checkpoint"),
-        ({"state_dict": {}}, "not a multitask_unet checkpoint"),
-        ([1, 2, 3], "not a multitask_unet checkpoint"),
-        ({"format": FORMAT, "format_version": FORMAT_VERSION + 1}, "Upgrade"),
-        ({"format": FORMAT, "format_version": FORMAT_VERSION}, "damaged"),
+        ({"network_weights": {}}, "no format=", "model_from_plans and load it with load_nnunet"),
+        ({"state_dict": {}}, "no format=", "written by multitask-unet train"),
+        ([1, 2, 3], "no format=", "written by multitask-unet train"),
+        ({"format": FORMAT, "format_version": FORMAT_VERSION + 1}, "format version",
+         "Upgrade multitask_unet"),
+        ({"format": FORMAT, "format_version": FORMAT_VERSION}, "damaged", "another checkpoint"),
     ],
-)
-def test_foreign_files_are_refused(tmp_path: Path, payload: object, match: str) -> None:
+)  # fmt: skip
+def test_foreign_files_are_refused(tmp_path: Path, payload: object, problem: str, fix: str):
     path = tmp_path / "x.pt"
     torch.save(payload, path)
-    with pytest.raises(WeightsError, match=match):
+    with pytest.raises(WeightsError) as error:
         load_checkpoint(path)
+    message = str(error.value)
+    assert message.startswith(str(path)) and problem in message and fix in message
 
 
 def test_pickled_objects_are_refused(tmp_path: Path) -> None:
     path = tmp_path / "obj.pt"
     torch.save({"format": FORMAT, "obj": Path("x")}, path)  # not loadable with weights_only
-    with pytest.raises(WeightsError, match="not a readable"):
+    fix = r"runs no code from the file\. Use a checkpoint written by multitask-unet train"
+    with pytest.raises(WeightsError, match=rf"{re.escape(str(path))} is not a readable.*{fix}"):
         load_checkpoint(path)
     (tmp_path / "text.pt").write_text("hello")
-    with pytest.raises(WeightsError, match="not a readable"):
+    with pytest.raises(WeightsError, match=rf"text\.pt is not a readable.*{fix}"):
         load_checkpoint(tmp_path / "text.pt")
 
 

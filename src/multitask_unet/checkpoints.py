@@ -240,15 +240,17 @@ def load_checkpoint(
     except Exception as exc:  # unpickling and zip errors come in many types
         raise WeightsError(
             f"{path} is not a readable multitask_unet checkpoint ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else ''}); write checkpoints with "
-            "multitask_unet.checkpoints.save_checkpoint"
+            f"{str(exc).splitlines()[0] if str(exc) else ''}); it was read with "
+            "torch.load(weights_only=True), which runs no code from the file. Use a checkpoint "
+            "written by multitask-unet train or multitask_unet.checkpoints.save_checkpoint"
         ) from None
     if not isinstance(payload, Mapping) or payload.get("format") != FORMAT:
         hint = (
             " It looks like an nnU-Net checkpoint: build the network with "
             "interop.nnunet.model_from_plans and load it with load_nnunet_weights."
             if isinstance(payload, Mapping) and "network_weights" in payload
-            else ""
+            else " Use a checkpoint written by multitask-unet train (RUN/checkpoints/last.pt) "
+            "or by multitask_unet.checkpoints.save_checkpoint."
         )
         raise WeightsError(
             f"{path} is not a multitask_unet checkpoint (no format={FORMAT!r} marker).{hint}"
@@ -276,5 +278,7 @@ def load_checkpoint(
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise WeightsError(
-            f"{path} is a damaged multitask_unet checkpoint: missing {exc}"
+            f"{path} is a damaged multitask_unet checkpoint: missing {exc}. Use another "
+            "checkpoint of the run (checkpoints/best.pt or last.pt) or save the model again "
+            "with multitask_unet.checkpoints.save_checkpoint"
         ) from None

@@ -45,6 +45,7 @@ __all__ = [
     "convert_nnunet_state_dict",
     "load_nnunet_weights",
     "model_from_plans",
+    "numpy_safe_globals",
 ]
 
 _NORMS = {"InstanceNorm": "instance", "BatchNorm": "batch"}
@@ -66,7 +67,7 @@ def _load_plans(plans: str | os.PathLike[str] | Mapping[str, Any]) -> dict[str, 
             f"nnU-Net plans file {path} does not exist (expected .../nnUNetPlans.json)"
         )
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path} is not valid JSON: {exc}") from None
 
@@ -249,17 +250,35 @@ def convert_nnunet_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[st
     return out
 
 
+def numpy_safe_globals() -> list[Any]:
+    """What ``torch.load(weights_only=True)`` must allow to rebuild NumPy scalars and dtypes.
+
+    nnU-Net checkpoints hold NumPy scalars (``_best_ema``, the logged Dice values); allowing these
+    reconstructors, and nothing else, reads them without running any code from the file.
+    """
+    import numpy as np
+
+    scalar = np._core.multiarray.scalar if hasattr(np, "_core") else np.core.multiarray.scalar
+    dtypes = [getattr(np.dtypes, n) for n in dir(np.dtypes) if n.endswith("DType")]
+    return [np.dtype, *dtypes, scalar, (scalar, "numpy.core.multiarray.scalar")]
+
+
 def _read_state_dict(source: str | os.PathLike[str], allow_pickle: bool) -> Mapping[str, Any]:
     path = Path(source)
     if not path.is_file():
         raise WeightsError(f"weights file {path} does not exist")
     try:
-        loaded = torch.load(path, map_location="cpu", weights_only=not allow_pickle)
+        if allow_pickle:
+            loaded = torch.load(path, map_location="cpu", weights_only=False)
+        else:
+            with torch.serialization.safe_globals(numpy_safe_globals()):
+                loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # unpickling errors come in many types
+        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
         raise WeightsError(
-            f"could not read {path} with torch.load(weights_only={not allow_pickle}): {exc}. "
-            "nnU-Net checkpoints may hold non-tensor objects; if you trust the file, pass "
-            "allow_pickle=True."
+            f"could not read {path} with torch.load(weights_only={not allow_pickle}): {first}. "
+            "It holds objects other than tensors, containers and NumPy scalars; only if you "
+            "trust the file, pass allow_pickle=True (full unpickling runs code from the file)"
         ) from None
     if isinstance(loaded, Mapping) and "network_weights" in loaded:
         loaded = loaded["network_weights"]
@@ -281,7 +300,9 @@ def load_nnunet_weights(
         model: A model with the same architecture (e.g. from :func:`model_from_plans`).
         source: A DNA ``state_dict``, or a file: an nnU-Net checkpoint (its
             ``"network_weights"`` are used) or a saved ``state_dict``.
-        allow_pickle: Read files with full unpickling (only for files you trust).
+        allow_pickle: Read files with full unpickling, which runs code from the file (only for
+            files you trust). Without it, nnU-Net checkpoints still load: tensors, containers
+            and NumPy scalars are read with ``torch.load(weights_only=True)``.
 
     Returns:
         Names of the model's parameters left as they were (the classification heads).
