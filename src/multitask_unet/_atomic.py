@@ -33,12 +33,14 @@ def _umask() -> int:
 def atomic_path(path: str | os.PathLike[str], *, suffix: str = ".tmp") -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path`` in one step.
 
-    Parent folders are created. On an exception the temporary file is removed and ``path`` is
-    left as it was. ``suffix`` lets writers that infer the format from the name (e.g. nibabel
-    with ``.nii.gz``) see the right extension.
+    Parent folders are created, and temporary files that a killed writer of ``path`` left are
+    removed (one writer per file). On an exception the temporary file is removed and ``path``
+    is left as it was. ``suffix`` lets writers that infer the format from the name (e.g.
+    nibabel with ``.nii.gz``) see the right extension.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(path)
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     tmp = Path(name)

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from multitask_unet._atomic import remove_stale_temps, write_text_atomic
+from multitask_unet._atomic import write_text_atomic
 from multitask_unet.errors import DataError
 
 __all__ = ["PredictionTable"]
@@ -169,20 +169,24 @@ class PredictionTable:
                 pred = float(guess) if guess not in (None, "") else float(np.argmax(values))
             except (TypeError, ValueError):
                 raise DataError(
-                    f"{path} line {line}: probabilities and 'predicted' must be numbers"
+                    f"{path} line {line}: probabilities and 'predicted' must be numbers; fix the "
+                    "row or predict the case again (multitask-unet predict --overwrite)"
                 ) from None
             if not all(math.isfinite(v) for v in values) or not (
                 pred.is_integer() and 0 <= pred < k
             ):
                 raise DataError(
                     f"{path} line {line}: probabilities must be finite and 'predicted' an "
-                    f"integer in [0, {k}), got {values} and {guess!r}"
+                    f"integer in [0, {k}), got {values} and {guess!r}; fix the row or predict the "
+                    "case again (multitask-unet predict --overwrite)"
                 )
             ids.append(case_id)
             table.rows[case_id] = [case_id, *(repr(v) for v in values), str(int(pred))]
         duplicates = sorted(case for case, count in Counter(ids).items() if count > 1)
         if duplicates:
-            raise DataError(f"{path} lists cases more than once: {duplicates}")
+            raise DataError(
+                f"{path} lists cases more than once: {duplicates}; keep one row per case"
+            )
         return table
 
     def __contains__(self, case_id: object) -> bool:
@@ -228,5 +232,4 @@ class PredictionTable:
         writer.writerow(self.columns)
         for case_id in sorted(self.rows):
             writer.writerow(self.rows[case_id])
-        remove_stale_temps(self.path)
         write_text_atomic(self.path, buffer.getvalue())

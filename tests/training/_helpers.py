@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -126,3 +127,17 @@ def trainer(prepared: Prepared, run_dir: Path, cfg: TrainConfig, *, val: bool = 
 def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
     payload = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
     return payload["state_dict"]
+
+
+def force_grad_scaler() -> Callable[..., torch.amp.GradScaler]:
+    """A ``torch.amp.GradScaler`` stand-in that is always enabled and grows every 2 steps.
+
+    The trainer enables its scaler only for float16 on CUDA; patched in, this makes the scaler's
+    state change on the CPU too, so that resume tests can check that it is restored.
+    """
+    real = torch.amp.GradScaler
+
+    def scaler(device: str = "cuda", *args: Any, **kwargs: Any) -> torch.amp.GradScaler:
+        return real(device, init_scale=2.0**8, growth_interval=2, enabled=True)
+
+    return scaler

@@ -1,6 +1,6 @@
 """Subprocess of the resume test: trains, announcing every step, and stalls mid-epoch on demand.
 
-Usage: python _train_child.py PREPARED_JSON RUN_DIR CONFIG_JSON [--pause-epoch E]
+Usage: python _train_child.py PREPARED_JSON RUN_DIR CONFIG_JSON [--pause-epoch E] [--scaler]
 """
 
 from __future__ import annotations
@@ -24,7 +24,10 @@ parser.add_argument("prepared")
 parser.add_argument("run_dir", type=Path)
 parser.add_argument("config")
 parser.add_argument("--pause-epoch", type=int, default=-1)
+parser.add_argument("--scaler", action="store_true", help="force an enabled AMP grad scaler")
 args = parser.parse_args()
+if args.scaler:
+    torch.amp.GradScaler = _helpers.force_grad_scaler()
 
 torch.set_num_threads(1)
 cfg = TrainConfig.from_json(args.config)

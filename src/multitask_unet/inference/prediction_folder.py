@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from multitask_unet._atomic import remove_stale_temps, save_npz_atomic
+from multitask_unet._atomic import save_npz_atomic
 from multitask_unet.data.io import write_image
 from multitask_unet.data.records import CaseRecord
 from multitask_unet.errors import ConfigError
@@ -74,9 +74,7 @@ def write_predictions(
             skipped.append(record.case_id)
             continue
         prediction = predictor.predict_case(record)
-        remove_stale_temps(seg_path)
         if prediction.seg_probabilities is not None:
-            remove_stale_temps(prob_path)
             save_npz_atomic(prob_path, probabilities=prediction.seg_probabilities)
         write_image(seg_path, prediction.segmentation, prediction.affine)
         if table is not None:

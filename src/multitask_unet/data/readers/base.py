@@ -140,10 +140,12 @@ class Layout(ABC):
             description = "CASE_0000.nii.gz files in one folder"
 
             def detect(self, root):
-                return root.is_dir() and any(root.glob("*_0000.nii.gz"))
+                return root.is_dir() and any(
+                    not p.name.startswith(".") for p in root.glob("*_0000.nii.gz")
+                )
 
             def read(self, root, *, labels):
-                found = sorted(root.glob("*_0000.nii.gz"))
+                found = sorted(p for p in root.glob("*_0000.nii.gz") if not p.name.startswith("."))
                 records = tuple(CaseRecord(p.name[:-12], (p,)) for p in found)
                 return DatasetIndex(root, self.name, records)
     """
