@@ -71,6 +71,14 @@ def _train_step(r: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _validate(r: dict[str, Any]) -> dict[str, Any]:
+    damaged = r["damaged"]
+    return {
+        "time ours/nnU-Net verify_dataset_integrity": r["clean"]["median_ratio_ours_to_nnunet"],
+        "defects reported in one pass": f"{damaged['reported']}/{damaged['defects']}",
+    }
+
+
 def _study_train(r: dict[str, Any]) -> dict[str, Any]:
     res = r["results"]
     return {
@@ -88,9 +96,9 @@ TRAIN_STEP_CUDA = ("nnunet_eager", "ours_amp_bf16", "ours_amp_bf16_compile")
 def suite(device: str, quick: bool) -> list[tuple[str, list[str], Path, Headline, int]]:
     """(name, argv, result file, headline extractor, timeout in s) for every benchmark.
 
-    On CUDA the data pipeline (CPU work that a GPU does not change) is left out, the study's
-    training speed is added, and the training step (batch 2, :data:`TRAIN_STEP_CUDA`, most of
-    it compiling) runs last, so that a time-out there loses nothing else; the timeouts add up
+    On CUDA the data pipeline and dataset validation (CPU work that a GPU does not change) are
+    left out, the study's training speed is added, and the training step (batch 2,
+    :data:`TRAIN_STEP_CUDA`, most of it compiling) runs last, so that a time-out there loses nothing else; the timeouts add up
     to 540 s, so the whole run fits 10 minutes. The training step and the study's speed go to
     ``*-suite-cuda.json`` files, beside the fuller runs of ``gpu_session.sh`` and
     ``gpu_study_train.py`` rather than over them.
@@ -113,6 +121,8 @@ def suite(device: str, quick: bool) -> list[tuple[str, list[str], Path, Headline
                     RESULTS / f"predict-small_plain-{dev}.json", _predict, 900),
         "train_step": (["benchmarks.bench_train_step", "--device", device, *q],
                        RESULTS / f"train_step-{dev}.json", _train_step, 1200),
+        "validate": (["benchmarks.bench_validate", "--rounds", "1" if quick else "3"],
+                     RESULTS / "validate-cpu.json", _validate, 900),
     }  # fmt: skip
     if not cuda:
         return [(name, *entry) for name, entry in entries.items()]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import locale
 from pathlib import Path
 
 import nibabel as nib
@@ -164,3 +165,41 @@ def test_real_ras_and_lps_niftis_read_with_their_orientation(real_data: Path, qu
         np.testing.assert_allclose(
             vol.affine[:3, 3], _sitk_world_ras(reference, (0, 0, 0)), atol=1e-3
         )
+
+
+def _write_dicom_series(folder: Path, series_uid: str, slices: int = 3) -> None:
+    """Write a tiny DICOM series. SimpleITK's DICOM writer sets the process locale to "C"
+    (text files would then default to ASCII): the caller's locale is put back."""
+    saved = locale.setlocale(locale.LC_ALL, None)
+    try:
+        _write_slices(folder, series_uid, slices)
+    finally:
+        locale.setlocale(locale.LC_ALL, saved)
+
+
+def _write_slices(folder: Path, series_uid: str, slices: int) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for z in range(slices):
+        image = sitk.GetImageFromArray(np.full((4, 5), 10 * z, dtype=np.int16))
+        for tag, value in {
+            "0008|0060": "CT",
+            "0020|000e": series_uid,  # Series Instance UID
+            "0020|0013": str(z + 1),  # Instance Number
+            "0020|0032": f"0\\0\\{2 * z}",  # Image Position (Patient)
+            "0020|0037": "1\\0\\0\\0\\1\\0",  # Image Orientation (Patient)
+        }.items():
+            image.SetMetaData(tag, value)
+        writer = sitk.ImageFileWriter()
+        writer.KeepOriginalImageUIDOn()
+        writer.SetFileName(str(folder / f"{series_uid.rsplit('.', 1)[-1]}_{z}.dcm"))
+        writer.Execute(image)
+
+
+def test_a_dicom_folder_with_two_series_is_refused_naming_the_fix(tmp_path: Path):
+    folder = tmp_path / "dicom"
+    _write_dicom_series(folder, "1.2.826.0.1.3680043.8.498.1")
+    assert read_image(folder).shape == (5, 4, 3)  # one series reads
+    _write_dicom_series(folder, "1.2.826.0.1.3680043.8.498.2")
+    with pytest.raises(DataError, match=rf"{folder} holds 2 DICOM series; put each series in its "
+                                        "own folder"):  # fmt: skip
+        read_image(folder)

@@ -3,199 +3,28 @@
 from __future__ import annotations
 
 import argparse
-import csv
-import gzip
 import json
-import shutil
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from _defects import (
+    CASE_DEFECTS,
+    DEFECTS,
+    empty_split,
+    first_case,
+    missing_image,
+    missing_mask,
+    nearly_integer_labels,
+    non_integer_labels,
+    spacing_mismatch,
+)
 from multitask_unet.cli import validate as validate_cli
 from multitask_unet.data.io import read_image, spacing_affine, write_image
 from multitask_unet.data.readers import DatasetIndex
 from multitask_unet.data.validation import validate_dataset
 from multitask_unet.data.validation_report import ValidationReport
-
-
-def _case(index: DatasetIndex, split: str = "train", label: int | None = 0):
-    return next(r for r in index if r.split == split and r.label == label)
-
-
-def _rewrite(path: Path, *, array=None, affine=None, dtype=None) -> Path:
-    vol = read_image(path)
-    return write_image(
-        path,
-        vol.array if array is None else array,
-        vol.affine if affine is None else affine,
-        dtype=dtype,
-    )
-
-
-# Each breaker damages the tiny phantom dataset in one way and returns the file to be named.
-def missing_image(index):
-    path = _case(index).images[0]
-    path.unlink()
-    return path
-
-
-def missing_mask(index):
-    path = _case(index).mask
-    path.unlink()
-    return path
-
-
-def corrupt_file(index):
-    path = _case(index).images[0]
-    path.write_bytes(gzip.compress(b"this is not NIfTI" * 10))
-    return path
-
-
-def truncated_file(index):
-    path = _case(index).mask
-    path.write_bytes(path.read_bytes()[:200])
-    return path
-
-
-def shape_mismatch(index):
-    path = _case(index).mask
-    return _rewrite(path, array=read_image(path).array[:-2])
-
-
-def spacing_mismatch(index):
-    path = _case(index).mask
-    affine = read_image(path).affine.copy()
-    affine[:3, 2] *= 1.05
-    return _rewrite(path, affine=affine)
-
-
-def origin_mismatch(index):
-    path = _case(index).mask
-    affine = read_image(path).affine.copy()
-    affine[0, 3] += 1.0
-    return _rewrite(path, affine=affine)
-
-
-def direction_mismatch(index):
-    path = _case(index).mask
-    affine = read_image(path).affine.copy()
-    affine[:3, 0] *= -1
-    return _rewrite(path, affine=affine)
-
-
-def image_2d(index):
-    path = _case(index).images[0]
-    return _rewrite(path, array=read_image(path).array[:, :, 5])
-
-
-def image_4d(index):
-    path = _case(index).images[0]
-    array = read_image(path).array
-    return _rewrite(path, array=np.stack([array, array], axis=-1))
-
-
-def nan_intensity(index):
-    path = _case(index).images[0]
-    array = read_image(path).array.astype(np.float32)
-    array[3, 4, 5] = np.nan
-    return _rewrite(path, array=array)
-
-
-def inf_intensity(index):
-    path = _case(index).images[0]
-    array = read_image(path).array.astype(np.float32)
-    array[1, 1, 1] = -np.inf
-    return _rewrite(path, array=array)
-
-
-def nearly_integer_labels(index):
-    path = _case(index).mask
-    array = read_image(path).array.astype(np.float32)
-    array[array == 1] = 1.0000153  # as in the real train/subtype1/quiz_1_010
-    return _rewrite(path, array=array)
-
-
-def non_integer_labels(index):
-    path = _case(index).mask
-    array = read_image(path).array.astype(np.float32)
-    array[array == 2] = 1.5
-    return _rewrite(path, array=array)
-
-
-def undeclared_label(index):
-    path = _case(index).mask
-    array = read_image(path).array.copy()
-    array[0, 0, 0] = 7
-    return _rewrite(path, array=array)
-
-
-def duplicate_case_id(index):
-    record = _case(index, label=0)
-    target = record.images[0].parent.parent / "subtype1"
-    for path in (*record.images, record.mask):
-        shutil.copy(path, target / path.name)
-    return target / record.images[0].name
-
-
-def label_contradicts_folder(index):
-    record = _case(index, label=0)
-    table = index.root / "cases.csv"
-    rows = list(csv.reader(table.open()))
-    for row in rows:
-        if row[0] == record.case_id:
-            row[2] = "2"
-    with table.open("w", newline="") as f:
-        csv.writer(f).writerows(rows)
-    return record.images[0]
-
-
-def empty_split(index):
-    (index.root / "holdout").mkdir()
-    return index.root / "holdout"
-
-
-def empty_subtype_folder(index):
-    (index.root / "train" / "subtype3").mkdir()
-    return index.root / "train" / "subtype3"
-
-
-def subtype_without_training_cases(index):
-    folder = index.root / "train" / "subtype1"
-    for path in folder.iterdir():
-        path.unlink()
-    return index.root
-
-
-def no_foreground(index):
-    path = _case(index).mask
-    return _rewrite(path, array=np.zeros_like(read_image(path).array))
-
-
-PROBLEMS: list[tuple[Callable, str, str]] = [
-    (missing_image, "error", "image channel 0 missing"),
-    (missing_mask, "error", "mask missing"),
-    (corrupt_file, "error", "unreadable image"),
-    (truncated_file, "error", "unreadable mask"),
-    (shape_mismatch, "error", "mask shape"),
-    (spacing_mismatch, "error", "mask spacing"),
-    (origin_mismatch, "error", "mask origin"),
-    (direction_mismatch, "error", "mask direction"),
-    (image_2d, "error", "is 2D"),
-    (image_4d, "error", "is 4D"),
-    (nan_intensity, "error", "NaN or Inf"),
-    (inf_intensity, "error", "NaN or Inf"),
-    (nearly_integer_labels, "warning", "rounded to integers"),
-    (non_integer_labels, "error", "non-integer values such as 1.5"),
-    (undeclared_label, "error", "mask values [7] are not declared"),
-    (duplicate_case_id, "error", "appears 2 times"),
-    (label_contradicts_folder, "error", "gives subtype 2 but the case is in train/subtype0"),
-    (empty_split, "error", "split folder 'holdout' has no cases"),
-    (empty_subtype_folder, "error", "subtype folder train/subtype3 has no cases"),
-    (subtype_without_training_cases, "error", "subtype1 (label 1) has no training cases"),
-    (no_foreground, "warning", "no foreground"),
-]
 
 
 def test_clean_phantoms_validate_without_issues(phantom_dataset: DatasetIndex):
@@ -205,7 +34,7 @@ def test_clean_phantoms_validate_without_issues(phantom_dataset: DatasetIndex):
 
 
 @pytest.mark.parametrize(
-    ("breaker", "severity", "message"), PROBLEMS, ids=[p[0].__name__ for p in PROBLEMS]
+    ("breaker", "severity", "message"), DEFECTS, ids=[d[0].__name__ for d in DEFECTS]
 )
 def test_each_problem_is_reported_with_its_file_and_fix(
     phantom_dataset: DatasetIndex, breaker, severity: str, message: str
@@ -221,6 +50,41 @@ def test_each_problem_is_reported_with_its_file_and_fix(
     assert report.ok == (severity == "warning")
 
 
+def test_many_defects_are_all_reported_in_one_pass_and_train_stops_before_training(
+    tmp_path: Path, capsys
+):
+    """Every defect of one case, twice over, each in a case of its own, in one dataset."""
+    from multitask_unet.cli import main
+    from multitask_unet.data.phantoms import write_phantom_dataset
+
+    kinds = len(CASE_DEFECTS)
+    index = write_phantom_dataset(
+        tmp_path / "data", n_train=2 * kinds + 4, n_validation=3, n_test=0, shape=(16, 16, 12),
+        spacing=(2.0, 2.0, 3.0), class_counts=(2 * kinds, 1, 1), seed=0,
+    )  # fmt: skip
+    victims = [r for r in index if r.split == "train" and r.label == 0][: 2 * kinds]
+    assert len(victims) == 2 * kinds
+    expected = [
+        (breaker(index, victim), severity, words)
+        for victim, (breaker, severity, words) in zip(victims, CASE_DEFECTS * 2, strict=True)
+    ]
+    assert len({path for path, _, _ in expected}) == len(expected) >= 30
+    report = validate_dataset(index.root, workers=2)
+    missed = [
+        (path.name, words)
+        for path, severity, words in expected
+        if not any(i.file == path and i.severity == severity and words in i.message
+                   for i in report.issues)
+    ]  # fmt: skip
+    assert not missed, f"not reported: {missed}\n{report}"
+
+    run = tmp_path / "run"
+    assert main(["train", str(index.root), "-o", str(run), "--no-progress", "--workers", "1"]) == 2
+    err = capsys.readouterr().err
+    assert all(str(path) in err for path, severity, _ in expected if severity == "error")
+    assert not (run / "checkpoints").exists() and not (run / "plan.json").exists()
+
+
 def test_all_problems_are_reported_in_one_pass(phantom_dataset: DatasetIndex):
     expected = [missing_mask(phantom_dataset), undeclared_label_in(phantom_dataset, 1)]
     expected.append(empty_split(phantom_dataset))
@@ -229,10 +93,11 @@ def test_all_problems_are_reported_in_one_pass(phantom_dataset: DatasetIndex):
 
 
 def undeclared_label_in(index: DatasetIndex, label: int) -> Path:
-    path = _case(index, label=label).mask
+    path = first_case(index, label=label).mask
     array = read_image(path).array.copy()
     array[0, 0, 0] = 9
-    return _rewrite(path, array=array)
+    vol = read_image(path)
+    return write_image(path, array, vol.affine)
 
 
 def test_tolerances_are_parameters(phantom_dataset: DatasetIndex):

@@ -5,8 +5,10 @@
 warnings describe what the pipeline will do about a harmless oddity (e.g. mask values such as
 ``1.0000153`` rounded to ``1``). Each issue names the file and the fix.
 
-Checked per case: missing image or mask; unreadable or truncated files; 2D and 4D volumes; NaN
-or Inf intensities; image/mask (and channel/channel) shape, spacing, origin and direction
+Checked per case: missing image or mask; unreadable or truncated files, headers that claim more
+voxels than their file holds or a spacing of 0 (:mod:`~multitask_unet.data.nifti_checks`);
+links to files outside the dataset folder (a warning); 2D and 4D volumes; NaN or Inf
+intensities; image/mask (and channel/channel) shape, spacing, origin and direction
 mismatches beyond ``geometry_tolerance``; non-integer mask values (rounded within
 ``label_tolerance``, an error beyond it); mask values outside the declared labels; masks
 without foreground. Checked per dataset: duplicate case ids, empty splits and subtype folders,
@@ -80,8 +82,10 @@ def validate_dataset(
             return ValidationReport((issue,), root=Path(data))
     label_values = frozenset(index.label_names.values())
 
+    root = Path(index.root).resolve()
+
     def check(record: CaseRecord) -> tuple[list[Issue], int]:
-        return _check_case(record, label_values, label_tolerance, geometry_tolerance)
+        return _check_case(record, label_values, label_tolerance, geometry_tolerance, root)
 
     n_workers = max(1, workers if workers is not None else min(4, os.cpu_count() or 1))
     if n_workers == 1 or len(index) < 2:
@@ -103,7 +107,11 @@ def validate_dataset(
 
 
 def _check_case(
-    record: CaseRecord, label_values: frozenset[int], label_tol: float, geometry_tol: float
+    record: CaseRecord,
+    label_values: frozenset[int],
+    label_tol: float,
+    geometry_tol: float,
+    root: Path,
 ) -> tuple[list[Issue], int]:
     issues: list[Issue] = []
     cid = record.case_id
@@ -115,6 +123,10 @@ def _check_case(
         if not path.exists():
             error(f"{what} missing", f"add {path.name} or remove case {cid!r}", path)
             return None
+        if path.is_symlink() and not path.resolve().is_relative_to(root):
+            message = f"{what} is a link to {path.resolve()}, outside the dataset {root}"
+            fix = "check that the link points where you meant; copy the file in to keep it"
+            issues.append(Issue("warning", message, fix, file=path, case_id=cid))
         try:
             vol = read_image(path)
         except DataError as exc:
