@@ -30,7 +30,7 @@ import torch
 
 from multitask_unet.data.phantoms import write_phantom_dataset
 from multitask_unet.data.readers import read_dataset
-from multitask_unet.evaluation import evaluate
+from multitask_unet.evaluation import PANCREAS_REGIONS, EvaluationConfig, evaluate
 from multitask_unet.inference import Predictor
 from multitask_unet.training import TrainConfig, train
 
@@ -101,7 +101,9 @@ def main(argv: list[str] | None = None) -> int:
 
     start = time.perf_counter()
     print(f"[4/4] evaluating into {out / 'report'}")
-    report = evaluate(out / "predictions", data, out_dir=out / "report", split="test")
+    scoring = EvaluationConfig(regions=PANCREAS_REGIONS)  # the phantoms are pancreas crops
+    report = evaluate(out / "predictions", data, out_dir=out / "report", split="test",
+                      config=scoring)  # fmt: skip
     timings["evaluate_s"] = time.perf_counter() - start
 
     results = {}
@@ -133,7 +135,9 @@ def main(argv: list[str] | None = None) -> int:
             "torch": torch.__version__,
         },
     }
-    (out / "demo_summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    (out / "demo_summary.json").write_text(
+        json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8"
+    )
     return 0
 
 

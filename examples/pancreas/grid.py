@@ -33,7 +33,7 @@ from report import write_comparison
 from multitask_unet.data.phantoms import write_phantom_dataset
 from multitask_unet.data.readers import DatasetIndex, read_dataset
 from multitask_unet.errors import ConfigError
-from multitask_unet.evaluation import evaluate
+from multitask_unet.evaluation import PANCREAS_REGIONS, EvaluationConfig, evaluate
 from multitask_unet.inference import Predictor
 from multitask_unet.training import TrainConfig, prepare_plan, train
 
@@ -152,7 +152,7 @@ def run_variant(
     run = folder / "run"
     run.mkdir(parents=True, exist_ok=True)
     if not (run / "plan.json").is_file():
-        (run / "plan.json").write_text(plan_path.read_text())
+        (run / "plan.json").write_text(plan_path.read_text(encoding="utf-8"), encoding="utf-8")
     done = run / "checkpoints" / "last.pt"
     finished = False
     if done.is_file() and (run / "metrics.csv").is_file():
@@ -179,7 +179,13 @@ def run_variant(
             predictor.predict(records, folder / f"predictions_{split}", progress=False)
     report = folder / "report_validation"
     if not (report / "summary.json").is_file():
-        evaluate(folder / "predictions_validation", index.root, out_dir=report, split="validation")
+        evaluate(
+            folder / "predictions_validation",
+            index.root,
+            out_dir=report,
+            split="validation",
+            config=EvaluationConfig(regions=PANCREAS_REGIONS),
+        )
     return report
 
 

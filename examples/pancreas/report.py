@@ -109,7 +109,7 @@ def write_comparison(
     table: dict[str, dict[str, Any]] = {}
     cases: dict[str, Any] = {}
     for name, folder in reports.items():
-        summary = json.loads((Path(folder) / "summary.json").read_text())
+        summary = json.loads((Path(folder) / "summary.json").read_text(encoding="utf-8"))
         table[name] = {key: summary.get(key) for key, _ in metrics}
         cases[name] = (summary.get("cases") or {}).get("evaluated")
     lines = [
@@ -128,7 +128,9 @@ def write_comparison(
         _figure(table, metrics, out / "study_report.png")
         lines += ["", "![variants compared](study_report.png)"]
     text = "\n".join(lines) + "\n"
-    _write_atomic(out / "study_report.md", lambda tmp: Path(tmp).write_text(text))
+    _write_atomic(out / "study_report.md", lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
     data = json.dumps(table, indent=2) + "\n"
-    _write_atomic(out / "study_report.json", lambda tmp: Path(tmp).write_text(data))
+    _write_atomic(
+        out / "study_report.json", lambda tmp: Path(tmp).write_text(data, encoding="utf-8")
+    )
     return table

@@ -33,11 +33,13 @@ if str(HERE) not in sys.path:  # the grid and report modules beside this script
     sys.path.insert(0, str(HERE))
 
 from multitask_unet.data.readers import read_dataset  # noqa: E402
-from multitask_unet.evaluation import evaluate  # noqa: E402
+from multitask_unet.evaluation import PANCREAS_REGIONS, EvaluationConfig, evaluate  # noqa: E402
 from multitask_unet.inference import Predictor  # noqa: E402
 from multitask_unet.provenance import environment, write_json_atomic  # noqa: E402
 from multitask_unet.training import train  # noqa: E402
 
+#: The study's regions: the whole pancreas (labels 1 and 2) and the lesion (label 2).
+SCORING = EvaluationConfig(regions=PANCREAS_REGIONS)
 #: Evaluation summary keys reported, with their labels.
 HEADLINE = {
     "dice_whole_pancreas": "whole-pancreas Dice",
@@ -55,7 +57,7 @@ def run_budget(data: Path, out: Path, minutes: float, *, workers: int = 2) -> di
     trained = time.perf_counter()
     predictor = Predictor.from_run(out / "run")
     predictor.predict(index.split("validation").records, out / "predictions_validation")
-    report = evaluate(out / "predictions_validation", index.root,
+    report = evaluate(out / "predictions_validation", index.root, config=SCORING,
                       out_dir=out / "report_validation", split="validation")  # fmt: skip
     return {
         "mode": "cpu_budget",

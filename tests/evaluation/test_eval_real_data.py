@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy.spatial import cKDTree
 
-from multitask_unet.evaluation import EvaluationConfig, evaluate
+from multitask_unet.evaluation import PANCREAS_REGIONS, EvaluationConfig, evaluate
 from multitask_unet.evaluation.reading import read_label_map
 from multitask_unet.evaluation.surface import surface_mask
 
@@ -38,7 +38,7 @@ def test_real_validation_split(quiz_subset, tmp_path):
         nib.save(nib.Nifti1Image(data, image.affine, image.header), str(pred_dir / mask.name))
     ref_root = tmp_path / "ref"  # the validation split only, to keep the test fast
     shutil.copytree(quiz_subset / "validation", ref_root / "validation")
-    config = EvaluationConfig(n_bootstrap=100)
+    config = EvaluationConfig(regions=PANCREAS_REGIONS, n_bootstrap=100)
     report = evaluate(
         pred_dir, ref_root, out_dir=tmp_path / "report", split="validation", config=config
     )

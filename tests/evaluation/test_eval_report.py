@@ -14,7 +14,7 @@ from sklearn import metrics as skm
 from multitask_unet._atomic import write_text_atomic
 from multitask_unet.cli import evaluate as evaluate_cli
 from multitask_unet.errors import DataError, RegistryError, ShapeError
-from multitask_unet.evaluation import EvaluationConfig, evaluate, summarize
+from multitask_unet.evaluation import PANCREAS_REGIONS, EvaluationConfig, evaluate, summarize
 
 HEADLINE = (
     "dice_whole_pancreas",
@@ -24,7 +24,7 @@ HEADLINE = (
     "macro_f1",
     "balanced_accuracy",
 )
-FAST = EvaluationConfig(n_bootstrap=200)
+FAST = EvaluationConfig(regions=PANCREAS_REGIONS, n_bootstrap=200)  # the study's regions
 
 
 def _f1(pred, ref):
@@ -38,11 +38,17 @@ def test_report_files_and_values(study, tmp_path):
         "cases.csv",
         "confusion_matrix.png",
         "dice_distribution.png",
+        "dice_vs_volume.png",
+        "hd95_distribution.png",
+        "nsd_distribution.png",
+        "overlays",
         "reliability_diagram.png",
         "roc_curves.png",
         "summary.json",
     ]
-    for png in out.glob("*.png"):
+    overlays = sorted(p.name for p in (out / "overlays").iterdir())
+    assert overlays == sorted([*(f"{c}.png" for c in study.refs), "contact_sheet.png"])
+    for png in [*out.glob("*.png"), *(out / "overlays").glob("*.png")]:
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     summary = json.loads((out / "summary.json").read_text())
     for key in HEADLINE:
@@ -120,20 +126,26 @@ def test_segmentation_only_and_classification_only(study, tmp_path, predictions_
 
 
 @pytest.mark.parametrize(
-    ("damage", "error", "match"),
+    ("damage", "error", "where", "problem", "fix"),
     [
-        ("missing_case", DataError, "lacks predictions"),
-        ("unknown_case", DataError, "not in the reference"),
-        ("bad_shape", ShapeError, "has shape"),
-        ("bad_affine", DataError, "affines"),
-        ("bad_csv", DataError, "must be numbers"),
-        ("bad_split", DataError, "split 'nope' not found"),
-        ("swapped_columns", DataError, "order the prob_ columns by class"),
-        ("fractional_class", DataError, "'predicted' an integer"),
-        ("duplicate_row", DataError, "more than once"),
+        ("missing_case", DataError, "PRED", "lacks predictions", "predict them into"),
+        ("unknown_case", DataError, "REF", "not in the reference", "check --pred and --ref"),
+        ("bad_shape", ShapeError, "PRED/case_1_01.nii.gz", "has shape",
+         "write predictions on the grid of the input image"),
+        ("bad_affine", DataError, "PRED/case_1_01.nii.gz", "affines",
+         "with the input image's geometry"),
+        ("bad_csv", DataError, "PRED/predictions.csv line", "must be numbers",
+         "predict the case again"),
+        ("bad_split", DataError, "REF", "split 'nope' not found", "with --split"),
+        ("swapped_columns", DataError, "PRED/predictions.csv", "is class 0 of the reference",
+         "order the prob_ columns by class"),
+        ("fractional_class", DataError, "PRED/predictions.csv line 2", "'predicted' an integer",
+         "predict the case again"),
+        ("duplicate_row", DataError, "PRED/predictions.csv", "more than once",
+         "keep one row per case"),
     ],
-)
-def test_errors_name_file_and_fix(study, nifti_writer, damage, error, match):
+)  # fmt: skip
+def test_errors_name_file_and_fix(study, nifti_writer, damage, error, where, problem, fix):
     split = "validation"
     if damage == "missing_case":
         (study.pred_dir / "case_1_01.nii.gz").unlink()
@@ -161,8 +173,11 @@ def test_errors_name_file_and_fix(study, nifti_writer, damage, error, match):
         path.write_text(path.read_text() + path.read_text().splitlines()[1] + "\n")
     else:
         split = "nope"
-    with pytest.raises(error, match=match):
+    with pytest.raises(error) as raised:
         evaluate(study.pred_dir, study.ref_root, split=split, config=FAST, figures=False)
+    message = str(raised.value)
+    where = where.replace("PRED", str(study.pred_dir)).replace("REF", str(study.ref_root))
+    assert where in message and problem in message and fix in message, message
 
 
 def test_layout_is_passed_to_the_reader(study):
@@ -296,3 +311,41 @@ def test_missing_matplotlib_gives_a_clear_error_before_any_work(study, tmp_path,
         study.pred_dir, study.ref_root, out_dir=tmp_path / "r", config=FAST, figures=False
     )
     assert report.summary["cases"]["evaluated"] == 9
+
+
+def test_a_split_folder_as_reference_gives_its_classes(study):
+    report = evaluate(study.pred_dir, study.ref_root / "validation", config=FAST, figures=False)
+    cases = report.summary["cases"]
+    assert (cases["segmentation"], cases["classification"]) == (9, 9)
+    assert "why_no_classification" not in cases
+
+
+def test_a_reference_without_classes_says_why(study, tmp_path):
+    import shutil
+
+    root = tmp_path / "Dataset001"
+    masks = [m for m in (study.ref_root / "validation").rglob("case_*.nii.gz")
+             if not m.name.endswith("_0000.nii.gz")]  # fmt: skip
+    assert len(masks) == 9
+    for mask in masks:
+        for name, folder in ((mask.name, "labelsTr"),
+                             (mask.name.replace(".nii.gz", "_0000.nii.gz"), "imagesTr")):  # fmt: skip
+            (root / folder).mkdir(parents=True, exist_ok=True)
+            shutil.copy(mask.parent / name, root / folder / name)
+    dataset = {"channel_names": {"0": "CT"}, "numTraining": 9, "file_ending": ".nii.gz",
+               "labels": {"background": 0, "pancreas": 1, "lesion": 2}}  # fmt: skip
+    (root / "dataset.json").write_text(json.dumps(dataset))
+    cases = evaluate(study.pred_dir, root, config=FAST, figures=False).summary["cases"]
+    assert (cases["segmentation"], cases["classification"]) == (9, 0)
+    assert f"under {root} has a class" in cases["why_no_classification"]
+
+
+def test_by_default_the_regions_are_the_datasets_labels_and_their_union(study):
+    report = evaluate(study.pred_dir, study.ref_root, config=EvaluationConfig(n_bootstrap=20),
+                      figures=False)  # fmt: skip
+    regions = [r["key"] for r in report.summary["config"]["regions"]]
+    assert regions == ["pancreas", "lesion", "foreground"]  # the layout's label names
+    row = next(r for r in report.cases if r["case_id"] == "case_1_01")
+    assert row["dice_foreground"] == pytest.approx(
+        _f1(np.isin(study.preds["case_1_01"], [1, 2]), np.isin(study.refs["case_1_01"], [1, 2]))
+    )

@@ -8,6 +8,7 @@ from sklearn.metrics import f1_score
 
 from multitask_unet.errors import ConfigError, ShapeError
 from multitask_unet.evaluation import (
+    PANCREAS_REGIONS,
     EvaluationConfig,
     Region,
     dice,
@@ -15,6 +16,9 @@ from multitask_unet.evaluation import (
     hd95,
     normalized_surface_distance,
 )
+
+#: The pancreas study's scoring (whole pancreas = labels 1 and 2, lesion = label 2).
+STUDY = EvaluationConfig(regions=PANCREAS_REGIONS, labels=(1, 2))
 
 
 def _label_maps(seed: int, shape=(9, 10, 7)) -> tuple[np.ndarray, np.ndarray]:
@@ -36,7 +40,7 @@ def _independent_dice(pred: np.ndarray, ref: np.ndarray) -> float:
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
 def test_dice_equals_sklearn_f1_and_set_count(seed):
     pred, ref = _label_maps(seed)
-    row = evaluate_segmentation(pred, ref, spacing=(1.0, 1.0, 1.0))
+    row = evaluate_segmentation(pred, ref, spacing=(1.0, 1.0, 1.0), config=STUDY)
     for label in (1, 2):
         want = f1_score((ref == label).ravel(), (pred == label).ravel())
         assert row[f"dice_label_{label}"] == pytest.approx(want, abs=1e-12)
@@ -49,7 +53,7 @@ def test_region_metrics_use_spacing_and_volumes():
     pred, ref = _label_maps(5)
     spacing = (2.0, 0.5, 3.0)
     row = evaluate_segmentation(
-        pred, ref, spacing=spacing, config=EvaluationConfig(nsd_tolerance_mm=1.5)
+        pred, ref, spacing=spacing, config=STUDY.replace(nsd_tolerance_mm=1.5)
     )
     p, r = np.isin(pred, [1, 2]), np.isin(ref, [1, 2])
     assert row["nsd_whole_pancreas"] == normalized_surface_distance(
@@ -81,12 +85,24 @@ def test_empty_reference_conventions(
     if pred_lesion:
         pred[2:4, 2:4, 2:4] = 2
     row = evaluate_segmentation(
-        pred, ref, spacing=(1, 1, 1), config=EvaluationConfig(both_empty=both_empty)
+        pred, ref, spacing=(1, 1, 1), config=STUDY.replace(both_empty=both_empty)
     )
     np.testing.assert_equal(
         (row["dice_lesion"], row["nsd_lesion"], row["hd95_lesion"]), (want_dice, want_nsd, want_hd)
     )
     assert row["dice_whole_pancreas"] == 1.0  # labels 1 and 2 together are unchanged
+
+
+def test_without_regions_every_label_found_is_a_region_and_so_is_their_union():
+    pred, ref = _label_maps(3)
+    row = evaluate_segmentation(pred, ref, spacing=(1, 1, 1))
+    assert {k for k in row if k.startswith("hd95_")} == {
+        "hd95_label_1", "hd95_label_2", "hd95_foreground"
+    }  # fmt: skip
+    assert row["dice_foreground"] == pytest.approx(
+        _independent_dice(np.isin(pred, [1, 2]), np.isin(ref, [1, 2])), abs=1e-12
+    )
+    assert evaluate_segmentation(np.zeros((3, 3, 3)), np.zeros((3, 3, 3)), spacing=(1, 1, 1)) == {}
 
 
 def test_custom_regions_and_labels():

@@ -13,15 +13,8 @@ from typing import Any
 
 __all__ = ["add_parser", "run"]
 
-_HEADLINE = (
-    "dice_whole_pancreas",
-    "dice_lesion",
-    "nsd_whole_pancreas",
-    "hd95_whole_pancreas",
-    "auc_ovr_macro",
-    "macro_f1",
-    "balanced_accuracy",
-)
+#: The classification metrics printed after every region's Dice, NSD and HD95.
+_CLASSIFICATION = ("auc_ovr_macro", "macro_f1", "balanced_accuracy")
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -59,11 +52,18 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         action="append",
         default=None,
         metavar="NAME=L1,L2",
-        help="region to score (repeatable; replaces the defaults whole_pancreas=1,2 lesion=2)",
+        help="region to score (repeatable); default: one per foreground label of the dataset, "
+        "named after it, and their union 'foreground'",
     )
-    parser.add_argument("--nsd-tolerance", type=float, default=None, metavar="MM")
-    parser.add_argument("--n-bootstrap", type=int, default=None, metavar="N")
-    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument(
+        "--nsd-tolerance", type=float, default=None, metavar="MM",
+        help="tolerance of the normalised surface Dice in mm (default 2)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--n-bootstrap", type=int, default=None, metavar="N",
+        help="bootstrap resamples of the confidence intervals (default 1000; 0: none)",
+    )  # fmt: skip
+    parser.add_argument("--seed", type=int, default=None, help="seed of the bootstrap (default 0)")
     parser.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
     return parser
 
@@ -98,9 +98,13 @@ def run(args: argparse.Namespace) -> int:
         f"evaluated {cases['evaluated']} cases ({cases['segmentation']} segmentation, "
         f"{cases['classification']} classification) -> {args.output}"
     )
-    for name in _HEADLINE:
+    if "why_no_classification" in cases:
+        print(f"  no classification cases: {cases['why_no_classification']}")
+    regions = [r["key"] for r in report.summary["config"].get("regions") or ()]  # as resolved
+    headline = [f"{m}_{r}" for r in regions for m in ("dice", "nsd", "hd95")]
+    for name in [*headline, *_CLASSIFICATION]:
         record = report.summary.get(name)
-        if record is not None:
+        if isinstance(record, dict) and "estimate" in record:
             print(f"  {name:22s} {_interval(record)}")
     return 0
 

@@ -1,8 +1,8 @@
 """Evaluation of joint segmentation and classification: metrics, intervals, reports, figures.
 
-Segmentation: Dice per label and per region (default regions of the pancreas study:
-``whole_pancreas`` = labels 1 and 2, ``lesion`` = label 2), normalised surface distance and HD95
-in millimetres. Classification: one-vs-rest AUC, macro F1, balanced accuracy, confusion matrix.
+Segmentation: Dice per label and per region (by default one region per foreground label of the
+dataset, named after it, and their union ``foreground``; a study names its own, e.g.
+:data:`PANCREAS_REGIONS`), normalised surface distance and HD95 in millimetres. Classification: one-vs-rest AUC, macro F1, balanced accuracy, confusion matrix.
 Every summary value carries a seeded percentile-bootstrap interval; empty references follow
 Metrics Reloaded (see :mod:`multitask_unet.evaluation.segmentation`).
 

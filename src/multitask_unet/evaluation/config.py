@@ -1,9 +1,14 @@
 """What an evaluation measures: regions, labels, tolerances and the bootstrap.
 
+By default the regions and labels come from the dataset: one region per foreground label, named
+after it, and their union (``foreground``) when there are several (:meth:`EvaluationConfig.
+for_labels`). A study names its own regions, e.g. the pancreas study's
+:data:`PANCREAS_REGIONS` (``whole_pancreas`` = labels 1 and 2, ``lesion`` = label 2).
+
 Example:
-    >>> cfg = EvaluationConfig()
-    >>> [(r.key, r.labels) for r in cfg.regions]
-    [('whole_pancreas', (1, 2)), ('lesion', (2,))]
+    >>> cfg = EvaluationConfig().for_labels({"background": 0, "liver": 1, "tumour": 2})
+    >>> [(r.key, r.labels) for r in cfg.regions], cfg.labels
+    ([('liver', (1,)), ('tumour', (2,)), ('foreground', (1, 2))], (1, 2))
     >>> EvaluationConfig.from_dict({"nsd_tolerance_mm": 1.0, "regions": [{"key": "organ", "labels": [1]}]}).regions
     (Region(key='organ', labels=(1,)),)
 """
@@ -11,7 +16,8 @@ Example:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from multitask_unet.config import Config
@@ -73,8 +79,10 @@ class EvaluationConfig(Config):
     """Options of :func:`multitask_unet.evaluation.evaluate`.
 
     Args:
-        regions: Regions scored with Dice, NSD and HD95 (default: the pancreas study's).
-        labels: Single labels scored with Dice (columns ``dice_label_<k>``).
+        regions: Regions scored with Dice, NSD and HD95; None (the default): one per foreground
+            label of the dataset and their union (:meth:`for_labels`).
+        labels: Single labels scored with Dice (columns ``dice_label_<k>``); None (the
+            default): every foreground label of the dataset.
         nsd_tolerance_mm: Tolerance of the normalised surface distance, in mm.
         hd_percentile: Percentile of the robust Hausdorff distance (95 for HD95; the columns
             keep the name ``hd95_<region>``).
@@ -85,8 +93,8 @@ class EvaluationConfig(Config):
         seed: Seed of the bootstrap; equal seeds give equal intervals.
     """
 
-    regions: tuple[Region, ...] = PANCREAS_REGIONS
-    labels: tuple[int, ...] = (1, 2)
+    regions: tuple[Region, ...] | None = None
+    labels: tuple[int, ...] | None = None
     nsd_tolerance_mm: float = 2.0
     hd_percentile: float = 95.0
     both_empty: Literal["one", "nan"] = "one"
@@ -95,10 +103,10 @@ class EvaluationConfig(Config):
     seed: int = 0
 
     def __post_init__(self) -> None:
-        names = [r.key for r in self.regions]
+        names = [r.key for r in self.regions or ()]
         if len(set(names)) != len(names):
             raise ConfigError(f"region names must be unique, got {names}")
-        if any(label <= 0 for label in self.labels):
+        if any(label <= 0 for label in self.labels or ()):
             raise ConfigError(f"labels must be foreground values > 0, got {self.labels}")
         if not self.nsd_tolerance_mm >= 0:
             raise ConfigError(f"nsd_tolerance_mm must be >= 0, got {self.nsd_tolerance_mm}")
@@ -111,7 +119,39 @@ class EvaluationConfig(Config):
         if not 0 < self.confidence < 1:
             raise ConfigError(f"confidence must be in (0, 1), e.g. 0.95, got {self.confidence}")
 
+    def for_labels(self, label_names: Mapping[str, int]) -> EvaluationConfig:
+        """This config with ``regions`` and ``labels`` that are None filled from a dataset's
+        labels ``{name: value}`` (background, value 0, left out).
+
+        Raises:
+            ConfigError: The dataset has no foreground label and none were given.
+        """
+        foreground = sorted((int(v), str(k)) for k, v in label_names.items() if int(v) > 0)
+        if not foreground and (self.regions is None or self.labels is None):
+            raise ConfigError(
+                f"the dataset declares no foreground label ({dict(label_names)}); give its "
+                "labels in dataset.json or name the regions to score (--region NAME=L1,L2)"
+            )
+        regions = self.regions
+        if regions is None:
+            keys: list[str] = []
+            for value, name in foreground:
+                key = _region_name(name, value)
+                keys.append(f"{key}_{value}" if key in keys else key)
+            regions = tuple(Region(k, (v,)) for k, (v, _) in zip(keys, foreground))
+            if len(foreground) > 1:
+                union = "foreground" if "foreground" not in keys else "all_foreground"
+                regions += (Region(union, tuple(v for v, _ in foreground)),)
+        labels = self.labels if self.labels is not None else tuple(v for v, _ in foreground)
+        return replace(self, regions=regions, labels=labels)
+
     @property
     def both_empty_value(self) -> float:
         """The numeric value that ``both_empty`` stands for."""
         return 1.0 if self.both_empty == "one" else float("nan")
+
+
+def _region_name(name: str, value: int) -> str:
+    """A label name as a region name (letters, digits and ``_``, starting with a letter)."""
+    text = re.sub(r"[^A-Za-z0-9_]+", "_", name).strip("_")
+    return text if _NAME.match(text) else f"label_{value}"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,10 +28,13 @@ from multitask_unet.evaluation.classification import roc_auc_ovr, roc_curve
 
 __all__ = [
     "plot_confusion_matrix",
+    "plot_dice_against_volume",
     "plot_dice_distribution",
+    "plot_distribution",
     "plot_reliability_diagram",
     "plot_roc_curves",
     "require_matplotlib",
+    "save_figure",
 ]
 
 
@@ -72,7 +76,7 @@ def plot_roc_curves(
     ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="false positive rate", ylabel="true positive rate")
     ax.set_title(f"ROC curves, one vs rest (n = {y_true.size})")
     ax.legend(loc="lower right", fontsize="small")
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_confusion_matrix(
@@ -99,7 +103,7 @@ def plot_confusion_matrix(
     ax.set_yticks(range(k), class_names)
     ax.set(xlabel="predicted", ylabel="reference", title="Confusion matrix")
     fig.colorbar(image, ax=ax, label="share of reference class")
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_dice_distribution(columns: Mapping[str, np.ndarray], path: str | os.PathLike[str]) -> None:
@@ -109,18 +113,56 @@ def plot_dice_distribution(columns: Mapping[str, np.ndarray], path: str | os.Pat
         columns: Column name (e.g. ``"dice_lesion"``) to per-case values; NaN values are skipped.
         path: PNG file to write (atomically).
     """
+    plot_distribution(columns, path, ylabel="Dice", title="Dice per case", ylim=(-0.02, 1.02))
+
+
+def plot_distribution(
+    columns: Mapping[str, np.ndarray],
+    path: str | os.PathLike[str],
+    *,
+    ylabel: str,
+    title: str,
+    ylim: tuple[float, float] | None = None,
+) -> None:
+    """Box plot with every case as a dot, one box per column (the text before the first ``_``
+    of the column names is left out of the labels); NaN values are skipped."""
     names = list(columns)
     data = [np.asarray(columns[n], dtype=float) for n in names]
     data = [d[~np.isnan(d)] for d in data]
     fig, ax = _figure(1.6 * max(len(names), 1) + 2.0, 4.5)
     if names:
         ax.boxplot(data, showfliers=False)
-        ax.set_xticks(range(1, len(names) + 1), [n.removeprefix("dice_") for n in names])
+        ax.set_xticks(range(1, len(names) + 1), [n.split("_", 1)[-1] for n in names])
         rng = np.random.default_rng(0)  # fixed jitter: identical files for identical inputs
         for i, values in enumerate(data, start=1):
             ax.scatter(i + rng.uniform(-0.15, 0.15, values.size), values, s=10, alpha=0.6)
-    ax.set(ylim=(-0.02, 1.02), ylabel="Dice", title="Dice per case")
-    _save(fig, path)
+    ax.set(ylabel=ylabel, title=title)
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    save_figure(fig, path)
+
+
+def plot_dice_against_volume(
+    rows: Sequence[Mapping[str, Any]], regions: Sequence[str], path: str | os.PathLike[str]
+) -> None:
+    """Dice of every case against its reference volume (mL, log scale), one colour per region;
+    cases with an empty reference are left out."""
+    fig, ax = _figure(6.0, 4.5)
+    for region in regions:
+        pairs = [
+            (float(r[f"ref_volume_ml_{region}"]), float(r[f"dice_{region}"]))
+            for r in rows
+            if r.get(f"ref_volume_ml_{region}") and r.get(f"dice_{region}") is not None
+        ]
+        if pairs:
+            volume, dice = zip(*pairs)
+            ax.scatter(volume, dice, s=14, alpha=0.7, label=region)
+    ax.set_xscale("log")
+    ax.set(xlabel="reference volume (mL)", ylabel="Dice", ylim=(-0.02, 1.02),
+           title="Dice against reference volume")  # fmt: skip
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize="small")
+    save_figure(fig, path)
 
 
 def plot_reliability_diagram(
@@ -170,7 +212,7 @@ def plot_reliability_diagram(
     top.set_title(f"Reliability, top label ({n_bins} equal-width bins, n = {np.size(y_true)})")
     top.legend(loc="upper left", fontsize="small")
     bottom.set(xlabel="confidence (largest probability)", ylabel="cases")
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def _figure(width: float, height: float) -> tuple[Any, Any]:
@@ -181,9 +223,11 @@ def _figure(width: float, height: float) -> tuple[Any, Any]:
     return fig, fig.add_subplot()
 
 
-def _save(fig: Any, path: str | os.PathLike[str]) -> None:
+def save_figure(fig: Any, path: str | os.PathLike[str]) -> Path:
+    """Draw ``fig`` with the Agg canvas (no pyplot, no backend switch) to a PNG, atomically."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     FigureCanvasAgg(fig)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
+    return Path(path)

@@ -16,6 +16,7 @@ and rejects values farther than 1e-3 from an integer.
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -54,14 +55,20 @@ def read_reference(root: str | Path, *, layout: str = "auto") -> DatasetIndex:
     """Index the reference dataset; cases whose label map file is missing get ``mask=None``.
 
     Args:
-        root: Dataset folder (or manifest CSV).
+        root: Dataset folder (or manifest CSV), or one split folder of the study layout
+            (``DATA/validation``, with ``subtypeK/`` inside: the classes are read from those).
         layout: Layout name for :func:`~multitask_unet.data.readers.read_dataset`, or ``"auto"``.
 
     Raises:
         DataError: ``root`` is missing, of no known layout, or holds no case with a label map
             or a class.
     """
+    root, split = Path(root), None
+    if layout in ("auto", "study") and _is_study_split_folder(root):
+        root, split = root.parent, root.name  # e.g. DATA/validation: its subtypeK/ give classes
     index = read_dataset(root, layout=layout)
+    if split is not None:
+        index = index.split(split)
     records = tuple(
         replace(r, mask=None) if r.mask is not None and not Path(r.mask).is_file() else r
         for r in index.records
@@ -72,6 +79,13 @@ def read_reference(root: str | Path, *, layout: str = "auto") -> DatasetIndex:
             "point --ref at the labelled dataset"
         )
     return replace(index, records=records)
+
+
+def _is_study_split_folder(path: Path) -> bool:
+    """A folder holding ``subtypeK/`` folders directly, as a split of the study layout does."""
+    return path.is_dir() and any(
+        child.is_dir() and re.fullmatch(r"subtype\d+", child.name) for child in path.iterdir()
+    )
 
 
 def check_class_order(table: PredictionTable, index: DatasetIndex, csv_path: Path) -> None:

@@ -45,6 +45,7 @@ from multitask_unet.evaluation.calibration_metrics import (
 )
 from multitask_unet.evaluation.classification import confusion_matrix, evaluate_classification
 from multitask_unet.evaluation.config import EvaluationConfig
+from multitask_unet.evaluation.overlays import OverlayCase, write_overlays
 from multitask_unet.evaluation.reading import (
     check_class_order,
     read_label_map,
@@ -158,7 +159,8 @@ def evaluate(
     config: EvaluationConfig | None = None,
     figures: bool = True,
 ) -> EvaluationReport:
-    """Compare a prediction folder with a reference dataset; optionally write the report.
+    """Compare a prediction folder with a reference dataset; optionally write the report
+    (with ``figures``, also ``overlays/``: every case's label maps on its image).
 
     Args:
         pred_dir: Folder with ``CASE.nii.gz`` label maps and/or ``predictions.csv``.
@@ -167,7 +169,8 @@ def evaluate(
         split: Evaluate exactly this split of the reference: every case of it must have a
             prediction. None evaluates the predicted cases, which must all be in the reference.
         layout: Layout of ``ref_root`` (``"study"``, ``"nnunet"``, ``"manifest"``) or ``"auto"``.
-        config: Regions, tolerance, bootstrap (default :class:`EvaluationConfig`).
+        config: Regions, tolerance, bootstrap (default :class:`EvaluationConfig`: one region
+            per foreground label of the dataset and their union).
         figures: Also write the PNG figures (needs matplotlib).
 
     Returns:
@@ -175,7 +178,7 @@ def evaluate(
 
     Example:
         >>> report = evaluate("runs/pred", "data/pancreas", out_dir="runs/report")  # doctest: +SKIP
-        >>> report.summary["dice_whole_pancreas"]["estimate"]  # doctest: +SKIP
+        >>> report.summary["dice_foreground"]["estimate"]  # doctest: +SKIP
         0.89
     """
     config = config or EvaluationConfig()
@@ -184,7 +187,11 @@ def evaluate(
         from multitask_unet.evaluation.figures import require_matplotlib
 
         require_matplotlib()
-    masks = {p.name.removesuffix(".nii.gz"): p for p in sorted(pred_dir.glob("*.nii.gz"))}
+    masks = {  # hidden files are temporary files of an interrupted writer
+        p.name.removesuffix(".nii.gz"): p
+        for p in sorted(pred_dir.glob("*.nii.gz"))
+        if not p.name.startswith(".")
+    }
     table = (
         read_predictions(pred_dir / "predictions.csv")
         if (pred_dir / "predictions.csv").is_file()
@@ -193,6 +200,8 @@ def evaluate(
     if not masks and table is None:
         raise DataError(f"{pred_dir} holds no CASE.nii.gz label maps and no predictions.csv")
     index = read_reference(ref_root, layout=layout)
+    if masks:  # regions and labels left None: those of the dataset's labels
+        config = config.for_labels(index.label_names)
     uncalibrated = None
     if table is not None:
         check_class_order(table, index, pred_dir / "predictions.csv")
@@ -245,6 +254,12 @@ def evaluate(
         "classification": len(labelled),
         "split": split,
     }
+    if table is not None and not labelled:
+        summary["cases"]["why_no_classification"] = (
+            f"none of the {len(rows)} evaluated reference cases under {ref_root} has a class "
+            "(study layout: SPLIT/subtypeK/ folders; nnU-Net and manifest layouts: a labels "
+            "file); point --ref at the labelled dataset or one of its split folders"
+        )
     summary["config"] = config.to_dict()
     summary["conventions"] = CONVENTIONS
     report = EvaluationReport(rows, summary, names)
@@ -252,7 +267,27 @@ def evaluate(
         report.y_true, report.scores, report.uncalibrated = y_true, scores, raw_scores
     if out_dir is not None:
         write_report(report, out_dir, figures=figures)
+        if figures and seg_rows:
+            write_overlays(_overlay_cases(rows, reference, masks), Path(out_dir) / "overlays")
     return report
+
+
+def _overlay_cases(
+    rows: list[dict[str, Any]], reference: dict[str, CaseRecord], masks: dict[str, Path]
+) -> list[OverlayCase]:
+    """The scored cases to draw; the score is the mean Dice of the regions (worst first)."""
+    cases = []
+    for row in rows:
+        dice = [
+            v for k, v in row.items() if k.startswith("dice_") and not k.startswith("dice_label_")
+        ]
+        ref = reference[row["case_id"]]
+        if ref.mask is None or row["case_id"] not in masks or not ref.images:
+            continue
+        score = float(np.nanmean(dice)) if dice and not np.isnan(dice).all() else None
+        cases.append(OverlayCase(row["case_id"], ref.images[0], masks[row["case_id"]], ref.mask,
+                                 score))  # fmt: skip
+    return cases
 
 
 def _summarize_classification(
@@ -314,7 +349,10 @@ def _select_cases(
         wanted = sorted(k for k, v in reference.items() if v.split == split)
         if not wanted:
             splits = sorted({v.split for v in reference.values()})
-            raise DataError(f"split {split!r} not found under {ref_root}; splits: {splits}")
+            raise DataError(
+                f"split {split!r} not found under {ref_root}; pass one of {splits} with --split, "
+                "or leave --split out to score every predicted case"
+            )
     else:
         wanted = sorted(predicted)
     unknown = sorted(predicted - set(reference)) if split is None else []
@@ -331,7 +369,10 @@ def _select_cases(
         if table is not None and case_id not in table.case_ids:
             missing.append(f"{case_id} in predictions.csv")
     if missing:
-        raise DataError(f"{pred_dir} lacks predictions for {len(missing)} cases: {missing[:5]}")
+        raise DataError(
+            f"{pred_dir} lacks predictions for {len(missing)} cases: {missing[:5]}; predict them "
+            f"into {pred_dir} (multitask-unet predict), or choose the cases with --split"
+        )
     return wanted
 
 

@@ -9,9 +9,13 @@ The report folder holds:
 * ``summary.json``: every metric as ``{"estimate", "low", "high", "confidence", "n",
   "n_resamples", "n_undefined"}`` (percentile bootstrap over cases; JSON ``null`` for NaN), the
   confusion matrix, the case counts, the configuration and the conventions used.
-* ``roc_curves.png``, ``confusion_matrix.png``, ``dice_distribution.png`` and
-  ``reliability_diagram.png`` (top-label reliability, before and after calibration when
-  ``predictions.csv`` also has ``uncalibrated_prob_<class>`` columns).
+* ``roc_curves.png``, ``confusion_matrix.png`` and ``reliability_diagram.png`` (top-label
+  reliability, before and after calibration when ``predictions.csv`` also has
+  ``uncalibrated_prob_<class>`` columns) for the classification head;
+  ``dice_distribution.png``, ``nsd_distribution.png``, ``hd95_distribution.png`` and
+  ``dice_vs_volume.png`` for the segmentation; ``overlays/`` (one picture per case on its image
+  and a contact sheet, worst first: :mod:`multitask_unet.evaluation.overlays`), written by
+  :func:`~multitask_unet.evaluation.evaluate`, which knows the image files.
 
 Example:
     >>> import tempfile, pathlib
@@ -69,12 +73,26 @@ def write_report(report: EvaluationReport, out_dir: str | Path, *, figures: bool
         if report.uncalibrated is not None:
             versions = {"uncalibrated": report.uncalibrated, "calibrated": report.scores}
         fig.plot_reliability_diagram(report.y_true, versions, out_dir / "reliability_diagram.png")
-    dice_columns = [k for k in (report.cases[0] if report.cases else {}) if k.startswith("dice_")]
-    columns = {
-        k: np.array([_nan(row.get(k)) for row in report.cases if k in row]) for k in dice_columns
-    }
-    if columns:
-        fig.plot_dice_distribution(columns, out_dir / "dice_distribution.png")
+    names = list(dict.fromkeys(k for row in report.cases for k in row))
+
+    def columns(prefix: str) -> dict[str, np.ndarray]:
+        return {
+            k: np.array([_nan(row.get(k)) for row in report.cases if k in row])
+            for k in names
+            if k.startswith(prefix)
+        }
+
+    if dice := columns("dice_"):
+        fig.plot_dice_distribution(dice, out_dir / "dice_distribution.png")
+    if nsd := columns("nsd_"):
+        fig.plot_distribution(nsd, out_dir / "nsd_distribution.png", ylabel="NSD",
+                              title="Normalised surface Dice per case", ylim=(-0.02, 1.02))  # fmt: skip
+    if hd95 := columns("hd95_"):
+        fig.plot_distribution(hd95, out_dir / "hd95_distribution.png", ylabel="HD95 (mm)",
+                              title="95th-percentile Hausdorff distance per case")  # fmt: skip
+    regions = [k.removeprefix("ref_volume_ml_") for k in names if k.startswith("ref_volume_ml_")]
+    if regions:
+        fig.plot_dice_against_volume(report.cases, regions, out_dir / "dice_vs_volume.png")
 
 
 def _cases_csv(rows: Sequence[Mapping[str, Any]]) -> str:

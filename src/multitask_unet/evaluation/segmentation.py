@@ -20,13 +20,14 @@ Example:
     >>> ref = np.zeros((4, 5, 6), np.uint8); ref[1:3, 1:4, 1:5] = 1; ref[2, 2, 2:4] = 2
     >>> pred = ref.copy(); pred[1, 1, 1] = 0
     >>> row = evaluate_segmentation(pred, ref, spacing=(2.0, 1.0, 1.0))
-    >>> round(row["dice_whole_pancreas"], 4), row["dice_lesion"], row["hd95_lesion"]
+    >>> round(row["dice_foreground"], 4), row["dice_label_2"], row["hd95_label_2"]
     (0.9787, 1.0, 0.0)
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 
@@ -85,7 +86,10 @@ def evaluate_segmentation(
         pred: Predicted integer label map, shape ``(D, H, W)``.
         ref: Reference label map on the same grid.
         spacing: Voxel size in mm per axis, in the arrays' axis order.
-        config: Regions, labels, tolerance and empty conventions (default: pancreas study).
+        config: Regions, labels, tolerance and empty conventions. Regions or labels left None
+            are those of the labels found in ``pred`` and ``ref``, named ``label_<k>`` (see
+            :meth:`EvaluationConfig.for_labels`); :func:`~multitask_unet.evaluation.evaluate`
+            fills them from the dataset's label names instead.
 
     Returns:
         ``dice_label_<k>`` for every label of ``config.labels``; ``dice_<region>``,
@@ -98,6 +102,12 @@ def evaluate_segmentation(
     config = config or EvaluationConfig()
     pred = np.asarray(pred)
     ref = np.asarray(ref)
+    if config.regions is None or config.labels is None:
+        found = [int(v) for v in np.union1d(np.unique(pred), np.unique(ref)) if v > 0]
+        if found:
+            config = config.for_labels({f"label_{v}": v for v in found})
+        else:  # nothing to score in two empty maps
+            config = replace(config, regions=config.regions or (), labels=config.labels or ())
     if pred.shape != ref.shape:
         raise ShapeError(
             f"prediction shape {pred.shape} differs from reference shape {ref.shape}; "

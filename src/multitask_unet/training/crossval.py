@@ -34,10 +34,11 @@ import numpy as np
 
 from multitask_unet._atomic import write_text_atomic
 from multitask_unet.data.planning import Plan
-from multitask_unet.data.readers import DEFAULT_LABEL_NAMES, DatasetIndex, read_dataset
+from multitask_unet.data.readers import DatasetIndex, read_dataset
 from multitask_unet.data.records import CaseRecord
 from multitask_unet.data.sampling.loader import cache_entries
 from multitask_unet.errors import ConfigError
+from multitask_unet.evaluation import EvaluationConfig
 from multitask_unet.provenance import environment
 from multitask_unet.training.config import TrainConfig
 from multitask_unet.training.crossval_report import summarize_folds
@@ -118,7 +119,7 @@ def load_splits(
     """Read ``splits.json`` and check that it speaks of exactly the dataset's labelled cases."""
     path = Path(path)
     try:
-        splits = json.loads(path.read_text())
+        splits = json.loads(path.read_text(encoding="utf-8"))
         folds = [(list(s["train"]), list(s["val"])) for s in splits]
     except (ValueError, KeyError, TypeError) as error:
         raise ConfigError(
@@ -156,6 +157,7 @@ def cross_validate(
     layout: str = "auto",
     workers: int = 2,
     intensity_samples: int = 10**8,
+    evaluation: EvaluationConfig | None = None,
     verbose: bool = True,
 ) -> dict[str, Any]:
     """Cross-validate: splits, one plan, a run per fold, out-of-fold predictions, post-processing.
@@ -171,6 +173,8 @@ def cross_validate(
         seed: Seed of the splits (the folds' training uses ``config.runtime.seed``).
         only: Train and predict only these folds now (post-processing is chosen once every
             fold is done).
+        evaluation: How the out-of-fold predictions are scored (default: 200 bootstrap
+            resamples, one region per foreground label of the dataset and their union).
         layout, workers, intensity_samples, verbose: As :func:`~multitask_unet.training.train`.
 
     Returns:
@@ -251,7 +255,7 @@ def cross_validate(
             record = {"fold": k, "epochs": result.epochs,
                       "train_seconds": round(time.perf_counter() - fold_started, 1)}  # fmt: skip
             write_text_atomic(trained, json.dumps(record, indent=1))
-        record = json.loads(trained.read_text())
+        record = json.loads(trained.read_text(encoding="utf-8"))
         predicting = time.perf_counter()
         predictor = Predictor.from_checkpoint(last, device=device, save_probabilities=True)
         predictor.predict([by_id[c] for c in splits[k]["val"]], run_dir / OOF, progress=False)
@@ -259,25 +263,9 @@ def cross_validate(
         write_text_atomic(done, json.dumps(record, indent=1))
 
     finished = [k for k in range(len(splits)) if (run_dir / f"fold_{k}" / "fold.json").is_file()]
-    summary = summarize_folds(
-        run_dir, index, splits, finished, evaluation_config(index.label_names)
-    )
+    scoring = evaluation or EvaluationConfig(n_bootstrap=200)  # regions: the dataset's labels
+    summary = summarize_folds(run_dir, index, splits, finished, scoring)
     summary["budget"] = None if budget is None else str(budget)
     summary["environment"] = environment(device)
     write_text_atomic(run_dir / "crossval.json", json.dumps(summary, indent=1))
     return summary
-
-
-def evaluation_config(label_names: dict[str, int] | Any) -> Any:
-    """The scoring of a dataset: the pancreas study's regions for its labels, else one per label."""
-    from multitask_unet.evaluation import EvaluationConfig, Region
-
-    if dict(label_names) == dict(DEFAULT_LABEL_NAMES):
-        return EvaluationConfig(n_bootstrap=200)
-    foreground = {name: v for name, v in label_names.items() if v != 0}
-    regions = [Region(name, (v,)) for name, v in sorted(foreground.items(), key=lambda x: x[1])]
-    if len(regions) > 1:
-        regions.append(Region("foreground", tuple(sorted(foreground.values()))))
-    return EvaluationConfig(
-        regions=tuple(regions), labels=tuple(sorted(foreground.values())), n_bootstrap=200
-    )

@@ -1,0 +1,79 @@
+"""The evaluation speaks the dataset's labels: one label, four labels, with and without classes."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from multitask_unet.data.io import spacing_affine, write_image
+from multitask_unet.evaluation import EvaluationConfig, evaluate
+
+FAST = EvaluationConfig(n_bootstrap=20)
+
+
+def _nnunet_dataset(root: Path, names: dict[str, int], *, cases: int = 4, classes: int = 0):
+    """An nnU-Net raw dataset with one blob per foreground label, and predictions of it."""
+    rng = np.random.default_rng(0)
+    affine = spacing_affine((1.0, 1.0, 2.0))
+    pred_dir = root.parent / "pred"
+    rows = []
+    for i in range(cases):
+        ref = np.zeros((16, 16, 8), np.uint8)
+        for value in sorted(v for v in names.values() if v > 0):
+            x = 1 + 3 * (value - 1)
+            ref[x : x + 3, 2 + i : 10 + i, 2:6] = value
+        pred = ref.copy()
+        pred[rng.random(ref.shape) < 0.03] = 0
+        write_image(root / "imagesTr" / f"c{i}_0000.nii.gz", ref.astype(np.int16) * 40, affine)
+        write_image(root / "labelsTr" / f"c{i}.nii.gz", ref, affine)
+        write_image(pred_dir / f"c{i}.nii.gz", pred, affine)
+        rows.append((f"c{i}", i % classes if classes else None))
+    dataset = {"channel_names": {"0": "CT"}, "labels": names, "numTraining": cases,
+               "file_ending": ".nii.gz"}  # fmt: skip
+    (root / "dataset.json").write_text(json.dumps(dataset))
+    if classes:
+        with open(root / "cases.csv", "w", newline="") as handle:
+            csv.writer(handle).writerows([("case_id", "label"), *rows])
+        with open(pred_dir / "predictions.csv", "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["case_id", *(f"prob_subtype{k}" for k in range(classes)), "predicted"])
+            for case, label in rows:
+                p = np.full(classes, 0.2 / (classes - 1))
+                p[label] = 0.8
+                writer.writerow([case, *map(repr, p.tolist()), label])
+    return root, pred_dir
+
+
+def test_one_label_is_one_region_and_nothing_is_called_a_lesion(tmp_path: Path) -> None:
+    root, pred = _nnunet_dataset(tmp_path / "Dataset001", {"background": 0, "liver": 1})
+    report = evaluate(pred, root, config=FAST, figures=False)
+    dice = {k for k in report.summary if k.startswith("dice_")}
+    assert dice == {"dice_liver", "dice_label_1"}
+    assert 0.9 < report.summary["dice_liver"]["estimate"] < 1.0
+    assert report.summary["cases"]["classification"] == 0  # segmentation only: no classes
+
+
+def test_four_labels_and_two_classes_are_all_scored(tmp_path: Path) -> None:
+    names = {"background": 0, "kidney": 1, "cyst": 2, "tumour": 3, "vessel": 4}
+    root, pred = _nnunet_dataset(tmp_path / "Dataset002", names, classes=2)
+    report = evaluate(pred, root, config=FAST, figures=False)
+    regions = [r["key"] for r in report.summary["config"]["regions"]]
+    assert regions == ["kidney", "cyst", "tumour", "vessel", "foreground"]
+    assert {f"dice_label_{k}" for k in (1, 2, 3, 4)} <= set(report.summary)
+    assert report.summary["cases"]["classification"] == 4
+    assert report.summary["auc_ovr_macro"]["estimate"] == 1.0
+
+
+def test_a_dataset_without_foreground_labels_asks_for_them(tmp_path: Path) -> None:
+    from multitask_unet.errors import ConfigError
+
+    root, pred = _nnunet_dataset(tmp_path / "Dataset003", {"background": 0, "organ": 1})
+    dataset = json.loads((root / "dataset.json").read_text())
+    dataset["labels"] = {"background": 0}
+    (root / "dataset.json").write_text(json.dumps(dataset))
+    with pytest.raises(ConfigError, match=r"declares no foreground label.*--region"):
+        evaluate(pred, root, config=FAST, figures=False)
