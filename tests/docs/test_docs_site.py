@@ -248,3 +248,23 @@ def test_mkdocs_build_strict(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, f"mkdocs build --strict failed:\n{proc.stdout}\n{proc.stderr}"
     assert (site / "reference" / "models" / "index.html").is_file()
+
+
+def test_the_cli_reference_lists_every_argument_of_every_command() -> None:
+    import argparse
+
+    hook = _load_ext("cli_hook")
+    page = (DOCS / "reference" / "cli.md").read_text()
+    for name, parser in hook.subcommands().items():
+        assert f"<!-- cli: {name} -->" in page, f"docs/reference/cli.md does not render {name}"
+        text = hook.render_command(name)
+        for action in parser._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            if action.help == argparse.SUPPRESS:
+                assert not any(f"`{o}`" in text for o in action.option_strings)
+                continue
+            for option in action.option_strings:
+                assert f"`{option}`" in text, f"{name} {option}"
+    with pytest.raises(ValueError, match="no such command"):
+        hook.render_command("trian")

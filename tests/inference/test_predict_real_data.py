@@ -48,7 +48,7 @@ def test_output_geometry_equals_input_on_real_images(
         pytest.skip(f"{missing} missing from MULTITASK_UNET_TEST_DATA")
     out = tmp_path / "pred"
     args = ["predict", "--checkpoint", str(coarse_checkpoint), *map(str, inputs), "-o", str(out)]
-    assert main([*args, "--mirror-axes", "", "--batch-size", "2", "--no-progress"]) == 0
+    assert main([*args, "--mirror-axes", "--window-batch", "2", "--no-progress"]) == 0
 
     sources = {
         p.name.removesuffix("_0000.nii.gz"): p for p in sorted((quiz / "test").glob("*.nii.gz"))

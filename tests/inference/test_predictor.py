@@ -179,12 +179,19 @@ def test_cli_predict(phantom_root, tiny_checkpoint, tmp_path, capsys) -> None:
     assert (
         main(["predict", "--checkpoint", str(tmp_path / "none.pt"), str(out), "-o", str(out)]) == 2
     )
-    assert "does not exist" in capsys.readouterr().err
-    assert main([*args, "--mirror-axes", "a,b"]) == 2
-    assert main([*args, "--label-weights", "1,1,x"]) == 2
-    assert "--label-weights must be" in capsys.readouterr().err
-    weighted = [*args, "--overwrite", "--no-progress", "--mirror-axes", ""]
-    assert main([*weighted, "--label-weights", "1,1,8", "--save-probabilities"]) == 0
+    assert f"checkpoint {tmp_path / 'none.pt'} does not exist; check the path" in (
+        capsys.readouterr().err
+    )
+    assert main([*args, "--mirror-axes", "a", "b"]) == 2
+    assert "--mirror-axes takes numbers as separate words, e.g. --mirror-axes 0 1 2; got 'a b'" in (
+        capsys.readouterr().err
+    )
+    assert main([*args, "--label-weights", "1", "1", "x"]) == 2
+    assert "--label-weights takes numbers as separate words, e.g. --label-weights 1 1 16" in (
+        capsys.readouterr().err
+    )
+    weighted = [*args, "--overwrite", "--no-progress", "--mirror-axes"]  # none: no mirroring
+    assert main([*weighted, "--label-weights", "1", "1", "8", "--save-probabilities"]) == 0
     assert len(list(out.glob("*.npz"))) == 3
 
 

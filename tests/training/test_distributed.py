@@ -54,6 +54,9 @@ def test_two_cpu_processes_follow_the_single_process_loss_curve(
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("trained 3 epoch(s)") == 1  # printed by rank 0 alone
+    log = (ddp_run / "train.log").read_text()  # rank 0's copy of what was printed
+    assert log.startswith("# ") and " multitask-unet train " in log.splitlines()[0]
+    assert log.count("trained 3 epoch(s)") == 1 and "\r" not in log
 
     single = tmp_path / "single"
     trainer(prepared, single, cfg).fit()

@@ -7,10 +7,12 @@ Each subcommand lives in its own module of this package and exposes
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
 from collections.abc import Sequence
 
+from multitask_unet.cli._log import run_log
 from multitask_unet.errors import MultitaskUNetError
 
 __all__ = ["main"]
@@ -47,9 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``multitask-unet``; returns the process exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    try:
-        return int(args._run(args) or 0)
-    except MultitaskUNetError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    log = getattr(args, "_log", None)  # commands with a run folder keep a copy of their output
+    with run_log(args.output / log, argv) if log else contextlib.nullcontext():
+        try:
+            return int(args._run(args) or 0)
+        except MultitaskUNetError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2

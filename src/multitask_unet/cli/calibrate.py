@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from multitask_unet.cli._dataset import dataset_command
+from multitask_unet.cli._options import add_predictor_options, predictor_options
 
 __all__ = ["add_parser", "run"]
 
@@ -52,53 +53,19 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         choices=["auto", "temperature", "platt"],
         help="auto (default): temperature for softmax heads, platt for one-vs-rest heads",
     )
-    parser.add_argument("--device", default="cpu", help="device of the network (default: cpu)")
     group = parser.add_argument_group(
         "predictor options", "use the settings you predict with: they change the logits"
     )
-    group.add_argument(
-        "--dtype",
-        default="float32",
-        choices=["float32", "float16", "bfloat16"],
-        help="network precision (default float32)",
-    )
-    group.add_argument("--overlap", type=float, default=0.5, help="window overlap (0.5)")
-    group.add_argument(
-        "--mirror-axes",
-        default="0,1,2",
-        help="axes mirrored for test-time augmentation, e.g. '0,1,2' (default) or '' for none",
-    )
-    group.add_argument("--batch-size", type=int, default=1, help="windows per network call")
-    group.add_argument(
-        "--cls-weighting",
-        default="ownership",
-        choices=["ownership", "foreground"],
-        help="voxel weights of classification pooling (default ownership)",
-    )
+    add_predictor_options(group)
     parser.add_argument("--quiet", action="store_true", help="do not print one line per case")
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
     """Fit, store and print the calibration of every head."""
-    import torch
-
-    from multitask_unet.errors import ConfigError
     from multitask_unet.inference.checkpoint_calibration import calibrate_checkpoint
 
-    try:
-        mirror_axes = tuple(int(a) for a in args.mirror_axes.replace(" ", "").split(",") if a)
-    except ValueError:
-        raise ConfigError(
-            f"--mirror-axes must be comma-separated axes like 0,1,2, got {args.mirror_axes!r}"
-        ) from None
-    options = {
-        "overlap": args.overlap,
-        "mirror_axes": mirror_axes,
-        "window_batch_size": args.batch_size,
-        "dtype": None if args.dtype == "float32" else getattr(torch, args.dtype),
-        "cls_weighting": args.cls_weighting,
-    }
+    options = predictor_options(args)
     result = calibrate_checkpoint(
         args.checkpoint,
         args.data,

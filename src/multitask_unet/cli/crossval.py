@@ -35,7 +35,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
             "continue where they stopped."
         ),
     )
-    parser.add_argument("-o", "--output", required=True, type=Path, metavar="RUN")
+    parser.add_argument(
+        "-o", "--output", required=True, type=Path, metavar="RUN", help="cross-validation folder"
+    )
     parser.add_argument(
         "--folds", type=int, metavar="K", help="number of folds (default 5; a run's own)"
     )
@@ -44,6 +46,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("--split-seed", type=int, default=0, metavar="N", help="seed of the splits")
     add_training_options(parser, budget_help="wall-clock budget of each fold, e.g. 30m")
+    parser.set_defaults(_log="crossval.log")  # RUN/crossval.log: what the command prints
     return parser
 
 

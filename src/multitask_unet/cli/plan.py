@@ -2,7 +2,7 @@
 
 Example::
 
-    multitask-unet plan ../shared/data/pancreas_quiz_subset -o plan.json --size-divisor 8,32,32
+    multitask-unet plan ../shared/data/pancreas_quiz_subset -o plan.json --size-divisor 8 32 32
     multitask-unet plan ../shared/data/pancreas_quiz_subset -o RUN/plan.json --budget 30m --device cpu
 """
 
@@ -13,17 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from multitask_unet.cli._dataset import dataset_command
+from multitask_unet.cli._options import add_device_option, numbers
 
 __all__ = ["add_parser", "run"]
-
-
-def _ints(text: str) -> int | tuple[int, ...]:
-    values = tuple(int(v) for v in text.split(","))
-    return values[0] if len(values) == 1 else values
-
-
-def _floats(text: str) -> tuple[float, ...]:
-    return tuple(float(v) for v in text.split(","))
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -47,10 +39,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--size-divisor",
-        type=_ints,
-        default=32,
-        metavar="N|D,H,W",
-        help="the network's size_divisor (model.size_divisor); powers of two (default 32)",
+        nargs="+",
+        default=None,
+        metavar="N",
+        help="the network's size_divisor (model.size_divisor): one power of two, or three "
+        "(D H W); default 32",
     )
     parser.add_argument(
         "--gpu-memory", type=float, default=8.0, metavar="GB", help="GPU memory budget (8)"
@@ -63,10 +56,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--target-spacing",
-        type=_floats,
+        nargs="+",
         default=None,
-        metavar="D,H,W",
-        help="override the planned target spacing (mm, slice axis first)",
+        metavar="MM",
+        help="override the planned target spacing: D H W in mm, slice axis first",
     )
     parser.add_argument(
         "--orientation", default="LPS", help="canonical orientation code (default LPS)"
@@ -88,12 +81,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
             "without it the plan follows nnU-Net's rules"
         ),
     )
-    parser.add_argument(
-        "--device",
-        default="cpu",
-        metavar="DEV",
-        help="with --budget: where the trial steps run and training will run (cpu, cuda)",
-    )
+    add_device_option(parser, what="with --budget: where the trial steps and training run")
     parser.add_argument(
         "--max-trial-seconds",
         type=float,
@@ -121,22 +109,19 @@ def _fmt(values: Any, digits: int = 3) -> str:
     return " x ".join(f"{v:.{digits}g}" if isinstance(v, float) else str(v) for v in values)
 
 
-def _budget_plan(args: argparse.Namespace, fingerprint: Any, labels: list[int]) -> Any:
-    from multitask_unet.errors import ConfigError
+def _budget_plan(args: argparse.Namespace, fingerprint: Any, labels: list[int], device: str) -> Any:
     from multitask_unet.training.budget import BudgetSearch, plan_for_budget
 
-    if args.target_spacing is not None:
-        raise ConfigError("--budget chooses the target spacing; leave out --target-spacing")
     changes = {"max_trial_seconds": args.max_trial_seconds}
     if args.min_iterations is not None:
         changes["min_iterations"] = args.min_iterations
     if args.amp is not None:
         changes["amp"] = args.amp
-    search = BudgetSearch.for_device(args.device, **changes)
+    search = BudgetSearch.for_device(device, **changes)
     return plan_for_budget(
         fingerprint,
         args.budget,
-        device=args.device,
+        device=device,
         search=search,
         labels=labels,
         normalization=args.normalization,
@@ -148,7 +133,19 @@ def run(args: argparse.Namespace) -> int:
     from multitask_unet.data.planning import create_plan
     from multitask_unet.data.planning.fingerprint import compute_fingerprint
     from multitask_unet.data.readers import read_dataset
+    from multitask_unet.devices import resolve_device
+    from multitask_unet.errors import ConfigError
 
+    # Options are checked before any file is read.
+    spacing = numbers(args.target_spacing, float, "--target-spacing", count=3, example="2 0.7 0.7")
+    divisor = numbers(args.size_divisor, int, "--size-divisor", example="8 32 32") or (32,)
+    if len(divisor) not in (1, 3):
+        raise ConfigError(
+            f"--size-divisor takes 1 or 3 numbers (e.g. 32, or 8 32 32), got {divisor}"
+        )
+    if args.budget is not None and spacing is not None:
+        raise ConfigError("--budget chooses the target spacing; leave out --target-spacing")
+    device = resolve_device(args.device).type if args.budget is not None else None
     index = read_dataset(args.data, layout=args.layout).split(args.split)
     fingerprint = compute_fingerprint(
         index.records,
@@ -159,14 +156,14 @@ def run(args: argparse.Namespace) -> int:
     )
     labels = sorted(set(index.label_names.values()))
     if args.budget is not None:
-        plan = _budget_plan(args, fingerprint, labels)
+        plan = _budget_plan(args, fingerprint, labels, device)
     else:
         plan = create_plan(
             fingerprint,
-            size_divisor=args.size_divisor,
+            size_divisor=divisor[0] if len(divisor) == 1 else divisor,
             gpu_memory_gb=args.gpu_memory,
             normalization=args.normalization,
-            target_spacing=args.target_spacing,
+            target_spacing=spacing,
             labels=labels,
         )
     args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -2,10 +2,10 @@
 
 The model is either one checkpoint (``--checkpoint FILE``) or a run folder (``--model RUN``):
 the folder of ``multitask-unet train -o RUN`` (its ``checkpoints/last.pt``) or a
-cross-validation folder, whose folds predict as an ensemble (mean of their probabilities;
-``--folds 0 1 2`` takes some of them). The post-processing chosen for the run
-(``RUN/postprocessing.json``: label weights, largest component) is applied unless
-``--no-postprocessing``; ``--label-weights`` and ``--largest-component`` override it.
+cross-validation folder, whose folds predict as an ensemble (mean of their segmentation
+logits and class probabilities; ``--folds 0 1 2`` takes some of them). The post-processing
+chosen for the run (``RUN/postprocessing.json``: label weights, largest component) is applied
+unless ``--no-postprocessing``; ``--label-weights`` and ``--largest-component`` override it.
 
 Examples::
 
@@ -20,9 +20,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_parser", "run"]
+from multitask_unet.cli._options import add_predictor_options, numbers, predictor_options
 
-_DTYPES = {"float32": None, "float16": "float16", "bfloat16": "bfloat16"}
+__all__ = ["add_parser", "run"]
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -64,34 +64,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         action="store_true",
         help="with --model: ignore RUN/postprocessing.json (plain argmax)",
     )
-    parser.add_argument("-o", "--output", required=True, type=Path, metavar="OUT")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default cpu)")
     parser.add_argument(
-        "--dtype",
-        default="float32",
-        choices=sorted(_DTYPES),
-        help="network precision (float16 / bfloat16 use autocast; default float32)",
+        "-o", "--output", required=True, type=Path, metavar="OUT", help="prediction folder"
     )
-    parser.add_argument("--overlap", type=float, default=0.5, help="window overlap (0.5)")
-    parser.add_argument(
-        "--mirror-axes",
-        default="0,1,2",
-        help="axes mirrored for test-time augmentation, e.g. '0,1,2' (default) or '' for none",
-    )
-    parser.add_argument(
-        "--batch-size",
-        type=int,
-        default=None,
-        help="network batch (windows x mirrored copies); default: one window's mirrored copies "
-        "on the CPU, 1 on GPUs",
-    )
+    add_predictor_options(parser)
     parser.add_argument("--cls-head", default=None, help="head written to predictions.csv")
-    parser.add_argument(
-        "--cls-weighting",
-        default="ownership",
-        choices=["ownership", "foreground"],
-        help="voxel weights of classification pooling (default ownership)",
-    )
     parser.add_argument(
         "--no-calibration", action="store_true", help="ignore the checkpoint's calibration"
     )
@@ -103,42 +80,26 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--label-weights",
-        help="weights of the label argmax, one per label with background, e.g. '1,1,16' to call "
-        "the lesion (label 2) more readily; choose them on cross-validation predictions; "
-        "overrides the run's post-processing",
+        nargs="+",
+        metavar="W",
+        help="weights of the label argmax, one per label with background, e.g. 1 1 16 to call "
+        "label 2 more readily; choose them on cross-validation predictions; overrides the "
+        "run's post-processing",
     )
     parser.add_argument(
         "--save-probabilities",
         action="store_true",
         help="also write OUT/CASE.npz: the segmentation probabilities on the image's grid",
     )
+    parser.add_argument(
+        "--overlays",
+        action="store_true",
+        help="also write OUT/overlays/: every label map on its image (axial slice through the "
+        "largest structure) and a contact sheet",
+    )
     parser.add_argument("--overwrite", action="store_true", help="predict finished cases again")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser
-
-
-def _axes(text: str) -> tuple[int, ...]:
-    from multitask_unet.errors import ConfigError
-
-    try:
-        return tuple(int(a) for a in text.replace(" ", "").split(",") if a)
-    except ValueError:
-        raise ConfigError(
-            f"--mirror-axes must be comma-separated axes like 0,1,2, got {text!r}"
-        ) from None
-
-
-def _weights(text: str | None) -> tuple[float, ...] | None:
-    from multitask_unet.errors import ConfigError
-
-    if text is None:
-        return None
-    try:
-        return tuple(float(w) for w in text.replace(" ", "").split(",") if w)
-    except ValueError:
-        raise ConfigError(
-            f"--label-weights must be comma-separated numbers like 1,1,16, got {text!r}"
-        ) from None
 
 
 def _check_args(args: argparse.Namespace) -> None:
@@ -160,24 +121,17 @@ def _check_args(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Predict and print a summary."""
-    import torch
-
     from multitask_unet.inference import Predictor
 
     _check_args(args)
-    dtype = _DTYPES[args.dtype]
     options: dict[str, Any] = {
+        **predictor_options(args),
         "device": args.device,
         "calibrated": not args.no_calibration,
-        "overlap": args.overlap,
-        "mirror_axes": _axes(args.mirror_axes),
-        "window_batch_size": args.batch_size,
-        "dtype": getattr(torch, dtype) if dtype else None,
         "cls_head": args.cls_head,
-        "cls_weighting": args.cls_weighting,
         "save_probabilities": args.save_probabilities,
     }
-    weights = _weights(args.label_weights)
+    weights = numbers(args.label_weights, float, "--label-weights", example="1 1 16")
     if args.checkpoint is not None:
         predictor = Predictor.from_checkpoint(
             args.checkpoint,
@@ -212,4 +166,19 @@ def run(args: argparse.Namespace) -> int:
         f"case(s); label maps in {result.output_dir}"
         + (f", probabilities in {result.csv_path}" if result.csv_path else "")
     )
+    if args.overlays:
+        _write_overlays(args.inputs, result.output_dir, predictor.model.config.in_channels)
     return 0
+
+
+def _write_overlays(inputs: list[Path], out: Path, channels: int) -> None:
+    from multitask_unet.evaluation.overlays import OverlayCase, write_overlays
+    from multitask_unet.inference import collect_cases
+
+    cases = [
+        OverlayCase(r.case_id, r.images[0], out / f"{r.case_id}.nii.gz")
+        for r in collect_cases(inputs, num_channels=channels)
+        if (out / f"{r.case_id}.nii.gz").is_file()
+    ]
+    write_overlays(cases, out / "overlays")
+    print(f"overlays of {len(cases)} case(s) in {out / 'overlays'} (contact_sheet.png)")

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from multitask_unet.cli._dataset import dataset_command
+from multitask_unet.cli._options import numbers
 
 __all__ = ["add_parser", "run"]
 
@@ -70,6 +71,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         budget_help="wall-clock budget of the whole run, e.g. 30m or 2h: plan spacing, patch, "
         "network, batch, schedule and recipe by measured trial steps to fit it",
     )
+    parser.set_defaults(_log="train.log")  # RUN/train.log: a copy of what the command prints
     return parser
 
 
@@ -90,6 +92,13 @@ def add_training_options(parser: argparse.ArgumentParser, *, budget_help: str) -
         metavar="NAME",
         help="classification head (panda, ovr, attention, last_stage, bottleneck) or 'none'",
     )
+    parser.add_argument(
+        "--init-weights",
+        type=Path,
+        metavar="FILE",
+        help="start from these weights: a checkpoint of train, an nnU-Net checkpoint_final.pth, "
+        "a state_dict, or a timm-3d checkpoint of a timm3d encoder; new heads are initialised",
+    )
     parser.add_argument("--epochs", type=int, metavar="N", help="training epochs (default 1000)")
     parser.add_argument(
         "--iters-per-epoch", type=int, metavar="N", help="optimiser steps per epoch (default 250)"
@@ -98,7 +107,7 @@ def add_training_options(parser: argparse.ArgumentParser, *, budget_help: str) -
         "--batch-size", type=int, metavar="N", help="patches per step over all processes (plan's)"
     )
     parser.add_argument(
-        "--patch-size", type=int, nargs=3, metavar=("Z", "Y", "X"), help="patch size (plan's)"
+        "--patch-size", nargs="+", metavar="N", help="patch size D H W in voxels (plan's)"
     )
     parser.add_argument(
         "--optimizer", choices=["sgd", "adamw"], help="optimiser (default sgd, nnU-Net's)"
@@ -118,7 +127,7 @@ def add_training_options(parser: argparse.ArgumentParser, *, budget_help: str) -
         help="torch.compile the training forward (auto: on CUDA, as nnU-Net)",
     )
     parser.add_argument(
-        "--workers", type=int, default=2, help="processes for planning and preprocessing (2)"
+        "--workers", type=int, default=2, help="processes reading and preprocessing files (2)"
     )
     parser.add_argument(
         "--intensity-samples",
@@ -128,7 +137,13 @@ def add_training_options(parser: argparse.ArgumentParser, *, budget_help: str) -
         help="foreground voxels sampled for the CT percentiles (nnU-Net: 1e8; 1e6 is faster)",
     )
     parser.add_argument(
-        "--num-workers", type=int, metavar="N", help="data-loading workers per process (0)"
+        "--loader-workers",
+        type=int,
+        metavar="N",
+        help="data-loading worker processes of each training process (default 0)",
+    )
+    parser.add_argument(  # the former name of --loader-workers
+        "--num-workers", dest="loader_workers", type=int, help=argparse.SUPPRESS
     )
     parser.add_argument("--no-progress", action="store_true", help="print one line per epoch")
 
@@ -143,6 +158,8 @@ def build_config(args: argparse.Namespace) -> Any:
         model["preset"] = args.preset
     if args.encoder:
         model["encoder"] = args.encoder
+    if args.init_weights is not None:
+        model["init_weights"] = str(args.init_weights)
     if args.head:  # one head, in place of the file's head or heads
         model.update(head=None if args.head.lower() == "none" else args.head, heads=None)
     optimizer = config.optimization.optimizer.to_dict()
@@ -158,8 +175,10 @@ def build_config(args: argparse.Namespace) -> Any:
         },
         "data": {
             "batch_size": args.batch_size,
-            "patch_size": args.patch_size,
-            "num_workers": args.num_workers,
+            "patch_size": numbers(
+                args.patch_size, int, "--patch-size", count=3, example="32 64 64"
+            ),
+            "num_workers": args.loader_workers,
         },
         "runtime": {
             "val_every": args.val_every,

@@ -30,6 +30,7 @@ import torch
 
 from multitask_unet.checkpoints import Checkpoint
 from multitask_unet.data.planning import Plan
+from multitask_unet.devices import resolve_device
 from multitask_unet.errors import ConfigError
 from multitask_unet.inference.calibration import Calibration
 from multitask_unet.inference.decision import Postprocessing
@@ -359,6 +360,7 @@ def ensemble_options(
     checkpoints (see :meth:`~multitask_unet.inference.Predictor.from_checkpoints`)."""
     names = list(names) if names is not None else [f"model {i}" for i in range(len(checkpoints))]
     plan = plan if plan is not None else common_plan(checkpoints, names)
+    device = resolve_device(device)
     models = [c.build_model(device=device) for c in checkpoints]
     check_models(models, names)
     options = dict(options)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from multitask_unet.errors import ConfigError
+from multitask_unet.devices import resolve_device
 
 __all__ = ["DistInfo", "cleanup_distributed", "reduce_mean", "resolve_device", "setup_distributed"]
 
@@ -51,26 +51,6 @@ class DistInfo:
     @property
     def distributed(self) -> bool:
         return self.world_size > 1
-
-
-def resolve_device(device: str | torch.device = "auto", *, local_rank: int = 0) -> torch.device:
-    """``"auto"`` -> ``cuda:LOCAL_RANK`` when CUDA is available, else ``cpu``; checks the rest."""
-    if str(device) == "auto":
-        return (
-            torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
-        )
-    try:
-        out = torch.device(device)
-    except RuntimeError:
-        raise ConfigError(
-            f"device {device!r} is not a device; use auto, cpu, cuda or cuda:N"
-        ) from None
-    if out.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(f"device {device!r} asked for, but CUDA is not available here")
-        if out.index is None:
-            out = torch.device("cuda", local_rank)
-    return out
 
 
 def setup_distributed(device: str | torch.device = "auto") -> DistInfo:

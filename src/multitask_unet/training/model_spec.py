@@ -67,6 +67,10 @@ class ModelSpec(Config):
             head's ``num_classes`` is the dataset's number of classes unless given. Excludes
             ``head``.
         deep_supervision: Deep-supervision outputs and loss (nnU-Net: on).
+        init_weights: A weights file to start a new run from: a checkpoint of this library, an
+            nnU-Net ``checkpoint_final.pth``, a ``state_dict``, or a timm-3d checkpoint of a
+            ``timm3d`` encoder (:func:`~multitask_unet.training.init_weights.initialise_from`);
+            the heads may be new. None: random initialisation.
     """
 
     preset: str | None = "small_residual"
@@ -76,6 +80,7 @@ class ModelSpec(Config):
     head_options: dict[str, Any] = field(default_factory=dict)
     heads: dict[str, ComponentSpec] | None = None
     deep_supervision: bool = True
+    init_weights: str | None = None
 
     def __post_init__(self) -> None:
         if self.heads is not None:

@@ -60,6 +60,7 @@ from multitask_unet.training.fit_parts import (
     seed_everything,
     targets,
 )
+from multitask_unet.training.init_weights import initialise_from
 from multitask_unet.training.metrics import MetricsLog
 from multitask_unet.training.online_evaluation import validate
 from multitask_unet.training.precision import autocast_dtype
@@ -159,6 +160,10 @@ class Trainer:
         start_epoch, best = 0, None
         if resume:
             start_epoch, best = self._restore(parts, dist)
+        elif self.config.model.init_weights is not None:
+            report = initialise_from(parts.model, self.config.model.init_weights)
+            if dist.is_main:
+                print(report.describe(), flush=True)
         if dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self.config.save(self.run_dir / "config.yaml")
