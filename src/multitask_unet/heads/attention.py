@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 import torch
+from einops import rearrange
 from torch import nn
 
 from multitask_unet.errors import ConfigError
@@ -68,7 +69,7 @@ class GatedAttentionPool(nn.Module):
 
     def readout(self, state: SoftmaxState) -> torch.Tensor:
         """``(B, H * C)`` attention-pooled features."""
-        return state.result().flatten(1)
+        return rearrange(state.result(), "b h c -> b (h c)")
 
 
 class QueryAttentionPool(nn.Module):
@@ -93,7 +94,7 @@ class QueryAttentionPool(nn.Module):
 
     def score_weight(self) -> torch.Tensor:
         """``(H, C)``: ``q_h^T K_h / sqrt(attention_dim)``, the folded key projection."""
-        keys = self.key.weight.view(self.num_heads, self.attention_dim, -1)
+        keys = rearrange(self.key.weight, "(h d) c -> h d c", h=self.num_heads)
         return torch.einsum("hd,hdc->hc", self.query, keys) / math.sqrt(self.attention_dim)
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor | None = None) -> SoftmaxState:
@@ -104,9 +105,10 @@ class QueryAttentionPool(nn.Module):
     def readout(self, state: SoftmaxState) -> torch.Tensor:
         """``(B, H * value_dim)``: each head's value projection of its pooled features."""
         pooled = state.result()  # (B, H, C)
-        weight = self.value.weight.view(self.num_heads, self.value_dim, -1)
-        bias = self.value.bias.view(self.num_heads, self.value_dim)
-        return (torch.einsum("hvc,bhc->bhv", weight, pooled) + bias).flatten(1)
+        weight = rearrange(self.value.weight, "(h v) c -> h v c", h=self.num_heads)
+        bias = rearrange(self.value.bias, "(h v) -> h v", h=self.num_heads)
+        values = torch.einsum("hvc,bhc->bhv", weight, pooled) + bias
+        return rearrange(values, "b h v -> b (h v)")
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+from einops import rearrange
 from torch import nn
 
 from multitask_unet.errors import ConfigError
@@ -43,8 +44,9 @@ def check_pooling(pooling: str) -> None:
 
 def flat(x: torch.Tensor, weights: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``(B, C, *S)`` and ``(B, 1, *S)`` as float32 ``(B, C, N)`` and ``(B, 1, N)``."""
-    x = x.flatten(2).float()
-    return x, None if weights is None else weights.flatten(2).float()
+    voxels = "b c ... -> b c (...)"
+    x = rearrange(x, voxels).float()
+    return x, None if weights is None else rearrange(weights, voxels).float()
 
 
 class GlobalPool(nn.Module):
