@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,25 @@ def test_csv_rows_resume_and_plot(tmp_path: Path) -> None:
     resumed.resume(2)  # the checkpoint holds epochs 0 and 1: epochs 2 and 3 are redone
     resumed.append({"epoch": 2, "loss": 0.9})
     assert [r["loss"] for r in read_metrics(tmp_path / "metrics.csv")] == [1.0, 0.5, 0.9]
+
+
+def _png_width(path: Path) -> int:
+    return struct.unpack(">I", path.read_bytes()[16:20])[0]  # the IHDR chunk's width
+
+
+def test_curves_show_the_schedule_and_leave_out_an_empty_validation_panel(tmp_path: Path):
+    import matplotlib
+
+    from multitask_unet.training.metrics import plot_curves
+
+    backend = matplotlib.get_backend()
+    rows = [{"epoch": e, "loss": 1 / (e + 1), "lr": 0.01 * (1 - e / 4), "epoch_seconds": 3.0}
+            for e in range(4)]  # fmt: skip
+    unvalidated = plot_curves(rows, tmp_path / "a.png")
+    rows[-1]["val/dice_whole"] = 0.8
+    validated = plot_curves(rows, tmp_path / "b.png")
+    assert _png_width(validated) > 1.3 * _png_width(unvalidated)  # a third panel, for val/
+    assert matplotlib.get_backend() == backend  # the caller's backend is left alone
 
 
 def test_rng_state_restores_every_generator() -> None:

@@ -108,40 +108,52 @@ def _fmt(value: float) -> str | int:
 
 
 def plot_curves(rows: list[dict[str, float]], path: str | os.PathLike[str]) -> Path | None:
-    """Plot losses (left) and validation metrics (right) against the epoch, atomically.
+    """Plot the training losses, the learning rate and epoch time, and (when the run validated)
+    the validation metrics against the epoch, atomically.
+
+    Drawn on a ``matplotlib.figure.Figure`` without pyplot, so the caller's backend (e.g. a
+    notebook's) is never touched.
 
     Returns:
         The written path, or None when matplotlib is not installed.
     """
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from matplotlib.figure import Figure
     except ImportError:
         warnings.warn("matplotlib is not installed; no curves.png written", stacklevel=2)
         return None
     path = Path(path)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
-    keys = list(dict.fromkeys(k for r in rows for k in r))
-    for key in keys:
+    keys = list(dict.fromkeys(k for r in rows for k in r if k != "epoch"))
+
+    def series(key: str) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
         points = [(r["epoch"], r[key]) for r in rows if key in r and "epoch" in r]
-        if not points or key == "epoch":
-            continue
-        xs, ys = zip(*points)
-        if key == "loss" or key.startswith("loss/"):
-            left.plot(xs, ys, label=key, marker="." if len(xs) < 30 else None)
-        elif key.startswith("val/"):
-            right.plot(xs, ys, label=key[4:], marker="o")
-    left.set(title="training loss", xlabel="epoch")
-    right.set(title="validation (whole cases)", xlabel="epoch", ylim=(0, 1.02))
-    for ax in (left, right):
+        return tuple(zip(*points)) if points else None  # type: ignore[return-value]
+
+    validated = [k for k in keys if k.startswith("val/") and series(k)]
+    fig = Figure(figsize=(16 if validated else 11, 4), constrained_layout=True)
+    axes = fig.subplots(1, 3 if validated else 2)
+    losses, schedule = axes[0], axes[1]
+    for key in keys:
+        line = series(key)
+        if line and (key == "loss" or key.startswith("loss/")):
+            losses.plot(*line, label=key, marker="." if len(line[0]) < 30 else None)
+    losses.set(title="training loss", xlabel="epoch")
+    if lr := series("lr"):
+        schedule.plot(*lr, color="C0", label="learning rate")
+    schedule.set(title="schedule", xlabel="epoch", ylabel="learning rate")
+    if seconds := series("epoch_seconds"):
+        twin = schedule.twinx()
+        twin.plot(*seconds, color="C1", marker=".", linestyle="none", label="epoch time")
+        twin.set(ylabel="epoch time (s)", ylim=(0, max(seconds[1]) * 1.1 or 1))
+        twin.legend(fontsize=8, loc="upper right")
+    if validated:
+        for key in validated:
+            axes[2].plot(*series(key), label=key[4:], marker="o")  # type: ignore[misc]
+        axes[2].set(title="validation (whole cases)", xlabel="epoch", ylim=(0, 1.02))
+    for ax in axes:
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8)
-    try:
-        with atomic_path(path, suffix=".png") as tmp:
-            fig.savefig(tmp, dpi=110)
-    finally:
-        plt.close(fig)
+            ax.legend(fontsize=8, loc="upper left" if ax is schedule else "best")
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=110)
     return path
