@@ -129,14 +129,14 @@ class Config:
         """Write ``.json`` or ``.yaml``/``.yml`` by extension."""
         path = Path(path)
         text = self.to_yaml() if path.suffix in (".yaml", ".yml") else self.to_json()
-        path.write_text(text)
+        path.write_text(text, encoding="utf-8")
 
     @classmethod
     def load(cls: type[C], path: str | os.PathLike[str]) -> C:
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist")
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
         return cls.from_yaml(text) if path.suffix in (".yaml", ".yml") else cls.from_json(text)
 
     def _is_family_member(self) -> bool:

@@ -158,7 +158,7 @@ def _choice(choice: PostprocessingChoice) -> dict[str, Any]:
 
 
 def _fold_record(run_dir: Path, k: int) -> dict[str, Any]:
-    return json.loads((run_dir / f"fold_{k}" / "fold.json").read_text())
+    return json.loads((run_dir / f"fold_{k}" / "fold.json").read_text(encoding="utf-8"))
 
 
 def read_case(record: CaseRecord, predictions: Path) -> tuple[np.ndarray, np.ndarray]:

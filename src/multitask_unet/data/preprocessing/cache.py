@@ -82,7 +82,7 @@ def _read_properties(case_dir: Path) -> CaseProperties | None:
     if not path.is_file():
         return None
     try:
-        return CaseProperties.from_json(path.read_text())
+        return CaseProperties.from_json(path.read_text(encoding="utf-8"))
     except (ValueError, OSError):
         return None  # unreadable or from an older layout: treat as not cached
 

@@ -77,7 +77,7 @@ def load_case_labels(source: LabelsSource | CaseLabels) -> CaseLabels:
         raise DataError(f"Case labels file {path} does not exist; pass a CSV or JSON file")
     if path.suffix.lower() == ".json":
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
             raise DataError(f"{path} is not valid JSON ({exc}); fix the file") from exc
         if isinstance(data, dict) and isinstance(data.get("cases"), dict):

@@ -40,7 +40,7 @@ def load_dataset_json(
     if not path.is_file():
         return dict(DEFAULT_LABEL_NAMES), None, []
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         fix = "fix the JSON syntax"
         return (
@@ -96,7 +96,7 @@ class NnUNetLayout(Layout):
         if (root / "imagesTr").is_dir():
             return True
         try:
-            return "dataset" in json.loads((root / "dataset.json").read_text())
+            return "dataset" in json.loads((root / "dataset.json").read_text(encoding="utf-8"))
         except (OSError, ValueError, TypeError):
             return False
 
@@ -107,7 +107,7 @@ class NnUNetLayout(Layout):
         issues.extend(json_issues)
         data: dict = {}
         if json_path.is_file() and not json_issues:
-            data = json.loads(json_path.read_text())
+            data = json.loads(json_path.read_text(encoding="utf-8"))
         elif not json_path.is_file():
             fix = "write dataset.json with channel_names, labels, numTraining and file_ending"
             issues.append(
