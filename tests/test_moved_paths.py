@@ -50,6 +50,8 @@ def _shims() -> list[str]:
     """Every module of the package marked ``__deprecated_path__ = True``."""
     found = []
     for info in pkgutil.walk_packages(multitask_unet.__path__, "multitask_unet."):
+        if info.name.endswith(".__main__"):  # runs the command line when imported
+            continue
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             module = importlib.import_module(info.name)

@@ -117,7 +117,7 @@ def test_crossval_writes_nnunets_layout_and_predicts_every_case_out_of_fold(
         assert (run / "validation" / f"{case_id}.npz").is_file()
         assert (run / "validation_postprocessed" / f"{case_id}.nii.gz").is_file()
     assert summary["finished_folds"] == [0, 1, 2] and summary["cases"] == len(labelled)
-    assert {"dice_whole_pancreas", "dice_lesion"} <= set(summary["raw"])
+    assert {"dice_pancreas", "dice_lesion", "dice_foreground"} <= set(summary["raw"])
     assert summary["raw"]["dice_lesion"]["n"] <= len(labelled)
     assert json.loads((run / "crossval.json").read_text()) == summary
 
