@@ -1,5 +1,11 @@
 """Classification metrics of the subtype head, in numpy, equal to scikit-learn's.
 
+Why not scikit-learn's own functions: a report computes these metrics once per bootstrap
+resample (1000 by default), where scikit-learn's input validation dominates; the benchmarks page
+shows both, timed side by side on the same resamples, with the same values
+(``benchmarks/bench_classification_metrics.py``). The tests compare every metric with
+scikit-learn's, and splits and calibration checks use scikit-learn directly.
+
 * :func:`confusion_matrix`: rows are the reference class, columns the predicted class
   (scikit-learn's convention).
 * :func:`roc_auc_ovr`: one-vs-rest ROC AUC per class (the Mann-Whitney statistic, ties count
