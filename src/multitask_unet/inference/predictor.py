@@ -2,11 +2,10 @@
 
 For each case it runs the plan's preprocessing (:func:`~multitask_unet.data.preprocessing.
 preprocess_case`), :func:`~multitask_unet.inference.sliding_window_predict`, then undoes the
-preprocessing (:func:`~multitask_unet.inference.export.export_logits`: the segmentation
-logits are resampled back, the softmax and the argmax are taken on the image file's grid, in
-nnU-Net v2's order), so that every label map has exactly the input's shape and affine and equals
-nnU-Net's export of the same logits. ``label_weights`` weight that argmax
-(:func:`~multitask_unet.inference.decision.weighted_argmax`).
+preprocessing (:func:`~multitask_unet.inference.export.export_logits`: logits resampled back,
+softmax and argmax on the image file's grid, in nnU-Net v2's order), so that every label map has
+exactly the input's shape and affine and equals nnU-Net's export of the same logits.
+``label_weights`` weight that argmax (:func:`~multitask_unet.inference.decision.weighted_argmax`).
 
 Several models sharing one plan (the folds of a cross-validation, :meth:`Predictor.from_run`)
 predict as an ensemble: the segmentation logits are the mean of the models' logits (as nnU-Net
@@ -344,9 +343,8 @@ class Predictor:
         assert summed is not None
         summed /= len(self.models)  # exact for one model
         labels, native = export_logits(summed, case.properties, self.postprocessing)
-        del summed
         seg_probabilities = native.astype(np.float16) if self.save_probabilities else None
-        del native
+        del summed, native
         mean = {k: torch.stack([o[k] for o in outputs]).mean(0) for k in outputs[0]}
         logits = outputs[0] if len(outputs) == 1 else mean
         probabilities = predicted = uncalibrated = None
