@@ -44,8 +44,8 @@ __all__ = [
     "config_from_plans",
     "convert_nnunet_state_dict",
     "load_nnunet_weights",
+    "load_weights_file",
     "model_from_plans",
-    "numpy_safe_globals",
 ]
 
 _NORMS = {"InstanceNorm": "instance", "BatchNorm": "batch"}
@@ -250,7 +250,7 @@ def convert_nnunet_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[st
     return out
 
 
-def numpy_safe_globals() -> list[Any]:
+def _numpy_safe_globals() -> list[Any]:
     """What ``torch.load(weights_only=True)`` must allow to rebuild NumPy scalars and dtypes.
 
     nnU-Net checkpoints hold NumPy scalars (``_best_ema``, the logged Dice values); allowing these
@@ -263,23 +263,36 @@ def numpy_safe_globals() -> list[Any]:
     return [np.dtype, *dtypes, scalar, (scalar, "numpy.core.multiarray.scalar")]
 
 
+def load_weights_file(path: Path, *, fix: str, allow_pickle: bool = False) -> Any:
+    """What ``torch.load`` reads from ``path``: with ``weights_only=True`` and NumPy scalars
+    allowed (no code from the file runs), or with full unpickling when ``allow_pickle``.
+
+    Raises:
+        WeightsError: The file cannot be read so; the message names it, then ``fix``.
+    """
+    try:
+        if allow_pickle:
+            return torch.load(path, map_location="cpu", weights_only=False)
+        with torch.serialization.safe_globals(_numpy_safe_globals()):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # unpickling and zip errors come in many types
+        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise WeightsError(
+            f"could not read {path} with torch.load(weights_only={not allow_pickle}): {first}. "
+            f"{fix}"
+        ) from None
+
+
 def _read_state_dict(source: str | os.PathLike[str], allow_pickle: bool) -> Mapping[str, Any]:
     path = Path(source)
     if not path.is_file():
         raise WeightsError(f"weights file {path} does not exist")
-    try:
-        if allow_pickle:
-            loaded = torch.load(path, map_location="cpu", weights_only=False)
-        else:
-            with torch.serialization.safe_globals(numpy_safe_globals()):
-                loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # unpickling errors come in many types
-        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-        raise WeightsError(
-            f"could not read {path} with torch.load(weights_only={not allow_pickle}): {first}. "
-            "It holds objects other than tensors, containers and NumPy scalars; only if you "
-            "trust the file, pass allow_pickle=True (full unpickling runs code from the file)"
-        ) from None
+    loaded = load_weights_file(
+        path,
+        allow_pickle=allow_pickle,
+        fix="It holds objects other than tensors, containers and NumPy scalars; only if you "
+        "trust the file, pass allow_pickle=True (full unpickling runs code from the file)",
+    )
     if isinstance(loaded, Mapping) and "network_weights" in loaded:
         loaded = loaded["network_weights"]
     if not isinstance(loaded, Mapping):

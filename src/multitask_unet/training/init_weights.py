@@ -29,8 +29,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from multitask_unet.checkpoints import FORMAT
 from multitask_unet.errors import WeightsError
 from multitask_unet.models import MultiTaskUNet
@@ -73,20 +71,16 @@ def initialise_from(model: MultiTaskUNet, path: str | os.PathLike[str]) -> InitR
         WeightsError: The file is missing or unreadable, or a tensor of the network other than
             a head's is missing from it or has another shape there.
     """
-    from multitask_unet.interop.nnunet import convert_nnunet_state_dict, numpy_safe_globals
+    from multitask_unet.interop.nnunet import convert_nnunet_state_dict, load_weights_file
 
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"init weights {path} do not exist; check the path")
-    try:
-        with torch.serialization.safe_globals(numpy_safe_globals()):
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # unpickling and zip errors come in many types
-        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-        raise WeightsError(
-            f"cannot read {path} as weights ({first}); give a checkpoint of multitask-unet "
-            "train, an nnU-Net checkpoint_final.pth, a state_dict or a timm-3d checkpoint"
-        ) from None
+    payload = load_weights_file(
+        path,
+        fix="Give a checkpoint of multitask-unet train, an nnU-Net checkpoint_final.pth, a "
+        "state_dict or a timm-3d checkpoint",
+    )
     if isinstance(payload, Mapping) and payload.get("format") == FORMAT:
         return _load(model, path, "multitask_unet checkpoint", payload["state_dict"])
     if isinstance(payload, Mapping) and "network_weights" in payload:
