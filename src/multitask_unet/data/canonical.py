@@ -63,7 +63,8 @@ def read_canonical_case(record: CaseRecord, *, orientation: str = "LPS") -> Cano
     for volume in volumes:
         _check_grid(volume.array.shape, volume.affine, first, volume.path, record.case_id)
     stacked = np.stack([np.asarray(v.array, dtype=np.float32) for v in volumes])
-    fill_nonfinite(stacked, record.images, record.case_id)
+    if any(np.issubdtype(v.array.dtype, np.floating) for v in volumes):  # integers are finite
+        fill_nonfinite(stacked, record.images, record.case_id)
     image, affine = to_canonical(stacked, first.affine, orientation=orientation)
     seg = None
     if record.mask is not None:

@@ -30,9 +30,8 @@ __all__ = ["check_nifti_size", "checked_nifti_affine"]
 
 def checked_nifti_affine(path: Path, img) -> np.ndarray:  # img: nibabel.Nifti1Image
     """``img``'s voxel -> RAS+ affine, refusing a spacing nibabel would silently repair."""
-    header = _header_as_stored(path, img)
-    if int(header["sform_code"]) == 0:  # the affine comes from pixdim (qform or base affine)
-        pixdim = [float(v) for v in header["pixdim"][1:4]]
+    if int(img.header["sform_code"]) == 0:  # the affine comes from pixdim (qform or base affine)
+        pixdim = [float(v) for v in _header_as_stored(path, img)["pixdim"][1:4]]
         bad = [axis for axis, v in enumerate(pixdim) if not (math.isfinite(v) and v != 0)]
         if bad:
             raise DataError(
