@@ -26,7 +26,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from multitask_unet._atomic import atomic_path, write_text_atomic
+from multitask_unet._atomic import write_text_atomic
+from multitask_unet.evaluation.figures import save_figure
 
 __all__ = ["MetricsLog", "plot_curves", "read_metrics"]
 
@@ -122,7 +123,6 @@ def plot_curves(rows: list[dict[str, float]], path: str | os.PathLike[str]) -> P
     except ImportError:
         warnings.warn("matplotlib is not installed; no curves.png written", stacklevel=2)
         return None
-    path = Path(path)
     keys = list(dict.fromkeys(k for r in rows for k in r if k != "epoch"))
 
     def series(key: str) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
@@ -130,7 +130,7 @@ def plot_curves(rows: list[dict[str, float]], path: str | os.PathLike[str]) -> P
         return tuple(zip(*points)) if points else None  # type: ignore[return-value]
 
     validated = [k for k in keys if k.startswith("val/") and series(k)]
-    fig = Figure(figsize=(16 if validated else 11, 4), constrained_layout=True)
+    fig = Figure(figsize=(16 if validated else 11, 4), dpi=110, constrained_layout=True)
     axes = fig.subplots(1, 3 if validated else 2)
     losses, schedule = axes[0], axes[1]
     for key in keys:
@@ -154,6 +154,4 @@ def plot_curves(rows: list[dict[str, float]], path: str | os.PathLike[str]) -> P
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8, loc="upper left" if ax is schedule else "best")
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=110)
-    return path
+    return save_figure(fig, path)
