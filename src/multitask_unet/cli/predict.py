@@ -12,6 +12,10 @@ Examples::
     multitask-unet predict --checkpoint model.pt ../shared/data/pancreas_quiz_subset/test -o pred/
     multitask-unet predict --model crossval_run/ scans/ -o pred/
     multitask-unet predict --model crossval_run/ --folds 0 1 --no-postprocessing scans/ -o pred/
+    torchrun --nproc_per_node 4 -m multitask_unet.cli predict --model crossval_run/ scans/ -o pred/
+
+Under ``torchrun`` the cases are shared among the processes
+(:mod:`multitask_unet.inference.distributed`).
 """
 
 from __future__ import annotations
@@ -38,6 +42,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
             "INPUT may be image files (.nii.gz, .nii, .nrrd, .mha), folders of them (e.g. the "
             "study's test/ folder), DICOM series folders or a dataset root. Finished cases are "
             "skipped, so an interrupted run can be restarted; --overwrite predicts them again. "
+            "Under torchrun (python -m torch.distributed.run ... -m multitask_unet.cli predict) "
+            "each process predicts a share of the cases on cuda:LOCAL_RANK and rank 0 merges "
+            "their rows into one predictions.csv. "
             "With --model RUN the folds of a cross-validation folder predict as an ensemble, "
             "post-processed as RUN/postprocessing.json says."
         ),
@@ -120,13 +127,16 @@ def _check_args(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Predict and print a summary."""
+    """Predict and print a summary (under ``torchrun``: each rank its share; rank 0 prints)."""
     from multitask_unet.inference import Predictor
+    from multitask_unet.inference.distributed import RankInfo, predict_distributed
 
     _check_args(args)
+    ranks = RankInfo.from_env()
+    say = print if ranks.is_main else _quiet
     options: dict[str, Any] = {
         **predictor_options(args),
-        "device": args.device,
+        "device": ranks.device(args.device),
         "calibrated": not args.no_calibration,
         "cls_head": args.cls_head,
         "save_probabilities": args.save_probabilities,
@@ -152,15 +162,24 @@ def run(args: argparse.Namespace) -> int:
         )
         source = predictor.source
         assert source is not None
-        print(f"model: {source.describe()}")
+        say(f"model: {source.describe()}")
         given = [f for f in ("label_weights", "largest_component") if f in options]
         notes = [f"from {source.postprocessing_file}"] if source.postprocessing_file else []
         notes += [f"--{f.replace('_', '-')} given" for f in given]
         origin = f" ({'; '.join(notes)})" if notes else ""
-        print(f"post-processing: {predictor.postprocessing.describe()}{origin}")
-    result = predictor.predict(
-        args.inputs, args.output, overwrite=args.overwrite, progress=not args.no_progress
+        say(f"post-processing: {predictor.postprocessing.describe()}{origin}")
+    if ranks.distributed:
+        say(f"{ranks.world_size} processes share the cases (rank 0's progress shown)")
+    result = predict_distributed(
+        predictor,
+        args.inputs,
+        args.output,
+        ranks=ranks,
+        overwrite=args.overwrite,
+        progress=not args.no_progress and ranks.is_main,
     )
+    if not ranks.is_main:
+        return 0
     print(
         f"predicted {len(result.predicted)} case(s), skipped {len(result.skipped)} finished "
         f"case(s); label maps in {result.output_dir}"
@@ -169,6 +188,10 @@ def run(args: argparse.Namespace) -> int:
     if args.overlays:
         _write_overlays(args.inputs, result.output_dir, predictor.model.config.in_channels)
     return 0
+
+
+def _quiet(*_args: object) -> None:
+    """Print nothing (the ranks other than 0)."""
 
 
 def _write_overlays(inputs: list[Path], out: Path, channels: int) -> None:

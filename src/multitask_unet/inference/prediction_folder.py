@@ -20,7 +20,7 @@ from multitask_unet.prediction_table import PredictionTable
 if TYPE_CHECKING:
     from multitask_unet.inference.predictor import Predictor
 
-__all__ = ["output_folder", "write_predictions"]
+__all__ = ["is_finished", "output_folder", "write_predictions"]
 
 
 def output_folder(output_dir: str | Path) -> Path:
@@ -41,6 +41,21 @@ def output_folder(output_dir: str | Path) -> Path:
     return out
 
 
+def is_finished(
+    out: Path, case_id: str, table: PredictionTable | None, save_probabilities: bool
+) -> bool:
+    """Whether ``case_id`` is finished in ``out`` (as a rerun decides whether to skip it).
+
+    Finished: its label map is written, it has a row in ``table`` (``None``: a model without
+    classification head) and, with ``save_probabilities``, its ``CASE.npz`` is written.
+    """
+    return (
+        (out / f"{case_id}.nii.gz").is_file()
+        and (table is None or case_id in table)
+        and (not save_probabilities or (out / f"{case_id}.npz").is_file())
+    )
+
+
 def write_predictions(
     predictor: Predictor,
     records: Sequence[CaseRecord],
@@ -48,13 +63,18 @@ def write_predictions(
     *,
     overwrite: bool,
     progress: bool,
+    table_path: Path | None = None,
 ) -> tuple[tuple[str, ...], tuple[str, ...], Path | None]:
-    """Predict ``records`` into ``output_dir``: the cases predicted, those skipped, the CSV."""
+    """Predict ``records`` into ``output_dir``: the cases predicted, those skipped, the CSV.
+
+    ``table_path`` is where the rows go (default ``OUT/predictions.csv``; a ``torchrun`` rank
+    writes its own part, :mod:`multitask_unet.inference.distributed`).
+    """
     out = output_folder(output_dir)
     table = None
     if predictor.cls_head is not None:
         table = PredictionTable.open(
-            out / "predictions.csv",
+            table_path or out / "predictions.csv",
             predictor.class_names,
             reset=overwrite,
             uncalibrated=predictor.calibrated,
@@ -65,12 +85,7 @@ def write_predictions(
     for record in tqdm(records, desc="predict", unit="case", disable=not progress):
         seg_path = out / f"{record.case_id}.nii.gz"
         prob_path = out / f"{record.case_id}.npz"
-        finished = (
-            seg_path.is_file()
-            and (table is None or record.case_id in table)
-            and (prob_path.is_file() or not predictor.save_probabilities)
-        )
-        if finished and not overwrite:
+        if not overwrite and is_finished(out, record.case_id, table, predictor.save_probabilities):
             skipped.append(record.case_id)
             continue
         prediction = predictor.predict_case(record)
