@@ -6,55 +6,67 @@ one section per matching JSON file: the machine the numbers were measured on, th
 results as tables. Numbers are never typed into a page by hand, so a page shows exactly what the
 result files hold; when no file matches, the page says that nothing has been measured yet.
 
+``<!-- results-summary: GLOB -->`` is replaced by the table and chart of our speed against the
+reference implementations over the matching files (``results_summary``), and
+``<!-- crossval: FILE COLUMN ... -->`` by a cross-validation's headline table.
+
 The rendering is generic (any JSON object): environment keys describe the machine, a mapping
 whose values are mappings of scalars becomes a table with one row per key, other scalars are
-listed as ``key: value`` rows, and long lists (raw repetitions) are left out.
+listed as ``name | value`` rows, and long lists (raw repetitions) are left out. Keys are shown
+by readable names (``results_labels``), and each file's section is titled by its benchmark,
+with its path underneath as the source.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["on_page_markdown", "render_crossval", "render_file", "render_marker"]
+# MkDocs puts this folder on sys.path only while it loads a hook; tests load it by path.
+_HERE = str(Path(__file__).resolve().parent)
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)
+from results_labels import (  # noqa: E402
+    LABELS,
+    MACHINE_KEYS,
+    environment,
+    file_title,
+    label,
+    machine_line,
+)
+from results_summary import render_summary  # noqa: E402
+
+__all__ = [
+    "on_page_markdown",
+    "render_crossval",
+    "render_file",
+    "render_marker",
+    "render_summary",
+]
 
 MARKER = re.compile(r"^<!--\s*results:\s*(?P<glob>\S+)\s*-->[ \t]*$", re.MULTILINE)
+SUMMARY = re.compile(r"^<!--\s*results-summary:\s*(?P<glob>\S+)\s*-->[ \t]*$", re.MULTILINE)
 #: ``<!-- crossval: FILE COLUMN ... -->``: the headline table of a cross-validation summary.
 CROSSVAL = re.compile(
     r"^<!--\s*crossval:\s*(?P<path>\S+)(?P<columns>(?:\s+\w+)*)\s*-->[ \t]*$", re.MULTILINE
 )
-
-#: Keys that describe the machine and the software, wherever they appear at the top level or
-#: under ``environment``.
-MACHINE_KEYS = (
-    "device",
-    "device_name",
-    "gpu",
-    "cpu_count",
-    "cpu_threads",
-    "threads",
-    "dtype",
-    "torch",
-    "python",
-    "multitask_unet",
-    "torchio",
-    "nnunetv2",
-    "dynamic_network_architectures",
-    "date",
-)
 _MAX_LIST = 6  # longest list of ints shown (shapes); longer lists are left out
+#: Top-level keys shown in the heading or the machine line rather than as results.
+_SHOWN_ABOVE = {*MACHINE_KEYS, "environment", "machine", "benchmark"}
 
 
 def _fmt(value: Any) -> str:
     if isinstance(value, bool) or value is None:
         return str(value).lower() if isinstance(value, bool) else "–"
     if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, (list, tuple)):
-        return " × ".join(_fmt(v) for v in value) if value else "–"
+        return f"{value:.0f}" if abs(value) >= 1e4 else f"{value:.4g}"
+    if isinstance(value, (list, tuple)):  # shapes read 1 × 2 × 3, other lists 0.5, 0.7
+        sep = " × " if all(isinstance(v, int) for v in value) else ", "
+        return sep.join(_fmt(v) for v in value) if value else "–"
     return str(value).replace("|", "\\|")
 
 
@@ -67,6 +79,12 @@ def _is_scalar(value: Any) -> bool:
         is_ints = all(isinstance(v, (int, str)) for v in value)
         return len(value) <= (_MAX_LIST if is_ints else 3)
     return isinstance(value, (int, float, str, bool)) or value is None
+
+
+def _row_name(key: Any) -> str:
+    """A table row's name: its label when it has one, else the identifier as code (variant
+    names such as ``ours_amp_bf16_compile`` are what the pages' prose refers to)."""
+    return LABELS.get(str(key), f"`{key}`")
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -86,61 +104,84 @@ def _row_table(mapping: Mapping[str, Any]) -> list[str] | None:
                 columns.append(key)
     if not columns:
         return None
-    rows = [[f"`{k}`"] + [_fmt(v.get(c)) for c in columns] for k, v in mapping.items()]
-    return _table([""] + [f"`{c}`" for c in columns], rows)
+    rows = [[_row_name(k)] + [_fmt(v.get(c)) for c in columns] for k, v in mapping.items()]
+    return _table([""] + [label(c) for c in columns], rows)
 
 
-def _label(item: Mapping[str, Any], index: int) -> str:
+def _item_title(item: Mapping[str, Any], index: int) -> tuple[str, Mapping[str, Any]]:
+    """A list item's title (its first scalar, e.g. "patch size 64 × 128 × 192") and the rest."""
     for key, value in item.items():
         if _is_scalar(value):
-            return f"{key} {_fmt(value)}"
-    return f"#{index}"
+            return f"{label(key)} {_fmt(value)}", {k: v for k, v in item.items() if k != key}
+    return f"#{index + 1}", item
 
 
-def _render_value(value: Any, title: str, level: int) -> list[str]:
+def _render_value(value: Any, title: str) -> list[str]:
     """Markdown of one JSON value under a bold title."""
     out: list[str] = []
     if isinstance(value, Mapping):
         table = _row_table(value)
-        if table is not None:
-            return [f"**{title}**", "", *table]
-        scalars = [[f"`{k}`", _fmt(v)] for k, v in value.items() if _is_scalar(v)]
-        if scalars:
-            out += [f"**{title}**", "", *_table(["", "value"], scalars)]
-        for key, sub in value.items():
-            if not _is_scalar(sub):
-                out += _render_value(sub, f"{title} / {key}", level + 1)
-        return out
+        return [f"**{title}**", "", *table] if table is not None else _render_mapping(value, title)
     if isinstance(value, list) and value and all(isinstance(v, Mapping) for v in value):
         for i, item in enumerate(value):
-            out += _render_value(item, f"{title} / {_label(item, i)}", level + 1)
+            name, rest = _item_title(item, i)
+            out += _render_value(rest, f"{title} / {name}")
         return out
     if _is_scalar(value):
         return [f"**{title}**: {_fmt(value)}", ""]
     return out  # long lists of raw repetitions are left out
 
 
+def _render_mapping(value: Mapping[str, Any], title: str, *, top: bool = False) -> list[str]:
+    """Its scalars as one table, then each other value; siblings that are flat mappings with
+    the same keys (``dna`` and ``ours``, each ``{median_s, min_s, n}``) share one table."""
+    skip = _SHOWN_ABOVE if top else set()
+    scalars = [[label(k), _fmt(v)] for k, v in value.items() if k not in skip and _is_scalar(v)]
+    out = [f"**{title}**", "", *_table(["", "value"], scalars)] if scalars else []
+    prefix = "" if top else f"{title} / "
+    shown = {k for k, v in value.items() if k in skip or _is_scalar(v)}
+    for key, sub in value.items():
+        if key in shown:
+            continue
+        group = [k for k in _siblings(value, key) if k not in skip]
+        if len(group) > 1:
+            names = ", ".join(label(k) for k in group[:-1]) + f" and {label(group[-1])}"
+            out += _render_value({k: value[k] for k in group}, prefix + names)
+            shown.update(group)
+        else:
+            out += _render_value(sub, prefix + label(key))
+    return out
+
+
 def render_file(path: Path, *, root: Path) -> str:
-    """Markdown for one result file: heading, machine, then every other value."""
+    """Markdown for one result file: a readable title, its source, the machine, then every
+    other value."""
     rel = path.relative_to(root).as_posix()
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise ValueError(f"{rel} is not valid JSON ({exc}); fix or remove the file") from None
+    lines = [f"### {file_title(path)}", "", f"<small>Source: `{rel}`</small>", ""]
     if not isinstance(data, Mapping):
-        return f"`{rel}` does not hold a JSON object; nothing to show.\n"
-    env = dict(data.get("environment") or {})
-    env.update({k: v for k, v in data.items() if k in MACHINE_KEYS})
-    machine = ", ".join(f"{k} {_fmt(env[k])}" for k in MACHINE_KEYS if k in env)
-    lines = [f"#### `{rel}`", ""]
-    if "benchmark" in data:
-        lines += [f"*{_fmt(data['benchmark'])}*", ""]
-    lines += [f"Measured on: {machine or 'machine not recorded in the file'}.", ""]
-    for key, value in data.items():
-        if key in MACHINE_KEYS or key in ("environment", "benchmark"):
-            continue
-        lines += _render_value(value, key, 0)
+        return "\n".join([*lines, "The file does not hold a JSON object; nothing to show.", ""])
+    description = data.get("benchmark")
+    if isinstance(description, str) and " " in description:
+        lines += [f"*{_fmt(description)}*", ""]
+    env = environment(data)
+    lines += [f"Measured on: {machine_line(env) or 'machine not recorded in the file'}.", ""]
+    lines += _render_mapping(data, "Overview", top=True)
     return "\n".join(lines) + "\n"
+
+
+def _siblings(data: Mapping[str, Any], key: str) -> list[str]:
+    """Keys of ``data`` whose values are flat mappings with the same keys as ``data[key]``'s."""
+
+    def keys(value: Any) -> tuple[str, ...] | None:
+        flat = isinstance(value, Mapping) and value and all(map(_is_scalar, value.values()))
+        return tuple(value) if flat else None
+
+    own = keys(data[key])
+    return [key] if own is None else [k for k, v in data.items() if keys(v) == own]
 
 
 def render_marker(glob: str, *, root: Path) -> str:
@@ -163,14 +204,14 @@ def render_crossval(path: Path, columns: list[str], *, root: Path) -> str:
         name = column.removeprefix("dice_").replace("_", " ")
         header += [f"{name} Dice, mean", "median"]
     rows = []
-    for key, label in (("raw", "plain argmax"), ("postprocessed", "chosen post-processing")):
+    for key, row_name in (("raw", "plain argmax"), ("postprocessed", "chosen post-processing")):
         scores = data.get(key) or {}
         if scores:
             cells = []
             for column in columns:
                 entry = scores.get(column) or {}
                 cells += [_fmt3(entry.get("mean")), _fmt3(entry.get("median"))]
-            rows.append([label, *cells])
+            rows.append([row_name, *cells])
     lines = _table(header, rows)
     chosen = (data.get("postprocessing") or {}).get("chosen_on_every_case")
     if chosen:
@@ -181,8 +222,7 @@ def render_crossval(path: Path, columns: list[str], *, root: Path) -> str:
             "choice made on the other folds' cases.",
             "",
         ]
-    env = data.get("environment") or {}
-    machine = ", ".join(f"{k} {_fmt(env[k])}" for k in MACHINE_KEYS if k in env)
+    machine = machine_line(environment(data))
     lines += [
         f"{data.get('folds')} folds, budget {data.get('budget') or 'none'} per fold; "
         f"measured on {machine or 'an unrecorded machine'} (`{rel}`).",
@@ -196,7 +236,7 @@ def _fmt3(value: Any) -> str:
 
 
 def on_page_markdown(markdown: str, *, page: Any, config: Any, files: Any) -> str:
-    """MkDocs event: expand every ``<!-- results: GLOB -->`` and ``<!-- crossval: ... -->`` line."""
+    """MkDocs event: expand every ``results``, ``results-summary`` and ``crossval`` marker."""
     if "<!--" not in markdown:
         return markdown
     root = Path(config["config_file_path"]).resolve().parent
@@ -204,4 +244,5 @@ def on_page_markdown(markdown: str, *, page: Any, config: Any, files: Any) -> st
         lambda m: render_crossval(root / m.group("path"), m.group("columns").split(), root=root),
         markdown,
     )
+    markdown = SUMMARY.sub(lambda m: render_summary(m.group("glob"), root=root), markdown)
     return MARKER.sub(lambda m: render_marker(m.group("glob"), root=root), markdown)

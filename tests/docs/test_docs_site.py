@@ -156,10 +156,11 @@ def test_results_marker_renders_every_number_of_a_result_file(tmp_path: Path) ->
     (results / "toy-cpu.json").write_text(json.dumps(data))
     text = hook.render_marker("benchmarks/results/toy*.json", root=tmp_path)
     assert "Test CPU (2 cores)" in text and "torch 9.9" in text
-    assert "| `ours` | 1.235 | 5 |" in text and "| `ref` | 2.5 | 5 |" in text
-    assert "| `batch` | 3 |" in text
-    assert "**shape**: 1 × 2 × 32 × 64 × 64" in text
-    assert "| `ours` | 9.125 |" in text  # the summary, not the repetitions
+    assert "| ours | 1.235 | 5 |" in text and "| `ref` | 2.5 | 5 |" in text
+    assert "|  | median time (s) | repeats |" in text  # readable column names
+    assert "| batch | 3 |" in text
+    assert "| shape | 1 × 2 × 32 × 64 × 64 |" in text
+    assert "| ours | 9.125 |" in text  # the summary, not the repetitions
     assert "49" not in text and "9.062" not in text  # raw repetitions are left out
 
 
@@ -224,7 +225,8 @@ def test_readme_results_table_is_its_result_file_rendered() -> None:
 )
 def test_committed_result_files_render(path: Path) -> None:
     text = _load_hook().render_file(path, root=ROOT)
-    assert text.startswith(f"#### `benchmarks/results/{path.name}`")
+    assert text.startswith("### ") and "benchmarks/results" not in text.splitlines()[0]
+    assert f"<small>Source: `benchmarks/results/{path.name}`</small>" in text
     assert "Measured on:" in text
 
 
