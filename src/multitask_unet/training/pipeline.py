@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -218,6 +218,7 @@ def train(
     resume: bool = False,
     workers: int = 2,
     intensity_samples: int = 10**8,
+    planner: Callable[[DatasetIndex], Plan] | None = None,
     verbose: bool = True,
 ) -> TrainResult:
     """Train on a dataset folder: validate, plan, preprocess (cached), then fit.
@@ -237,6 +238,9 @@ def train(
         resume: Continue from ``RUN/checkpoints/last.pt``.
         workers: Processes for fingerprinting and preprocessing.
         intensity_samples: Foreground voxels sampled for the CT percentiles (nnU-Net: 1e8).
+        planner: Makes the plan from the validated dataset instead of nnU-Net's rules (e.g.
+            from nnU-Net plans, :func:`~multitask_unet.interop.nnunet_plans.plan_from_nnunet`);
+            called only when ``RUN/plan.json`` does not exist yet. Excludes ``budget``.
         verbose: Print what each step did (rank 0).
 
     Returns:
@@ -254,6 +258,8 @@ def train(
     started = time.perf_counter()
     if budget is not None:
         parse_duration(budget)  # a malformed budget fails before any work
+        if planner is not None:
+            raise ConfigError("a budget plans the run itself; give either budget or planner")
     config = config or TrainConfig()
     run_dir = Path(run_dir)
     cache = Path(cache_dir) if cache_dir is not None else run_dir / "preprocessed"
@@ -280,6 +286,10 @@ def train(
                         f"{plan_path} was planned without a budget; remove it to plan within "
                         f"--budget {budget}, or leave out --budget to train with it"
                     )
+            elif planner is not None:
+                plan = planner(index)
+                run_dir.mkdir(parents=True, exist_ok=True)
+                plan.save(plan_path)
             else:
                 plan = plan_dataset(
                     index, index.split("train").records, config, budget=budget, search=search,
