@@ -39,7 +39,7 @@ def test_round_trip_gives_the_same_outputs(tmp_path: Path) -> None:
     ckpt = load_checkpoint(path)
     assert isinstance(ckpt, Checkpoint)
     assert ckpt.class_names == ("subtype0", "subtype1", "subtype2")
-    assert ckpt.label_names == {"background": 0, "pancreas": 1, "lesion": 2}
+    assert ckpt.label_names == {"background": 0, "label1": 1, "label2": 2}
     assert ckpt.calibration == {"temperature": 1.5}
     assert ckpt.training["epoch"] == 3
     assert torch.equal(ckpt.training["optimizer"]["state"][0]["m"], torch.ones(2))

@@ -42,7 +42,7 @@ from torch import nn
 
 from multitask_unet._atomic import atomic_path
 from multitask_unet.data.planning import Plan
-from multitask_unet.data.readers import DEFAULT_LABEL_NAMES
+from multitask_unet.data.readers import generic_label_names
 from multitask_unet.errors import ConfigError, WeightsError
 from multitask_unet.models import ModelConfig, MultiTaskUNet
 
@@ -76,7 +76,7 @@ class Checkpoint:
     model_config: dict[str, Any]
     plan: dict[str, Any] | None = None
     class_names: tuple[str, ...] = ()
-    label_names: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_LABEL_NAMES))
+    label_names: dict[str, int] = field(default_factory=dict)
     calibration: dict[str, Any] | None = None
     training: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -184,7 +184,8 @@ def save_checkpoint(
             unwrapped).
         plan: The preprocessing :class:`~multitask_unet.data.planning.Plan` (or its dict).
         class_names: Case-level class names in class order.
-        label_names: Segmentation labels by name (default: background / pancreas / lesion).
+        label_names: Segmentation labels by name (default: ``background``, ``label1``, ... for
+            the model's segmentation classes).
         calibration: Optional calibration parameters.
         training: Optional trainer state; must hold only tensors, dicts, lists, tuples, str,
             int, float, bool and None.
@@ -206,7 +207,10 @@ def save_checkpoint(
         "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
         "plan": plan.to_dict() if isinstance(plan, Plan) else (dict(plan) if plan else None),
         "class_names": [str(c) for c in class_names],
-        "label_names": {str(k): int(v) for k, v in (label_names or DEFAULT_LABEL_NAMES).items()},
+        "label_names": {
+            str(k): int(v)
+            for k, v in (label_names or generic_label_names(range(net.config.num_classes))).items()
+        },
         "calibration": dict(calibration) if calibration is not None else None,
         "training": dict(training) if training is not None else None,
         "extra": dict(extra or {}),
@@ -269,7 +273,10 @@ def load_checkpoint(
             model_config=dict(payload["model_config"]),
             plan=payload.get("plan"),
             class_names=tuple(payload.get("class_names") or ()),
-            label_names=dict(payload.get("label_names") or DEFAULT_LABEL_NAMES),
+            label_names=dict(
+                payload.get("label_names")
+                or generic_label_names(range(int(payload["model_config"].get("num_classes", 1))))
+            ),
             calibration=payload.get("calibration"),
             training=payload.get("training"),
             extra=dict(payload.get("extra") or {}),

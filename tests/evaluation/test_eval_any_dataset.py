@@ -77,3 +77,46 @@ def test_a_dataset_without_foreground_labels_asks_for_them(tmp_path: Path) -> No
     (root / "dataset.json").write_text(json.dumps(dataset))
     with pytest.raises(ConfigError, match=r"declares no foreground label.*--region"):
         evaluate(pred, root, config=FAST, figures=False)
+
+
+def _as_manifest(root: Path, *, class_names: list[str] | None = None) -> Path:
+    """The same cases listed in a manifest without dataset.json (or with only class names)."""
+    labels = {}
+    if (root / "cases.csv").is_file():
+        with open(root / "cases.csv", newline="") as handle:
+            labels = {row["case_id"]: row["label"] for row in csv.DictReader(handle)}
+    (root / "dataset.json").unlink()
+    if class_names is not None:
+        (root / "dataset.json").write_text(json.dumps({"class_names": class_names}))
+    manifest = root / "manifest.csv"
+    with open(manifest, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["case_id", "image", "mask", "label"])
+        for image in sorted((root / "imagesTr").glob("*_0000.nii.gz")):
+            case = image.name.removesuffix("_0000.nii.gz")
+            writer.writerow([case, f"imagesTr/{image.name}", f"labelsTr/{case}.nii.gz",
+                             labels.get(case, "")])  # fmt: skip
+    return manifest
+
+
+def test_undeclared_labels_are_the_values_in_the_reference_masks(tmp_path: Path) -> None:
+    names = {"background": 0, "a": 1, "b": 2, "c": 3}
+    root, pred = _nnunet_dataset(tmp_path / "Dataset004", names)
+    report = evaluate(pred, _as_manifest(root), config=FAST, figures=False)
+    regions = [r["key"] for r in report.summary["config"]["regions"]]
+    assert regions == ["label1", "label2", "label3", "foreground"]
+    assert 0.9 < report.summary["dice_label3"]["estimate"] < 1.0
+
+
+def test_class_names_come_from_dataset_json(tmp_path: Path) -> None:
+    from multitask_unet.data.readers import read_dataset
+
+    names = {"background": 0, "organ": 1}
+    root, _ = _nnunet_dataset(tmp_path / "Dataset005", names, classes=2)
+    index = read_dataset(_as_manifest(root, class_names=["benign", "malignant"]))
+    assert index.class_names == ("benign", "malignant")
+    assert not index.labels_declared and index.label_names == {}
+    (root / "dataset.json").write_text(json.dumps({"class_names": ["benign"]}))
+    index = read_dataset(root / "manifest.csv")
+    assert index.class_names == ("class0", "class1")  # the list is too short: reported
+    assert any('"class_names" names 1 classes' in i.message for i in index.issues)

@@ -344,7 +344,7 @@ def test_by_default_the_regions_are_the_datasets_labels_and_their_union(study):
     report = evaluate(study.pred_dir, study.ref_root, config=EvaluationConfig(n_bootstrap=20),
                       figures=False)  # fmt: skip
     regions = [r["key"] for r in report.summary["config"]["regions"]]
-    assert regions == ["pancreas", "lesion", "foreground"]  # the layout's label names
+    assert regions == ["label1", "label2", "foreground"]  # no dataset.json: the masks' values
     row = next(r for r in report.cases if r["case_id"] == "case_1_01")
     assert row["dice_foreground"] == pytest.approx(
         _f1(np.isin(study.preds["case_1_01"], [1, 2]), np.isin(study.refs["case_1_01"], [1, 2]))

@@ -109,7 +109,9 @@ def _fmt(values: Any, digits: int = 3) -> str:
     return " x ".join(f"{v:.{digits}g}" if isinstance(v, float) else str(v) for v in values)
 
 
-def _budget_plan(args: argparse.Namespace, fingerprint: Any, labels: list[int], device: str) -> Any:
+def _budget_plan(
+    args: argparse.Namespace, fingerprint: Any, labels: list[int] | None, device: str
+) -> Any:
     from multitask_unet.training.budget import BudgetSearch, plan_for_budget
 
     changes = {"max_trial_seconds": args.max_trial_seconds}
@@ -154,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
         num_workers=args.workers,
         progress=not args.no_progress,
     )
-    labels = sorted(set(index.label_names.values()))
+    labels = sorted(set(index.label_names.values())) if index.labels_declared else None
     if args.budget is not None:
         plan = _budget_plan(args, fingerprint, labels, device)
     else:

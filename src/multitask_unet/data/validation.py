@@ -249,7 +249,7 @@ def _check_labels(
     else:
         out = []
         values = _values(array)
-    unknown = sorted(set(values) - label_values)
+    unknown = sorted(set(values) - label_values) if label_values else []  # none declared
     if unknown:
         fix = "remap these values or declare them in dataset.json labels (label_names=...)"
         message = f"mask values {unknown} are not declared labels {sorted(label_values)}"

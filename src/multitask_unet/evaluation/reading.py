@@ -34,6 +34,7 @@ __all__ = [
     "read_predictions",
     "read_reference",
     "records_by_id",
+    "with_reference_labels",
 ]
 
 
@@ -129,3 +130,20 @@ def read_label_map(
 def records_by_id(index: DatasetIndex) -> dict[str, CaseRecord]:
     """Case id to record."""
     return {r.case_id: r for r in index.records}
+
+
+def with_reference_labels(index: DatasetIndex, case_ids: list[str]) -> DatasetIndex:
+    """``index`` with label names, read from the masks of ``case_ids`` when none are declared.
+
+    A reference without ``dataset.json`` declares no labels; every value found in its masks is
+    then scored, named ``labelK`` (see :meth:`DatasetIndex.with_found_labels`).
+    """
+    if index.labels_declared:
+        return index
+    by_id = records_by_id(index)
+    values: set[int] = set()
+    for case_id in case_ids:
+        record = by_id.get(case_id)
+        if record is not None and record.mask is not None and record.mask.exists():
+            values.update(int(v) for v in np.unique(read_label_map(record.mask)[0]))
+    return index.with_found_labels(values)

@@ -52,6 +52,7 @@ from multitask_unet.evaluation.reading import (
     read_predictions,
     read_reference,
     records_by_id,
+    with_reference_labels,
 )
 from multitask_unet.evaluation.report_writer import write_report
 from multitask_unet.evaluation.segmentation import evaluate_segmentation
@@ -201,6 +202,8 @@ def evaluate(
         raise DataError(f"{pred_dir} holds no CASE.nii.gz label maps and no predictions.csv")
     index = read_reference(ref_root, layout=layout)
     if masks:  # regions and labels left None: those of the dataset's labels
+        if config.regions is None or config.labels is None:
+            index = with_reference_labels(index, sorted(masks))
         config = config.for_labels(index.label_names)
     uncalibrated = None
     if table is not None:

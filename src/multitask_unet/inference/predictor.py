@@ -129,7 +129,7 @@ class Predictor:
         plan: The :class:`~multitask_unet.data.planning.Plan` (or its preprocessing config)
             the model was trained with.
         class_names: Names of the head's classes (``prob_<name>`` columns); default
-            ``subtype0, subtype1, ...``.
+            ``class0, class1, ...``.
         window_size: Sliding window; default the plan's ``patch_size``.
         overlap: Window overlap (nnU-Net: 0.5).
         mirror_axes: Axes mirrored for test-time augmentation (``()`` turns it off).
@@ -198,7 +198,7 @@ class Predictor:
         self.window_size = tuple(int(k) for k in window_size)
         self.cls_head = pick_head(model, cls_head)
         num = model.heads[self.cls_head].num_classes if self.cls_head else 0
-        names = tuple(class_names) or tuple(f"subtype{k}" for k in range(num))
+        names = tuple(class_names) or tuple(f"class{k}" for k in range(num))
         if self.cls_head and len(names) != num:
             raise ConfigError(
                 f"{len(names)} class names {names} for the {num} classes of head "

@@ -227,6 +227,7 @@ def cross_validate(
         plan.save(plan_path)
         if verbose and plan.budget is not None:
             print(f"budget plan: {plan.budget.reason}")
+    index = index.with_found_labels(plan.preprocessing.labels)
     cache = run_dir / "preprocessed"
     preprocess_dataset(records, plan, cache, num_workers=workers, progress=config.runtime.progress)
     entries = {e.case_id: e for e in cache_entries(cache)}

@@ -66,7 +66,8 @@ def plan_dataset(
         num_workers=workers,
         progress=config.runtime.progress,
     )
-    labels = sorted(set(index.label_names.values()))
+    # Declared labels (dataset.json) are kept; undeclared ones are the values in the masks.
+    labels = sorted(set(index.label_names.values())) if index.labels_declared else None
     if budget is not None:
         from multitask_unet.training.budget import plan_for_budget
 
@@ -87,7 +88,7 @@ def plan_dataset(
     model_config = build_model_config(
         config.model,
         in_channels=len(index.channel_names),
-        seg_classes=max(index.label_names.values()) + 1,
+        seg_classes=max(labels or fingerprint.labels) + 1,
         case_classes=len(index.class_names),
     )
     return create_plan(fingerprint, size_divisor=model_config.size_divisor, labels=labels)
@@ -312,6 +313,7 @@ def train(
 
             torch.distributed.barrier()
         plan = Plan.load(plan_path)
+        index = index.with_found_labels(plan.preprocessing.labels)
         config = train_config_for_plan(plan, config)
         if verbose and dist.is_main:
             print("\n".join(describe_training(config, plan, index)))

@@ -30,7 +30,7 @@ import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ from torch import nn
 
 from multitask_unet.checkpoints import save_checkpoint
 from multitask_unet.data.planning import Plan
+from multitask_unet.data.readers import generic_label_names
 from multitask_unet.data.sampling.loader import CacheEntry, LoaderConfig, TrainLoader
 from multitask_unet.errors import ConfigError
 from multitask_unet.losses import check_labels
@@ -122,13 +123,14 @@ class Trainer:
     ) -> None:
         if not train_cases:
             raise ConfigError("the Trainer got no training cases; check the dataset's train split")
-        self.config = config
+        rarest = plan.fingerprint.rarest_foreground_label  # the default lesion label
+        self.config = config = replace(config, data=config.data.with_lesion_label(rarest))
         self.run_dir = Path(run_dir)
         self.train_cases = list(train_cases)
         self.val_cases = list(val_cases)
         self.class_names = tuple(class_names)
         labels = plan.preprocessing.labels
-        self.label_names = dict(label_names or {f"label{v}": v for v in labels})
+        self.label_names = dict(label_names or generic_label_names(labels))
         self.patch_size = tuple(config.data.patch_size or plan.patch_size)
         self.batch_size = config.data.batch_size or plan.batch_size
         # The checkpoint's plan carries the trained patch: the predictor's default window.

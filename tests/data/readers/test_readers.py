@@ -129,7 +129,7 @@ def test_nnunet_case_labels_and_splits_from_a_table(tmp_path: Path):
     index = read_dataset(root, labels=tmp_path / "labels.json")
     assert index["case_001"].split == "validation" and index["case_001"].label == 2
     assert index["case_002"].label is None
-    assert index.class_names == ("subtype0", "subtype1", "subtype2")
+    assert index.class_names == ("class0", "class1", "class2")
 
 
 def test_nnunet_structure_problems_are_issues_not_exceptions(tmp_path: Path):
@@ -163,7 +163,7 @@ def test_manifest_layout(tmp_path: Path):
             "p1", (tmp_path / "img/p1.nii.gz",), tmp_path / "seg/p1.nii.gz", 1, "train"
         )
         assert index["p2"].mask is None and index["p2"].label is None
-        assert index.class_names == ("subtype0", "subtype1")
+        assert index.class_names == ("class0", "class1")
 
 
 def test_manifest_without_image_column_is_an_error(tmp_path: Path):
@@ -322,3 +322,16 @@ def test_nnunet_explicit_dataset_lists_match_nnunet(tmp_path: Path):
         assert [str(p) for p in record.images] == theirs[record.case_id]["images"]
         assert str(record.mask) == theirs[record.case_id]["label"]
     assert not [i for i in index.issues if i.severity == "error"]
+
+
+def test_labels_not_declared_are_named_from_the_values_found(tmp_path: Path) -> None:
+    from multitask_unet.data.readers import generic_label_names
+
+    index = DatasetIndex(tmp_path, "study", ())
+    assert not index.labels_declared
+    assert index.with_found_labels([0, 3, 1]).label_names == {
+        "background": 0, "label1": 1, "label3": 3,
+    }  # fmt: skip
+    declared = DatasetIndex(tmp_path, "study", (), label_names={"background": 0, "liver": 1})
+    assert declared.with_found_labels([0, 1, 2]) is declared  # validation reports the 2
+    assert generic_label_names([]) == {"background": 0}

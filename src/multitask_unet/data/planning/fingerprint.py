@@ -160,6 +160,12 @@ class DatasetFingerprint(Config):
         )
 
     @property
+    def rarest_foreground_label(self) -> int | None:
+        """The foreground label with the fewest voxels (a lesion inside its organ), or None."""
+        counts = {int(k): n for k, n in self.label_voxel_counts.items() if int(k) > 0 and n > 0}
+        return min(counts, key=lambda k: (counts[k], -k)) if counts else None
+
+    @property
     def spacings(self) -> np.ndarray:
         """``(N, 3)`` spacings of the cases."""
         return np.array([c.spacing for c in self.cases], dtype=np.float64)

@@ -22,10 +22,10 @@ from pathlib import Path
 
 from multitask_unet.data.readers import manifest, nnunet, study  # noqa: F401  (registration)
 from multitask_unet.data.readers.base import (
-    DEFAULT_LABEL_NAMES,
     LAYOUTS,
     DatasetIndex,
     Layout,
+    generic_label_names,
 )
 from multitask_unet.data.readers.labels import (
     CaseLabels,
@@ -36,12 +36,12 @@ from multitask_unet.data.readers.labels import (
 from multitask_unet.errors import DataError
 
 __all__ = [
-    "DEFAULT_LABEL_NAMES",
     "LAYOUTS",
     "CaseLabels",
     "DatasetIndex",
     "Layout",
     "detect_layout",
+    "generic_label_names",
     "load_case_labels",
     "read_dataset",
 ]
@@ -88,8 +88,9 @@ def read_dataset(
             :mod:`~multitask_unet.data.readers.labels`). By default ``root/cases.csv`` is used
             when it has case and label columns. In the study layout they are cross-checked
             against the ``subtypeK`` folders; in the other layouts they provide the labels.
-        label_names: Segmentation labels ``{name: value}``, overriding ``dataset.json`` and the
-            study's default ``{"background": 0, "pancreas": 1, "lesion": 2}``.
+        label_names: Segmentation labels ``{name: value}``, overriding ``dataset.json``. Where
+            neither declares them, the values found in the masks are used, named
+            ``labelK`` (see :meth:`DatasetIndex.with_found_labels`).
 
     Returns:
         The :class:`DatasetIndex`; problems seen from file names alone are in its ``issues``

@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import ClassVar
@@ -22,18 +22,34 @@ from multitask_unet.data.validation_report import Issue
 from multitask_unet.errors import DataError
 from multitask_unet.registry import Registry
 
-__all__ = ["DEFAULT_LABEL_NAMES", "LAYOUTS", "DatasetIndex", "Layout", "class_names_for"]
-
-#: Segmentation labels of the study (nnU-Net ``dataset.json`` style: name -> value).
-DEFAULT_LABEL_NAMES: Mapping[str, int] = {"background": 0, "pancreas": 1, "lesion": 2}
+__all__ = [
+    "LAYOUTS",
+    "DatasetIndex",
+    "Layout",
+    "class_names_for",
+    "generic_label_names",
+]
 
 _SPLIT_ORDER = ("train", "validation", "test")
 
 
-def class_names_for(records: tuple[CaseRecord, ...] | list[CaseRecord]) -> tuple[str, ...]:
-    """``("subtype0", ..., "subtype{K-1}")`` for the largest label ``K-1`` among ``records``."""
+def class_names_for(records: Sequence[CaseRecord], prefix: str = "class") -> tuple[str, ...]:
+    """``("class0", ..., "class{K-1}")`` for the largest label ``K-1`` among ``records``.
+
+    The study layout passes ``prefix="subtype"``: its class folders are named ``subtypeK``.
+    """
     labels = [r.label for r in records if r.label is not None]
-    return tuple(f"subtype{k}" for k in range(max(labels) + 1)) if labels else ()
+    return tuple(f"{prefix}{k}" for k in range(max(labels) + 1)) if labels else ()
+
+
+def generic_label_names(values: Iterable[int]) -> dict[str, int]:
+    """Names for segmentation labels that no ``dataset.json`` declares: ``background``, ``labelK``.
+
+    Example:
+        >>> generic_label_names([2, 0, 1])
+        {'background': 0, 'label1': 1, 'label2': 2}
+    """
+    return {("background" if v == 0 else f"label{v}"): v for v in sorted({0, *map(int, values)})}
 
 
 @dataclass(frozen=True)
@@ -45,7 +61,9 @@ class DatasetIndex:
         layout: Name of the layout that read it (``"study"``, ``"nnunet"``, ``"manifest"``, ...).
         records: One :class:`~multitask_unet.data.records.CaseRecord` per case.
         class_names: Name of each case-level class (lesion subtype), index = label.
-        label_names: Segmentation label values by name, e.g. ``{"background": 0, ...}``.
+        label_names: Segmentation label values by name, e.g. ``{"background": 0, "liver": 1}``,
+            as ``dataset.json`` declares them; empty when nothing declares them, and then
+            :meth:`with_found_labels` names the values found in the masks.
         channel_names: Name of each image channel.
         issues: Problems the reader saw from file names alone.
 
@@ -59,7 +77,7 @@ class DatasetIndex:
     layout: str
     records: tuple[CaseRecord, ...]
     class_names: tuple[str, ...] = ()
-    label_names: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_LABEL_NAMES))
+    label_names: Mapping[str, int] = field(default_factory=dict)
     channel_names: tuple[str, ...] = ("CT",)
     issues: tuple[Issue, ...] = ()
 
@@ -91,6 +109,20 @@ class DatasetIndex:
         present = {r.split for r in self.records}
         known = [s for s in _SPLIT_ORDER if s in present]
         return tuple(known + sorted(present - set(_SPLIT_ORDER)))
+
+    @property
+    def labels_declared(self) -> bool:
+        """Whether the segmentation labels are declared (``dataset.json`` or ``label_names``)."""
+        return bool(self.label_names)
+
+    def with_found_labels(self, values: Iterable[int]) -> DatasetIndex:
+        """This index, named labels for ``values`` (found in the masks) when none are declared.
+
+        Declared labels are kept as they are (validation checks the masks against them).
+        """
+        if self.labels_declared:
+            return self
+        return replace(self, label_names=generic_label_names(values))
 
     @property
     def num_classes(self) -> int:
@@ -173,13 +205,14 @@ class Layout(ABC):
         label_names: Mapping[str, int],
         channel_names: Sequence[str],
         issues: Sequence[Issue],
+        class_names: Sequence[str] | None = None,
     ) -> DatasetIndex:
-        """The :class:`DatasetIndex` of this layout, class names taken from the records."""
+        """The :class:`DatasetIndex` of this layout; class names ``classK`` unless given."""
         return DatasetIndex(
             root=root,
             layout=self.name,
             records=tuple(records),
-            class_names=class_names_for(records),
+            class_names=tuple(class_names) if class_names is not None else class_names_for(records),
             label_names=label_names,
             channel_names=tuple(channel_names),
             issues=tuple(issues),

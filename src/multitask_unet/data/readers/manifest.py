@@ -21,7 +21,7 @@ from pathlib import Path
 
 from multitask_unet.data.readers.base import LAYOUTS, DatasetIndex, Layout
 from multitask_unet.data.readers.labels import CaseLabels, parse_label, unmatched_labels_issue
-from multitask_unet.data.readers.nnunet import load_dataset_json
+from multitask_unet.data.readers.nnunet import load_class_names, load_dataset_json
 from multitask_unet.data.records import CaseRecord
 from multitask_unet.data.validation_report import Issue
 from multitask_unet.errors import DataError
@@ -111,7 +111,12 @@ class ManifestLayout(Layout):
         if channel_names is None or len(channel_names) != len(images):
             channel_names = ("CT",) if len(images) == 1 else tuple(c for _, c in images)
         return self.index(
-            root, records, label_names=label_names, channel_names=channel_names, issues=issues
+            root,
+            records,
+            label_names=label_names,
+            channel_names=channel_names,
+            issues=issues,
+            class_names=load_class_names(base / "dataset.json", records, issues),
         )
 
 

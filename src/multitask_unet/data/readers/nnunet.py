@@ -15,7 +15,6 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from multitask_unet.data.readers.base import (
-    DEFAULT_LABEL_NAMES,
     LAYOUTS,
     DatasetIndex,
     Layout,
@@ -25,7 +24,7 @@ from multitask_unet.data.readers.labels import CaseLabels, unmatched_labels_issu
 from multitask_unet.data.records import CaseRecord
 from multitask_unet.data.validation_report import Issue
 
-__all__ = ["NnUNetLayout", "load_dataset_json"]
+__all__ = ["NnUNetLayout", "load_class_names", "load_dataset_json"]
 
 
 def load_dataset_json(
@@ -38,16 +37,12 @@ def load_dataset_json(
         the file does not exist.
     """
     if not path.is_file():
-        return dict(DEFAULT_LABEL_NAMES), None, []
+        return {}, None, []
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         fix = "fix the JSON syntax"
-        return (
-            dict(DEFAULT_LABEL_NAMES),
-            None,
-            [_error(f"dataset.json is not valid JSON ({exc})", fix, path)],
-        )
+        return {}, None, [_error(f"dataset.json is not valid JSON ({exc})", fix, path)]
     issues: list[Issue] = []
     label_names: dict[str, int] = {}
     for name, value in dict(data.get("labels") or {}).items():
@@ -58,7 +53,7 @@ def load_dataset_json(
                 _error(
                     f"label {name!r} has value {value!r}; only non-negative integer labels are "
                     "supported (no region-based training)",
-                    'write "labels" as {"background": 0, "pancreas": 1, ...}',
+                    'write "labels" as {"background": 0, "liver": 1, ...}',
                     path,
                 )
             )
@@ -66,11 +61,10 @@ def load_dataset_json(
         issues.append(
             _error(
                 'dataset.json has no "labels"',
-                'add "labels": {"background": 0, "pancreas": 1, ...}',
+                'add "labels": {"background": 0, "liver": 1, ...}',
                 path,
             )
         )
-        label_names = dict(DEFAULT_LABEL_NAMES)
     channels = data.get("channel_names") or data.get("modality")
     channel_names = None
     if isinstance(channels, Mapping) and channels:
@@ -80,6 +74,38 @@ def load_dataset_json(
             fix = 'use "channel_names": {"0": "CT"}'
             issues.append(_error("channel_names keys must be 0, 1, ...", fix, path))
     return label_names, channel_names, issues
+
+
+def load_class_names(
+    path: Path, records: list[CaseRecord], issues: list[Issue]
+) -> tuple[str, ...] | None:
+    """The case-level class names a ``dataset.json`` lists under ``"class_names"``, if any.
+
+    ``"class_names": ["serous", "mucinous", "solid"]`` names labels 0, 1, 2 (nnU-Net ignores the
+    key). A list that is not one string per label found among ``records`` is an issue in
+    ``issues`` and ``None`` is returned, so the readers' ``classK`` names apply.
+    """
+    try:
+        names = json.loads(path.read_text(encoding="utf-8")).get("class_names")
+    except (OSError, ValueError, AttributeError):
+        return None  # a missing or unreadable dataset.json is reported by load_dataset_json
+    if names is None:
+        return None
+    largest = max((r.label for r in records if r.label is not None), default=-1)
+    if (
+        not isinstance(names, list)
+        or not all(isinstance(n, str) and n for n in names)
+        or len(set(names)) != len(names)
+    ):
+        fix = 'write "class_names" as a list of distinct names, e.g. ["benign", "malignant"]'
+        issues.append(_error(f'"class_names" {names!r} is not a list of names', fix, path))
+        return None
+    if len(names) <= largest:
+        fix = f'name every class 0..{largest} in "class_names" or correct the case labels'
+        message = f'"class_names" names {len(names)} classes but a case has label {largest}'
+        issues.append(_error(message, fix, path))
+        return None
+    return tuple(names)
 
 
 @LAYOUTS.register("nnunet")
@@ -180,7 +206,12 @@ class NnUNetLayout(Layout):
             fix = f"put CASE_0000{ending} files in imagesTr/"
             issues.append(_error("no cases in imagesTr/ or imagesTs/", fix, root / "imagesTr"))
         return self.index(
-            root, records, label_names=label_names, channel_names=channel_names, issues=issues
+            root,
+            records,
+            label_names=label_names,
+            channel_names=channel_names,
+            issues=issues,
+            class_names=load_class_names(json_path, records, issues),
         )
 
 

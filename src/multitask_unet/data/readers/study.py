@@ -3,8 +3,9 @@
 Every folder under the root is a split. Inside it, ``subtypeK`` folders hold labelled cases (image
 channels and a mask each, subtype ``K``); image files directly inside the split folder are cases
 without a subtype (test cases; their mask is optional). A ``dataset.json`` at the root, if any,
-names the segmentation labels and channels (nnU-Net style); a case-labels table (``cases.csv``)
-is cross-checked against the folders.
+names the segmentation labels and channels (nnU-Net style) and may name the subtypes
+(``"class_names"``, else ``subtypeK``); a case-labels table (``cases.csv``) is cross-checked
+against the folders.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from multitask_unet.data.io import image_suffix
-from multitask_unet.data.readers.base import LAYOUTS, DatasetIndex, Layout
+from multitask_unet.data.readers.base import LAYOUTS, DatasetIndex, Layout, class_names_for
 from multitask_unet.data.readers.files import CaseFiles, group_case_files
 from multitask_unet.data.readers.labels import CaseLabels, unmatched_labels_issue
-from multitask_unet.data.readers.nnunet import load_dataset_json
+from multitask_unet.data.readers.nnunet import load_class_names, load_dataset_json
 from multitask_unet.data.records import CaseRecord
 from multitask_unet.data.validation_report import Issue
 
@@ -106,8 +107,14 @@ class StudyLayout(Layout):
         records = [_record(f, num_channels) for f in found]
         if labels is not None:
             records = _apply_labels(records, labels, issues)
+        names = load_class_names(root / "dataset.json", records, issues)
         return self.index(
-            root, records, label_names=label_names, channel_names=channel_names, issues=issues
+            root,
+            records,
+            label_names=label_names,
+            channel_names=channel_names,
+            issues=issues,
+            class_names=names if names is not None else class_names_for(records, "subtype"),
         )
 
 

@@ -14,7 +14,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 from multitask_unet.config import Config
@@ -36,7 +36,9 @@ class DataConfig(Config):
             each of N processes takes ``batch_size / N``.
         foreground_probability: Share of patches centred on a foreground voxel (nnU-Net: 1/3).
         lesion_probability: Share of patches of labelled cases centred on the lesion label.
-        lesion_label: Segmentation label of the lesion (for ``lesion_probability``).
+        lesion_label: Segmentation label of the lesion (for ``lesion_probability``); None is
+            the training set's rarest foreground label by voxel count (the trainer reads it
+            from the plan's fingerprint; in the pancreas study, the lesion).
         class_weights: How case draws weigh the classes: ``"balanced"`` (every class equally
             often, capped by ``max_oversampling``), ``"inverse_sqrt"`` or ``"none"``
             (uniform over cases); the same words as a loss term's ``class_weights``.
@@ -52,7 +54,7 @@ class DataConfig(Config):
     batch_size: int | None = None
     foreground_probability: float = 1 / 3
     lesion_probability: float = 0.0
-    lesion_label: int | None = 2
+    lesion_label: int | None = None
     class_weights: ClassWeights = "balanced"
     max_oversampling: float | None = 3.0
     augment: bool = True
@@ -86,6 +88,12 @@ class DataConfig(Config):
             )
         if self.num_workers < 0:
             raise ConfigError(f"{where}.num_workers must be >= 0, got {self.num_workers}")
+
+    def with_lesion_label(self, rarest_label: int | None) -> DataConfig:
+        """This section with ``lesion_label`` set to ``rarest_label`` where it is None."""
+        if self.lesion_label is not None or rarest_label is None:
+            return self
+        return replace(self, lesion_label=int(rarest_label))
 
     def augmentation_config(self, patch_size: Sequence[int]) -> AugmentationConfig:
         """The augmentation used: off, the configured one, or nnU-Net's for ``patch_size``."""
