@@ -154,12 +154,14 @@ def describe_training(
         limit = f" (finishing within {run.fit_minutes:.1f} min)"
     elif run.stop_minutes is not None:
         limit = f" (stopping after {run.stop_minutes:g} min)"
+    on_device = data.augmentation_config(patch).backend == "device"
     lines = [
         f"training: {network} ({heads}), patch {patch}, "
         f"batch {batch}, spacing {tuple(round(s, 3) for s in plan.target_spacing)}, "
         f"{opt.optimizer.name} lr {opt.optimizer.lr:g}, {opt.epochs} epochs x "
         f"{opt.iterations_per_epoch} steps, amp {run.amp}, cases drawn with class weights {data.class_weights!r}"
         + limit
+        + (", augmentation on the device" if on_device else "")
     ]
     labels = [r.label for r in (records or index.split("train").records)]
     if any(label is not None for label in labels):

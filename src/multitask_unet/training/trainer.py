@@ -297,6 +297,8 @@ class Trainer:
             check_labels(batch.seg, self.model_config.num_classes, "training batch",
                          ignore_label=parts.ignore_label)  # fmt: skip
             batch = batch.to(dist.device, non_blocking=True)
+            if loader.augmentation is not None:  # the augmentation backend "device"
+                batch = loader.augmentation(batch)
             if parts.graphed:  # CUDA graphs may reuse the last step's output memory
                 torch.compiler.cudagraph_mark_step_begin()
             out = training_step(

@@ -46,7 +46,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -59,6 +59,7 @@ from multitask_unet.data.sampling.spatial import RandomAffineCrop, affine_matrix
 from multitask_unet.errors import ConfigError
 
 __all__ = [
+    "AUGMENTATION_BACKENDS",
     "AugmentationConfig",
     "RandomBrightness",
     "RandomContrast",
@@ -70,13 +71,23 @@ __all__ = [
     "window_size",
 ]
 
+#: Where the recipe runs: per patch in the loader's workers (TorchIO), or per batch on the
+#: training device (:mod:`~multitask_unet.data.sampling.device_augmentation`).
+AUGMENTATION_BACKENDS = ("workers", "device")
 _ANISOTROPY_THRESHOLD = 3.0  # nnU-Net's ANISO_THRESHOLD for dummy-2D augmentation
 _WINDOW_MIN_SCALE = 0.85  # nnU-Net sizes the window with this bound, not the scaling range
 
 
 @dataclass(frozen=True)
 class AugmentationConfig(Config):
-    """Strength and probability of every augmentation (defaults: nnU-Net's, see module doc)."""
+    """Strength and probability of every augmentation (defaults: nnU-Net's, see module doc).
+
+    ``backend`` says where the recipe runs: ``"workers"`` (default) applies it per patch with
+    TorchIO in the loader's worker processes; ``"device"`` lets the workers only crop and
+    applies the same recipe batched on the training device
+    (:class:`~multitask_unet.data.sampling.device_augmentation.DeviceAugmentation`), for
+    machines with few CPU cores per GPU.
+    """
 
     rotation_degrees: tuple[float, float, float] = (30.0, 30.0, 30.0)
     p_rotation: float = 0.2
@@ -100,8 +111,14 @@ class AugmentationConfig(Config):
     p_gamma_inverted: float = 0.1
     mirror_axes: tuple[int, ...] = (0, 1, 2)
     p_mirror: float = 0.5
+    backend: Literal["workers", "device"] = "workers"
 
     def __post_init__(self) -> None:
+        if self.backend not in AUGMENTATION_BACKENDS:
+            raise ConfigError(
+                f"AugmentationConfig.backend {self.backend!r} is unknown; use one of "
+                f"{', '.join(AUGMENTATION_BACKENDS)}"
+            )
         for name, value in self.to_dict().items():
             if name.startswith("p_") and not 0.0 <= value <= 1.0:
                 raise ConfigError(f"AugmentationConfig.{name} must lie in [0, 1], got {value}")

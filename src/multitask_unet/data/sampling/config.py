@@ -46,7 +46,8 @@ class DataConfig(Config):
             so that a class of one or two cases cannot take most draws from the others (see
             ``docs/concepts/sampling.md``); None lifts the cap.
         augment: False turns augmentation off entirely.
-        augmentation: Augmentation strengths; None is nnU-Net's recipe for the patch size.
+        augmentation: Augmentation strengths and where they run; None is nnU-Net's recipe for
+            the patch size, and so is ``{backend: device}`` alone (that recipe on the device).
         num_workers: Data-loading worker processes per training process.
     """
 
@@ -99,4 +100,8 @@ class DataConfig(Config):
         """The augmentation used: off, the configured one, or nnU-Net's for ``patch_size``."""
         if not self.augment:
             return AugmentationConfig.off()
-        return self.augmentation or AugmentationConfig.nnunet(tuple(patch_size))
+        if self.augmentation is None:
+            return AugmentationConfig.nnunet(tuple(patch_size))
+        if self.augmentation == AugmentationConfig(backend="device"):  # the same, on the device
+            return replace(AugmentationConfig.nnunet(tuple(patch_size)), backend="device")
+        return self.augmentation

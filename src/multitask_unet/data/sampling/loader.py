@@ -47,6 +47,10 @@ from multitask_unet.data.sampling.augmentation import (
 from multitask_unet.data.sampling.batch import Batch
 from multitask_unet.data.sampling.case_sampling import BalancedCaseSampler, distributed_rank
 from multitask_unet.data.sampling.config import DataConfig
+from multitask_unet.data.sampling.device_augmentation import (
+    WindowSampler,
+    device_augmentation_for,
+)
 from multitask_unet.data.sampling.patches import (
     CLASS_LOCATIONS_KEY,
     ForegroundPatchSampler,
@@ -121,16 +125,21 @@ class LoaderConfig(DataConfig):
         return super().augmentation_config(self.patch_size)
 
     def patch_sampler(self) -> ForegroundPatchSampler:
-        """The patch sampler with the augmentation these options describe."""
+        """The patch sampler with the augmentation these options describe (device: crop only)."""
         aug = self.augmentation_config()
+        common: dict[str, Any] = {
+            "foreground_probability": self.foreground_probability,
+            "window_size": window_size(self.patch_size, aug),
+            "lesion_label": self.lesion_label if self.lesion_probability > 0 else None,
+            "lesion_probability": self.lesion_probability,
+        }
+        if aug.backend == "device":
+            return WindowSampler(self.patch_size, **common)
         return ForegroundPatchSampler(
             self.patch_size,
-            foreground_probability=self.foreground_probability,
-            window_size=window_size(self.patch_size, aug),
             spatial_transform=build_spatial_transform(aug, patch_size=self.patch_size),
             transform=build_patch_transforms(aug),
-            lesion_label=self.lesion_label if self.lesion_probability > 0 else None,
-            lesion_probability=self.lesion_probability,
+            **common,
         )
 
 
@@ -281,7 +290,9 @@ class TrainLoader:
         rank: Rank of this process; defaults to ``torch.distributed``'s.
         world_size: Number of ranks; defaults to ``torch.distributed``'s.
 
-    Call :meth:`set_epoch` before each epoch to draw new cases and patches.
+    Call :meth:`set_epoch` before each epoch to draw new cases and patches. With the
+    augmentation's ``backend: device`` the batches hold unaugmented windows: apply
+    :attr:`augmentation` (a :class:`DeviceAugmentation`; None otherwise) to each on the device.
     """
 
     def __init__(
@@ -305,6 +316,7 @@ class TrainLoader:
             world_size=world_size,
         )
         self.dataset = PatchDataset(self.cases, cfg.patch_sampler())
+        self.augmentation = device_augmentation_for(cfg, rank=rank)
         for i, subject in opened.items():
             self.dataset.case(i, subject=subject)
         if cfg.num_workers > 0:  # open cases and find class locations once, before workers fork
@@ -325,6 +337,8 @@ class TrainLoader:
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch (new case draws, patch positions and augmentations)."""
         self.case_sampler.set_epoch(epoch)
+        if self.augmentation is not None:
+            self.augmentation.set_epoch(epoch)
 
     def __iter__(self) -> Iterator[Batch]:
         return iter(self._loader)
@@ -353,6 +367,9 @@ def queue_loader(
     all per-patch work in its workers.
     """
     cfg = config or LoaderConfig()
+    if cfg.augmentation_config().backend != "workers":
+        raise ConfigError("queue_loader augments in the host process; use the augmentation "
+                          "backend 'workers', or TrainLoader for 'device'")  # fmt: skip
     subjects = list(subjects)
     num_subjects = max(1, cfg.batch_size * cfg.iterations_per_epoch // samples_per_volume)
     case_sampler = BalancedCaseSampler(
