@@ -125,10 +125,9 @@ def test_blur_is_scipys_gaussian_filter() -> None:
     x = torch.randn(3, 2, 7, 9, 5, generator=g)
     sigma = torch.tensor([[0.5, 0.7, 1.0], [1.0, 0.55, 0.8], [0.9, 0.9, 0.6]])
     out = gaussian_blur(x, sigma)
-    for i in range(3):
-        for c in range(2):
-            ref = ndimage.gaussian_filter(x[i, c].numpy(), sigma[i].tolist())
-            np.testing.assert_allclose(out[i, c].numpy(), ref, atol=1e-5)
+    for i, c in np.ndindex(3, 2):
+        ref = ndimage.gaussian_filter(x[i, c].numpy(), sigma[i].tolist())
+        np.testing.assert_allclose(out[i, c].numpy(), ref, atol=1e-5)
 
 
 @pytest.mark.parametrize("factor", [0.8, 1.2])
@@ -143,11 +142,8 @@ def test_contrast_and_gamma_are_the_workers_formulas(
         (gamma_retain_stats(x, values), RandomGammaRetainStats()),
         (gamma_retain_stats(x, values, invert=True), RandomGammaRetainStats(invert=True)),
     ]:
-        for i in range(2):
-            for c in range(3):
-                torch.testing.assert_close(
-                    ours[i, c], theirs.channel(x[i, c]), atol=1e-5, rtol=1e-5
-                )
+        for i, c in np.ndindex(2, 3):
+            torch.testing.assert_close(ours[i, c], theirs.channel(x[i, c]), atol=1e-5, rtol=1e-5)
 
 
 def test_low_resolution_is_the_workers_resizing(monkeypatch: pytest.MonkeyPatch) -> None:
