@@ -73,3 +73,80 @@ def save(name: str, result: dict[str, Any], out_dir: Path | None = None) -> Path
     tmp.write_text(json.dumps(result, indent=2) + "\n")
     os.replace(tmp, path)
     return path
+
+
+def machine(device: str) -> dict[str, Any]:
+    """The CPU's model and core count, and the GPU's name (None on a CPU run)."""
+    cuda = device.startswith("cuda") and torch.cuda.is_available()
+    return {
+        "cpu_model": provenance.cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "gpu_name": torch.cuda.get_device_name(torch.device(device)) if cuda else None,
+    }
+
+
+def write_nnunet_dataset(
+    cache: Path,
+    base: Path,
+    *,
+    architecture: dict[str, Any],
+    patch: tuple[int, int, int],
+    batch: int,
+    name: str = "Dataset901_Benchmark",
+) -> Path:
+    """A preprocessed nnU-Net 2.8 dataset that its ``nnUNetTrainer`` trains on, from our cache.
+
+    Writes ``base/name/``: the cached cases in nnU-Net's format
+    (:func:`benchmarks.bench_data.write_nnunet_folder`, chunked for ``patch``) under
+    ``nnUNetPlans_3d_fullres/``, a ``nnUNetPlans.json`` whose ``3d_fullres`` configuration has
+    ``architecture``, ``patch`` and ``batch`` (and the cache plan's spacing and CT statistics),
+    ``dataset.json``, ``dataset_fingerprint.json`` and ``splits_final.json`` (fold 0 trains on
+    every case). Point ``nnUNet_preprocessed`` at ``base``; returns ``base/name``.
+    """
+    from benchmarks.bench_data import write_nnunet_folder
+    from multitask_unet.data.preprocessing.cache import load_cached_plan
+
+    plan = load_cached_plan(cache)
+    folder = base / name
+    ids = write_nnunet_folder(cache, folder / "nnUNetPlans_3d_fullres", patch)
+    if not ids:
+        raise FileNotFoundError(f"no case with a segmentation in {cache}; preprocess one first")
+    norm = plan.preprocessing.normalization[0]
+    stats = {"mean": norm.mean, "std": norm.std, "percentile_00_5": norm.lower,
+             "percentile_99_5": norm.upper}  # fmt: skip
+    resample = {"order_z": 0, "force_separate_z": None}
+    configuration = {
+        "data_identifier": "nnUNetPlans_3d_fullres", "preprocessor_name": "DefaultPreprocessor",
+        "batch_size": batch, "patch_size": list(patch),
+        "median_image_size_in_voxels": [int(s) for s in plan.median_shape],
+        "spacing": list(plan.target_spacing), "normalization_schemes": ["CTNormalization"],
+        "use_mask_for_norm": [False], "batch_dice": False,
+        "resampling_fn_data": "resample_data_or_seg_to_shape",
+        "resampling_fn_data_kwargs": {"is_seg": False, "order": 3, **resample},
+        "resampling_fn_seg": "resample_data_or_seg_to_shape",
+        "resampling_fn_seg_kwargs": {"is_seg": True, "order": 1, **resample},
+        "resampling_fn_probabilities": "resample_data_or_seg_to_shape",
+        "resampling_fn_probabilities_kwargs": {"is_seg": False, "order": 1, **resample},
+        "architecture": architecture,
+    }  # fmt: skip
+    plans = {
+        "dataset_name": name, "plans_name": "nnUNetPlans", "image_reader_writer": "SimpleITKIO",
+        "transpose_forward": [0, 1, 2], "transpose_backward": [0, 1, 2],
+        "original_median_spacing_after_transp": list(plan.target_spacing),
+        "original_median_shape_after_transp": [int(s) for s in plan.median_shape],
+        "configurations": {"3d_fullres": configuration}, "label_manager": "LabelManager",
+        "experiment_planner_used": "ExperimentPlanner",
+        "foreground_intensity_properties_per_channel": {"0": stats},
+    }  # fmt: skip
+    labels = {"background": 0, **{f"label{v}": v for v in plan.preprocessing.labels if v}}
+    dataset = {"labels": labels, "channel_names": {"0": "CT"}, "numTraining": len(ids),
+               "file_ending": ".nii.gz"}  # fmt: skip
+    files = {
+        "nnUNetPlans.json": plans,
+        "dataset.json": dataset,
+        "dataset_fingerprint.json": {"note": "written by benchmarks.common.write_nnunet_dataset"},
+        "splits_final.json": [{"train": ids, "val": ids[:2]}],
+    }
+    for file, content in files.items():
+        (folder / file).write_text(json.dumps(content, indent=2) + "\n")
+    return folder

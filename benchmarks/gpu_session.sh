@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # A lent GPU's checks and benchmarks as one prepared run, most valuable first, each part under a
-# time-out; the default parts take about 9 minutes (H200, 2026-12-04: tests 56 s, batch 2 and 8
-# about 4 minutes each, most of it compiling; their time-outs add up to 620 s):
+# time-out. The default (all: tests, loop) fits one call of under 8 minutes: its time-outs add
+# up to 390 s (H200, 2026-12-04: tests 56 s). The training step's parts (H200, 2026-12-04:
+# batch 2 and 8 about 4 minutes each, most of it compiling) go in a call of their own:
 #   tests  the CUDA tests (AMP, compiled training, prediction, planner trial steps, pinned memory)
+#   loop   the Trainer's loop against nnU-Net's run_training loop: the study's plan (patch
+#          64 x 128 x 192, batch 2), k = 2 4 1 8 loader workers (most wanted first, results saved
+#          after each k), both trainers eager (compiling both would take about 3 of the minutes)
 #   b2     the training step against nnU-Net's trainer step at batch 2
 #   b8     the same at batch 8
-#   all    tests, b2 and b8 with the main variants (the default); full: every variant at b2
+#   step   b2 and b8 with the main variants (about 9 minutes); full: every variant at b2
 #   suite  python -m benchmarks.run --device cuda (under 10 minutes: a call of its own)
-#   bash benchmarks/gpu_session.sh [all | tests b2 b8 | full | suite ...]
+#   bash benchmarks/gpu_session.sh [all | tests loop | step | b2 | b8 | full | suite ...]
 # Carry the wheels that the GPU image lacks in .whl/ (docs/benchmarks.md says which). Results go
 # to benchmarks/results/ and, when $OUT is set, next to the logs in $OUT.
 set -u
@@ -38,7 +42,8 @@ step() {  # step BATCH TIMEOUT [bench_train_step options...]
 }
 
 parts=("$@")
-[ ${#parts[@]} -eq 0 ] || [ "${parts[0]}" = all ] && parts=(tests b2 b8)
+[ ${#parts[@]} -eq 0 ] || [ "${parts[0]}" = all ] && parts=(tests loop)
+[ "${parts[0]}" = step ] && parts=(b2 b8)
 for part in "${parts[@]}"; do
     case $part in
         tests)
@@ -47,6 +52,13 @@ for part in "${parts[@]}"; do
                 tests/training/test_cuda.py tests/data/test_loader.py::test_pin_memory_keeps_values \
                 2>&1 | tee "$OUT/pytest-cuda.log" | tail -25
             echo "tests: $((SECONDS - start)) s" ;;
+        loop)
+            start=$SECONDS
+            timeout 300 python3 -m benchmarks.bench_train_loop --device cuda --plans study \
+                --k 2 4 1 8 --compile off --timed 15 --budget-s 230 2>&1 \
+                | grep -v -i -e warn -e '^$' | tee "$OUT/train-loop.log" | tail -30
+            cp benchmarks/results/train_loop-cuda.json "$OUT/" 2>/dev/null
+            echo "loop: $((SECONDS - start)) s" ;;
         b2) step 2 250 --only "${MAIN[@]}" ;;
         b8) step 8 280 --only "${MAIN[@]}" ;;
         full) step 2 330 ;;
@@ -61,7 +73,8 @@ for part in "${parts[@]}"; do
             done
             cp benchmarks/results/suite-cuda.md "$OUT/" 2>/dev/null
             echo "suite: $((SECONDS - start)) s" ;;
-        *) echo "unknown part '$part': use tests, b2, b8, full, suite or all" >&2; exit 2 ;;
+        *) echo "unknown part '$part': use tests, loop, b2, b8, step, full, suite or all" >&2
+           exit 2 ;;
     esac
 done
 exit 0

@@ -79,6 +79,19 @@ def _validate(r: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _train_loop(r: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for row in r["rows"]:
+        name = f"{row['plan']} k={row['k']}" + (
+            "" if row["variant"] == "ours" else f" {row['variant']}"
+        )
+        out[f"{name} it/s ours/nnU-Net"] = row["ratio"]
+        out[f"{name} it/s ours/step-only"] = row["ours_vs_step_only"]
+        if row.get("peak_memory_ratio") is not None:
+            out[f"{name} peak memory ours/nnU-Net"] = row["peak_memory_ratio"]
+    return out
+
+
 def _study_train(r: dict[str, Any]) -> dict[str, Any]:
     res = r["results"]
     return {
@@ -97,7 +110,9 @@ def suite(device: str, quick: bool) -> list[tuple[str, list[str], Path, Headline
     """(name, argv, result file, headline extractor, timeout in s) for every benchmark.
 
     On CUDA the data pipeline and dataset validation (CPU work that a GPU does not change) are
-    left out, the study's training speed is added, and the training step (batch 2,
+    left out, and so is the training loop against nnU-Net's (``gpu_session.sh loop`` runs it
+    in a call of its own: its worker counts and nnU-Net's data loading take minutes); the
+    study's training speed is added, and the training step (batch 2,
     :data:`TRAIN_STEP_CUDA`, most of it compiling) runs last, so that a time-out there loses nothing else; the timeouts add up
     to 540 s, so the whole run fits 10 minutes. The training step and the study's speed go to
     ``*-suite-cuda.json`` files, beside the fuller runs of ``gpu_session.sh`` and
@@ -123,6 +138,8 @@ def suite(device: str, quick: bool) -> list[tuple[str, list[str], Path, Headline
                        RESULTS / f"train_step-{dev}.json", _train_step, 1200),
         "validate": (["benchmarks.bench_validate", "--rounds", "1" if quick else "3"],
                      RESULTS / "validate-cpu.json", _validate, 900),
+        "train_loop": (["benchmarks.bench_train_loop", "--device", device, *q],
+                       RESULTS / f"train_loop-{dev}.json", _train_loop, 900),
     }  # fmt: skip
     if not cuda:
         return [(name, *entry) for name, entry in entries.items()]
