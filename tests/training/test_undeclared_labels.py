@@ -6,6 +6,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import torch
 
 from multitask_unet.checkpoints import load_checkpoint
 from multitask_unet.data.io import read_mask, write_image
@@ -14,9 +15,10 @@ from multitask_unet.data.planning.fingerprint import DatasetFingerprint
 from multitask_unet.data.readers import read_dataset
 from multitask_unet.data.validation import validate_dataset
 from multitask_unet.training import DataConfig
+from multitask_unet.training.distributed import DistInfo
 from multitask_unet.training.pipeline import train
 
-from ._helpers import PHANTOMS, config
+from ._helpers import PHANTOMS, config, prepare, trainer
 
 
 def _undeclared(root: Path) -> Path:
@@ -33,7 +35,12 @@ def test_training_names_the_labels_found_and_samples_the_rarest(tmp_path: Path) 
     ckpt = load_checkpoint(run / "checkpoints" / "last.pt")
     assert ckpt.label_names == {"background": 0, "label1": 1, "label2": 2}
     assert ckpt.class_names == ("subtype0", "subtype1", "subtype2")  # the study's folders
-    assert ckpt.training["config"]["data"]["lesion_label"] == 2  # the lesion: fewest voxels
+    assert ckpt.training["config"]["data"]["lesion_label"] is None  # as configured
+    prepared = prepare(tmp_path / "declared", tmp_path / "cache")
+    loader = trainer(prepared, tmp_path / "run2", config())._loader_config(
+        DistInfo(0, 1, 0, torch.device("cpu"))
+    )
+    assert loader.lesion_label == 2  # the lesion: the fewest voxels
 
 
 def test_validation_accepts_any_value_when_none_are_declared(tmp_path: Path) -> None:

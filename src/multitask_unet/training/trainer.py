@@ -30,7 +30,7 @@ import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -123,8 +123,7 @@ class Trainer:
     ) -> None:
         if not train_cases:
             raise ConfigError("the Trainer got no training cases; check the dataset's train split")
-        rarest = plan.fingerprint.rarest_foreground_label  # the default lesion label
-        self.config = config = replace(config, data=config.data.with_lesion_label(rarest))
+        self.config = config
         self.run_dir = Path(run_dir)
         self.train_cases = list(train_cases)
         self.val_cases = list(val_cases)
@@ -367,8 +366,9 @@ class Trainer:
         return True
 
     def _loader_config(self, dist: DistInfo) -> LoaderConfig:
+        rarest = self.plan.fingerprint.rarest_foreground_label  # lesion_label None: this one
         return LoaderConfig.from_section(
-            self.config.data,
+            self.config.data.with_lesion_label(rarest),
             patch_size=self.patch_size,
             batch_size=self.batch_size // dist.world_size,
             iterations_per_epoch=self.config.optimization.iterations_per_epoch,
