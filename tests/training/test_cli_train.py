@@ -72,3 +72,16 @@ def test_resume_without_a_run_is_an_error(
                  "--resume", "--no-progress", "--workers", "1"])  # fmt: skip
     assert code == 2
     assert "nothing to resume" in capsys.readouterr().err
+
+
+def test_resume_reads_the_runs_own_config(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    config(epochs=9, optimizer={"name": "adamw", "lr": 0.002}).save(run / "config.yaml")
+    argv = ["train", "DATA", "-o", str(run), "--resume"]
+    cfg = build_config(build_parser().parse_args(argv))
+    assert (cfg.optimization.epochs, cfg.optimization.optimizer.name) == (9, "adamw")
+    cfg = build_config(build_parser().parse_args([*argv, "--epochs", "12"]))  # train longer
+    assert (cfg.optimization.epochs, cfg.optimization.optimizer.lr) == (12, 0.002)
+    fresh = build_config(build_parser().parse_args(argv[:-1]))  # no --resume: the defaults
+    assert fresh.optimization.epochs == 1000

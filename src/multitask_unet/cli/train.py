@@ -70,7 +70,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "-o", "--output", required=True, type=Path, metavar="RUN", help="run folder to write"
     )
     parser.add_argument(
-        "--resume", action="store_true", help="continue from RUN/checkpoints/last.pt"
+        "--resume",
+        action="store_true",
+        help="continue from RUN/checkpoints/last.pt, with RUN/config.yaml unless --config is given",
     )
     parser.add_argument(
         "--cache", type=Path, metavar="DIR", help="preprocessing cache (default RUN/preprocessed)"
@@ -175,7 +177,13 @@ def build_config(args: argparse.Namespace) -> Any:
     """The :class:`TrainConfig` of the file (if any) with the command-line options applied."""
     from multitask_unet.training import TrainConfig
 
-    config = TrainConfig.load(args.config) if args.config else TrainConfig()
+    saved = Path(args.output) / "config.yaml"  # a resumed run keeps its own config
+    if args.config:
+        config = TrainConfig.load(args.config)
+    elif args.resume and saved.is_file():
+        config = TrainConfig.load(saved)
+    else:
+        config = TrainConfig()
     model: dict[str, Any] = {}
     if args.preset:
         model["preset"] = args.preset
