@@ -1,0 +1,176 @@
+"""The newcomer's pages run as written, and how long each step takes.
+
+``docs/getting-started.md`` and ``docs/how-to/own-data.md`` are run block by block, in page
+order, in one empty folder: every ```` ```python ```` block in one namespace, every command
+line of a ```` ```bash ```` block as a process (``multitask-unet`` is this Python's
+``python -m multitask_unet.cli``), and a block preceded by ``<!-- file: NAME -->`` is saved as
+``NAME`` (a ``--8<-- "PATH"`` line in it stands for the file at PATH, as MkDocs includes it).
+A block preceded by ``<!-- skip-test -->`` is left out, as in the docs' Python test.
+``tests/docs/test_newcomer_pages.py`` runs the pages with this module; run it directly to
+record the time of every step:
+
+    python -m benchmarks.bench_newcomer --out benchmarks/results
+
+which writes ``results/newcomer-<device>.json`` (``cpu`` here; ``cuda`` where a GPU is visible,
+since the commands' ``--device auto`` then uses it), rendered on the getting-started page.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = ("docs/getting-started.md", "docs/how-to/own-data.md")
+SKIP = "<!-- skip-test -->"
+_FILE = re.compile(r"^<!-- file: (?P<name>[\w.\-/]+) -->$")
+_FENCE = re.compile(r"^(?P<fence>`{3,})[ \t]*(?P<info>[^\s`]*)")
+_SNIPPET = re.compile(r'^--8<-- "(?P<path>[^"]+)"$')
+
+
+@dataclass(frozen=True)
+class Block:
+    """A fenced block of a page: its language, text, line and what precedes it."""
+
+    language: str
+    code: str
+    line: int
+    file_name: str | None = None
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """One step of a page run: a Python block, a command line or a saved file."""
+
+    page: str
+    step: str
+    seconds: float
+    returncode: int
+    output: str = ""
+
+
+def page_blocks(page: str | Path) -> list[Block]:
+    """The python, bash and file blocks of ``page`` that run, in order (skipped ones left out)."""
+    lines = (ROOT / page).read_text(encoding="utf-8").splitlines()
+    blocks, i = [], 0
+    while i < len(lines):
+        match = _FENCE.match(lines[i])
+        if not match:
+            i += 1
+            continue
+        previous = next((ln.strip() for ln in reversed(lines[:i]) if ln.strip()), "")
+        start, body = i, []
+        i += 1
+        while i < len(lines) and not lines[i].startswith(match.group("fence")):
+            body.append(lines[i])
+            i += 1
+        i += 1
+        file_match = _FILE.match(previous)
+        language = match.group("info").lower()
+        if previous == SKIP or (language not in ("python", "bash") and not file_match):
+            continue
+        code = "\n".join(body) + "\n"
+        name = file_match.group("name") if file_match else None
+        blocks.append(Block(language, code, start + 1, name))
+    return blocks
+
+
+def _file_text(block: Block) -> str:
+    """The text a file block stands for, with MkDocs' ``--8<--`` includes resolved."""
+    out = []
+    for line in block.code.splitlines():
+        match = _SNIPPET.match(line.strip())
+        out.append((ROOT / match.group("path")).read_text(encoding="utf-8") if match else line)
+    return "\n".join(x.rstrip("\n") for x in out) + "\n"
+
+
+def _commands(code: str) -> list[str]:
+    """Command lines of a bash block (comments and blank lines dropped, ``\\`` joined)."""
+    joined = code.replace("\\\n", " ")
+    return [ln.strip() for ln in joined.splitlines() if ln.strip() and not ln.startswith("#")]
+
+
+def _argv(command: str) -> list[str]:
+    words = shlex.split(command, comments=True)
+    if words and words[0] == "multitask-unet":
+        return [sys.executable, "-m", "multitask_unet.cli", *words[1:]]
+    return words
+
+
+def run_page(page: str, workdir: Path, *, timeout: float = 1800) -> list[StepResult]:
+    """Run ``page``'s blocks in ``workdir``; stops at the first failing step (its result last)."""
+    results: list[StepResult] = []
+    namespace: dict[str, Any] = {"__name__": f"page_{Path(page).stem.replace('-', '_')}"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    previous = Path.cwd()
+    os.chdir(workdir)
+    try:
+        for block in page_blocks(page):
+            started = time.perf_counter()
+            if block.file_name is not None:
+                (workdir / block.file_name).write_text(_file_text(block), encoding="utf-8")
+                results.append(StepResult(page, f"save {block.file_name}", 0.0, 0))
+                continue
+            if block.language == "python":
+                code = compile(block.code, f"{page}:{block.line}", "exec")
+                exec(code, namespace)  # the page's own example code
+                took = time.perf_counter() - started
+                results.append(StepResult(page, f"python block at line {block.line}", took, 0))
+                continue
+            for command in _commands(block.code):
+                started = time.perf_counter()
+                done = subprocess.run(
+                    _argv(command), cwd=workdir, env=env, capture_output=True, text=True,
+                    timeout=timeout, check=False,
+                )  # fmt: skip
+                took = time.perf_counter() - started
+                output = (done.stdout + done.stderr)[-4000:]
+                results.append(StepResult(page, command, took, done.returncode, output))
+                if done.returncode != 0:
+                    return results
+    finally:
+        os.chdir(previous)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=None, help="results folder")
+    args = parser.parse_args(argv)
+    import torch
+
+    from benchmarks.common import environment, machine, save
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    rows, ok = [], True
+    for page in PAGES:
+        with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(sys.stderr):
+            for r in run_page(page, Path(tmp)):
+                rows.append({"page": r.page, "step": r.step, "seconds": round(r.seconds, 1)})
+                if r.returncode:
+                    print(r.output, file=sys.stderr)
+                    ok = False
+    result = {
+        "benchmark": "newcomer pages, run as written",
+        "environment": environment(device),
+        "machine": machine(device),
+        "torch_threads": torch.get_num_threads(),
+        "steps": rows,
+    }
+    if ok:
+        print(f"wrote {save('newcomer', result, args.out)}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
