@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
 # A lent GPU's checks and benchmarks as one prepared run, most valuable first, each part under a
 # time-out. The default (all: tests, loop) fits one call of under 8 minutes: its time-outs add
-# up to 390 s (H200, 2026-12-04: tests 56 s). The training step's parts (H200, 2026-12-04:
+# up to 390 s (H200, 2026-12-04: tests 56 s); `newcomer` (240 s at most) goes in the next call. The training step's parts (H200, 2026-12-04:
 # batch 2 and 8 about 4 minutes each, most of it compiling) go in a call of their own:
 #   tests  the CUDA tests (AMP, compiled training, prediction, planner trial steps, pinned memory)
 #   loop   the Trainer's loop against nnU-Net's run_training loop: the study's plan (patch
 #          64 x 128 x 192, batch 2), k = 2 4 1 8 loader workers (most wanted first, results saved
 #          after each k), both trainers eager (compiling both would take about 3 of the minutes)
+#   newcomer  docs/getting-started.md and docs/how-to/own-data.md as written, each step timed
+#          (benchmarks/bench_newcomer.py; the getting-started page renders the times)
 #   b2     the training step against nnU-Net's trainer step at batch 2
 #   b8     the same at batch 8
 #   step   b2 and b8 with the main variants (about 9 minutes); full: every variant at b2
 #   suite  python -m benchmarks.run --device cuda (under 10 minutes: a call of its own)
-#   bash benchmarks/gpu_session.sh [all | tests loop | step | b2 | b8 | full | suite ...]
+#   bash benchmarks/gpu_session.sh [all | tests loop | newcomer | step | b2 | b8 | full | suite ...]
 # Carry the wheels that the GPU image lacks in .whl/ (docs/benchmarks.md says which). Results go
 # to benchmarks/results/ and, when $OUT is set, next to the logs in $OUT.
 set -u
@@ -49,7 +51,8 @@ for part in "${parts[@]}"; do
         tests)
             start=$SECONDS
             timeout 90 python3 -m pytest -q -x -p no:cacheprovider --durations=8 \
-                tests/training/test_cuda.py tests/data/test_loader.py::test_pin_memory_keeps_values \
+                tests/training/test_cuda.py tests/data/sampling/test_loader.py::test_pin_memory_keeps_values \
+                tests/data/sampling/test_device_augmentation_cuda.py \
                 2>&1 | tee "$OUT/pytest-cuda.log" | tail -25
             echo "tests: $((SECONDS - start)) s" ;;
         loop)
@@ -59,6 +62,11 @@ for part in "${parts[@]}"; do
                 | grep -v -i -e warn -e '^$' | tee "$OUT/train-loop.log" | tail -30
             cp benchmarks/results/train_loop-cuda.json "$OUT/" 2>/dev/null
             echo "loop: $((SECONDS - start)) s" ;;
+        newcomer)
+            start=$SECONDS
+            timeout 240 python3 -m benchmarks.bench_newcomer 2>&1 | tail -5 | tee "$OUT/newcomer.log"
+            cp benchmarks/results/newcomer-cuda.json "$OUT/" 2>/dev/null
+            echo "newcomer: $((SECONDS - start)) s" ;;
         b2) step 2 250 --only "${MAIN[@]}" ;;
         b8) step 8 280 --only "${MAIN[@]}" ;;
         full) step 2 330 ;;
@@ -73,7 +81,7 @@ for part in "${parts[@]}"; do
             done
             cp benchmarks/results/suite-cuda.md "$OUT/" 2>/dev/null
             echo "suite: $((SECONDS - start)) s" ;;
-        *) echo "unknown part '$part': use tests, loop, b2, b8, step, full, suite or all" >&2
+        *) echo "unknown part '$part': use tests, loop, newcomer, b2, b8, step, full, suite or all" >&2
            exit 2 ;;
     esac
 done
