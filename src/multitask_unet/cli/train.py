@@ -180,7 +180,7 @@ def build_config(args: argparse.Namespace) -> Any:
     saved = Path(args.output) / "config.yaml"  # a resumed run keeps its own config
     if args.config:
         config = TrainConfig.load(args.config)
-    elif args.resume and saved.is_file():
+    elif getattr(args, "resume", False) and saved.is_file():  # crossval has no --resume
         config = TrainConfig.load(saved)
     else:
         config = TrainConfig()
