@@ -6,6 +6,7 @@ one section per matching JSON file: the machine the numbers were measured on, th
 results as tables. Numbers are never typed into a page by hand, so a page shows exactly what the
 result files hold; when no file matches, the page says that nothing has been measured yet.
 
+``<!-- steps: PAGE -->`` is replaced by the timed steps of a docs page (``results_steps``);
 ``<!-- results-summary: GLOB -->`` is replaced by the table and chart of our speed against the
 reference implementations over the matching files (``results_summary``), and
 ``<!-- crossval: FILE COLUMN ... -->`` by a cross-validation's headline table.
@@ -38,6 +39,7 @@ from results_labels import (  # noqa: E402
     label,
     machine_line,
 )
+from results_steps import render_steps  # noqa: E402
 from results_summary import render_summary  # noqa: E402
 
 __all__ = [
@@ -50,6 +52,7 @@ __all__ = [
 
 MARKER = re.compile(r"^<!--\s*results:\s*(?P<glob>\S+)\s*-->[ \t]*$", re.MULTILINE)
 SUMMARY = re.compile(r"^<!--\s*results-summary:\s*(?P<glob>\S+)\s*-->[ \t]*$", re.MULTILINE)
+STEPS = re.compile(r"^<!--\s*steps:\s*(?P<page>\S+)\s*-->[ \t]*$", re.MULTILINE)
 #: ``<!-- crossval: FILE COLUMN ... -->``: the headline table of a cross-validation summary.
 CROSSVAL = re.compile(
     r"^<!--\s*crossval:\s*(?P<path>\S+)(?P<columns>(?:\s+\w+)*)\s*-->[ \t]*$", re.MULTILINE
@@ -245,4 +248,5 @@ def on_page_markdown(markdown: str, *, page: Any, config: Any, files: Any) -> st
         markdown,
     )
     markdown = SUMMARY.sub(lambda m: render_summary(m.group("glob"), root=root), markdown)
+    markdown = STEPS.sub(lambda m: render_steps(m.group("page"), root=root), markdown)
     return MARKER.sub(lambda m: render_marker(m.group("glob"), root=root), markdown)

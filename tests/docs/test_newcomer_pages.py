@@ -63,3 +63,25 @@ def test_blocks_are_read_with_skip_and_file_markers() -> None:
     assert not any("pip install" in b.code for b in blocks)  # marked skip-test
     assert runner._commands("a \\\n  b\n# note\n\nc  # why\n") == ["a    b", "c  # why"]
     assert runner._argv("multitask-unet validate d  # why")[-2:] == ["validate", "d"]
+
+
+def test_the_steps_table_has_a_column_per_machine(tmp_path: Path) -> None:
+    sys.path.insert(0, str(ROOT / "docs" / "_ext"))
+    from results_steps import render_steps
+
+    results = tmp_path / "benchmarks" / "results"
+    results.mkdir(parents=True)
+    for device, gpu, train in (("cpu", None, 56.4), ("cuda", "NVIDIA H200", 9.0)):
+        steps = [
+            {"page": "p.md", "step": "save c.yaml", "seconds": 0.0},
+            {"page": "p.md", "step": "multitask-unet train d  # why", "seconds": train},
+            {"page": "q.md", "step": "multitask-unet validate d", "seconds": 1.0},
+        ]
+        machine = {"cpu_model": "EPYC", "cpu_count": 2, "gpu_name": gpu}
+        data = {"machine": machine, "environment": {"date": "2026-12-05"}, "steps": steps}
+        (results / f"newcomer-{device}.json").write_text(json.dumps(data))
+    table = render_steps("p.md", root=tmp_path)
+    assert "| step | EPYC, 2 cores (s), 2026-12-05 | NVIDIA H200 (s), 2026-12-05 |" in table
+    assert "| `multitask-unet train d` | 56.4 | 9.0 |" in table
+    assert "save" not in table and "validate" not in table
+    assert "No step" in render_steps("other.md", root=tmp_path)
