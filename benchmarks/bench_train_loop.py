@@ -183,6 +183,7 @@ def measure_plan(plan: str, args: argparse.Namespace, cache: Path, work: Path,
 def shared_note(note: str | None, load: float, cpus: int) -> str | None:
     """Why the CPUs were not this benchmark's alone: ``--shared-note``, or a load average above
     half the CPUs at the start (the end's is this benchmark's own, and only recorded)."""
+    note = note or None  # an empty --shared-note says nothing
     if note is None and load > cpus / 2:
         note = "other programs were running"
     return (

@@ -124,6 +124,7 @@ def test_cpu_rows_have_no_memory_ratio() -> None:
 def test_depth_and_shared_note() -> None:
     assert depth("ours", 2) == 8 and depth("nnunet", 2) == 14 and depth("nnunet", 16) == 32
     assert shared_note(None, 0.3, 2) is None
+    assert shared_note("", 0.3, 2) is None  # an empty note is no note
     assert "load average 1.7 on 2 CPUs" in shared_note(None, 1.7, 2)
     assert shared_note("two other helpers' tests", 0.0, 2).startswith("two other helpers'")
 
