@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import copy
-import json
 import re
 from pathlib import Path
-from typing import Any
 
 import nibabel as nib
 import pytest
 import torch
 import yaml
+from _nnunet_plans import ARCH, LABELS, PHANTOMS, PLANS, TINY, changed, write_plans
 
 from _references import require
 from multitask_unet.cli import main
@@ -19,73 +18,12 @@ from multitask_unet.data.phantoms import write_phantom_dataset
 from multitask_unet.data.planning import Plan
 from multitask_unet.interop import preprocessing_from_nnunet
 
-LABELS = {"background": 0, "pancreas": 1, "lesion": 2}
-# Phantoms of 20 x 16 x 12 voxels of 1.2 x 1.0 x 2.0 mm: (D, H, W) = (12, 16, 20) at (2, 1, 1.2).
-PHANTOMS = {"n_train": 4, "n_validation": 0, "n_test": 2, "shape": (20, 16, 12),
-            "spacing": (1.2, 1.0, 2.0), "class_counts": (1, 1, 1), "seed": 5}  # fmt: skip
-ARCH = {
-    "network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
-    "arch_kwargs": {
-        "n_stages": 3, "features_per_stage": [4, 8, 16],
-        "conv_op": "torch.nn.modules.conv.Conv3d",
-        "kernel_sizes": [[1, 3, 3], [3, 3, 3], [3, 3, 3]],
-        "strides": [[1, 1, 1], [1, 2, 2], [2, 2, 2]],
-        "n_conv_per_stage": [1, 1, 1], "n_conv_per_stage_decoder": [1, 1], "conv_bias": True,
-        "norm_op": "torch.nn.modules.instancenorm.InstanceNorm3d",
-        "norm_op_kwargs": {"eps": 1e-05, "affine": True}, "dropout_op": None,
-        "dropout_op_kwargs": None, "nonlin": "torch.nn.LeakyReLU",
-        "nonlin_kwargs": {"inplace": True},
-    },
-    "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"],
-}  # fmt: skip
-_RESAMPLING = {"order": 3, "order_z": 0, "force_separate_z": None}
-# nnU-Net's plans format (nnunetv2 2.8.1's ExperimentPlanner), written by hand for this geometry.
-PLANS: dict[str, Any] = {
-    "dataset_name": "Dataset998_Tiny", "plans_name": "nnUNetPlans",
-    "original_median_spacing_after_transp": [2.0, 1.0, 1.2],
-    "original_median_shape_after_transp": [12, 16, 20],
-    "image_reader_writer": "SimpleITKIO",
-    "transpose_forward": [0, 1, 2], "transpose_backward": [0, 1, 2],
-    "configurations": {
-        "3d_fullres": {
-            "data_identifier": "nnUNetPlans_3d_fullres", "preprocessor_name": "DefaultPreprocessor",
-            "batch_size": 2, "patch_size": [8, 16, 16],
-            "median_image_size_in_voxels": [12.0, 16.0, 20.0], "spacing": [2.0, 1.0, 1.2],
-            "normalization_schemes": ["CTNormalization"], "use_mask_for_norm": [False],
-            "resampling_fn_data": "resample_data_or_seg_to_shape",
-            "resampling_fn_seg": "resample_data_or_seg_to_shape",
-            "resampling_fn_data_kwargs": {"is_seg": False, **_RESAMPLING},
-            "resampling_fn_seg_kwargs": {"is_seg": True, **_RESAMPLING, "order": 1},
-            "resampling_fn_probabilities": "resample_data_or_seg_to_shape",
-            "resampling_fn_probabilities_kwargs": {"is_seg": False, **_RESAMPLING, "order": 1},
-            "architecture": ARCH, "batch_dice": False,
-        },
-    },
-    "experiment_planner_used": "ExperimentPlanner", "label_manager": "LabelManager",
-    "foreground_intensity_properties_per_channel": {
-        "0": {"max": 170.0, "mean": 95.0, "median": 105.0, "min": -190.0,
-              "percentile_00_5": -140.0, "percentile_99_5": 160.0, "std": 45.0},
-    },
-}  # fmt: skip
-TINY = ["--epochs", "1", "--iters-per-epoch", "1", "--device", "cpu", "--workers", "1",
-        "--intensity-samples", "1000", "--val-every", "0", "--no-progress"]  # fmt: skip
-
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("plans_cli") / "phantoms"
     write_phantom_dataset(root, **PHANTOMS)
     return root
-
-
-def write_plans(folder: Path, plans: dict | None = None, labels: dict | None = None) -> Path:
-    """``folder/nnUNetPlans.json`` with the ``dataset.json`` nnU-Net keeps next to it."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "nnUNetPlans.json").write_text(json.dumps(plans or PLANS, indent=1))
-    dataset = {"channel_names": {"0": "CT"}, "labels": labels or LABELS, "numTraining": 4,
-               "file_ending": ".nii.gz"}  # fmt: skip
-    (folder / "dataset.json").write_text(json.dumps(dataset))
-    return folder / "nnUNetPlans.json"
 
 
 def test_train_with_plans_then_predict(data: Path, tmp_path: Path) -> None:
@@ -136,12 +74,6 @@ def test_plans_with_init_weights_of_an_nnunet_checkpoint(
     assert "(nnU-Net checkpoint)" in printed and "newly initialised: heads.cls" in printed
 
 
-def _changed(**changes: Any) -> dict:
-    plans = copy.deepcopy(PLANS)
-    plans["configurations"]["3d_fullres"].update(changes)
-    return plans
-
-
 @pytest.mark.parametrize(
     ("setup", "extra", "message"),
     [
@@ -173,7 +105,7 @@ def test_bad_plans_are_refused_and_nothing_is_written(
         plans.write_text('{"configurations": ')
     elif setup == "two_channels":
         write_plans(
-            folder, _changed(normalization_schemes=["CTNormalization", "ZScoreNormalization"])
+            folder, changed(normalization_schemes=["CTNormalization", "ZScoreNormalization"])
         )
     elif setup == "four_labels":
         write_plans(folder, labels={**LABELS, "duct": 3})

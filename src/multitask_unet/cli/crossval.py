@@ -4,6 +4,8 @@ Example::
 
     multitask-unet crossval ../shared/data/pancreas_quiz_subset -o runs/cv --folds 3 --budget 30m
     multitask-unet predict --model runs/cv ../shared/data/pancreas_quiz_subset/test -o pred/
+    multitask-unet crossval DATA -o runs/cv_ft --plans MODEL/plans.json --configuration 3d_fullres \\
+        --init-weights MODEL/fold_0/checkpoint_final.pth
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from multitask_unet.cli._dataset import dataset_command
+from multitask_unet.cli._plans import PLANS_EPILOG, plans_planner
 
 __all__ = ["add_parser", "run"]
 
@@ -34,6 +37,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
             "`predict --model RUN` then predicts with the fold ensemble. Interrupted runs "
             "continue where they stopped."
         ),
+        epilog=PLANS_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "-o", "--output", required=True, type=Path, metavar="RUN", help="cross-validation folder"
@@ -53,12 +58,16 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Cross-validate and print the summary."""
     from multitask_unet.cli.train import build_config
-    from multitask_unet.training.crossval import cross_validate
+    from multitask_unet.training.crossval import cross_validate, labelled_records
 
+    config = build_config(args)
+    data, planner = args.data, None
+    if args.plans is not None:
+        data, planner = plans_planner(args, config, records=labelled_records, continuing=True)
     summary = cross_validate(
-        args.data,
+        data,
         args.output,
-        build_config(args),
+        config,
         folds=args.folds,
         budget=args.budget,
         seed=args.split_seed,
@@ -66,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
         layout=args.layout,
         workers=args.workers,
         intensity_samples=args.intensity_samples,
+        planner=planner,
     )
     for name in ("raw", "postprocessed"):
         scores = summary.get(name) or {}

@@ -18,6 +18,7 @@ from typing import Any
 
 from multitask_unet.cli._dataset import dataset_command
 from multitask_unet.cli._options import numbers
+from multitask_unet.cli._plans import PLANS_EPILOG, add_plans_options, plans_network, plans_planner
 from multitask_unet.errors import ConfigError
 
 __all__ = ["add_parser", "run"]
@@ -41,11 +42,6 @@ docs/concepts/training.md. The run folder receives config.yaml, plan.json, prepr
 checkpoints/{last,best}.pt, metrics.csv and curves.png. Under torchrun each process trains on
 its share of every batch (DDP: gloo on CPU, NCCL on GPU) and rank 0 writes.
 
-With --plans, an nnU-Net plans file gives the network (--preset, --encoder and --budget are
-refused with it) and the plan (spacing, normalisation, labels, patch and batch size);
---patch-size and --batch-size still override the plans' values, --head adds a classification
-head (default panda) and --init-weights loads the model's checkpoint_final.pth. See
-docs/how-to/nnunet.md.
 """
 
 
@@ -63,7 +59,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
             "and train within that wall-clock time. Checkpoints are written after every epoch; "
             "--resume continues an interrupted run exactly where its last checkpoint left it."
         ),
-        epilog=_EPILOG,
+        epilog=_EPILOG + PLANS_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
@@ -82,26 +78,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         budget_help="wall-clock budget of the whole run, e.g. 30m or 2h: plan spacing, patch, "
         "network, batch, schedule and recipe by measured trial steps to fit it",
     )
-    parser.add_argument(
-        "--plans",
-        type=Path,
-        metavar="FILE",
-        help="take over an nnU-Net plans file (nnUNetPlans.json, or a trained model's "
-        "plans.json, with its dataset.json next to it): its network replaces the preset and "
-        "its preprocessing, patch and batch size the planning; with --init-weights "
-        "checkpoint_final.pth its weights too",
-    )
-    parser.add_argument(
-        "--configuration",
-        metavar="NAME",
-        help="configuration of --plans to take over (default 3d_fullres)",
-    )
     parser.set_defaults(_log="train.log")  # RUN/train.log: a copy of what the command prints
     return parser
 
 
 def add_training_options(parser: argparse.ArgumentParser, *, budget_help: str) -> None:
-    """The options ``train`` and ``crossval`` share: config, model, schedule, runtime, budget."""
+    """The options ``train`` and ``crossval`` share: config, model, schedule, runtime, plans."""
     parser.add_argument("--budget", metavar="DURATION", help=budget_help)
     parser.add_argument(
         "--config", type=Path, metavar="FILE.yaml", help="training config (YAML or JSON)"
@@ -171,6 +153,7 @@ def add_training_options(parser: argparse.ArgumentParser, *, budget_help: str) -
         "--num-workers", dest="loader_workers", type=int, help=argparse.SUPPRESS
     )
     parser.add_argument("--no-progress", action="store_true", help="print one line per epoch")
+    add_plans_options(parser)
 
 
 def build_config(args: argparse.Namespace) -> Any:
@@ -222,7 +205,7 @@ def build_config(args: argparse.Namespace) -> Any:
     }
     changes = {k: {o: v for o, v in opts.items() if v is not None} for k, opts in flags.items()}
     if getattr(args, "plans", None) is not None:
-        model.update(_plans_network(args, config))
+        model.update(plans_network(args, config))
     elif getattr(args, "configuration", None) is not None:
         raise ConfigError("--configuration names a configuration of --plans; give --plans too")
     if model:
@@ -237,7 +220,9 @@ def run(args: argparse.Namespace) -> int:
     config = build_config(args)
     data, planner = args.data, None
     if args.plans is not None:
-        data, planner = _plans_planner(args, config)
+        data, planner = plans_planner(
+            args, config, records=lambda index: index.split("train").records, continuing=args.resume
+        )
     result = train(
         data,
         args.output,
@@ -258,88 +243,3 @@ def run(args: argparse.Namespace) -> int:
             f"{result.run_dir / 'curves.png'}"
         )
     return 0
-
-
-def _configuration(args: argparse.Namespace) -> str:
-    return args.configuration or "3d_fullres"
-
-
-def _plans_network(args: argparse.Namespace, config: Any) -> dict[str, Any]:
-    """The ``model`` entries that build the network of ``--plans`` (checked against the flags)."""
-    from multitask_unet.interop.nnunet import config_from_plans
-    from multitask_unet.training.model_spec import ModelSpec
-
-    clash = [f"--{k}" for k in ("preset", "encoder", "budget") if getattr(args, k, None)]
-    if clash:
-        raise ConfigError(
-            f"--plans gives the network and the plan; drop {', '.join(clash)} (or --plans)"
-        )
-    if config.model.encoder is not None or config.model.decoder is not None:
-        raise ConfigError(
-            f"--plans gives the network; remove model.encoder and model.decoder from {args.config}"
-        )
-    name = _configuration(args)
-    network = config_from_plans(args.plans, name, in_channels=1, num_classes=2)
-    if network.spatial_dims != 3:
-        raise ConfigError(
-            f"configuration {name!r} of {args.plans} is {network.spatial_dims}D; training is 3D: "
-            "choose a 3d configuration with --configuration"
-        )
-    spec = ModelSpec.from_model_config(network)
-    return {"preset": None, "encoder": spec.encoder, "decoder": spec.decoder}
-
-
-def _plans_planner(args: argparse.Namespace, config: Any) -> tuple[Any, Any]:
-    """The dataset index and the planner that takes ``--plans`` over, checked before any work.
-
-    The labels come from the ``dataset.json`` next to the plans file, else from the dataset.
-    """
-    from multitask_unet.data.planning import compute_fingerprint
-    from multitask_unet.data.readers import read_dataset
-    from multitask_unet.interop.nnunet_plans import plan_from_nnunet, preprocessing_from_nnunet
-    from multitask_unet.training.pipeline import PLAN_NAME
-
-    if (args.output / PLAN_NAME).is_file() and not args.resume:
-        raise ConfigError(
-            f"{args.output / PLAN_NAME} exists; --plans writes the run's plan from nnU-Net's "
-            "plans: give a new run folder (or --resume the run that took them over)"
-        )
-    index = read_dataset(args.data, layout=args.layout)
-    name, sibling = _configuration(args), args.plans.parent / "dataset.json"
-    if sibling.is_file():
-        labels_from: Any = sibling
-    elif index.label_names:
-        labels_from = {"labels": dict(index.label_names)}
-    else:
-        raise ConfigError(
-            f"no dataset.json next to {args.plans} and {args.data} declares no labels; put "
-            "nnU-Net's dataset.json of these plans next to the plans file"
-        )
-    preprocessing = preprocessing_from_nnunet(args.plans, name, dataset_json=labels_from)
-    channels = len(preprocessing.normalization)
-    if channels != len(index.channel_names):
-        raise ConfigError(
-            f"{args.plans} ({name}) normalises {channels} image channel(s) but {args.data} has "
-            f"{len(index.channel_names)} ({', '.join(index.channel_names)}); take over plans "
-            "made for data with the same channels"
-        )
-    declared = sorted(set(index.label_names.values()))
-    if declared and declared != list(preprocessing.labels):
-        raise ConfigError(
-            f"{args.data} declares labels {declared} but the plans' dataset.json "
-            f"{list(preprocessing.labels)}; the network's segmentation outputs are the plans' "
-            "labels: take over plans made for these labels"
-        )
-
-    def planner(validated: Any) -> Any:
-        fingerprint = compute_fingerprint(
-            validated.split("train").records,
-            intensity_samples=args.intensity_samples,
-            num_workers=args.workers,
-            progress=config.runtime.progress,
-        )
-        plan = plan_from_nnunet(args.plans, name, fingerprint=fingerprint, dataset_json=labels_from)
-        print(f"plan taken over from {args.plans} (configuration {name})")
-        return plan
-
-    return index, planner

@@ -26,7 +26,7 @@ import json
 import os
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ from multitask_unet.provenance import environment
 from multitask_unet.training.config import TrainConfig
 from multitask_unet.training.crossval_report import summarize_folds
 from multitask_unet.training.pipeline import (
+    PLAN_NAME,
     budget_device,
     describe_training,
     fit_cases,
@@ -157,6 +158,7 @@ def cross_validate(
     layout: str = "auto",
     workers: int = 2,
     intensity_samples: int = 10**8,
+    planner: Callable[[DatasetIndex], Plan] | None = None,
     evaluation: EvaluationConfig | None = None,
     verbose: bool = True,
 ) -> dict[str, Any]:
@@ -173,6 +175,10 @@ def cross_validate(
         seed: Seed of the splits (the folds' training uses ``config.runtime.seed``).
         only: Train and predict only these folds now (post-processing is chosen once every
             fold is done).
+        planner: Makes the plan from the validated dataset instead of nnU-Net's rules (e.g.
+            from nnU-Net plans, :func:`~multitask_unet.interop.nnunet_plans.plan_from_nnunet`,
+            fingerprinting :func:`labelled_records`); called only when ``RUN/plan.json`` does
+            not exist yet. Excludes ``budget``.
         evaluation: How the out-of-fold predictions are scored (default: 200 bootstrap
             resamples, one region per foreground label of the dataset and their union).
         layout, workers, intensity_samples, verbose: As :func:`~multitask_unet.training.train`.
@@ -182,8 +188,9 @@ def cross_validate(
 
     Raises:
         DataError: The dataset has errors.
-        ConfigError: A bad fold count, a ``splits.json`` of another dataset, or a budget too
-            small for any candidate; all before any training.
+        ConfigError: A bad fold count, a ``splits.json`` of another dataset, both ``budget``
+            and ``planner``, or a budget too small for any candidate; all before anything is
+            written.
     """
     from multitask_unet.data.planning.budget_section import parse_duration
     from multitask_unet.data.preprocessing.cache import preprocess_dataset
@@ -193,6 +200,8 @@ def cross_validate(
     started = time.perf_counter()
     if budget is not None:
         parse_duration(budget)
+        if planner is not None:
+            raise ConfigError("a budget plans the run itself; give either budget or planner")
     config = config or TrainConfig()
     run_dir = Path(run_dir)
     index = data if isinstance(data, DatasetIndex) else read_dataset(data, layout=layout)
@@ -212,21 +221,23 @@ def cross_validate(
     if any(not 0 <= k < len(splits) for k in wanted):
         raise ConfigError(f"--only {wanted}: folds are numbered 0 to {len(splits) - 1}")
     validate_dataset(index).raise_if_errors()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if not splits_path.is_file():
-        write_text_atomic(splits_path, json.dumps(splits, indent=1))
-
-    plan_path = run_dir / "plan.json"
+    plan_path = run_dir / PLAN_NAME
     if plan_path.is_file():
         plan = Plan.load(plan_path)
+    elif planner is not None:
+        plan = planner(index)
     else:
         plan = plan_dataset(
             index, records, config, budget=budget, search=search, workers=workers,
             intensity_samples=intensity_samples, started=started,
         )  # fmt: skip
-        plan.save(plan_path)
         if verbose and plan.budget is not None:
             print(f"budget plan: {plan.budget.reason}")
+    run_dir.mkdir(parents=True, exist_ok=True)  # splits and plan are written once both exist
+    if not splits_path.is_file():
+        write_text_atomic(splits_path, json.dumps(splits, indent=1))
+    if not plan_path.is_file():
+        plan.save(plan_path)
     index = index.with_found_labels(plan.preprocessing.labels)
     cache = run_dir / "preprocessed"
     preprocess_dataset(records, plan, cache, num_workers=workers, progress=config.runtime.progress)
