@@ -13,7 +13,11 @@
 #   b8     the same at batch 8
 #   step   b2 and b8 with the main variants (about 9 minutes); full: every variant at b2
 #   suite  python -m benchmarks.run --device cuda (under 10 minutes: a call of its own)
-#   bash benchmarks/gpu_session.sh [all | tests loop | newcomer | step | b2 | b8 | full | suite ...]
+#   heads  the head-cost benchmark as the suite runs it (fp32, 2 x 128^3), with each attention
+#          head also run with its voxel sums as one batched GEMM (/unsplit, the former path) and
+#          a torch.profiler summary per variant in $OUT/heads-profile/ (top CUDA kernels,
+#          launches, bytes); then the attention heads under bf16 autocast (150 s at most)
+#   bash benchmarks/gpu_session.sh [all | tests loop | newcomer | step | b2 | b8 | full | suite | heads ...]
 # Carry the wheels that the GPU image lacks in .whl/ (docs/benchmarks.md says which). Results go
 # to benchmarks/results/ and, when $OUT is set, next to the logs in $OUT.
 set -u
@@ -81,7 +85,20 @@ for part in "${parts[@]}"; do
             done
             cp benchmarks/results/suite-cuda.md "$OUT/" 2>/dev/null
             echo "suite: $((SECONDS - start)) s" ;;
-        *) echo "unknown part '$part': use tests, loop, newcomer, b2, b8, step, full, suite or all" >&2
+        heads)
+            start=$SECONDS
+            heads=(python3 -m benchmarks.bench_heads --device cuda --size 128 128 128 --batch 2)
+            timeout 100 "${heads[@]}" --compare-unsplit --profile "$OUT/heads-profile" \
+                --profile-variants seg_only attention attention_query attention/unsplit \
+                attention_query/unsplit --out benchmarks/results/heads-cuda.json 2>&1 \
+                | grep -v -i -e warn -e '^$' | tee "$OUT/heads.log" | tail -20
+            cp benchmarks/results/heads-cuda.json "$OUT/" 2>/dev/null
+            timeout 50 "${heads[@]}" --only attention attention_query --compare-unsplit \
+                --autocast bf16 --out benchmarks/results/heads-bf16-cuda.json 2>&1 \
+                | grep -v -i -e warn -e '^$' | tee "$OUT/heads-bf16.log" | tail -8
+            cp benchmarks/results/heads-bf16-cuda.json "$OUT/" 2>/dev/null
+            echo "heads: $((SECONDS - start)) s" ;;
+        *) echo "unknown part '$part': use tests, loop, newcomer, b2, b8, step, full, suite, heads or all" >&2
            exit 2 ;;
     esac
 done

@@ -12,24 +12,71 @@ of ``x`` from each path separately; at the finest decoder stage that costs more 
 rest of a head. The backward here forms the gradient of ``x`` with a single batched GEMM.
 ``tests/heads`` check both against :func:`softmax_pool` with ``torch.autograd.gradcheck``.
 
+The sums over voxels into small outputs (the pooled value and the parameter gradients) go
+through :func:`voxel_products`, which splits the voxels into chunks: one batched GEMM with a
+long reduction and a small output can keep as few as one GPU thread block per sample busy.
+
 Shapes: ``x`` ``(B, C, N)``, ``weights`` ``(B or 1, 1, N)`` or ``None``, ``m, s`` ``(B, H)``,
 ``v`` ``(B, H, C)``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch.autograd.function import FunctionCtx, once_differentiable
 
-__all__ = ["gated_attention_pool", "query_attention_pool", "softmax_pool"]
+__all__ = [
+    "VOXEL_CHUNK",
+    "gated_attention_pool",
+    "query_attention_pool",
+    "softmax_pool",
+    "voxel_products",
+]
 
 Triple = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
+VOXEL_CHUNK = 16384
+"""Voxels per partial product in :func:`voxel_products`; 0 turns the split off."""
+
+
+def voxel_products(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``(B, I, J)`` sums over voxels, ``sum_n a[:, i, n] b[:, j, n]``, of ``a`` ``(B, I, N)``
+    and ``b`` ``(B, J, N)``: ``torch.bmm(a, b.transpose(1, 2))`` up to float rounding.
+
+    Batched GEMM kernels are generally not split along the reduction, so one with a long
+    ``N`` and a small ``I x J`` output can run on as few as one GPU thread block per sample
+    and leave the rest of the GPU idle (a CPU does not mind). Here each sample's voxels are
+    cut into chunks of :data:`VOXEL_CHUNK` that form the batch of one GEMM (strided views of
+    ``a`` and ``b``, no copy), and the partial products are summed. Short ``N`` (under two
+    chunks) and inputs whose voxels are not contiguous take the single GEMM. Use it without
+    autograd (inside a ``Function``): the backward of the per-sample views would allocate a
+    full-size gradient per sample.
+    """
+    n, chunk = a.shape[-1], VOXEL_CHUNK
+    if chunk <= 0 or n < 2 * chunk or a.stride(-1) != 1 or b.stride(-1) != 1:
+        return torch.bmm(a, b.transpose(1, 2))
+    k = n // chunk
+    split = k * chunk
+    parts = []
+    for i in range(a.shape[0]):  # one sample's chunks lie at one stride: a valid GEMM batch
+        a_i = a[i, :, :split].unflatten(-1, (k, chunk)).transpose(0, 1)  # (k, I, chunk)
+        b_i = b[i, :, :split].unflatten(-1, (k, chunk)).transpose(0, 1)  # (k, J, chunk)
+        parts.append(torch.bmm(a_i, b_i.transpose(1, 2)).sum(dim=0))
+    out = torch.stack(parts)
+    if split < n:
+        out += torch.bmm(a[..., split:], b[..., split:].transpose(1, 2))
+    return out
+
+
 def _lse(
-    scores: torch.Tensor, x: torch.Tensor, weights: torch.Tensor | None
+    scores: torch.Tensor,
+    x: torch.Tensor,
+    weights: torch.Tensor | None,
+    products: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(m, s, v, e)`` from scores ``(B, H, N)``, with ``e = w exp(score - m)``."""
     if weights is not None:
@@ -39,14 +86,18 @@ def _lse(
     e = torch.exp(scores - safe_top[..., None])
     if weights is not None:
         e = e * weights
-    return top, e.sum(dim=-1), torch.bmm(e, x.transpose(1, 2)), e
+    return top, e.sum(dim=-1), products(e, x), e
+
+
+def _bmm_products(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return torch.bmm(a, b.transpose(1, 2))
 
 
 def softmax_pool(
     scores: torch.Tensor, x: torch.Tensor, weights: torch.Tensor | None = None
 ) -> Triple:
     """Reference attention pooling of given scores ``(B, H, N)`` (plain autograd)."""
-    top, norm, value, _ = _lse(scores, x, weights)
+    top, norm, value, _ = _lse(scores, x, weights, _bmm_products)
     return top, norm, value
 
 
@@ -65,7 +116,7 @@ class _QueryPool(torch.autograd.Function):
         ctx: FunctionCtx, x: torch.Tensor, weight: torch.Tensor, weights: torch.Tensor | None
     ) -> Triple:
         scores = torch.bmm(weight.expand(x.shape[0], -1, -1), x)
-        top, norm, value, e = _lse(scores, x, weights)
+        top, norm, value, e = _lse(scores, x, weights, voxel_products)
         ctx.save_for_backward(x, weight, e)
         ctx.mark_non_differentiable(top)
         return top, norm, value
@@ -80,7 +131,7 @@ class _QueryPool(torch.autograd.Function):
             lhs = torch.cat((weight.t().expand(x.shape[0], -1, -1), g_value.transpose(1, 2)), 2)
             grad_x = torch.bmm(lhs, torch.cat((g_scores, e), dim=1))
         if ctx.needs_input_grad[1]:
-            grad_w = torch.bmm(g_scores, x.transpose(1, 2)).sum(dim=0)
+            grad_w = voxel_products(g_scores, x).sum(dim=0)
         return grad_x, grad_w, None
 
 
@@ -102,7 +153,7 @@ class _GatedPool(torch.autograd.Function):
         del h
         a = t * sg
         scores = torch.bmm(score_weight.expand(batch, -1, -1), a)
-        top, norm, value, e = _lse(scores, x, weights)
+        top, norm, value, e = _lse(scores, x, weights, voxel_products)
         ctx.save_for_backward(x, gate_weight, score_weight, t, sg, a, e)
         ctx.mark_non_differentiable(top)
         return top, norm, value
@@ -127,11 +178,11 @@ class _GatedPool(torch.autograd.Function):
             lhs = torch.cat((gate_weight.t().expand(batch, -1, -1), g_value.transpose(1, 2)), dim=2)
             grad_x = torch.bmm(lhs, g)
         if ctx.needs_input_grad[1]:
-            grad_gw = torch.bmm(g_h, x.transpose(1, 2)).sum(dim=0)
+            grad_gw = voxel_products(g_h, x).sum(dim=0)
         if ctx.needs_input_grad[2]:
             grad_gb = g_h.sum(dim=(0, 2))
         if ctx.needs_input_grad[3]:
-            grad_sw = torch.bmm(g_scores, a.transpose(1, 2)).sum(dim=0)
+            grad_sw = voxel_products(g_scores, a).sum(dim=0)
         return grad_x, grad_gw, grad_gb, grad_sw, None
 
 
