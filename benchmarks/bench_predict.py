@@ -4,34 +4,46 @@ Both run the same network and weights (dynamic-network-architectures' network, l
 with ``load_nnunet_weights``) on the same volume with the same overlap, Gaussian and mirroring
 (all three axes, 8 passes per window). nnU-Net's predictor is set up by hand (network,
 ``patch_size``, ``num_segmentation_heads``, mirroring axes) and runs as it ships: one window and
-one mirrored copy per network call, logits accumulated in float16, autocast on CUDA only.
+one mirrored copy per network call, logits accumulated in float16, and on CUDA the network under
+float16 autocast (``torch.autocast("cuda")`` is hard-coded in ``predict_sliding_window_return_
+logits``) and with everything on the device.
+
+What is timed, per case, for both: the preprocessed volume as a CPU tensor in, the padded,
+blended logits as a CPU tensor out (nnU-Net: ``predict_sliding_window_return_logits(volume)
+.float().cpu()``, as its ``predict_logits_from_preprocessed_data`` does per fold; ours:
+``sliding_window_predict`` with the :class:`~multitask_unet.inference.Predictor`'s default
+``output_device``, the model's device, then ``.cpu()``). Neither includes preprocessing or the
+export (resampling to the image's grid, softmax, argmax), which
+``tests/inference/test_nnunet_export_parity.py`` compares. ``--output-device cpu`` accumulates
+ours on the CPU instead (what this benchmark timed before 2026-12-05).
 
 Our variants (``--variants``):
 
-- ``fp32_b1``: the same arithmetic as nnU-Net (one window per call, float32);
+- ``fp32_b1``: one window and one mirrored copy per call, float32 (the Predictor's GPU default);
 - ``fp32``: the mirrored copies of ``--batch`` / 8 windows in one network call;
-- ``bf16`` / ``fp16``: that, under autocast (bfloat16 on CPUs with AVX512-BF16 or AMX, float16
-  on CUDA). Accumulation and classification pooling stay float32.
+- ``bf16`` / ``fp16``: that, under autocast (``fp16`` on CUDA is nnU-Net's own arithmetic).
+  Accumulation and classification pooling stay float32.
 
-Reported per variant: median time and its ratio to nnU-Net's, the Dice between its label map
-(argmax of the logits) and nnU-Net's (mean over the foreground classes), and the largest logit
-difference; both also against an untimed run of nnU-Net's code with float32 instead of float16
-sums, since nnU-Net's float16 Gaussian weights underflow near the volume's corners and round
-its logits there to whole numbers (see ``tests/inference/test_nnunet_parity.py``). The volume is a real CT crop when ``MULTITASK_UNET_TEST_DATA`` is set (z-scored),
-otherwise smoothed noise; the weights are random (He init), so labels are what an untrained
-network says, which makes the Dice a strict test (many near ties).
+Reported per variant: median time and its ratio to nnU-Net's; the Dice between its label map
+(argmax of the logits) and nnU-Net's (mean over the foreground classes) and the largest logit
+difference, against stock nnU-Net and against untimed runs of nnU-Net's own code with float32
+sums (``nnunet_fp32_sums``: nnU-Net's float16 Gaussian weights underflow near the volume's
+corners, see ``tests/inference/test_nnunet_parity.py``) and, on CUDA, with float32 sums and no
+autocast (``nnunet_float32``: the float32 reference; on the CPU nnU-Net never autocasts, so it
+is the same run); for the reduced-precision variants also the Dice against our float32 label
+map (``dice_vs_ours_fp32``). With ``--profile``, ``ops`` counts from one untimed
+``torch.profiler`` run of each what happens outside the network, which load on the machine
+does not change (:func:`benchmarks.op_counts.count_ops`): top-level operator calls,
+host-device synchronisations, allocations of at least one window channel and the largest
+allocations. The volume is a real CT crop when ``MULTITASK_UNET_TEST_DATA`` is set
+(z-scored), otherwise smoothed noise; the weights are random (He init), so labels are what an
+untrained network says, which makes the Dice a strict test (many near ties).
 
-    python -m benchmarks.bench_predict --device cpu --repeats 3
+    python -m benchmarks.bench_predict --device cpu --repeats 3 --clock process --profile
+    python -m benchmarks.bench_predict --device cuda --arch nnunet_3d_fullres_plain \\
+        --patch 64 128 128 --shape 128 256 256 --variants fp32 fp32_b1 bf16 fp16 --profile
 
-Result on the 2-core CPU box (shared with other jobs; 3 interleaved repeats; small_plain,
-volume 24 x 72 x 72, patch 16 x 48 x 48, 8 windows x 8 mirrors), ``results/predict-small_plain-
-cpu.json``: nnU-Net 72 s; ours float32 (8 copies per call) 34 s = 0.47x, Dice 0.996 against
-stock nnU-Net and 1.00000 against its float32-sum run (max logit difference 7e-6); bfloat16
-15 s = 0.21x, Dice 0.990 / 0.994. Nearly all of the float32 gain is the batching: on this CPU a
-batch of 8 windows costs about as much as 2 to 3 single-window calls. A second run
-(``results/predict-tiny_plain-cpu.json``: tiny_plain, 24 x 80 x 80, patch 16 x 32 x 32, 32
-windows, 1 repeat): nnU-Net 154 s; float32 31 s = 0.20x, Dice 0.9988 / 1.00000; bfloat16 0.20x
-(no gain at 8-64 channels).
+Results: ``results/predict-<arch>-<device>.json`` (rendered on the benchmarks page).
 """
 
 from __future__ import annotations
@@ -41,7 +53,8 @@ import contextlib
 import copy
 import functools
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -52,6 +65,7 @@ import torch
 from benchmarks.bench_network import ARCHS as NETWORK_ARCHS
 from benchmarks.bench_network import build_dna
 from benchmarks.common import environment, interleaved_times, save, summary, sync
+from benchmarks.op_counts import count_ops
 
 SMALL = copy.deepcopy(NETWORK_ARCHS["nnunet_3d_fullres_plain"])
 SMALL["arch_kwargs"].update(
@@ -73,6 +87,7 @@ TINY["arch_kwargs"].update(
 )
 ARCHS: dict[str, dict[str, Any]] = {"small_plain": SMALL, "tiny_plain": TINY, **NETWORK_ARCHS}
 DTYPES = {"fp32": None, "fp32_b1": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+CLOCKS = {"wall": time.perf_counter, "process": time.process_time}
 
 
 def make_volume(shape: tuple[int, int, int], seed: int = 0) -> tuple[torch.Tensor, str]:
@@ -121,17 +136,20 @@ def nnunet_predictor(network: torch.nn.Module, patch: tuple[int, ...], args: arg
 
 
 @contextlib.contextmanager
-def float32_accumulation() -> Iterator[None]:
-    """Run nnU-Net's predictor with float32 instead of float16 logit/weight sums (reference)."""
+def float32_accumulation(autocast: bool = True) -> Iterator[None]:
+    """Run nnU-Net's predictor with float32 instead of float16 logit/weight sums (reference);
+    ``autocast=False`` also runs its network without its hard-coded CUDA autocast."""
     import nnunetv2.inference.predict_from_raw_data as pfr
 
-    half, gaussian = torch.half, pfr.compute_gaussian
+    half, gaussian, cast = torch.half, pfr.compute_gaussian, torch.autocast
     torch.half = torch.float32  # the dtype of its accumulation buffers
     pfr.compute_gaussian = functools.partial(gaussian.__wrapped__, dtype=torch.float32)
+    if not autocast:
+        torch.autocast = lambda *args, **kwargs: contextlib.nullcontext()  # type: ignore[assignment]
     try:
         yield
     finally:
-        torch.half, pfr.compute_gaussian = half, gaussian
+        torch.half, pfr.compute_gaussian, torch.autocast = half, gaussian, cast
 
 
 def dice(a: torch.Tensor, b: torch.Tensor, classes: int = 3) -> float:
@@ -145,6 +163,17 @@ def dice(a: torch.Tensor, b: torch.Tensor, classes: int = 3) -> float:
     return float(np.mean(scores)) if scores else 1.0
 
 
+def shared_note(note: str | None, clock: str) -> str | None:
+    """Why the CPUs were not this benchmark's alone (``--note``, or a load average above half
+    the CPUs at the start), and which clock was used."""
+    load, cpus = os.getloadavg()[0], os.cpu_count() or 1
+    if not note and load > cpus / 2:
+        note = "other programs were running"
+    if not note:
+        return None
+    return f"{note}; 1-minute load average {load:.1f} on {cpus} CPUs at the start; clock {clock}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cpu")
@@ -156,10 +185,25 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=["fp32", "bf16"], choices=sorted(DTYPES))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--clock", default="wall", choices=sorted(CLOCKS),
+                        help="process: CPU seconds of this process, less disturbed by other "
+                        "programs on a shared CPU (CPU runs only)")  # fmt: skip
+    parser.add_argument(
+        "--output-device",
+        default=None,
+        help="where ours accumulates (default: --device, the Predictor's)",
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="also count operators (one profiled run each)"
+    )
+    parser.add_argument("--note", default=None, help="other programs used the CPUs: say which")
     parser.add_argument("--name", default="predict")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    cuda = args.device.startswith("cuda")
+    if cuda and args.clock != "wall":
+        parser.error("--clock process counts CPU seconds; on CUDA use --clock wall")
 
     from multitask_unet.inference import plan_windows, sliding_window_predict
     from multitask_unet.interop.nnunet import load_nnunet_weights, model_from_plans
@@ -173,38 +217,55 @@ def main() -> None:
     )
     load_nnunet_weights(ours, dna.state_dict())
     ours = ours.to(args.device).eval()
-    volume, source = make_volume(tuple(args.shape))
+    volume, source = make_volume(tuple(args.shape))  # on the CPU, as the Predictor has it
     patch = tuple(args.patch)
-    predictor = nnunet_predictor(dna, patch, args)
+    output_device = args.output_device or args.device
+    predictor = nnunet_predictor(dna, patch, args)  # sets cudnn.benchmark on CUDA (as ours does)
     results: dict[str, torch.Tensor] = {}
 
-    def run_nnunet() -> None:
-        results["nnunet"] = (
-            predictor.predict_sliding_window_return_logits(volume.to(args.device)).float().cpu()
-        )
+    def run_nnunet(key: str = "nnunet") -> None:
+        results[key] = predictor.predict_sliding_window_return_logits(volume).float().cpu()
 
-    def make_ours(variant: str):
+    def make_ours(variant: str) -> Callable[[], None]:
         def run() -> None:
             out = sliding_window_predict(
                 ours,
-                volume[None].to(args.device),
+                volume[None],
                 window_size=patch,
                 overlap=args.overlap,
                 mirror_axes=(0, 1, 2),
                 window_batch_size=1 if variant == "fp32_b1" else args.batch,
                 dtype=DTYPES[variant],
-                output_device="cpu",
+                output_device=output_device,
             )
-            results[variant] = out["seg"][0]
+            results[variant] = out["seg"][0].cpu()
 
         return run
 
     fns = {"nnunet": run_nnunet, **{v: make_ours(v) for v in args.variants}}
-    times = interleaved_times(fns, device=args.device, repeats=args.repeats)
+    times = interleaved_times(
+        fns, device=args.device, repeats=args.repeats, clock=CLOCKS[args.clock]
+    )
     sync(args.device)
     with float32_accumulation():  # untimed: nnU-Net's own code without its float16 sums
-        exact = predictor.predict_sliding_window_return_logits(volume.to(args.device)).float().cpu()
-    reference = results["nnunet"].argmax(0)
+        run_nnunet("nnunet_fp32_sums")
+    if cuda:  # and without its float16 autocast: the float32 reference
+        with float32_accumulation(autocast=False):
+            run_nnunet("nnunet_float32")
+    else:  # nnU-Net autocasts on CUDA only
+        results["nnunet_float32"] = results["nnunet_fp32_sums"]
+    padded = [max(s, k) for s, k in zip(args.shape, patch)]
+    windows = len(plan_windows(padded, patch, overlap=args.overlap))
+    ops: dict[str, Any] = {}
+    if args.profile:
+        sizes = {"window": int(np.prod(patch)), "volume": int(np.prod(padded))}
+        ops["nnunet"] = count_ops(run_nnunet, [dna], **sizes)
+        modules = [ours.encoder, ours.decoder, ours.seg_head]
+        ops.update({v: count_ops(make_ours(v), modules, **sizes) for v in args.variants})
+        for entry in ops.values():
+            entry["top_level_ops_per_window"] = entry["top_level_ops"] / windows
+
+    labels = {k: v.argmax(0) for k, v in results.items()}
     base = summary(times["nnunet"])
     variants = {}
     for v in args.variants:
@@ -212,16 +273,23 @@ def main() -> None:
         variants[v] = {
             **stats,
             "ratio_to_nnunet": stats["median_s"] / base["median_s"],
-            "dice_vs_nnunet": dice(results[v].argmax(0), reference),
-            "dice_vs_nnunet_fp32_sums": dice(results[v].argmax(0), exact.argmax(0)),
+            "dice_vs_nnunet": dice(labels[v], labels["nnunet"]),
+            "dice_vs_nnunet_fp32_sums": dice(labels[v], labels["nnunet_fp32_sums"]),
+            "dice_vs_nnunet_float32": dice(labels[v], labels["nnunet_float32"]),
+            "dice_vs_ours_fp32": (
+                dice(labels[v], labels["fp32"]) if "fp32" in labels and v != "fp32" else None
+            ),
             "max_abs_logit_diff": float((results[v] - results["nnunet"]).abs().max()),
-            "max_abs_logit_diff_vs_fp32_sums": float((results[v] - exact).abs().max()),
+            "max_abs_logit_diff_vs_fp32_sums": float(
+                (results[v] - results["nnunet_fp32_sums"]).abs().max()
+            ),
+            "max_abs_logit_diff_vs_float32": float(
+                (results[v] - results["nnunet_float32"]).abs().max()
+            ),
             "window_batch_size": 1 if v == "fp32_b1" else args.batch,
             "autocast_dtype": str(DTYPES[v]) if DTYPES[v] else None,
         }
-    windows = len(
-        plan_windows([max(s, k) for s, k in zip(args.shape, patch)], patch, overlap=args.overlap)
-    )
+    note = shared_note(args.note, args.clock) if not cuda else args.note
     result = {
         "benchmark": "sliding_window_prediction",
         "environment": environment(args.device),
@@ -234,26 +302,49 @@ def main() -> None:
         "windows": windows,
         "network_calls_nnunet": windows * 8,
         "repeats_interleaved": args.repeats,
+        "clock": args.clock,
+        "timed": "CPU volume in, CPU logits out; no preprocessing, no export",
+        "output_device_ours": output_device,
+        "nnunet_network_autocast": "float16" if cuda else None,
+        "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32 if cuda else None,
+        "machine_shared": note is not None and not cuda,
+        "machine_note": note,
         "nnunet": {
             **base,
             "times_s": times["nnunet"],
-            "dice_vs_fp32_sums": dice(reference, exact.argmax(0)),
+            "dice_vs_fp32_sums": dice(labels["nnunet"], labels["nnunet_fp32_sums"]),
+            "dice_vs_float32": dice(labels["nnunet"], labels["nnunet_float32"]),
         },
         "ours": {v: {**variants[v], "times_s": times[v]} for v in args.variants},
+        "ops": ops,
         "note": (
             "nnU-Net accumulates in float16; its largest logit differences sit at the volume "
             "corners, where its Gaussian weights underflow float16 (see tests/inference/"
             "test_nnunet_parity.py)."
         ),
     }
+    if cuda and "fp32" in variants:  # issue #24, point 5
+        result["targets"] = {
+            "fp32 time / nnU-Net <= 0.80": variants["fp32"]["ratio_to_nnunet"] <= 0.80,
+            "fp32 Dice vs nnU-Net float32 >= 0.999": (
+                variants["fp32"]["dice_vs_nnunet_float32"] >= 0.999
+            ),
+        }
+    result["environment"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     path = save(f"{args.name}-{args.arch}", result)
-    print(f"{windows} windows x 8 mirrors; nnU-Net median {base['median_s']:.2f} s")
+    print(f"{windows} windows x 8 mirrors; nnU-Net median {base['median_s']:.2f} s ({args.clock})")
     for v, r in variants.items():
         print(
-            f"{v:>8}: median {r['median_s']:.2f} s, ratio {r['ratio_to_nnunet']:.2f}x, "
-            f"Dice {r['dice_vs_nnunet']:.5f} (vs float32 sums {r['dice_vs_nnunet_fp32_sums']:.5f}), "
-            f"max |dlogit| {r['max_abs_logit_diff']:.2e} ({r['max_abs_logit_diff_vs_fp32_sums']:.2e})"
+            f"{v:>8}: median {r['median_s']:.2f} s, ratio {r['ratio_to_nnunet']:.3f}x, "
+            f"Dice vs nnU-Net {r['dice_vs_nnunet']:.5f}, fp32 sums "
+            f"{r['dice_vs_nnunet_fp32_sums']:.5f}, float32 {r['dice_vs_nnunet_float32']:.5f}, "
+            f"ours fp32 {r['dice_vs_ours_fp32']}; max |dlogit| vs float32 "
+            f"{r['max_abs_logit_diff_vs_float32']:.2e}"
         )
+    keys = ("top_level_ops_per_window", "host_syncs", "window_allocations", "allocated_mib")
+    for name, entry in ops.items():
+        counts = ", ".join(f"{k} {entry[k]:.4g}" for k in keys)
+        print(f"ops {name:>8}: {counts}; largest {entry['largest_allocations']}")
     print(f"saved {path}")
 
 

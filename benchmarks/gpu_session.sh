@@ -17,7 +17,11 @@
 #          head also run with its voxel sums as one batched GEMM (/unsplit, the former path) and
 #          a torch.profiler summary per variant in $OUT/heads-profile/ (top CUDA kernels,
 #          launches, bytes); then the attention heads under bf16 autocast (150 s at most)
-#   bash benchmarks/gpu_session.sh [all | tests loop | newcomer | step | b2 | b8 | full | suite | heads ...]
+#   predict  sliding-window prediction against nnU-Net's predictor (3d_fullres plain, patch
+#          64 x 128 x 128, volume 128 x 256 x 256): float32 (8 and 1 per call), bf16, fp16;
+#          time ratios, Dice against nnU-Net's float32 run and ours, operator counts; first
+#          the placement tests of tests/inference/test_sliding_window_cost.py (under 190 s)
+#   bash benchmarks/gpu_session.sh [all | tests loop | newcomer | step | b2 | b8 | full | suite | predict | heads ...]
 # Carry the wheels that the GPU image lacks in .whl/ (docs/benchmarks.md says which). Results go
 # to benchmarks/results/ and, when $OUT is set, next to the logs in $OUT.
 set -u
@@ -85,6 +89,16 @@ for part in "${parts[@]}"; do
             done
             cp benchmarks/results/suite-cuda.md "$OUT/" 2>/dev/null
             echo "suite: $((SECONDS - start)) s" ;;
+        predict)
+            start=$SECONDS
+            timeout 40 python3 -m pytest -q -p no:cacheprovider \
+                tests/inference/test_sliding_window_cost.py 2>&1 | tail -3 | tee "$OUT/predict-tests.log"
+            timeout 150 python3 -m benchmarks.bench_predict --device cuda \
+                --arch nnunet_3d_fullres_plain --patch 64 128 128 --shape 128 256 256 \
+                --variants fp32 fp32_b1 bf16 fp16 --repeats 3 --profile 2>&1 \
+                | grep -v -i -e warn -e '^$' | tee "$OUT/predict.log" | tail -15
+            cp benchmarks/results/predict-nnunet_3d_fullres_plain-cuda.json "$OUT/" 2>/dev/null
+            echo "predict: $((SECONDS - start)) s" ;;
         heads)
             start=$SECONDS
             heads=(python3 -m benchmarks.bench_heads --device cuda --size 128 128 128 --batch 2)
@@ -98,7 +112,7 @@ for part in "${parts[@]}"; do
                 | grep -v -i -e warn -e '^$' | tee "$OUT/heads-bf16.log" | tail -8
             cp benchmarks/results/heads-bf16-cuda.json "$OUT/" 2>/dev/null
             echo "heads: $((SECONDS - start)) s" ;;
-        *) echo "unknown part '$part': use tests, loop, newcomer, b2, b8, step, full, suite, heads or all" >&2
+        *) echo "unknown part '$part': use tests, loop, newcomer, b2, b8, step, full, suite, predict, heads or all" >&2
            exit 2 ;;
     esac
 done

@@ -229,7 +229,8 @@ def test_committed_speedups_agree_with_the_ratios_the_benchmarks_recorded() -> N
         if row.benchmark == "Network forward + backward":
             recorded = 1 / data["time_ratio"]
         elif row.benchmark == "Sliding-window prediction":
-            variant = "bf16" if "bf16" in row.pair.case else "fp32"
+            label = _load("results_labels").variant_label  # fp32_b1: "float32, b1"
+            variant = next(v for v in data["ours"] if row.pair.case.endswith(f", {label(v)}"))
             recorded = 1 / data["ours"][variant]["ratio_to_nnunet"]
         elif row.benchmark == "Classification metrics":
             recorded = data["median_ratio_sklearn_to_ours"]

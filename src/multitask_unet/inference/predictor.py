@@ -336,12 +336,12 @@ class Predictor:
         outputs = []
         for model in self.models:
             out = sliding_window_predict(model, image, window_size=self.window_size, **self.options)
-            seg = out.pop("seg")[0].float()
+            seg = out.pop("seg")[0]  # float32 (a view of the blended logits)
             summed = seg if summed is None else summed.add_(seg)
             outputs.append({k: v[0].float().cpu() for k, v in out.items()})
             del out, seg
         assert summed is not None
-        summed /= len(self.models)  # exact for one model
+        summed = summed.div_(len(self.models)) if len(self.models) > 1 else summed
         labels, native = export_logits(summed, case.properties, self.postprocessing)
         seg_probabilities = native.astype(np.float16) if self.save_probabilities else None
         del summed, native

@@ -30,6 +30,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import math
 from collections.abc import Iterator, Sequence
@@ -116,6 +117,28 @@ def _model_device(model: torch.nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+@functools.lru_cache(maxsize=4)
+def _importance(window: tuple[int, ...], blend: Blend, device: torch.device) -> torch.Tensor:
+    """The blending weights, made once per window, blend and device (as nnU-Net caches its
+    Gaussian); callers must not modify them in place."""
+    if blend == "gaussian":
+        return gaussian_importance(window, device=device)
+    return torch.ones(window, device=device)
+
+
+@contextlib.contextmanager
+def _cudnn_autotune(device: torch.device) -> Iterator[None]:
+    """Let cuDNN pick its fastest convolutions for the fixed window shape, as nnU-Net's
+    predictor does (unless deterministic algorithms are asked for); restored afterwards."""
+    before = torch.backends.cudnn.benchmark
+    if device.type == "cuda" and not torch.are_deterministic_algorithms_enabled():
+        torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = before
+
+
 def sliding_window_predict(
     model: MultiTaskUNet,
     volume: torch.Tensor,
@@ -179,23 +202,21 @@ def sliding_window_predict(
             f"the model is on {model_device} but device={device}; move it with model.to(device)"
         )
     output_device = torch.device(output_device) if output_device is not None else volume.device
+    if output_device == device:  # as nnU-Net: the image goes where the logits are, once
+        volume = volume.to(device)
     spatial = tuple(int(s) for s in volume.shape[2:])
     divisor = tuple(model.size_divisor)
     window = _check_window(window_size, spatial, divisor)
     padded, below = _pad_centred(volume, [max(s, k) for s, k in zip(spatial, window)])
     valid = [(b, b + s) for b, s in zip(below, spatial)]
     windows = plan_windows(padded.shape[2:], window, overlap=overlap, divisor=divisor, valid=valid)
-    importance = (
-        gaussian_importance(window, device=output_device)
-        if blend == "gaussian"
-        else torch.ones(window, device=output_device)
-    )
+    importance = _importance(window, blend, output_device)
     mirrors = mirror_combinations(mirror_axes)
     autocast = (
         torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
     )
     outputs: list[dict[str, torch.Tensor]] = []
-    with _eval_mode(model), torch.inference_mode(), autocast:
+    with _eval_mode(model), torch.inference_mode(), autocast, _cudnn_autotune(device):
         for b in range(volume.shape[0]):
             outputs.append(
                 _predict_one(
@@ -205,7 +226,8 @@ def sliding_window_predict(
                 )
             )  # fmt: skip
     crop = (slice(None), *(slice(lo, hi) for lo, hi in valid))
-    result = {"seg": torch.stack([o["seg"][crop] for o in outputs])}
+    seg = [o["seg"][crop] for o in outputs]  # views, as nnU-Net's; one case is not copied
+    result = {"seg": seg[0][None] if len(seg) == 1 else torch.stack(seg)}
     for name in model.heads:
         result[name] = torch.cat([o[name] for o in outputs])
     return result
@@ -223,21 +245,34 @@ def _predict_one(
     output_device: torch.device,
     cls_weighting: str,
 ) -> dict[str, torch.Tensor]:
-    """Blend one ``(C, *P)`` padded image; returns padded ``seg`` and ``(1, K)`` head logits."""
+    """Blend one ``(C, *P)`` padded image; returns padded ``seg`` and ``(1, K)`` head logits.
+
+    Per window, as nnU-Net: one copy of the window to ``device`` (its mirrored copies are made
+    there), its mirrored predictions summed in place, then weighted by
+    ``importance / len(mirrors)`` (exact: a power of two) and added to the output.
+    """
     spatial = image.shape[1:]
-    logits = torch.zeros((model.config.num_classes, *spatial), device=output_device)
+    with torch.inference_mode(False):  # a normal tensor, so the result is one (not copied)
+        logits = torch.zeros((model.config.num_classes, *spatial), device=output_device)
     norm = torch.zeros(spatial, device=output_device)
+    scale = importance.to(device) / len(mirrors)
     states: dict[str, list[list[PoolState]]] = {n: [[] for _ in mirrors] for n in model.heads}
     pending: dict[int, torch.Tensor] = {}  # window index -> sum of its mirrored predictions
     items = [(w, m) for w in range(len(windows)) for m in range(len(mirrors))]
+    crops: dict[int, torch.Tensor] = {}  # the batch's windows on device, each copied once
     for batch in _batches(items, window_batch_size):
-        crops = [_flip(image[(slice(None), *windows[w].slices)], mirrors[m]) for w, m in batch]
-        x = torch.stack(crops).to(device, non_blocking=True)
+        previous, crops = crops, {}
+        for w in dict.fromkeys(w for w, _ in batch):
+            crop = previous.get(w)
+            if crop is None:
+                crop = image[(slice(None), *windows[w].slices)].to(device, non_blocking=True)
+            crops[w] = crop
+        x = torch.stack([_flip(crops[w], mirrors[m]) for w, m in batch])
         features = model.features(x)
         seg = model.seg_head(features.decoder[-1]).float()
         if model.heads:
-            owned = [_flip(windows[w].ownership(device=device), mirrors[m]) for w, m in batch]
-            weights = torch.stack(owned)
+            owned = {w: windows[w].ownership(device=device) for w in crops}
+            weights = torch.stack([_flip(owned[w], mirrors[m]) for w, m in batch])
             if cls_weighting == "foreground":
                 weights = weights * (1.0 - seg.softmax(dim=1)[:, :1])
             for name, head in model.heads.items():
@@ -246,12 +281,14 @@ def _predict_one(
                     if windows[w].owns_any:
                         states[name][m].append(state.map(lambda t, i=i: t[i : i + 1]))
         for i, (w, m) in enumerate(batch):
+            # mirrors[0] is (); every later flip is a new tensor, so the sum goes into it
             pred = _flip(seg[i], mirrors[m])
-            pending[w] = pred if w not in pending else pending[w] + pred
+            pending[w] = pred.add_(pending[w]) if m else pred
             if m == len(mirrors) - 1:
-                mean = pending.pop(w).to(output_device) / len(mirrors)
+                total = pending.pop(w)  # m == 0: may be the network's own output, kept as is
+                total = total.mul_(scale) if m else total * scale
                 region = (slice(None), *windows[w].slices)
-                logits[region] += mean * importance
+                logits[region] += total.to(output_device)
                 norm[region[1:]] += importance
     logits /= norm
     out = {"seg": logits}
