@@ -134,9 +134,9 @@ class Predictor:
         overlap: Window overlap (nnU-Net: 0.5).
         mirror_axes: Axes mirrored for test-time augmentation (``()`` turns it off).
         window_batch_size: Network batch (windows and mirrored copies). ``None``: on the CPU
-            the mirrored copies of one window go in one call (``2 ** len(mirror_axes)``; four
-            times faster than one at a time in ``benchmarks/bench_predict.py``), elsewhere one
-            per call (GPU memory).
+            the mirrored copies of one window go in one call (``2 ** len(mirror_axes)``; faster
+            than one at a time: ``fp32`` vs ``fp32_b1`` in ``benchmarks/bench_predict.py``),
+            elsewhere one per call (GPU memory).
         dtype: Autocast dtype (``torch.float16`` / ``torch.bfloat16``) or ``None``.
         cls_head: Head whose probabilities go to ``predictions.csv`` (default ``"cls"`` or the
             only head).
