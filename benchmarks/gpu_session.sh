@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # A lent GPU's checks and benchmarks as one prepared run, most valuable first, each part under a
-# time-out. The default (all: tests, loop) fits one call of under 8 minutes: its time-outs add
-# up to 390 s (H200, 2026-12-04: tests 56 s); `newcomer` (240 s at most) goes in the next call. The training step's parts (H200, 2026-12-04:
+# time-out. The default (all: loop24, predict, heads) takes issue #24's GPU numbers in one call
+# of under 8 minutes: its time-outs add up to 480 s. The next call, `tests newcomer`, takes
+# 330 s at most (H200, 2026-12-04: tests 56 s). The training step's parts (H200, 2026-12-04:
 # batch 2 and 8 about 4 minutes each, most of it compiling) go in a call of their own:
 #   tests  the CUDA tests (AMP, compiled training, prediction, planner trial steps, pinned memory)
 #   loop   the Trainer's loop against nnU-Net's run_training loop: the study's plan (patch
 #          64 x 128 x 192, batch 2), k = 2 4 1 8 loader workers (most wanted first, results saved
 #          after each k), both trainers eager (compiling both would take about 3 of the minutes)
+#   loop24 the same with k = 2 and 4 only, the issue's targets (150 s at most)
 #   newcomer  docs/getting-started.md and docs/how-to/own-data.md as written, each step timed
 #          (benchmarks/bench_newcomer.py; the getting-started page renders the times)
 #   b2     the training step against nnU-Net's trainer step at batch 2
@@ -16,12 +18,12 @@
 #   heads  the head-cost benchmark as the suite runs it (fp32, 2 x 128^3), with each attention
 #          head also run with its voxel sums as one batched GEMM (/unsplit, the former path) and
 #          a torch.profiler summary per variant in $OUT/heads-profile/ (top CUDA kernels,
-#          launches, bytes); then the attention heads under bf16 autocast (150 s at most)
+#          launches, bytes); then the attention heads under bf16 autocast (140 s at most)
 #   predict  sliding-window prediction against nnU-Net's predictor (3d_fullres plain, patch
 #          64 x 128 x 128, volume 128 x 256 x 256): float32 (8 and 1 per call), bf16, fp16;
 #          time ratios, Dice against nnU-Net's float32 run and ours, operator counts; first
 #          the placement tests of tests/inference/test_sliding_window_cost.py (under 190 s)
-#   bash benchmarks/gpu_session.sh [all | tests loop | newcomer | step | b2 | b8 | full | suite | predict | heads ...]
+#   bash benchmarks/gpu_session.sh [all | tests newcomer | loop | loop24 | step | b2 | b8 | full | suite | predict | heads ...]
 # Carry the wheels that the GPU image lacks in .whl/ (docs/benchmarks.md says which). Results go
 # to benchmarks/results/ and, when $OUT is set, next to the logs in $OUT.
 set -u
@@ -52,7 +54,7 @@ step() {  # step BATCH TIMEOUT [bench_train_step options...]
 }
 
 parts=("$@")
-[ ${#parts[@]} -eq 0 ] || [ "${parts[0]}" = all ] && parts=(tests loop)
+[ ${#parts[@]} -eq 0 ] || [ "${parts[0]}" = all ] && parts=(loop24 predict heads)
 [ "${parts[0]}" = step ] && parts=(b2 b8)
 for part in "${parts[@]}"; do
     case $part in
@@ -70,6 +72,13 @@ for part in "${parts[@]}"; do
                 | grep -v -i -e warn -e '^$' | tee "$OUT/train-loop.log" | tail -30
             cp benchmarks/results/train_loop-cuda.json "$OUT/" 2>/dev/null
             echo "loop: $((SECONDS - start)) s" ;;
+        loop24)
+            start=$SECONDS
+            timeout 150 python3 -m benchmarks.bench_train_loop --device cuda --plans study \
+                --k 2 4 --compile off --timed 15 --budget-s 100 2>&1 \
+                | grep -v -i -e warn -e '^$' | tee "$OUT/train-loop.log" | tail -30
+            cp benchmarks/results/train_loop-cuda.json "$OUT/" 2>/dev/null
+            echo "loop24: $((SECONDS - start)) s" ;;
         newcomer)
             start=$SECONDS
             timeout 240 python3 -m benchmarks.bench_newcomer 2>&1 | tail -5 | tee "$OUT/newcomer.log"
@@ -107,12 +116,12 @@ for part in "${parts[@]}"; do
                 attention_query/unsplit --out benchmarks/results/heads-cuda.json 2>&1 \
                 | grep -v -i -e warn -e '^$' | tee "$OUT/heads.log" | tail -20
             cp benchmarks/results/heads-cuda.json "$OUT/" 2>/dev/null
-            timeout 50 "${heads[@]}" --only attention attention_query --compare-unsplit \
+            timeout 40 "${heads[@]}" --only attention attention_query --compare-unsplit \
                 --autocast bf16 --out benchmarks/results/heads-bf16-cuda.json 2>&1 \
                 | grep -v -i -e warn -e '^$' | tee "$OUT/heads-bf16.log" | tail -8
             cp benchmarks/results/heads-bf16-cuda.json "$OUT/" 2>/dev/null
             echo "heads: $((SECONDS - start)) s" ;;
-        *) echo "unknown part '$part': use tests, loop, newcomer, b2, b8, step, full, suite, predict, heads or all" >&2
+        *) echo "unknown part '$part': use tests, loop, loop24, newcomer, b2, b8, step, full, suite, predict, heads or all" >&2
            exit 2 ;;
     esac
 done
