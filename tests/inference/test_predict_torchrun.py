@@ -8,6 +8,7 @@ thread count and their files can be compared byte for byte: the label maps voxel
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -79,8 +80,11 @@ def test_two_ranks_write_what_one_process_writes_and_a_rerun_redoes_only_the_mis
     phantom_root: Path, tiny_checkpoint: Path, reference: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "pred"
-    stdout = _ok(_predict(tiny_checkpoint, [phantom_root / "test"], out, nproc=2))
-    assert stdout.count("predicted 3 case(s), skipped 0") == 1  # rank 0 alone prints
+    done = _predict(tiny_checkpoint, [phantom_root / "test"], out, nproc=2)
+    assert _ok(done).count("predicted 3 case(s), skipped 0") == 1  # rank 0 alone prints
+    shares = dict(re.findall(r"rank (\d) of 2: (\d+) case\(s\)", done.stderr))
+    assert sorted(shares) == ["0", "1"] and min(map(int, shares.values())) >= 1  # both worked
+    assert sum(map(int, shares.values())) == 3
     _assert_same_folder(out, reference)
 
     gone = sorted(out.glob("*.nii.gz"))[1]

@@ -177,6 +177,7 @@ def run(args: argparse.Namespace) -> int:
         ranks=ranks,
         overwrite=args.overwrite,
         progress=not args.no_progress and ranks.is_main,
+        verbose=True,
     )
     if not ranks.is_main:
         return 0

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -240,6 +241,7 @@ def predict_distributed(
     ranks: RankInfo | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    verbose: bool = False,
 ) -> PredictionRun:
     """:meth:`Predictor.predict <multitask_unet.inference.Predictor.predict>` on every rank.
 
@@ -253,6 +255,7 @@ def predict_distributed(
         ranks: This process's place (default: :meth:`RankInfo.from_env`).
         overwrite: Predict finished cases again.
         progress: Show a progress bar (of this rank's share).
+        verbose: Print each rank's number of cases to standard error.
 
     Returns:
         On every rank, the cases predicted by all ranks and those skipped.
@@ -285,6 +288,8 @@ def predict_distributed(
         todo = [r for r in records if overwrite or r.case_id not in finished]
         _barrier()  # every rank has looked before any rank writes
         mine = share_cases(todo, rank=ranks.rank, world_size=ranks.world_size, size=_input_bytes)
+        if verbose:  # one line per rank, so that a log shows every rank's share
+            print(f"rank {ranks.rank} of {ranks.world_size}: {len(mine)} case(s)", file=sys.stderr)
         part = part_path(out, ranks.rank)
         write_predictions(predictor, mine, out, overwrite=True, progress=progress, table_path=part)
         _barrier()  # every rank is done
