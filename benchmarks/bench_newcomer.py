@@ -114,6 +114,7 @@ def run_page(page: str, workdir: Path, *, timeout: float = 1800) -> list[StepRes
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     previous = Path.cwd()
     os.chdir(workdir)
+    python_blocks = 0
     try:
         for block in page_blocks(page):
             started = time.perf_counter()
@@ -125,7 +126,8 @@ def run_page(page: str, workdir: Path, *, timeout: float = 1800) -> list[StepRes
                 code = compile(block.code, f"{page}:{block.line}", "exec")
                 exec(code, namespace)  # the page's own example code
                 took = time.perf_counter() - started
-                results.append(StepResult(page, f"python block at line {block.line}", took, 0))
+                python_blocks += 1  # counted, not by line: the name survives edits of the text
+                results.append(StepResult(page, f"Python block {python_blocks}", took, 0))
                 continue
             for command in _commands(block.code):
                 started = time.perf_counter()

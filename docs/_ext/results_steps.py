@@ -43,7 +43,7 @@ def render_steps(page: str, *, root: Path) -> str:
         return f"*No step of `{page}` has been timed yet (`python -m benchmarks.bench_newcomer`).*"
     lines = ["| step | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
     for step in order:
-        name = step if step.startswith("python block") else f"`{step.split('  #')[0].strip()}`"
+        name = step if step.startswith("Python block") else f"`{step.split('  #')[0].strip()}`"
         cells = [f"{t[step]:.1f}" if step in t else "–" for t in times]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     sources = ", ".join(f"`{p.relative_to(root).as_posix()}`" for p in files)
