@@ -373,14 +373,7 @@ class WindowSampler(ForegroundPatchSampler):
         class_locations: Mapping[int, np.ndarray] | None = None,
     ) -> tio.Subject:
         """The window around one patch of ``subject`` (a new subject of ``window_size``)."""
-        if rng is None:
-            rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
-        if class_locations is None:
-            class_locations = self.class_locations(subject)
-        shape = tuple(int(s) for s in subject.spatial_shape)
-        lower, center_class = self.choose_window(
-            shape, class_locations, rng, label=subject.get("label")
-        )
+        lower, center_class = self.place_window(subject, rng, class_locations)
         window = self._crop_subject(subject, lower, self.window_size)
         window[CENTER_CLASS_KEY] = center_class
         upper = lower + np.asarray(self.window_size)

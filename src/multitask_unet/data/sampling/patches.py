@@ -310,14 +310,7 @@ class ForegroundPatchSampler(RandomSampler):
         class_locations: Mapping[int, np.ndarray] | None = None,
     ) -> tio.Subject:
         """One augmented patch of ``subject`` (a new subject of ``patch_size``)."""
-        if rng is None:
-            rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
-        if class_locations is None:
-            class_locations = self.class_locations(subject)
-        shape = tuple(int(s) for s in subject.spatial_shape)
-        lower, center_class = self.choose_window(
-            shape, class_locations, rng, label=subject.get("label")
-        )
+        lower, center_class = self.place_window(subject, rng, class_locations)
         spatial = self.spatial_transform
         if spatial is not None:  # read only the part of the window the patch needs
             matrix = spatial.matrix()
@@ -339,6 +332,21 @@ class ForegroundPatchSampler(RandomSampler):
             [*patch_lower.tolist(), *(patch_lower + self.final_patch_size).tolist()]
         )
         return patch
+
+    def place_window(
+        self,
+        subject: tio.Subject,
+        rng: np.random.Generator | None,
+        class_locations: Mapping[int, np.ndarray] | None,
+    ) -> tuple[np.ndarray, int]:
+        """:meth:`choose_window` for ``subject`` (its class locations unless given; a fresh
+        generator seeded from torch's when ``rng`` is None)."""
+        if rng is None:
+            rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
+        if class_locations is None:
+            class_locations = self.class_locations(subject)
+        shape = tuple(int(s) for s in subject.spatial_shape)
+        return self.choose_window(shape, class_locations, rng, label=subject.get("label"))
 
     def _crop_subject(
         self, subject: tio.Subject, lower: np.ndarray, size: Sequence[int]
