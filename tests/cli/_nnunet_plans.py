@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import copy
-import json
 from pathlib import Path
 from typing import Any
+
+from _nnunet_files import write_plans_folder
 
 __all__ = ["ARCH", "LABELS", "PHANTOMS", "PLANS", "TINY", "changed", "write_plans"]
 
@@ -62,13 +63,8 @@ TINY = ["--epochs", "1", "--iters-per-epoch", "1", "--device", "cpu", "--workers
 
 
 def write_plans(folder: Path, plans: dict | None = None, labels: dict | None = None) -> Path:
-    """``folder/nnUNetPlans.json`` with the ``dataset.json`` nnU-Net keeps next to it."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "nnUNetPlans.json").write_text(json.dumps(plans or PLANS, indent=1))
-    dataset = {"channel_names": {"0": "CT"}, "labels": labels or LABELS, "numTraining": 4,
-               "file_ending": ".nii.gz"}  # fmt: skip
-    (folder / "dataset.json").write_text(json.dumps(dataset))
-    return folder / "nnUNetPlans.json"
+    """``folder/nnUNetPlans.json`` (default :data:`PLANS`) with its ``dataset.json``."""
+    return write_plans_folder(folder, plans or PLANS, labels or LABELS, num_training=4)
 
 
 def changed(**changes: Any) -> dict:

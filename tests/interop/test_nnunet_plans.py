@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from _nnunet_files import write_dataset_json, write_plans_folder
 from _references import require
 from multitask_unet.data.phantoms import write_phantom_dataset
 from multitask_unet.data.planning import DatasetFingerprint, compute_fingerprint
@@ -88,13 +89,8 @@ PLANS: dict[str, Any] = {
 
 
 def write_plans(folder: Path, plans: dict | None = None, labels: dict | None = None) -> Path:
-    """``folder/nnUNetPlans.json`` and the ``dataset.json`` nnU-Net keeps next to it."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "nnUNetPlans.json").write_text(json.dumps(plans or PLANS, indent=2))
-    dataset = {"channel_names": {"0": "CT"}, "labels": labels or LABELS, "numTraining": 6,
-               "file_ending": ".nii.gz"}  # fmt: skip
-    (folder / "dataset.json").write_text(json.dumps(dataset))
-    return folder / "nnUNetPlans.json"
+    """``folder/nnUNetPlans.json`` (default :data:`PLANS`) with its ``dataset.json``."""
+    return write_plans_folder(folder, plans or PLANS, labels or LABELS, num_training=6)
 
 
 def _fingerprint(num_channels: int = 1, labels: tuple[int, ...] = (0, 1, 2)) -> DatasetFingerprint:
@@ -255,9 +251,7 @@ def nnunet_planned(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path
             case = f"{prefix}_{record.case_id}"
             os.symlink(record.images[0], raw / DATASET / "imagesTr" / f"{case}_0000.nii.gz")
             os.symlink(record.mask, raw / DATASET / "labelsTr" / f"{case}.nii.gz")
-    dataset = {"channel_names": {"0": "CT"}, "labels": LABELS, "numTraining": 4,
-               "file_ending": ".nii.gz"}  # fmt: skip
-    (raw / DATASET / "dataset.json").write_text(json.dumps(dataset))
+    write_dataset_json(raw / DATASET, LABELS, num_training=4)
     patch = pytest.MonkeyPatch()
     try:
         for module in (extractor, planner):
