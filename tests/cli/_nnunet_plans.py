@@ -6,7 +6,7 @@ import copy
 from pathlib import Path
 from typing import Any
 
-from _nnunet_files import write_plans_folder
+from _nnunet_files import TINY_PLAIN_ARCH, write_plans_folder
 
 __all__ = ["ARCH", "LABELS", "PHANTOMS", "PLANS", "TINY", "changed", "write_plans"]
 
@@ -14,21 +14,7 @@ LABELS = {"background": 0, "pancreas": 1, "lesion": 2}
 # Phantoms of 20 x 16 x 12 voxels of 1.2 x 1.0 x 2.0 mm: (D, H, W) = (12, 16, 20) at (2, 1, 1.2).
 PHANTOMS = {"n_train": 4, "n_validation": 0, "n_test": 2, "shape": (20, 16, 12),
             "spacing": (1.2, 1.0, 2.0), "class_counts": (1, 1, 1), "seed": 5}  # fmt: skip
-ARCH = {
-    "network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
-    "arch_kwargs": {
-        "n_stages": 3, "features_per_stage": [4, 8, 16],
-        "conv_op": "torch.nn.modules.conv.Conv3d",
-        "kernel_sizes": [[1, 3, 3], [3, 3, 3], [3, 3, 3]],
-        "strides": [[1, 1, 1], [1, 2, 2], [2, 2, 2]],
-        "n_conv_per_stage": [1, 1, 1], "n_conv_per_stage_decoder": [1, 1], "conv_bias": True,
-        "norm_op": "torch.nn.modules.instancenorm.InstanceNorm3d",
-        "norm_op_kwargs": {"eps": 1e-05, "affine": True}, "dropout_op": None,
-        "dropout_op_kwargs": None, "nonlin": "torch.nn.LeakyReLU",
-        "nonlin_kwargs": {"inplace": True},
-    },
-    "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"],
-}  # fmt: skip
+ARCH = TINY_PLAIN_ARCH
 _RESAMPLING = {"order": 3, "order_z": 0, "force_separate_z": None}
 # nnU-Net's plans format (nnunetv2 2.8.1's ExperimentPlanner), written by hand for this geometry.
 PLANS: dict[str, Any] = {

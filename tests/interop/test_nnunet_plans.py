@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from _nnunet_files import write_dataset_json, write_plans_folder
+from _nnunet_files import TINY_PLAIN_ARCH, write_dataset_json, write_plans_folder
 from _references import require
 from multitask_unet.data.phantoms import write_phantom_dataset
 from multitask_unet.data.planning import DatasetFingerprint, compute_fingerprint
@@ -49,21 +49,7 @@ FULLRES: dict[str, Any] = {
     "resampling_fn_probabilities": "resample_data_or_seg_to_shape",
     "resampling_fn_probabilities_kwargs": {"is_seg": False, "order": 1, "order_z": 0,
                                            "force_separate_z": None},
-    "architecture": {
-        "network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
-        "arch_kwargs": {
-            "n_stages": 3, "features_per_stage": [4, 8, 16],
-            "conv_op": "torch.nn.modules.conv.Conv3d",
-            "kernel_sizes": [[1, 3, 3], [3, 3, 3], [3, 3, 3]],
-            "strides": [[1, 1, 1], [1, 2, 2], [2, 2, 2]],
-            "n_conv_per_stage": [1, 1, 1], "n_conv_per_stage_decoder": [1, 1],
-            "conv_bias": True, "norm_op": "torch.nn.modules.instancenorm.InstanceNorm3d",
-            "norm_op_kwargs": {"eps": 1e-05, "affine": True}, "dropout_op": None,
-            "dropout_op_kwargs": None, "nonlin": "torch.nn.LeakyReLU",
-            "nonlin_kwargs": {"inplace": True},
-        },
-        "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"],
-    },
+    "architecture": TINY_PLAIN_ARCH,
     "batch_dice": False,
 }  # fmt: skip
 PLANS: dict[str, Any] = {
