@@ -105,6 +105,7 @@ def write_nnunet_dataset(
     """
     from benchmarks.bench_data import write_nnunet_folder
     from multitask_unet.data.preprocessing.cache import load_cached_plan
+    from multitask_unet.data.readers import generic_label_names
 
     plan = load_cached_plan(cache)
     folder = base / name
@@ -138,8 +139,7 @@ def write_nnunet_dataset(
         "experiment_planner_used": "ExperimentPlanner",
         "foreground_intensity_properties_per_channel": {"0": stats},
     }  # fmt: skip
-    labels = {"background": 0, **{f"label{v}": v for v in plan.preprocessing.labels if v}}
-    dataset = {"labels": labels, "channel_names": {"0": "CT"}, "numTraining": len(ids),
+    dataset = {"labels": generic_label_names(plan.preprocessing.labels), "channel_names": {"0": "CT"}, "numTraining": len(ids),
                "file_ending": ".nii.gz"}  # fmt: skip
     files = {
         "nnUNetPlans.json": plans,
