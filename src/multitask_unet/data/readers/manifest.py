@@ -21,7 +21,7 @@ from pathlib import Path
 
 from multitask_unet.data.readers.base import LAYOUTS, DatasetIndex, Layout
 from multitask_unet.data.readers.labels import CaseLabels, parse_label, unmatched_labels_issue
-from multitask_unet.data.readers.nnunet import load_class_names, load_dataset_json
+from multitask_unet.data.readers.nnunet import load_dataset_json
 from multitask_unet.data.records import CaseRecord
 from multitask_unet.data.validation_report import Issue
 from multitask_unet.errors import DataError
@@ -106,8 +106,9 @@ class ManifestLayout(Layout):
             fix = "add one row per case"
             issues.append(Issue("error", "the manifest lists no cases", fix, file=path))
 
-        label_names, channel_names, json_issues = load_dataset_json(base / "dataset.json")
-        issues.extend(json_issues)
+        declared = load_dataset_json(base / "dataset.json")
+        issues.extend(declared.issues)
+        label_names, channel_names = declared.label_names, declared.channel_names
         if channel_names is None or len(channel_names) != len(images):
             channel_names = ("CT",) if len(images) == 1 else tuple(c for _, c in images)
         return self.index(
@@ -116,7 +117,7 @@ class ManifestLayout(Layout):
             label_names=label_names,
             channel_names=channel_names,
             issues=issues,
-            class_names=load_class_names(base / "dataset.json", records, issues),
+            class_names=declared.class_names(records, issues),
         )
 
 

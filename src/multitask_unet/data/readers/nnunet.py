@@ -12,7 +12,9 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from multitask_unet.data.readers.base import (
     LAYOUTS,
@@ -24,25 +26,68 @@ from multitask_unet.data.readers.labels import CaseLabels, unmatched_labels_issu
 from multitask_unet.data.records import CaseRecord
 from multitask_unet.data.validation_report import Issue
 
-__all__ = ["NnUNetLayout", "load_class_names", "load_dataset_json"]
+__all__ = ["DatasetJson", "NnUNetLayout", "load_dataset_json"]
 
 
-def load_dataset_json(
-    path: Path,
-) -> tuple[dict[str, int], tuple[str, ...] | None, list[Issue]]:
-    """Label names and channel names from an nnU-Net ``dataset.json``.
+@dataclass(frozen=True)
+class DatasetJson:
+    """What a ``dataset.json`` declares, read once.
 
-    Returns:
-        ``(label_names, channel_names, issues)``; the study's labels and ``None`` channels when
-        the file does not exist.
+    Attributes:
+        path: The file.
+        data: Its parsed content; empty when it does not exist or is not valid JSON.
+        label_names: Its ``"labels"``; empty when none are declared (the masks' values are
+            then taken, see :meth:`DatasetIndex.with_found_labels`).
+        channel_names: Its ``"channel_names"`` (or ``"modality"``), or None.
+        issues: What is wrong with it, each naming the file and the fix.
     """
+
+    path: Path
+    data: Mapping[str, Any] = field(default_factory=dict)
+    label_names: dict[str, int] = field(default_factory=dict)
+    channel_names: tuple[str, ...] | None = None
+    issues: tuple[Issue, ...] = ()
+
+    def class_names(self, records: list[CaseRecord], issues: list[Issue]) -> tuple[str, ...] | None:
+        """The case-level class names listed under ``"class_names"``, if any.
+
+        ``"class_names": ["serous", "mucinous", "solid"]`` names labels 0, 1, 2 (nnU-Net ignores
+        the key). A list that is not one distinct string per label found among ``records`` is
+        an issue appended to ``issues``, and None is returned, so the readers' ``classK`` names
+        apply.
+        """
+        names = self.data.get("class_names")
+        if names is None:
+            return None
+        largest = max((r.label for r in records if r.label is not None), default=-1)
+        if (
+            not isinstance(names, list)
+            or not all(isinstance(n, str) and n for n in names)
+            or len(set(names)) != len(names)
+        ):
+            fix = 'write "class_names" as a list of distinct names, e.g. ["benign", "malignant"]'
+            message = f'"class_names" {names!r} is not a list of names'
+            issues.append(_error(message, fix, self.path))
+            return None
+        if len(names) <= largest:
+            fix = f'name every class 0..{largest} in "class_names" or correct the case labels'
+            message = f'"class_names" names {len(names)} classes but a case has label {largest}'
+            issues.append(_error(message, fix, self.path))
+            return None
+        return tuple(names)
+
+
+def load_dataset_json(path: Path) -> DatasetJson:
+    """Label, channel and class names from an nnU-Net ``dataset.json`` (empty without one)."""
     if not path.is_file():
-        return {}, None, []
+        return DatasetJson(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         fix = "fix the JSON syntax"
-        return {}, None, [_error(f"dataset.json is not valid JSON ({exc})", fix, path)]
+        return DatasetJson(
+            path, issues=(_error(f"dataset.json is not valid JSON ({exc})", fix, path),)
+        )
     issues: list[Issue] = []
     label_names: dict[str, int] = {}
     for name, value in dict(data.get("labels") or {}).items():
@@ -73,39 +118,7 @@ def load_dataset_json(
         except ValueError:
             fix = 'use "channel_names": {"0": "CT"}'
             issues.append(_error("channel_names keys must be 0, 1, ...", fix, path))
-    return label_names, channel_names, issues
-
-
-def load_class_names(
-    path: Path, records: list[CaseRecord], issues: list[Issue]
-) -> tuple[str, ...] | None:
-    """The case-level class names a ``dataset.json`` lists under ``"class_names"``, if any.
-
-    ``"class_names": ["serous", "mucinous", "solid"]`` names labels 0, 1, 2 (nnU-Net ignores the
-    key). A list that is not one string per label found among ``records`` is an issue in
-    ``issues`` and ``None`` is returned, so the readers' ``classK`` names apply.
-    """
-    try:
-        names = json.loads(path.read_text(encoding="utf-8")).get("class_names")
-    except (OSError, ValueError, AttributeError):
-        return None  # a missing or unreadable dataset.json is reported by load_dataset_json
-    if names is None:
-        return None
-    largest = max((r.label for r in records if r.label is not None), default=-1)
-    if (
-        not isinstance(names, list)
-        or not all(isinstance(n, str) and n for n in names)
-        or len(set(names)) != len(names)
-    ):
-        fix = 'write "class_names" as a list of distinct names, e.g. ["benign", "malignant"]'
-        issues.append(_error(f'"class_names" {names!r} is not a list of names', fix, path))
-        return None
-    if len(names) <= largest:
-        fix = f'name every class 0..{largest} in "class_names" or correct the case labels'
-        message = f'"class_names" names {len(names)} classes but a case has label {largest}'
-        issues.append(_error(message, fix, path))
-        return None
-    return tuple(names)
+    return DatasetJson(path, data, label_names, channel_names, tuple(issues))
 
 
 @LAYOUTS.register("nnunet")
@@ -129,12 +142,11 @@ class NnUNetLayout(Layout):
     def read(self, root: Path, *, labels: CaseLabels | None) -> DatasetIndex:
         issues: list[Issue] = []
         json_path = root / "dataset.json"
-        label_names, channel_names, json_issues = load_dataset_json(json_path)
-        issues.extend(json_issues)
-        data: dict = {}
-        if json_path.is_file() and not json_issues:
-            data = json.loads(json_path.read_text(encoding="utf-8"))
-        elif not json_path.is_file():
+        declared = load_dataset_json(json_path)
+        issues.extend(declared.issues)
+        channel_names = declared.channel_names
+        data = declared.data if not declared.issues else {}
+        if not json_path.is_file():
             fix = "write dataset.json with channel_names, labels, numTraining and file_ending"
             issues.append(
                 _error("dataset.json is missing (nnU-Net raw datasets need one)", fix, json_path)
@@ -208,10 +220,10 @@ class NnUNetLayout(Layout):
         return self.index(
             root,
             records,
-            label_names=label_names,
+            label_names=declared.label_names,
             channel_names=channel_names,
             issues=issues,
-            class_names=load_class_names(json_path, records, issues),
+            class_names=declared.class_names(records, issues),
         )
 
 

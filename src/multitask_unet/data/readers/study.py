@@ -18,7 +18,7 @@ from multitask_unet.data.io import image_suffix
 from multitask_unet.data.readers.base import LAYOUTS, DatasetIndex, Layout, class_names_for
 from multitask_unet.data.readers.files import CaseFiles, group_case_files
 from multitask_unet.data.readers.labels import CaseLabels, unmatched_labels_issue
-from multitask_unet.data.readers.nnunet import load_class_names, load_dataset_json
+from multitask_unet.data.readers.nnunet import load_dataset_json
 from multitask_unet.data.records import CaseRecord
 from multitask_unet.data.validation_report import Issue
 
@@ -97,8 +97,9 @@ class StudyLayout(Layout):
             if p.is_file() and image_suffix(p)
         )
 
-        label_names, channel_names, json_issues = load_dataset_json(root / "dataset.json")
-        issues.extend(json_issues)
+        declared = load_dataset_json(root / "dataset.json")
+        issues.extend(declared.issues)
+        label_names, channel_names = declared.label_names, declared.channel_names
         num_channels = max(
             [len(channel_names or ())] + [max(f.files.channels, default=0) + 1 for f in found]
         )
@@ -107,7 +108,7 @@ class StudyLayout(Layout):
         records = [_record(f, num_channels) for f in found]
         if labels is not None:
             records = _apply_labels(records, labels, issues)
-        names = load_class_names(root / "dataset.json", records, issues)
+        names = declared.class_names(records, issues)
         return self.index(
             root,
             records,
