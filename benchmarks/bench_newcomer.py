@@ -32,20 +32,22 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = ("docs/getting-started.md", "docs/how-to/own-data.md")
-SKIP = "<!-- skip-test -->"
+SKIP_MARKER = "<!-- skip-test -->"
 _FILE = re.compile(r"^<!-- file: (?P<name>[\w.\-/]+) -->$")
-_FENCE = re.compile(r"^(?P<fence>`{3,})[ \t]*(?P<info>[^\s`]*)")
+_FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^\s`]*)")
 _SNIPPET = re.compile(r'^--8<-- "(?P<path>[^"]+)"$')
 
 
 @dataclass(frozen=True)
 class Block:
-    """A fenced block of a page: its language, text, line and what precedes it."""
+    """One fenced code block of a Markdown page and the marker line before it."""
 
+    page: str
+    line: int  # 1-based line of the opening fence
     language: str
     code: str
-    line: int
-    file_name: str | None = None
+    skipped: bool  # preceded by SKIP_MARKER
+    file_name: str | None = None  # preceded by <!-- file: NAME -->
 
 
 @dataclass(frozen=True)
@@ -59,30 +61,46 @@ class StepResult:
     output: str = ""
 
 
-def page_blocks(page: str | Path) -> list[Block]:
-    """The python, bash and file blocks of ``page`` that run, in order (skipped ones left out)."""
-    lines = (ROOT / page).read_text(encoding="utf-8").splitlines()
-    blocks, i = [], 0
+def code_blocks(text: str, page: str = "<page>") -> list[Block]:
+    """The fenced code blocks of ``text``, in order, de-indented, with their markers."""
+    lines = text.splitlines()
+    blocks: list[Block] = []
+    i = 0
     while i < len(lines):
         match = _FENCE.match(lines[i])
         if not match:
             i += 1
             continue
-        previous = next((ln.strip() for ln in reversed(lines[:i]) if ln.strip()), "")
+        indent, fence, info = match.group("indent"), match.group("fence"), match.group("info")
         start, body = i, []
         i += 1
-        while i < len(lines) and not lines[i].startswith(match.group("fence")):
-            body.append(lines[i])
+        while i < len(lines) and not lines[i].strip().startswith(fence):
+            body.append(lines[i][len(indent) :] if lines[i].startswith(indent) else lines[i])
             i += 1
-        i += 1
+        i += 1  # the closing fence
+        previous = next((ln.strip() for ln in reversed(lines[:start]) if ln.strip()), "")
         file_match = _FILE.match(previous)
-        language = match.group("info").lower()
-        if previous == SKIP or (language not in ("python", "bash") and not file_match):
-            continue
-        code = "\n".join(body) + "\n"
-        name = file_match.group("name") if file_match else None
-        blocks.append(Block(language, code, start + 1, name))
+        blocks.append(
+            Block(
+                page=page,
+                line=start + 1,
+                language=info.lower(),
+                code="\n".join(body) + "\n",
+                skipped=previous == SKIP_MARKER,
+                file_name=file_match.group("name") if file_match else None,
+            )
+        )
     return blocks
+
+
+def page_blocks(page: str | Path) -> list[Block]:
+    """The python, bash and file blocks of ``page`` that run, in order (skipped ones left out)."""
+    text = (ROOT / page).read_text(encoding="utf-8")
+    return [
+        b
+        for b in code_blocks(text, str(page))
+        if not b.skipped and (b.language in ("python", "bash") or b.file_name)
+    ]
 
 
 def _file_text(block: Block) -> str:

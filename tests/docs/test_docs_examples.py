@@ -14,63 +14,23 @@ import re
 import sys
 import types
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from multitask_unet.registry import Registry
 
-DOCS = Path(__file__).resolve().parents[2] / "docs"
-SKIP_MARKER = "<!-- skip-test -->"
-_FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^\s`]*)")
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = ROOT / "docs"
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.bench_newcomer import SKIP_MARKER, code_blocks  # noqa: E402  (one fence parser)
 
 #: Pages owned by other authors whose fragments are not yet runnable as a whole page, with
 #: what is missing. Remove an entry once the page's illustrative blocks carry SKIP_MARKER.
 PENDING: dict[str, str] = {}
 #: Pages whose Python blocks run together with their commands, in test_newcomer_pages.py.
 RUN_WITH_COMMANDS = frozenset({"getting-started.md", "how-to/own-data.md"})
-
-
-@dataclass(frozen=True)
-class Block:
-    """One fenced code block of a Markdown page."""
-
-    page: str
-    line: int  # 1-based line of the opening fence
-    language: str
-    code: str
-    skipped: bool
-
-
-def code_blocks(text: str, page: str = "<page>") -> list[Block]:
-    """The fenced code blocks of ``text``, in order, with their language and skip flag."""
-    lines = text.splitlines()
-    blocks: list[Block] = []
-    i = 0
-    while i < len(lines):
-        match = _FENCE.match(lines[i])
-        if not match:
-            i += 1
-            continue
-        indent, fence, info = match.group("indent"), match.group("fence"), match.group("info")
-        start, body = i, []
-        i += 1
-        while i < len(lines) and not lines[i].strip().startswith(fence):
-            body.append(lines[i][len(indent) :] if lines[i].startswith(indent) else lines[i])
-            i += 1
-        i += 1  # the closing fence
-        previous = next((ln.strip() for ln in reversed(lines[:start]) if ln.strip()), "")
-        blocks.append(
-            Block(
-                page=page,
-                line=start + 1,
-                language=info.lower(),
-                code="\n".join(body) + "\n",
-                skipped=previous == SKIP_MARKER,
-            )
-        )
-    return blocks
 
 
 def python_pages() -> list[Path]:

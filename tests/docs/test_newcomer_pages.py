@@ -7,7 +7,6 @@ and leave what the page says it leaves.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -15,20 +14,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
 
-
-def _runner():
-    spec = importlib.util.spec_from_file_location(
-        "bench_newcomer", ROOT / "benchmarks" / "bench_newcomer.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault(spec.name, module)  # its dataclasses look themselves up there
-    spec.loader.exec_module(sys.modules[spec.name])
-    return sys.modules[spec.name]
+from benchmarks import bench_newcomer  # noqa: E402
 
 
 def _run(page: str, workdir: Path) -> list:
-    results = _runner().run_page(page, workdir, timeout=900)
+    results = bench_newcomer.run_page(page, workdir, timeout=900)
     failed = [r for r in results if r.returncode]
     assert not failed, f"{page}: `{failed[0].step}` failed:\n{failed[0].output}"
     return results
@@ -57,7 +49,7 @@ def test_own_data_runs_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
 
 def test_blocks_are_read_with_skip_and_file_markers() -> None:
-    runner = _runner()
+    runner = bench_newcomer
     blocks = runner.page_blocks("docs/getting-started.md")
     assert all(b.language in ("python", "bash") or b.file_name for b in blocks)
     assert not any("pip install" in b.code for b in blocks)  # marked skip-test
