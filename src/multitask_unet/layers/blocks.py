@@ -134,7 +134,39 @@ def _residual_skip(
     return nn.Sequential(*ops) if ops else nn.Identity()
 
 
-class BasicResidualBlock(nn.Module):
+class _ResidualBlock(nn.Module):
+    """What the residual blocks share: the ResNet-D shortcut, the addition and the activation.
+
+    A subclass registers its convolutions first (``conv1``, ``conv2``, ...), then calls
+    :meth:`_add_shortcut`, so parameter names and order stay those of
+    dynamic-network-architectures; it defines the convolution path in :meth:`_residual`.
+    """
+
+    def _add_shortcut(
+        self,
+        in_channels: int,
+        out_channels: int,
+        stride: Size,
+        *,
+        spatial_dims: int,
+        norm: LayerSpec,
+        act: LayerSpec,
+    ) -> None:
+        self.skip = _residual_skip(
+            in_channels, out_channels, stride, spatial_dims=spatial_dims, norm=norm
+        )
+        self.act = make_act(act) or nn.Identity()
+
+    def _residual(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self._residual(x)
+        out += self.skip(x)  # in place, as nnU-Net: one feature map less to keep
+        return self.act(out)
+
+
+class BasicResidualBlock(_ResidualBlock):
     """ResNet-D basic block: two convolutions plus a pooled, projected shortcut.
 
     The second normalisation is the last op before the addition; :func:`zero_init_residuals`
@@ -161,22 +193,19 @@ class BasicResidualBlock(nn.Module):
             in_channels, out_channels, kernel_size, stride, act=act, dropout=dropout, **common
         )
         self.conv2 = ConvNormAct(out_channels, out_channels, kernel_size, ones, act=None, **common)
-        self.skip = _residual_skip(
-            in_channels, out_channels, stride, spatial_dims=spatial_dims, norm=norm
+        self._add_shortcut(
+            in_channels, out_channels, stride, spatial_dims=spatial_dims, norm=norm, act=act
         )
-        self.act = make_act(act) or nn.Identity()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv2(self.conv1(x))
-        out += self.skip(x)  # in place, as nnU-Net: one feature map less to keep
-        return self.act(out)
+    def _residual(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv2(self.conv1(x))
 
     @property
     def last_norm(self) -> nn.Module | None:
         return getattr(self.conv2, "norm", None)
 
 
-class BottleneckResidualBlock(nn.Module):
+class BottleneckResidualBlock(_ResidualBlock):
     """ResNet-D bottleneck block: 1x1 reduce, kxk (strided), 1x1 expand, plus the shortcut."""
 
     def __init__(
@@ -207,15 +236,12 @@ class BottleneckResidualBlock(nn.Module):
             **common,
         )
         self.conv3 = ConvNormAct(bottleneck_channels, out_channels, ones, ones, act=None, **common)
-        self.skip = _residual_skip(
-            in_channels, out_channels, stride, spatial_dims=spatial_dims, norm=norm
+        self._add_shortcut(
+            in_channels, out_channels, stride, spatial_dims=spatial_dims, norm=norm, act=act
         )
-        self.act = make_act(act) or nn.Identity()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv3(self.conv2(self.conv1(x)))
-        out += self.skip(x)
-        return self.act(out)
+    def _residual(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv3(self.conv2(self.conv1(x)))
 
     @property
     def last_norm(self) -> nn.Module | None:
