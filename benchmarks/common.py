@@ -6,13 +6,16 @@ import json
 import os
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from multitask_unet import provenance
+
+if TYPE_CHECKING:
+    from multitask_unet.data.planning.plan import ChannelNormalization
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -112,33 +115,15 @@ def write_nnunet_dataset(
     ids = write_nnunet_folder(cache, folder / "nnUNetPlans_3d_fullres", patch)
     if not ids:
         raise FileNotFoundError(f"no case with a segmentation in {cache}; preprocess one first")
-    norm = plan.preprocessing.normalization[0]
-    stats = {"mean": norm.mean, "std": norm.std, "percentile_00_5": norm.lower,
-             "percentile_99_5": norm.upper}  # fmt: skip
-    resample = {"order_z": 0, "force_separate_z": None}
-    configuration = {
-        "data_identifier": "nnUNetPlans_3d_fullres", "preprocessor_name": "DefaultPreprocessor",
-        "batch_size": batch, "patch_size": list(patch),
-        "median_image_size_in_voxels": [int(s) for s in plan.median_shape],
-        "spacing": list(plan.target_spacing), "normalization_schemes": ["CTNormalization"],
-        "use_mask_for_norm": [False], "batch_dice": False,
-        "resampling_fn_data": "resample_data_or_seg_to_shape",
-        "resampling_fn_data_kwargs": {"is_seg": False, "order": 3, **resample},
-        "resampling_fn_seg": "resample_data_or_seg_to_shape",
-        "resampling_fn_seg_kwargs": {"is_seg": True, "order": 1, **resample},
-        "resampling_fn_probabilities": "resample_data_or_seg_to_shape",
-        "resampling_fn_probabilities_kwargs": {"is_seg": False, "order": 1, **resample},
-        "architecture": architecture,
-    }  # fmt: skip
-    plans = {
-        "dataset_name": name, "plans_name": "nnUNetPlans", "image_reader_writer": "SimpleITKIO",
-        "transpose_forward": [0, 1, 2], "transpose_backward": [0, 1, 2],
-        "original_median_spacing_after_transp": list(plan.target_spacing),
-        "original_median_shape_after_transp": [int(s) for s in plan.median_shape],
-        "configurations": {"3d_fullres": configuration}, "label_manager": "LabelManager",
-        "experiment_planner_used": "ExperimentPlanner",
-        "foreground_intensity_properties_per_channel": {"0": stats},
-    }  # fmt: skip
+    plans = nnunet_ct_plans(
+        name,
+        architecture=architecture,
+        patch=patch,
+        batch=batch,
+        spacing=plan.target_spacing,
+        median_shape=plan.median_shape,
+        norm=plan.preprocessing.normalization[0],
+    )
     dataset = {"labels": generic_label_names(plan.preprocessing.labels), "channel_names": {"0": "CT"}, "numTraining": len(ids),
                "file_ending": ".nii.gz"}  # fmt: skip
     files = {
@@ -150,3 +135,48 @@ def write_nnunet_dataset(
     for file, content in files.items():
         (folder / file).write_text(json.dumps(content, indent=2) + "\n")
     return folder
+
+
+def nnunet_ct_plans(
+    name: str,
+    *,
+    architecture: dict[str, Any],
+    patch: Sequence[int],
+    batch: int,
+    spacing: Sequence[float],
+    median_shape: Sequence[int],
+    norm: ChannelNormalization,
+) -> dict[str, Any]:
+    """nnU-Net 2.x plans (``nnUNetPlans``) with one ``3d_fullres`` configuration for one CT channel.
+
+    The configuration has nnU-Net's defaults: ``CTNormalization`` with ``norm``'s foreground
+    statistics, no mask for the normalisation, ``resample_data_or_seg_to_shape`` (order 3 for
+    data, 1 for segmentations and probabilities, no separate z), and no transposition; the
+    dataset's median spacing and shape are ``spacing`` and ``median_shape``.
+    """
+    stats = {"mean": norm.mean, "std": norm.std, "percentile_00_5": norm.lower,
+             "percentile_99_5": norm.upper}  # fmt: skip
+    resample = {"order_z": 0, "force_separate_z": None}
+    configuration = {
+        "data_identifier": "nnUNetPlans_3d_fullres", "preprocessor_name": "DefaultPreprocessor",
+        "batch_size": batch, "patch_size": list(patch),
+        "median_image_size_in_voxels": [int(s) for s in median_shape],
+        "spacing": list(spacing), "normalization_schemes": ["CTNormalization"],
+        "use_mask_for_norm": [False], "batch_dice": False,
+        "resampling_fn_data": "resample_data_or_seg_to_shape",
+        "resampling_fn_data_kwargs": {"is_seg": False, "order": 3, **resample},
+        "resampling_fn_seg": "resample_data_or_seg_to_shape",
+        "resampling_fn_seg_kwargs": {"is_seg": True, "order": 1, **resample},
+        "resampling_fn_probabilities": "resample_data_or_seg_to_shape",
+        "resampling_fn_probabilities_kwargs": {"is_seg": False, "order": 1, **resample},
+        "architecture": architecture,
+    }  # fmt: skip
+    return {
+        "dataset_name": name, "plans_name": "nnUNetPlans", "image_reader_writer": "SimpleITKIO",
+        "transpose_forward": [0, 1, 2], "transpose_backward": [0, 1, 2],
+        "original_median_spacing_after_transp": list(spacing),
+        "original_median_shape_after_transp": [int(s) for s in median_shape],
+        "configurations": {"3d_fullres": configuration}, "label_manager": "LabelManager",
+        "experiment_planner_used": "ExperimentPlanner",
+        "foreground_intensity_properties_per_channel": {"0": stats},
+    }  # fmt: skip

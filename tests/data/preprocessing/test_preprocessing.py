@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -14,6 +15,11 @@ import numpy as np
 import pytest
 
 from _references import reference, require
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # the benchmarks package
+
+from benchmarks.common import nnunet_ct_plans
+
 from multitask_unet.data.orientation import from_canonical, to_canonical
 from multitask_unet.data.planning.fingerprint import compute_fingerprint
 from multitask_unet.data.planning.plan import ChannelNormalization, PreprocessingConfig, create_plan
@@ -191,30 +197,18 @@ def test_preprocess_case_equals_nnunet_default_preprocessor(tmp_path: Path) -> N
 
     record = _make_case(tmp_path, "case", spacing=(0.8, 0.8, 3.2))
     config = _config(target=(2.0, 1.0, 1.0))  # (D, H, W); nnU-Net's (z, y, x) for LPS files
-    stats = {"mean": 60.0, "std": 50.0, "percentile_00_5": -60.0, "percentile_99_5": 200.0}
-    resample = {"order_z": 0, "force_separate_z": None}
-    configuration = {
-        "data_identifier": "x", "preprocessor_name": "DefaultPreprocessor", "batch_size": 2,
-        "patch_size": [8, 16, 16], "median_image_size_in_voxels": [8, 16, 16],
-        "spacing": list(config.target_spacing), "normalization_schemes": ["CTNormalization"],
-        "use_mask_for_norm": [False], "batch_dice": False,
-        "resampling_fn_data": "resample_data_or_seg_to_shape",
-        "resampling_fn_data_kwargs": {"is_seg": False, "order": 3, **resample},
-        "resampling_fn_seg": "resample_data_or_seg_to_shape",
-        "resampling_fn_seg_kwargs": {"is_seg": True, "order": 1, **resample},
-        "resampling_fn_probabilities": "resample_data_or_seg_to_shape",
-        "resampling_fn_probabilities_kwargs": {"is_seg": False, "order": 1, **resample},
-        "architecture": {"network_class_name": "x", "arch_kwargs": {}, "_kw_requires_import": []},
-    }  # fmt: skip
-    plans = PlansManager({
-        "dataset_name": "Dataset999_Test", "plans_name": "p", "image_reader_writer": "SimpleITKIO",
-        "transpose_forward": [0, 1, 2], "transpose_backward": [0, 1, 2],
-        "original_median_spacing_after_transp": [3.2, 0.8, 0.8],
-        "original_median_shape_after_transp": [9, 19, 23],
-        "configurations": {"3d_fullres": configuration}, "label_manager": "LabelManager",
-        "experiment_planner_used": "ExperimentPlanner",
-        "foreground_intensity_properties_per_channel": {"0": stats},
-    })  # fmt: skip
+    architecture = {"network_class_name": "x", "arch_kwargs": {}, "_kw_requires_import": []}
+    plans = PlansManager(
+        nnunet_ct_plans(
+            "Dataset999_Test",
+            architecture=architecture,
+            patch=(8, 16, 16),
+            batch=2,
+            spacing=config.target_spacing,
+            median_shape=(8, 16, 16),
+            norm=config.normalization[0],
+        )
+    )
     dataset_json = {"labels": {"background": 0, "a": 1, "b": 2}, "channel_names": {"0": "CT"}}
     data, seg, props = DefaultPreprocessor(verbose=False).run_case(
         [str(record.images[0])], str(record.mask), plans,
