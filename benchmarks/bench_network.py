@@ -22,37 +22,29 @@ from typing import Any
 
 import torch
 
-from benchmarks.common import environment, interleaved_times, save, summary, sync
-
-ARCHS: dict[str, dict[str, Any]] = {
-    "nnunet_3d_fullres_plain": {
-        "network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
-        "arch_kwargs": {
-            "n_stages": 6,
-            "features_per_stage": [32, 64, 128, 256, 320, 320],
-            "conv_op": "torch.nn.modules.conv.Conv3d",
-            "kernel_sizes": [[3, 3, 3]] * 6,
-            "strides": [[1, 1, 1]] + [[2, 2, 2]] * 5,
-            "n_conv_per_stage": [2] * 6,
-            "n_conv_per_stage_decoder": [2] * 5,
-            "conv_bias": True,
-            "norm_op": "torch.nn.modules.instancenorm.InstanceNorm3d",
-            "norm_op_kwargs": {"eps": 1e-05, "affine": True},
-            "dropout_op": None,
-            "dropout_op_kwargs": None,
-            "nonlin": "torch.nn.LeakyReLU",
-            "nonlin_kwargs": {"inplace": True},
-        },
-        "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"],
-    },
-}
-ARCHS["nnunet_3d_fullres_resenc_m"] = copy.deepcopy(ARCHS["nnunet_3d_fullres_plain"])
-ARCHS["nnunet_3d_fullres_resenc_m"]["network_class_name"] = (
-    "dynamic_network_architectures.architectures.unet.ResidualEncoderUNet"
+from benchmarks.common import (
+    environment,
+    interleaved_times,
+    nnunet_architecture,
+    save,
+    summary,
+    sync,
 )
-_kw = ARCHS["nnunet_3d_fullres_resenc_m"]["arch_kwargs"]
-_kw.pop("n_conv_per_stage")
-_kw.update(n_blocks_per_stage=[1, 3, 4, 6, 6, 6], n_conv_per_stage_decoder=[1] * 5)
+
+# nnU-Net's 3d_fullres networks: 6 stages of 32 to 320 channels, isotropic kernels and strides.
+_STAGES: dict[str, Any] = {
+    "features_per_stage": [32, 64, 128, 256, 320, 320],
+    "kernel_sizes": [[3, 3, 3]] * 6,
+    "strides": [[1, 1, 1]] + [[2, 2, 2]] * 5,
+}
+ARCHS: dict[str, dict[str, Any]] = {
+    "nnunet_3d_fullres_plain": nnunet_architecture(
+        "PlainConvUNet", **_STAGES, n_conv_per_stage=[2] * 6, n_conv_per_stage_decoder=[2] * 5
+    ),
+    "nnunet_3d_fullres_resenc_m": nnunet_architecture(
+        "ResidualEncoderUNet", **_STAGES, n_blocks_per_stage=[1, 3, 4, 6, 6, 6]
+    ),
+}
 
 
 def build_dna(arch: dict[str, Any], in_channels: int = 1, num_classes: int = 3) -> torch.nn.Module:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import statistics
@@ -85,6 +86,38 @@ def machine(device: str) -> dict[str, Any]:
         "cpu_model": provenance.cpu_model(),
         "cpu_count": os.cpu_count(),
         "gpu_name": torch.cuda.get_device_name(torch.device(device)) if cuda else None,
+    }
+
+
+def nnunet_architecture(network_class: str, **arch_kwargs: Any) -> dict[str, Any]:
+    """The ``architecture`` block of an nnU-Net plans configuration for a 3-D U-Net.
+
+    Args:
+        network_class: A dynamic-network-architectures U-Net, ``"PlainConvUNet"`` or
+            ``"ResidualEncoderUNet"``.
+        **arch_kwargs: Its ``arch_kwargs``: ``features_per_stage``, ``kernel_sizes``,
+            ``strides`` and ``n_conv_per_stage`` (plain) or ``n_blocks_per_stage`` (residual),
+            and any of the defaults to replace: biased ``Conv3d``, affine ``InstanceNorm3d``
+            (eps 1e-5), no dropout, in-place ``LeakyReLU``, one decoder convolution per stage;
+            ``n_stages`` is the length of ``features_per_stage``.
+    """
+    n = len(arch_kwargs["features_per_stage"])
+    defaults = {
+        "n_stages": n,
+        "conv_op": "torch.nn.modules.conv.Conv3d",
+        "conv_bias": True,
+        "norm_op": "torch.nn.modules.instancenorm.InstanceNorm3d",
+        "norm_op_kwargs": {"eps": 1e-05, "affine": True},
+        "dropout_op": None,
+        "dropout_op_kwargs": None,
+        "nonlin": "torch.nn.LeakyReLU",
+        "nonlin_kwargs": {"inplace": True},
+        "n_conv_per_stage_decoder": [1] * (n - 1),
+    }
+    return {
+        "network_class_name": f"dynamic_network_architectures.architectures.unet.{network_class}",
+        "arch_kwargs": copy.deepcopy({**defaults, **arch_kwargs}),
+        "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"],
     }
 
 

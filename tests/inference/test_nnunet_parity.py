@@ -23,6 +23,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from _nnunet_files import TINY_PLAIN_ARCH
 from _references import reference, require
 from multitask_unet.inference import sliding_window_predict
 from multitask_unet.interop.nnunet import load_nnunet_weights, model_from_plans
@@ -30,25 +31,7 @@ from multitask_unet.interop.nnunet import load_nnunet_weights, model_from_plans
 pfr = reference("nnunetv2.inference.predict_from_raw_data")
 nnunet_networks = reference("nnunetv2.utilities.get_network_from_plans")
 
-ARCH = {
-    "network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
-    "arch_kwargs": {
-        "n_stages": 3,
-        "features_per_stage": [4, 8, 16],
-        "conv_op": "torch.nn.modules.conv.Conv3d",
-        "kernel_sizes": [[1, 3, 3], [3, 3, 3], [3, 3, 3]],
-        "strides": [[1, 1, 1], [1, 2, 2], [2, 2, 2]],
-        "n_conv_per_stage": [1, 1, 1],
-        "n_conv_per_stage_decoder": [1, 1],
-        "conv_bias": True,
-        "norm_op": "torch.nn.modules.instancenorm.InstanceNorm3d",
-        "norm_op_kwargs": {"eps": 1e-5, "affine": True},
-        "dropout_op": None,
-        "dropout_op_kwargs": None,
-        "nonlin": "torch.nn.LeakyReLU",
-        "nonlin_kwargs": {"inplace": True},
-    },
-}
+ARCH = TINY_PLAIN_ARCH
 PATCH = (8, 16, 24)
 
 
@@ -58,7 +41,7 @@ def networks() -> tuple[torch.nn.Module, torch.nn.Module]:
     dna = nnunet_networks.get_network_from_plans(
         ARCH["network_class_name"],
         copy.deepcopy(ARCH["arch_kwargs"]),
-        ["conv_op", "norm_op", "dropout_op", "nonlin"],
+        ARCH["_kw_requires_import"],
         1,
         3,
         deep_supervision=False,

@@ -3,45 +3,28 @@
 from __future__ import annotations
 
 import copy
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 from _references import reference
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the benchmarks package
+
+from benchmarks.common import nnunet_architecture
+
 from multitask_unet.errors import ConfigError, WeightsError
 from multitask_unet.interop.nnunet import load_nnunet_weights, model_from_plans
 
 dna_unet = reference("dynamic_network_architectures.architectures.unet")
 nnunet_networks = reference("nnunetv2.utilities.get_network_from_plans")
 
-IMPORTS = ["conv_op", "norm_op", "dropout_op", "nonlin"]
-
-
-def _arch(cls: str, **kwargs) -> dict:
-    n = len(kwargs["features_per_stage"])
-    base = {
-        "n_stages": n,
-        "conv_op": "torch.nn.modules.conv.Conv3d",
-        "conv_bias": True,
-        "norm_op": "torch.nn.modules.instancenorm.InstanceNorm3d",
-        "norm_op_kwargs": {"eps": 1e-05, "affine": True},
-        "dropout_op": None,
-        "dropout_op_kwargs": None,
-        "nonlin": "torch.nn.LeakyReLU",
-        "nonlin_kwargs": {"inplace": True},
-        "n_conv_per_stage_decoder": [1] * (n - 1),
-    }
-    return {
-        "network_class_name": f"dynamic_network_architectures.architectures.unet.{cls}",
-        "arch_kwargs": {**base, **kwargs},
-        "_kw_requires_import": IMPORTS,
-    }
-
-
 ARCHS = {
     # nnU-Net ResEnc-M-style, anisotropic: 6 stages 32..320, in-plane pooling first.
     "resenc_m_anisotropic": (
-        _arch(
+        nnunet_architecture(
             "ResidualEncoderUNet",
             features_per_stage=[32, 64, 128, 256, 320, 320],
             kernel_sizes=[[1, 3, 3], [1, 3, 3], [3, 3, 3], [3, 3, 3], [3, 3, 3], [3, 3, 3]],
@@ -51,7 +34,7 @@ ARCHS = {
         (8, 64, 64),
     ),
     "plain_isotropic": (
-        _arch(
+        nnunet_architecture(
             "PlainConvUNet",
             features_per_stage=[8, 16, 32, 64],
             kernel_sizes=[[3, 3, 3]] * 4,
@@ -62,7 +45,7 @@ ARCHS = {
         (16, 24, 32),
     ),
     "plain_anisotropic_batchnorm": (
-        _arch(
+        nnunet_architecture(
             "PlainConvUNet",
             features_per_stage=[4, 8, 16],
             kernel_sizes=[[1, 3, 3], [3, 3, 3], [3, 3, 3]],
@@ -75,7 +58,7 @@ ARCHS = {
         (6, 20, 12),
     ),
     "resenc_bottleneck_stem": (
-        _arch(
+        nnunet_architecture(
             "ResidualEncoderUNet",
             features_per_stage=[16, 32, 64],
             kernel_sizes=[[3, 3, 3]] * 3,
