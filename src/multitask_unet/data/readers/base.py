@@ -14,13 +14,16 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from multitask_unet.data.readers.labels import CaseLabels
 from multitask_unet.data.records import CaseRecord
 from multitask_unet.data.validation_report import Issue
 from multitask_unet.errors import DataError
 from multitask_unet.registry import Registry
+
+if TYPE_CHECKING:
+    from multitask_unet.data.readers.nnunet import DatasetJson
 
 __all__ = [
     "LAYOUTS",
@@ -201,19 +204,33 @@ class Layout(ABC):
         self,
         root: Path,
         records: Sequence[CaseRecord],
+        declared: DatasetJson,
         *,
-        label_names: Mapping[str, int],
         channel_names: Sequence[str],
-        issues: Sequence[Issue],
-        class_names: Sequence[str] | None = None,
+        issues: list[Issue],
+        class_prefix: str = "class",
     ) -> DatasetIndex:
-        """The :class:`DatasetIndex` of this layout; class names ``classK`` unless given."""
+        """The :class:`DatasetIndex` of this layout, named as the dataset's ``dataset.json`` says.
+
+        Args:
+            root: The folder (or manifest file) that was read.
+            records: The cases found.
+            declared: The dataset's ``dataset.json`` (see
+                :func:`~multitask_unet.data.readers.nnunet.load_dataset_json`): its segmentation
+                labels and its case-level ``"class_names"``.
+            channel_names: Name of each image channel.
+            issues: Problems seen so far; a bad ``"class_names"`` list is added to them.
+            class_prefix: Class names are ``{class_prefix}K`` when ``declared`` names none.
+        """
+        class_names = declared.class_names(list(records), issues)
+        if class_names is None:
+            class_names = class_names_for(records, class_prefix)
         return DatasetIndex(
             root=root,
             layout=self.name,
             records=tuple(records),
-            class_names=tuple(class_names) if class_names is not None else class_names_for(records),
-            label_names=label_names,
+            class_names=class_names,
+            label_names=declared.label_names,
             channel_names=tuple(channel_names),
             issues=tuple(issues),
         )

@@ -108,17 +108,10 @@ class ManifestLayout(Layout):
 
         declared = load_dataset_json(base / "dataset.json")
         issues.extend(declared.issues)
-        label_names, channel_names = declared.label_names, declared.channel_names
+        channel_names = declared.channel_names
         if channel_names is None or len(channel_names) != len(images):
             channel_names = ("CT",) if len(images) == 1 else tuple(c for _, c in images)
-        return self.index(
-            root,
-            records,
-            label_names=label_names,
-            channel_names=channel_names,
-            issues=issues,
-            class_names=declared.class_names(records, issues),
-        )
+        return self.index(root, records, declared, channel_names=channel_names, issues=issues)
 
 
 def _resolve(base: Path, cell: str) -> Path:

@@ -217,14 +217,7 @@ class NnUNetLayout(Layout):
         if not records:
             fix = f"put CASE_0000{ending} files in imagesTr/"
             issues.append(_error("no cases in imagesTr/ or imagesTs/", fix, root / "imagesTr"))
-        return self.index(
-            root,
-            records,
-            label_names=declared.label_names,
-            channel_names=channel_names,
-            issues=issues,
-            class_names=declared.class_names(records, issues),
-        )
+        return self.index(root, records, declared, channel_names=channel_names, issues=issues)
 
 
 def _explicit_records(

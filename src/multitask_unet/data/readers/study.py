@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from multitask_unet.data.io import image_suffix
-from multitask_unet.data.readers.base import LAYOUTS, DatasetIndex, Layout, class_names_for
+from multitask_unet.data.readers.base import LAYOUTS, DatasetIndex, Layout
 from multitask_unet.data.readers.files import CaseFiles, group_case_files
 from multitask_unet.data.readers.labels import CaseLabels, unmatched_labels_issue
 from multitask_unet.data.readers.nnunet import load_dataset_json
@@ -99,7 +99,7 @@ class StudyLayout(Layout):
 
         declared = load_dataset_json(root / "dataset.json")
         issues.extend(declared.issues)
-        label_names, channel_names = declared.label_names, declared.channel_names
+        channel_names = declared.channel_names
         num_channels = max(
             [len(channel_names or ())] + [max(f.files.channels, default=0) + 1 for f in found]
         )
@@ -108,14 +108,13 @@ class StudyLayout(Layout):
         records = [_record(f, num_channels) for f in found]
         if labels is not None:
             records = _apply_labels(records, labels, issues)
-        names = declared.class_names(records, issues)
         return self.index(
             root,
             records,
-            label_names=label_names,
+            declared,
             channel_names=channel_names,
             issues=issues,
-            class_names=names if names is not None else class_names_for(records, "subtype"),
+            class_prefix="subtype",
         )
 
 
