@@ -79,8 +79,10 @@ class EvaluationConfig(Config):
     """Options of :func:`multitask_unet.evaluation.evaluate`.
 
     Args:
-        regions: Regions scored with Dice, NSD and HD95; None (the default): one per foreground
-            label of the dataset and their union (:meth:`for_labels`).
+        regions: Regions scored with Dice, NSD and HD95, each a :class:`Region`, a mapping
+            ``{"key": NAME, "labels": [L1, ...]}`` or a string ``"NAME=L1,L2"``; None (the
+            default): one per foreground label of the dataset and their union
+            (:meth:`for_labels`).
         labels: Single labels scored with Dice (columns ``dice_label_<k>``); None (the
             default): every foreground label of the dataset.
         nsd_tolerance_mm: Tolerance of the normalised surface distance, in mm.
@@ -103,6 +105,12 @@ class EvaluationConfig(Config):
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if self.regions is not None:
+            regions = (self.regions,) if isinstance(self.regions, (str, Region)) else self.regions
+            object.__setattr__(self, "regions", tuple(_as_region(r) for r in regions))
+        if self.labels is not None:
+            labels = (self.labels,) if isinstance(self.labels, int) else self.labels
+            object.__setattr__(self, "labels", tuple(int(v) for v in labels))
         names = [r.key for r in self.regions or ()]
         if len(set(names)) != len(names):
             raise ConfigError(f"region names must be unique, got {names}")
@@ -149,6 +157,20 @@ class EvaluationConfig(Config):
     def both_empty_value(self) -> float:
         """The numeric value that ``both_empty`` stands for."""
         return 1.0 if self.both_empty == "one" else float("nan")
+
+
+def _as_region(value: Region | Mapping[str, object] | str) -> Region:
+    """A region given as a :class:`Region`, ``{"key": ..., "labels": [...]}`` or ``"NAME=L1,L2"``."""
+    if isinstance(value, Region):
+        return value
+    if isinstance(value, str):
+        return Region.parse(value)
+    if isinstance(value, Mapping):
+        return Region.from_dict(value)
+    raise ConfigError(
+        f"a region must be a Region, a mapping {{'key': NAME, 'labels': [L1, ...]}} or a string "
+        f"'NAME=L1,L2', got {value!r}"
+    )
 
 
 def _region_name(name: str, value: int) -> str:
