@@ -19,10 +19,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import sys
 import time
 from pathlib import Path
 
@@ -32,6 +28,7 @@ from multitask_unet.data.phantoms import write_phantom_dataset
 from multitask_unet.data.readers import read_dataset
 from multitask_unet.evaluation import PANCREAS_REGIONS, EvaluationConfig, evaluate
 from multitask_unet.inference import Predictor
+from multitask_unet.provenance import environment, write_json_atomic
 from multitask_unet.training import TrainConfig, train
 
 HERE = Path(__file__).parent
@@ -106,16 +103,8 @@ def main(argv: list[str] | None = None) -> int:
                       config=scoring)  # fmt: skip
     timings["evaluate_s"] = time.perf_counter() - start
 
-    results = {}
     print(f"\nheld-out test phantoms: {len(test)}")
-    for key, label in HEADLINE.items():
-        entry = report.summary.get(key) or {}
-        if "estimate" not in entry:
-            continue
-        results[key] = entry
-        low, high = entry.get("low"), entry.get("high")
-        interval = f"  (95% CI {low:.3f}-{high:.3f})" if low is not None else ""
-        print(f"  {label:<26} {entry['estimate']:.3f}{interval}")
+    print(report.format_summary(HEADLINE))
     steps = config.optimization.iterations_per_epoch
     print(
         f"\ntrained {result.epochs} epochs x {steps} iterations in "
@@ -123,21 +112,12 @@ def main(argv: list[str] | None = None) -> int:
         f"report: {out / 'report'}, curves: {run / 'curves.png'}"
     )
     summary = {
-        "results": results,
+        "results": {key: report.summary[key] for key in HEADLINE if key in report.summary},
         "epochs": result.epochs,
         "timings": timings,
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "cpus": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
-            "python": sys.version.split()[0],
-            "torch": torch.__version__,
-        },
+        "environment": environment("cpu"),
     }
-    (out / "demo_summary.json").write_text(
-        json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8"
-    )
+    write_json_atomic(out / "demo_summary.json", summary)
     return 0
 
 

@@ -33,7 +33,12 @@ if str(HERE) not in sys.path:  # the grid and report modules beside this script
     sys.path.insert(0, str(HERE))
 
 from multitask_unet.data.readers import read_dataset  # noqa: E402
-from multitask_unet.evaluation import PANCREAS_REGIONS, EvaluationConfig, evaluate  # noqa: E402
+from multitask_unet.evaluation import (  # noqa: E402
+    PANCREAS_REGIONS,
+    EvaluationConfig,
+    evaluate,
+    format_summary,
+)
 from multitask_unet.inference import Predictor  # noqa: E402
 from multitask_unet.provenance import environment, write_json_atomic  # noqa: E402
 from multitask_unet.training import train  # noqa: E402
@@ -71,17 +76,6 @@ def run_budget(data: Path, out: Path, minutes: float, *, workers: int = 2) -> di
     }
 
 
-def _print_results(results: dict[str, dict[str, float]]) -> None:
-    for key, label in HEADLINE.items():
-        entry = results.get(key) or {}
-        if entry.get("estimate") is None:
-            print(f"  {label:<26} n/a (one class only, or no prediction)")
-            continue
-        low, high = entry.get("low"), entry.get("high")
-        interval = f"  (95% CI {low:.3f}-{high:.3f})" if low is not None else ""
-        print(f"  {label:<26} {entry['estimate']:.3f}{interval}")
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", nargs="?", type=Path, help="study-layout dataset folder")
@@ -107,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.budget_minutes is not None:
         summary = run_budget(args.data, args.out, args.budget_minutes)
         summary["environment"] = environment("cpu")
-        _print_results(summary["results"])
+        print(format_summary(summary["results"], HEADLINE))
     else:
         from grid import run_grid
 

@@ -6,6 +6,7 @@ import argparse
 import csv
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -230,6 +231,7 @@ def test_cli(study, tmp_path, capsys):
     assert evaluate_cli.run(args) == 0
     text = capsys.readouterr().out
     assert "evaluated 9 cases" in text and "auc_ovr_macro" in text
+    assert re.search(r"^  dice_organ +\d\.\d{4} \[95% CI \d\.\d{4}, \d\.\d{4}\]$", text, re.M)
     summary = json.loads((out / "summary.json").read_text())
     assert "dice_organ" in summary and "dice_whole_pancreas" not in summary
     assert summary["config"]["nsd_tolerance_mm"] == 1.0

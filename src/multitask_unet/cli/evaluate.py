@@ -13,9 +13,6 @@ from typing import Any
 
 __all__ = ["add_parser", "run"]
 
-#: The classification metrics printed after every region's Dice, NSD and HD95.
-_CLASSIFICATION = ("auc_ovr_macro", "macro_f1", "balanced_accuracy")
-
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register the ``evaluate`` subcommand."""
@@ -100,18 +97,6 @@ def run(args: argparse.Namespace) -> int:
     )
     if "why_no_classification" in cases:
         print(f"  no classification cases: {cases['why_no_classification']}")
-    regions = [r["key"] for r in report.summary["config"].get("regions") or ()]  # as resolved
-    headline = [f"{m}_{r}" for r in regions for m in ("dice", "nsd", "hd95")]
-    for name in [*headline, *_CLASSIFICATION]:
-        record = report.summary.get(name)
-        if isinstance(record, dict) and "estimate" in record:
-            print(f"  {name:22s} {_interval(record)}")
+    if text := report.format_summary(digits=4):
+        print("  " + text.replace("\n", "\n  "))
     return 0
-
-
-def _interval(record: dict[str, Any]) -> str:
-    def fmt(value: float | None) -> str:
-        return "n/a" if value is None or value != value else f"{value:.4f}"
-
-    level = round(100 * record["confidence"])
-    return f"{fmt(record['estimate'])}  [{level}% CI {fmt(record['low'])}, {fmt(record['high'])}]"

@@ -32,7 +32,7 @@ from multitask_unet.evaluation.classification import (
 )
 from multitask_unet.evaluation.config import PANCREAS_REGIONS, EvaluationConfig, Region
 from multitask_unet.evaluation.report import EvaluationReport, evaluate, summarize
-from multitask_unet.evaluation.report_writer import write_report
+from multitask_unet.evaluation.report_writer import format_interval, format_summary, write_report
 from multitask_unet.evaluation.segmentation import dice, evaluate_segmentation, region_mask
 from multitask_unet.evaluation.surface import (
     hd95,
@@ -56,6 +56,8 @@ __all__ = [
     "evaluate",
     "evaluate_classification",
     "evaluate_segmentation",
+    "format_interval",
+    "format_summary",
     "hd95",
     "macro_f1",
     "normalized_surface_distance",

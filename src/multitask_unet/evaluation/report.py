@@ -54,7 +54,7 @@ from multitask_unet.evaluation.reading import (
     records_by_id,
     with_reference_labels,
 )
-from multitask_unet.evaluation.report_writer import write_report
+from multitask_unet.evaluation.report_writer import format_summary, write_report
 from multitask_unet.evaluation.segmentation import evaluate_segmentation
 from multitask_unet.prediction_table import PredictionTable
 
@@ -107,6 +107,13 @@ class EvaluationReport:
     y_true: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     scores: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     uncalibrated: np.ndarray | None = None
+
+    def format_summary(
+        self, metrics: Sequence[str] | Mapping[str, str] | None = None, *, digits: int = 3
+    ) -> str:
+        """The headline metrics with their intervals, one per line (:func:`format_summary
+        <multitask_unet.evaluation.report_writer.format_summary>`)."""
+        return format_summary(self.summary, metrics, digits=digits)
 
 
 def summarize(

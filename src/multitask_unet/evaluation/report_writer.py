@@ -49,7 +49,10 @@ from multitask_unet._atomic import write_text_atomic
 if TYPE_CHECKING:
     from multitask_unet.evaluation.report import EvaluationReport
 
-__all__ = ["write_report"]
+__all__ = ["format_interval", "format_summary", "headline_metrics", "write_report"]
+
+#: Classification metrics that :func:`headline_metrics` lists after the regions' scores.
+CLASSIFICATION_HEADLINE = ("auc_ovr_macro", "macro_f1", "balanced_accuracy")
 
 
 def write_report(report: EvaluationReport, out_dir: str | Path, *, figures: bool = True) -> None:
@@ -93,6 +96,57 @@ def write_report(report: EvaluationReport, out_dir: str | Path, *, figures: bool
     regions = [k.removeprefix("ref_volume_ml_") for k in names if k.startswith("ref_volume_ml_")]
     if regions:
         fig.plot_dice_against_volume(report.cases, regions, out_dir / "dice_vs_volume.png")
+
+
+def headline_metrics(summary: Mapping[str, Any]) -> list[str]:
+    """The summary keys worth printing: Dice, NSD and HD95 of every scored region, then the
+    classification metrics (:data:`CLASSIFICATION_HEADLINE`)."""
+    regions = [r["key"] for r in (summary.get("config") or {}).get("regions") or ()]
+    scores = [f"{metric}_{region}" for region in regions for metric in ("dice", "nsd", "hd95")]
+    return [*scores, *CLASSIFICATION_HEADLINE]
+
+
+def format_interval(record: Mapping[str, Any], *, digits: int = 3) -> str:
+    """``0.812 [95% CI 0.774, 0.851]`` for one summary entry; ``n/a`` where undefined."""
+
+    def number(value: Any) -> str:
+        return "n/a" if value is None or math.isnan(value) else f"{value:.{digits}f}"
+
+    text = number(record.get("estimate"))
+    if record.get("low") is None and record.get("high") is None:
+        return text
+    level = round(100 * record.get("confidence", 0.95))
+    return f"{text} [{level}% CI {number(record.get('low'))}, {number(record.get('high'))}]"
+
+
+def format_summary(
+    summary: Mapping[str, Any],
+    metrics: Sequence[str] | Mapping[str, str] | None = None,
+    *,
+    digits: int = 3,
+) -> str:
+    """One line per metric of an evaluation summary, with its interval.
+
+    Args:
+        summary: :attr:`EvaluationReport.summary` or a loaded ``summary.json``.
+        metrics: Summary keys, or keys mapped to the labels printed; default
+            :func:`headline_metrics`. Keys the summary lacks are left out (e.g. AUC without a
+            classification head).
+        digits: Decimals of every number.
+
+    Example:
+        >>> entry = {"estimate": 0.8, "low": 0.7, "high": 0.9, "confidence": 0.95}
+        >>> print(format_summary({"dice_organ": entry}, {"dice_organ": "organ Dice"}))
+        organ Dice  0.800 [95% CI 0.700, 0.900]
+    """
+    labels = dict(metrics) if isinstance(metrics, Mapping) else None
+    keys = list(labels or (headline_metrics(summary) if metrics is None else metrics))
+    present = [k for k in keys if isinstance(summary.get(k), Mapping)]
+    width = max((len((labels or {}).get(k, k)) for k in present), default=0)
+    return "\n".join(
+        f"{(labels or {}).get(k, k):<{width}}  {format_interval(summary[k], digits=digits)}"
+        for k in present
+    )
 
 
 def _cases_csv(rows: Sequence[Mapping[str, Any]]) -> str:
