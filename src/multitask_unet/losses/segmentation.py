@@ -94,6 +94,27 @@ def check_labels(
         )
 
 
+def _checked_target(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    valid: torch.Tensor | None,
+    where: str,
+    *,
+    ignore_label: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``target`` as a ``(B, 1, *S)`` label map with its labels checked, and ``valid`` checked.
+
+    The labels of samples that ``valid`` leaves out are set to 0 first, so that they neither
+    fail the label check nor index past the logits' channels.
+    """
+    target = label_map(logits, target, where)
+    valid = check_valid(valid, logits.shape[0], where)
+    if valid is not None:
+        target = torch.where(valid.view(-1, *[1] * (target.ndim - 1)), target, 0)
+    check_labels(target, logits.shape[1], where, ignore_label=ignore_label)
+    return target, valid
+
+
 class _AllReduceSum(torch.autograd.Function):
     """Sum over all ranks, with the gradient summed over ranks too (as nnU-Net's AllGatherGrad)."""
 
@@ -179,11 +200,7 @@ class SoftDiceLoss(nn.Module):
         Returns:
             0-dim float32 tensor.
         """
-        target = label_map(logits, target, type(self).__name__)
-        valid = check_valid(valid, logits.shape[0], type(self).__name__)
-        if valid is not None:
-            target = torch.where(valid.view(-1, *[1] * (target.ndim - 1)), target, 0)
-        check_labels(target, logits.shape[1], type(self).__name__)
+        target, valid = _checked_target(logits, target, valid, type(self).__name__)
         return self._dice(logits, target, valid, voxel_mask)
 
     def _dice(
@@ -309,12 +326,9 @@ class DiceCELoss(nn.Module):
         Returns:
             0-dim float32 tensor; 0 (with a zero gradient) when no sample is valid.
         """
-        name = type(self).__name__
-        target = label_map(logits, target, name)
-        valid = check_valid(valid, logits.shape[0], name)
-        if valid is not None:
-            target = torch.where(valid.view(-1, *[1] * (target.ndim - 1)), target, 0)
-        check_labels(target, logits.shape[1], name, ignore_label=self.ignore_label)
+        target, valid = _checked_target(
+            logits, target, valid, type(self).__name__, ignore_label=self.ignore_label
+        )
 
         voxel_mask = None
         if self.ignore_label is not None:
