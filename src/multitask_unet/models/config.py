@@ -21,10 +21,15 @@ RESERVED_OUTPUT_KEYS = frozenset({"seg", "seg_deep"})
 class ModelConfig(Config):
     """Everything needed to build a model; round-trips to dict, JSON and YAML.
 
+    ``encoder``, ``decoder`` and each head may also be given as :func:`create_model` takes them:
+    a registered name, a ``(name, options)`` pair or a dict with ``"name"``; they are stored as
+    config objects.
+
     Attributes:
         encoder: Encoder config (``{"name": "plain" | "residual" | "timm3d", ...}``).
         decoder: Decoder config (default: nnU-Net's U-Net decoder).
-        heads: Classification heads by output key, e.g. ``{"cls": PandaHeadConfig(...)}``.
+        heads: Classification heads by output key, e.g. ``{"cls": PandaHeadConfig(...)}`` or
+            ``{"cls": ("panda", {"num_classes": 3})}``.
         in_channels: Image channels (CT: 1).
         num_classes: Segmentation classes including background (pancreas study: 3).
         deep_supervision: Return ``"seg_deep"`` logits in training mode.
@@ -48,12 +53,17 @@ class ModelConfig(Config):
             )
         if self.spatial_dims not in (1, 2, 3):
             raise ConfigError(f"spatial_dims must be 1, 2 or 3, got {self.spatial_dims}")
-        for key in self.heads:
+        for key in self.heads if isinstance(self.heads, Mapping) else ():
             if key in RESERVED_OUTPUT_KEYS or not key.isidentifier():
                 raise ConfigError(
                     f"head name {key!r} is not allowed: use a Python identifier other than "
                     f"{sorted(RESERVED_OUTPUT_KEYS)}, e.g. 'cls'"
                 )
+        encoder = as_component_config(self.encoder, EncoderConfig, "encoder")
+        object.__setattr__(self, "encoder", encoder)
+        decoder = as_component_config(self.decoder, DecoderConfig, "decoder")
+        object.__setattr__(self, "decoder", decoder)
+        object.__setattr__(self, "heads", heads_from_spec(self.heads))
 
     @property
     def size_divisor(self) -> tuple[int, ...]:

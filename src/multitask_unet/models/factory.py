@@ -5,10 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from multitask_unet.decoders import DecoderConfig
-from multitask_unet.encoders import EncoderConfig
 from multitask_unet.errors import ConfigError
-from multitask_unet.models.config import ModelConfig, as_component_config, heads_from_spec
+from multitask_unet.models.config import ModelConfig
 from multitask_unet.models.presets import PRESETS
 from multitask_unet.models.unet import MultiTaskUNet
 
@@ -36,13 +34,7 @@ def resolve_config(
         )
     if not overrides:
         return config
-    changes = dict(overrides)
-    if "heads" in changes:
-        changes["heads"] = heads_from_spec(changes["heads"])
-    if "encoder" in changes:
-        changes["encoder"] = as_component_config(changes["encoder"], EncoderConfig, "encoder")
-    if "decoder" in changes:
-        changes["decoder"] = as_component_config(changes["decoder"], DecoderConfig, "decoder")
+    changes = dict(overrides)  # component specs become configs in ModelConfig
     unknown = set(changes) - set(ModelConfig.__dataclass_fields__)
     if unknown:
         raise ConfigError(
