@@ -229,6 +229,22 @@ def test_missing_keys_and_bad_configs_are_explained():
         MultiTaskLoss(warmup={"cls": {"epoch": 3}})
 
 
+def test_arguments_that_are_not_dicts_are_explained():
+    outputs, targets = model_outputs(9), model_targets(9)
+    has_seg = torch.tensor([True, False, True])
+    with pytest.raises(
+        ConfigError, match=r"valid must be a dict .* valid=\{\"seg\": batch.has_seg\}"
+    ):
+        MultiTaskLoss()(outputs, targets, valid=has_seg)
+    with pytest.raises(
+        ConfigError,
+        match=r"targets must be a dict keyed like the losses \['seg', 'cls'\], got Tensor",
+    ):
+        MultiTaskLoss()(outputs, targets["seg"])
+    with pytest.raises(ConfigError, match=r"outputs must be a dict .* got list"):
+        MultiTaskLoss()([outputs["seg"]], targets)
+
+
 def test_none_target_means_no_sample_has_it():
     outputs, targets = model_outputs(10), model_targets(10)
     targets["seg"] = None

@@ -44,6 +44,14 @@ __all__ = ["LossOutput", "MultiTaskLoss", "Warmup"]
 DEEP_SUFFIX = "_deep"
 
 
+#: What each dict argument of :meth:`MultiTaskLoss.forward` looks like, for its error.
+_DICT_EXAMPLES = {
+    "outputs": "model(batch.image)",
+    "targets": '{"seg": batch.seg, "cls": batch.label}',
+    "valid": '{"seg": batch.has_seg}',
+}
+
+
 @dataclass(frozen=True)
 class Warmup(Config):
     """Ramp of a loss weight from 0 to its full value over training.
@@ -252,7 +260,14 @@ class MultiTaskLoss(nn.Module):
         Returns:
             A :class:`LossOutput`.
         """
-        valid = dict(valid or {})
+        valid = {} if valid is None else valid
+        for name, given in (("outputs", outputs), ("targets", targets), ("valid", valid)):
+            if not isinstance(given, Mapping):
+                raise ConfigError(
+                    f"{name} must be a dict keyed like the losses {list(self.losses)}, got "
+                    f"{type(given).__name__}; pass e.g. {name}={_DICT_EXAMPLES[name]}"
+                )
+        valid = dict(valid)
         unknown = sorted(set(valid) - set(self.losses))
         if unknown:
             raise ConfigError(
