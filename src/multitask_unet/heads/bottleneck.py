@@ -15,19 +15,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from torch import nn
-
-from multitask_unet.features import FeatureInfo
 from multitask_unet.heads.levels import LevelIndices
-from multitask_unet.heads.pooled import PooledHeadConfig
-from multitask_unet.heads.pooling import GlobalPool, PoolingKind, check_pooling
+from multitask_unet.heads.pooled import GlobalPoolHeadConfig
+from multitask_unet.heads.pooling import PoolingKind
 
 __all__ = ["BottleneckHeadConfig"]
 
 
 @dataclass(frozen=True)
-class BottleneckHeadConfig(PooledHeadConfig):
-    """Config of the ``bottleneck`` head (see :class:`PooledHeadConfig` for shared options).
+class BottleneckHeadConfig(GlobalPoolHeadConfig):
+    """Config of the ``bottleneck`` head (see :class:`GlobalPoolHeadConfig` for shared options).
 
     Attributes:
         decoder_stages: Default ``()``.
@@ -39,10 +36,3 @@ class BottleneckHeadConfig(PooledHeadConfig):
     decoder_stages: LevelIndices = ()
     encoder_levels: LevelIndices = (-1,)
     pooling: PoolingKind = "mean"
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_pooling(self.pooling)
-
-    def make_pooler(self, info: FeatureInfo) -> nn.Module:
-        return GlobalPool(self.pooling, channels=info.channels)

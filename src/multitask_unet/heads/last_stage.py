@@ -15,19 +15,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from torch import nn
-
-from multitask_unet.features import FeatureInfo
 from multitask_unet.heads.levels import LevelIndices
-from multitask_unet.heads.pooled import PooledHeadConfig
-from multitask_unet.heads.pooling import GlobalPool, PoolingKind, check_pooling
+from multitask_unet.heads.pooled import GlobalPoolHeadConfig
 
 __all__ = ["LastStageHeadConfig"]
 
 
 @dataclass(frozen=True)
-class LastStageHeadConfig(PooledHeadConfig):
-    """Config of the ``last_stage`` head (see :class:`PooledHeadConfig` for shared options).
+class LastStageHeadConfig(GlobalPoolHeadConfig):
+    """Config of the ``last_stage`` head (see :class:`GlobalPoolHeadConfig` for shared options).
 
     Attributes:
         decoder_stages: Default ``(-1,)``, the finest decoder stage.
@@ -36,11 +32,3 @@ class LastStageHeadConfig(PooledHeadConfig):
 
     name: ClassVar[str] = "last_stage"
     decoder_stages: LevelIndices = (-1,)
-    pooling: PoolingKind = "max"
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_pooling(self.pooling)
-
-    def make_pooler(self, info: FeatureInfo) -> nn.Module:
-        return GlobalPool(self.pooling, channels=info.channels)

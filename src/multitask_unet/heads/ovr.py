@@ -28,11 +28,9 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from multitask_unet.features import FeatureInfo
 from multitask_unet.heads.classifiers import OneVsRestClassifier
 from multitask_unet.heads.levels import LevelIndices
-from multitask_unet.heads.pooled import PooledHead, PooledHeadConfig
-from multitask_unet.heads.pooling import GlobalPool, PoolingKind, check_pooling
+from multitask_unet.heads.pooled import GlobalPoolHeadConfig, PooledHead
 
 __all__ = ["OneVsRestHead", "OvRHeadConfig", "ovr_probabilities"]
 
@@ -54,8 +52,8 @@ class OneVsRestHead(PooledHead):
 
 
 @dataclass(frozen=True)
-class OvRHeadConfig(PooledHeadConfig):
-    """Config of the ``ovr`` head (see :class:`PooledHeadConfig` for shared options).
+class OvRHeadConfig(GlobalPoolHeadConfig):
+    """Config of the ``ovr`` head (see :class:`GlobalPoolHeadConfig` for shared options).
 
     Attributes:
         decoder_stages: Default ``"all"``.
@@ -65,14 +63,6 @@ class OvRHeadConfig(PooledHeadConfig):
 
     name: ClassVar[str] = "ovr"
     decoder_stages: LevelIndices = "all"
-    pooling: PoolingKind = "max"
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_pooling(self.pooling)
-
-    def make_pooler(self, info: FeatureInfo) -> nn.Module:
-        return GlobalPool(self.pooling, channels=info.channels)
 
     def make_classifier(self, in_features: Sequence[int]) -> nn.Module:
         return OneVsRestClassifier(

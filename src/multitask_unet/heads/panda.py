@@ -17,18 +17,16 @@ from typing import ClassVar
 from torch import nn
 
 from multitask_unet.errors import ConfigError
-from multitask_unet.features import FeatureInfo
 from multitask_unet.heads.classifiers import PerLevelClassifier
 from multitask_unet.heads.levels import LevelIndices
-from multitask_unet.heads.pooled import PooledHeadConfig
-from multitask_unet.heads.pooling import GlobalPool, PoolingKind, check_pooling
+from multitask_unet.heads.pooled import GlobalPoolHeadConfig
 
 __all__ = ["PandaHeadConfig"]
 
 
 @dataclass(frozen=True)
-class PandaHeadConfig(PooledHeadConfig):
-    """Config of the ``panda`` head (see :class:`PooledHeadConfig` for shared options).
+class PandaHeadConfig(GlobalPoolHeadConfig):
+    """Config of the ``panda`` head (see :class:`GlobalPoolHeadConfig` for shared options).
 
     Attributes:
         decoder_stages: Default ``"all"``.
@@ -39,16 +37,11 @@ class PandaHeadConfig(PooledHeadConfig):
     name: ClassVar[str] = "panda"
     decoder_stages: LevelIndices = "all"
     hidden: int = 32
-    pooling: PoolingKind = "max"
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_pooling(self.pooling)
         if self.hidden < 1:
             raise ConfigError(f"panda needs a per-level width hidden >= 1, got {self.hidden}")
-
-    def make_pooler(self, info: FeatureInfo) -> nn.Module:
-        return GlobalPool(self.pooling, channels=info.channels)
 
     def make_classifier(self, in_features: Sequence[int]) -> nn.Module:
         return PerLevelClassifier(

@@ -35,9 +35,10 @@ from multitask_unet.heads.levels import (
     level_weights,
     resolve_levels,
 )
+from multitask_unet.heads.pooling import GlobalPool, PoolingKind, check_pooling
 from multitask_unet.heads.state import PoolState
 
-__all__ = ["PooledHead", "PooledHeadConfig"]
+__all__ = ["GlobalPoolHeadConfig", "PooledHead", "PooledHeadConfig"]
 
 
 class PooledHead(ClassificationHead):
@@ -174,3 +175,22 @@ class PooledHeadConfig(HeadConfig):
     def head_class(self) -> type[PooledHead]:
         """The head class to build (default: :class:`PooledHead`)."""
         return PooledHead
+
+
+@dataclass(frozen=True)
+class GlobalPoolHeadConfig(PooledHeadConfig):
+    """A :class:`PooledHeadConfig` that pools every level globally (not registered itself).
+
+    Attributes:
+        pooling: :class:`~multitask_unet.heads.pooling.GlobalPool`'s kind, ``"max"`` (default)
+            or ``"mean"``.
+    """
+
+    pooling: PoolingKind = "max"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_pooling(self.pooling)
+
+    def make_pooler(self, info: FeatureInfo) -> nn.Module:
+        return GlobalPool(self.pooling, channels=info.channels)
