@@ -1,19 +1,20 @@
 """One optimiser step, as the trainer takes it and the budget planner's trial steps time it.
 
 Forward under autocast, the multi-task loss, backward through the AMP scaler, gradient
-clipping, the optimiser step. Labels are checked on the CPU before the step (the loss then
-skips its own check, which would need a GPU round trip).
+clipping, the optimiser step. The loss skips its label check here (on a GPU it would wait for
+the device): check the labels on the CPU before moving the batch, with
+:func:`~multitask_unet.losses.check_labels`, as the trainer does.
 
 Example:
     >>> import torch
     >>> from multitask_unet import create_model
     >>> from multitask_unet.losses import MultiTaskLoss
-    >>> model = create_model("tiny_plain", heads={}).train()
+    >>> model = create_model("tiny_plain", heads={"cls": ("panda", {"num_classes": 3})}).train()
     >>> optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
     >>> scaler = torch.amp.GradScaler("cpu", enabled=False)
-    >>> seg = torch.randint(0, 3, (2, 1, 8, 16, 16))
+    >>> targets = {"seg": torch.randint(0, 3, (2, 1, 8, 16, 16)), "cls": torch.tensor([0, 2])}
     >>> out = training_step(model, model, MultiTaskLoss(), optimizer, scaler,
-    ...                     torch.randn(2, 1, 8, 16, 16), {"seg": seg})
+    ...                     torch.randn(2, 1, 8, 16, 16), targets)
     >>> bool(torch.isfinite(out.total))
     True
 """
