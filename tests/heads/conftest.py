@@ -17,6 +17,8 @@ import torch
 
 import multitask_unet as mtu
 from multitask_unet.encoders import ENCODERS
+from multitask_unet.heads import ClassificationHead
+from multitask_unet.heads.attention_ops import gated_attention_pool, query_attention_pool
 
 # Every registered head at least once (test_heads_contract checks that), with options that
 # exercise encoder levels, mean pooling, hidden layers, several attention heads and dropout.
@@ -128,6 +130,71 @@ def window_features(
     )
 
 
+def merged_window_logits(
+    model: mtu.MultiTaskUNet,
+    head: ClassificationHead,
+    features: mtu.Features,
+    weights: torch.Tensor | None,
+    windows: Sequence[tuple[slice, ...]],
+) -> torch.Tensor:
+    """``head``'s logits from the merged pool states of ``windows`` (and their voxel weights)."""
+    states = [
+        head.pool(
+            window_features(model, features, w),
+            None if weights is None else weights[(..., *w)],
+        )
+        for w in windows
+    ]
+    return head.project(head.merge(states))
+
+
+def attention_inputs(
+    weighting: str | None,
+    *,
+    n: int,
+    dtype: torch.dtype = torch.float32,
+    batch: int = 2,
+    seed: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, torch.Tensor]]:
+    """Random ``x`` ``(batch, 5, n)``, voxel weights and the parameters of both attention pools.
+
+    ``weighting``: ``None``; ``"soft"``, per-sample weights in ``[0, 1)`` with every third voxel
+    0; ``"shared"``, one 0/1 mask ``(1, 1, n)`` for the whole batch (its first voxel counted).
+    """
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, 5, n, generator=g, dtype=dtype)
+    weights = None
+    if weighting == "soft":
+        weights = torch.rand(batch, 1, n, generator=g, dtype=dtype)
+        weights[..., ::3] = 0.0
+    elif weighting == "shared":
+        weights = (torch.rand(1, 1, n, generator=g, dtype=dtype) > 0.5).to(dtype)
+        weights[..., 0] = 1.0
+    params = {
+        "query": torch.randn(3, 5, generator=g, dtype=dtype),
+        "gate_weight": torch.randn(8, 5, generator=g, dtype=dtype),
+        "gate_bias": torch.randn(8, generator=g, dtype=dtype),
+        "score_weight": torch.randn(2, 4, generator=g, dtype=dtype),
+    }
+    return x, weights, params
+
+
+def attention_pool(
+    mode: str, x: torch.Tensor, weights: torch.Tensor | None, params: dict[str, torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The fused ``"query"`` or ``"gated"`` attention pool of ``x`` with ``params``."""
+    if mode == "query":
+        return query_attention_pool(x, params["query"], weights)
+    return gated_attention_pool(
+        x, params["gate_weight"], params["gate_bias"], params["score_weight"], weights
+    )
+
+
+def attention_param_names(mode: str) -> list[str]:
+    """The parameter names :func:`attention_pool` reads in ``mode``."""
+    return ["query"] if mode == "query" else ["gate_weight", "gate_bias", "score_weight"]
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     explicit: set[str] = set()
     for mark in metafunc.definition.iter_markers("parametrize"):
@@ -148,6 +215,10 @@ class HeadsKit:
     odd_size = staticmethod(odd_size)
     tile_windows = staticmethod(tile_windows)
     window_features = staticmethod(window_features)
+    merged_window_logits = staticmethod(merged_window_logits)
+    attention_inputs = staticmethod(attention_inputs)
+    attention_pool = staticmethod(attention_pool)
+    attention_param_names = staticmethod(attention_param_names)
 
 
 @pytest.fixture

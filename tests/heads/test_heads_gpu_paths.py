@@ -18,8 +18,6 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from multitask_unet.heads import attention_ops
 from multitask_unet.heads.attention_ops import (
-    gated_attention_pool,
-    query_attention_pool,
     voxel_products,
 )
 
@@ -71,43 +69,20 @@ def test_voxel_products_equal_one_gemm(n: int, layout: str, chunk) -> None:
     assert watch.calls["bmm"] == (3 + (n % 7 > 0) if split else 1)  # one per sample, + the tail
 
 
-def _inputs(weighting: str | None, *, n: int, dtype: torch.dtype = torch.float32):
-    g = torch.Generator().manual_seed(1)
-    x = torch.randn(2, 5, n, generator=g, dtype=dtype)
-    weights = None
-    if weighting == "soft":
-        weights = torch.rand(2, 1, n, generator=g, dtype=dtype)
-        weights[..., ::3] = 0.0
-    params = {
-        "query": torch.randn(3, 5, generator=g, dtype=dtype),
-        "gate_weight": torch.randn(8, 5, generator=g, dtype=dtype),
-        "gate_bias": torch.randn(8, generator=g, dtype=dtype),
-        "score_weight": torch.randn(2, 4, generator=g, dtype=dtype),
-    }
-    return x, weights, params
-
-
-def _names(mode: str) -> list[str]:
-    return ["query"] if mode == "query" else ["gate_weight", "gate_bias", "score_weight"]
-
-
-def _pool(mode: str, x, weights, p):
-    if mode == "query":
-        return query_attention_pool(x, p["query"], weights)
-    return gated_attention_pool(x, p["gate_weight"], p["gate_bias"], p["score_weight"], weights)
-
-
 @pytest.mark.parametrize("mode", ["query", "gated"])
 @pytest.mark.parametrize("weighting", [None, "soft"])
-def test_split_pooling_equals_one_gemm(mode: str, weighting: str | None, chunk) -> None:
+def test_split_pooling_equals_one_gemm(mode: str, weighting: str | None, chunk, kit) -> None:
     """Forward and every gradient with the voxels split in chunks equal the single-GEMM path."""
     results, bmm_calls = [], []
     for value in (0, 16):  # 200 voxels: 12 chunks and a tail of 8
         chunk(value)
-        x, weights, p = _inputs(weighting, n=200)
-        leaves = [x.requires_grad_(), *(p[k].requires_grad_() for k in _names(mode))]
+        x, weights, p = kit.attention_inputs(weighting, n=200, seed=1)
+        leaves = [
+            x.requires_grad_(),
+            *(p[k].requires_grad_() for k in kit.attention_param_names(mode)),
+        ]
         with OpWatch() as watch:
-            top, norm, value_ = _pool(mode, x, weights, p)
+            top, norm, value_ = kit.attention_pool(mode, x, weights, p)
             pooled = value_ / norm[..., None]
             (pooled * torch.linspace(-1, 1, pooled.numel()).view_as(pooled)).sum().backward()
         results.append([top, norm, value_, *(t.grad for t in leaves)])
@@ -118,13 +93,13 @@ def test_split_pooling_equals_one_gemm(mode: str, weighting: str | None, chunk) 
 
 
 @pytest.mark.parametrize("mode", ["query", "gated"])
-def test_split_pooling_gradcheck(mode: str, chunk) -> None:
+def test_split_pooling_gradcheck(mode: str, chunk, kit) -> None:
     chunk(7)  # 30 voxels: 4 chunks and a tail of 2
-    x, weights, p = _inputs("soft", n=30, dtype=torch.float64)
-    names = _names(mode)
+    x, weights, p = kit.attention_inputs("soft", n=30, dtype=torch.float64, seed=1)
+    names = kit.attention_param_names(mode)
 
     def pooled(x, *params):
-        _, norm, value = _pool(mode, x, weights, dict(zip(names, params)))
+        _, norm, value = kit.attention_pool(mode, x, weights, dict(zip(names, params)))
         return value / norm[..., None]
 
     inputs = [x.requires_grad_(), *(p[k].requires_grad_() for k in names)]
@@ -152,14 +127,7 @@ def test_split_pooling_stays_window_exact(weighting: str | None, kit, chunk) -> 
             unsplit = head(features, weights)
             chunk(5)
             whole = head(features, weights)
-            states = [
-                head.pool(
-                    kit.window_features(model, features, w),
-                    None if weights is None else weights[(..., *w)],
-                )
-                for w in windows
-            ]
-            merged = head.project(head.merge(states))
+            merged = kit.merged_window_logits(model, head, features, weights, windows)
             assert (whole - unsplit).abs().max() <= TOL, name
             assert (merged - whole).abs().max() <= TOL, name
 

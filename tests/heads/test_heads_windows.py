@@ -41,14 +41,7 @@ def test_merged_tiles_equal_whole_volume(encoder: str, weighting: str | None, ki
         for name in kit.variants:
             head = model.heads[name]
             whole = head.project(head.pool(features, weights))
-            states = [
-                head.pool(
-                    kit.window_features(model, features, w),
-                    None if weights is None else weights[(..., *w)],
-                )
-                for w in windows
-            ]
-            merged = head.project(head.merge(states))
+            merged = kit.merged_window_logits(model, head, features, weights, windows)
             assert whole.shape == (2, head.num_classes)
             assert torch.isfinite(whole).all(), name
             diff = (merged - whole).abs().max().item()
