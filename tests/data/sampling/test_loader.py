@@ -242,6 +242,23 @@ def test_queue_loader_yields_batches() -> None:
     assert all(b.label.tolist() == [int(c[-1]) for c in b.case_id] for b in batches)
 
 
+def test_queue_loader_draws_new_cases_each_epoch() -> None:
+    subjects = _subjects([0, 1, 2, 0, 1, 2, 0, 1, 2])
+    cfg = _config(augmentation=AugmentationConfig.off())
+    loader = queue_loader(subjects, cfg, samples_per_volume=2, max_length=4)  # 4 of 9 cases
+
+    def cases_of_epoch(epoch: int | None) -> list[str]:
+        if epoch is not None:
+            loader.set_epoch(epoch)
+        return sorted(c for b in loader for c in b.case_id)
+
+    first = cases_of_epoch(None)
+    assert cases_of_epoch(0) == first  # epoch 0 unless told otherwise
+    later = [cases_of_epoch(e) for e in (1, 2, 3)]
+    assert any(cases != first for cases in later)
+    assert cases_of_epoch(2) == later[1]  # the draws are a function of (seed, epoch)
+
+
 def test_balanced_loader_makes_study_subtypes_uniform_in_batches() -> None:
     counts = (62, 106, 84)  # the study's imbalanced training subtypes
     image, seg = torch.zeros(1, 4, 4, 4), torch.zeros(1, 4, 4, 4, dtype=torch.uint8)

@@ -363,8 +363,9 @@ def queue_loader(
     The queue's workers load (and copy) whole subjects; ``samples_per_volume`` patches are then
     cut and augmented from each *in the calling process*, ``max_length`` patches at a time, so
     this work does not overlap with training and does not scale with ``num_workers``. Cases are
-    drawn by the balanced sampler. Kept for TorchIO-based workflows; :class:`TrainLoader` does
-    all per-patch work in its workers.
+    drawn by the balanced sampler: call the loader's ``set_epoch(epoch)`` before each epoch to
+    draw new ones. Kept for TorchIO-based workflows; :class:`TrainLoader` does all per-patch work
+    in its workers. Subjects of a cache folder: ``[e.open() for e in cache_entries(folder)]``.
     """
     cfg = config or LoaderConfig()
     if cfg.augmentation_config().backend != "workers":
@@ -388,10 +389,12 @@ def queue_loader(
         num_workers=cfg.num_workers,
         shuffle_subjects=False,
     )
-    return DataLoader(
+    loader = DataLoader(
         queue,
         batch_size=cfg.batch_size,
         num_workers=0,
         collate_fn=_collate_patches,
         pin_memory=cfg.pin_memory,
     )
+    loader.set_epoch = case_sampler.set_epoch  # type: ignore[attr-defined]  # as TrainLoader's
+    return loader
