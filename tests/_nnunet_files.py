@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +25,22 @@ TINY_PLAIN_ARCH: dict[str, Any] = {
 }  # fmt: skip
 
 
-def write_dataset_json(folder: Path, labels: dict[str, int], *, num_training: int) -> Path:
-    """``folder/dataset.json`` for one CT channel, as nnU-Net's raw datasets carry it."""
+def write_dataset_json(
+    folder: Path,
+    labels: dict[str, int],
+    *,
+    num_training: int,
+    channel_names: Sequence[str] = ("CT",),
+    **entries: Any,
+) -> Path:
+    """``folder/dataset.json`` as nnU-Net's raw datasets carry it (one CT channel by default).
+
+    ``entries`` are further top-level keys, e.g. ``dataset`` (explicit file lists).
+    """
     folder.mkdir(parents=True, exist_ok=True)
-    dataset = {"channel_names": {"0": "CT"}, "labels": labels, "numTraining": num_training,
-               "file_ending": ".nii.gz"}  # fmt: skip
+    channels = {str(i): name for i, name in enumerate(channel_names)}
+    dataset = {"channel_names": channels, "labels": labels, "numTraining": num_training,
+               "file_ending": ".nii.gz", **entries}  # fmt: skip
     (folder / "dataset.json").write_text(json.dumps(dataset))
     return folder / "dataset.json"
 

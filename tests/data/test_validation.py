@@ -20,6 +20,7 @@ from _defects import (
     non_integer_labels,
     spacing_mismatch,
 )
+from _nnunet_files import write_dataset_json
 from multitask_unet.cli import validate as validate_cli
 from multitask_unet.data.io import read_image, spacing_affine, write_image
 from multitask_unet.data.readers import DatasetIndex
@@ -124,16 +125,7 @@ def test_nnunet_dataset_validates(tmp_path: Path):
         mask[2:4, 2:4, 1:3] = 1
         write_image(root / "imagesTr" / f"c{i}_0000.nii.gz", mask.astype(np.int16) * 50, affine)
         write_image(root / "labelsTr" / f"c{i}.nii.gz", mask, affine)
-    (root / "dataset.json").write_text(
-        json.dumps(
-            {
-                "channel_names": {"0": "CT"},
-                "labels": {"background": 0, "organ": 1},
-                "numTraining": 2,
-                "file_ending": ".nii.gz",
-            }
-        )
-    )
+    write_dataset_json(root, {"background": 0, "organ": 1}, num_training=2)
     assert validate_dataset(root).issues == ()
     (root / "labelsTr" / "c1.nii.gz").unlink()
     report = validate_dataset(root)

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from _nnunet_files import write_dataset_json
 from multitask_unet.data.io import spacing_affine, write_image
 from multitask_unet.data.readers import (
     LAYOUTS,
@@ -39,13 +40,9 @@ def _nnunet_dataset(root: Path, *, n_train: int = 4, n_test: int = 2, channels: 
     for i in range(n_test):
         for c in range(channels):
             _volume(root / "imagesTs" / f"test_{i:03d}_{c:04d}.nii.gz")
-    dataset_json = {
-        "channel_names": {str(c): f"ch{c}" for c in range(channels)},
-        "labels": {"background": 0, "pancreas": 1, "lesion": 2},
-        "numTraining": n_train,
-        "file_ending": ".nii.gz",
-    }
-    (root / "dataset.json").write_text(json.dumps(dataset_json))
+    labels = {"background": 0, "pancreas": 1, "lesion": 2}
+    names = [f"ch{c}" for c in range(channels)]
+    write_dataset_json(root, labels, num_training=n_train, channel_names=names)
     return root
 
 
@@ -302,18 +299,7 @@ def test_nnunet_explicit_dataset_lists_match_nnunet(tmp_path: Path):
         },
         "b": {"images": ["img/b.nii.gz"], "label": "seg/b.nii.gz"},
     }
-    root.mkdir(exist_ok=True)
-    (root / "dataset.json").write_text(
-        json.dumps(
-            {
-                "channel_names": {"0": "CT"},
-                "labels": {"background": 0, "organ": 1},
-                "numTraining": 2,
-                "file_ending": ".nii.gz",
-                "dataset": dataset,
-            }
-        )
-    )
+    write_dataset_json(root, {"background": 0, "organ": 1}, num_training=2, dataset=dataset)
     index = read_dataset(root)
     assert index.layout == "nnunet"
     theirs = get_filenames_of_train_images_and_targets(str(root))
