@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -196,3 +197,5 @@ def test_bad_options_name_the_fix(kwargs, error, match) -> None:
         sliding_window_predict(model, torch.zeros(1, 1, 8, 16, 16), **kwargs)
     with pytest.raises(ShapeError, match="volume must be"):
         sliding_window_predict(model, torch.zeros(1, 8, 16, 16), window_size=8)
+    with pytest.raises(ShapeError, match=r"torch.Tensor, got a ndarray; convert it with"):
+        sliding_window_predict(model, np.zeros((1, 1, 8, 16, 16), np.float32), window_size=8)

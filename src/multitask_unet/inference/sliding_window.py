@@ -180,6 +180,11 @@ def sliding_window_predict(
         ``output_device``).
     """
     dims = model.config.spatial_dims
+    if not isinstance(volume, torch.Tensor):
+        raise ShapeError(
+            f"volume must be a (B, C, {', '.join('DHW'[-dims:])}) torch.Tensor, got a "
+            f"{type(volume).__name__}; convert it with torch.as_tensor"
+        )
     if volume.ndim != dims + 2:
         raise ShapeError(
             f"volume must be (B, C, {', '.join('DHW'[-dims:])}), got shape {tuple(volume.shape)}"

@@ -65,6 +65,12 @@ class MultiTaskUNet(nn.Module):
     def check_input(self, x: torch.Tensor) -> None:
         """Raise :class:`ShapeError` naming the fix when ``x`` cannot go through the network."""
         dims = self.config.spatial_dims
+        if not isinstance(x, torch.Tensor):
+            fix = "pass batch.image" if hasattr(x, "has_seg") else "convert it with torch.as_tensor"
+            raise ShapeError(
+                f"the model takes a (B, C, {', '.join('DHW'[-dims:])}) torch.Tensor, got a "
+                f"{type(x).__name__}; {fix}"
+            )
         if x.ndim != dims + 2:
             raise ShapeError(
                 f"expected a (B, C, {', '.join('DHW'[-dims:])}) tensor with {dims + 2} dims, "
