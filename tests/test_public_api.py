@@ -15,6 +15,9 @@ PACKAGES = [
     "multitask_unet.models",
     "multitask_unet.losses",
     "multitask_unet.data",
+    "multitask_unet.data.planning",
+    "multitask_unet.data.preprocessing",
+    "multitask_unet.data.sampling",
     "multitask_unet.inference",
     "multitask_unet.evaluation",
     "multitask_unet.training",
@@ -39,3 +42,13 @@ def test_lazy_names_are_the_defining_objects() -> None:
 
     assert mtu.read_dataset is read_dataset
     assert "Predictor" in dir(mtu)
+
+
+def test_a_training_loop_imports_its_data_pipeline_from_the_sampling_package() -> None:
+    from multitask_unet.data import sampling
+    from multitask_unet.data.sampling import loader
+
+    for name in ("LoaderConfig", "TrainLoader", "queue_loader", "cache_entries", "Batch"):
+        assert name in sampling.__all__
+    assert sampling.TrainLoader is loader.TrainLoader
+    assert sampling.BalancedCaseSampler is loader.BalancedCaseSampler
