@@ -134,3 +134,16 @@ def test_bad_phantom_arguments_are_named(kwargs, match):
     args = {"subtype": 0, **kwargs}
     with pytest.raises(DataError, match=match):
         make_phantom(args.pop("subtype"), **args)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"shape": (16, 16)}, r"shape must be three sizes .* got \(16, 16\)"),
+        ({"spacing": (1.0, 1.0)}, r"spacing must be three positive .* got \(1\.0, 1\.0\)"),
+    ],
+)
+def test_bad_dataset_geometry_is_named_before_writing(tmp_path: Path, kwargs, match):
+    with pytest.raises(DataError, match=match):
+        write_phantom_dataset(tmp_path / "a", n_train=1, n_validation=0, n_test=0, **kwargs)
+    assert not (tmp_path / "a").exists()

@@ -50,6 +50,16 @@ _DEFAULT_SHAPE = (64, 64, 48)
 _DEFAULT_SPACING = (1.0, 1.0, 1.5)
 
 
+def _checked_geometry(shape: Sequence[int], spacing: Sequence[float]) -> tuple[int, ...]:
+    """``shape`` as ints, after checking it and ``spacing``; DataError naming the bad one."""
+    shape = tuple(int(s) for s in shape)
+    if len(shape) != 3 or min(shape) < 8:
+        raise DataError(f"shape must be three sizes of at least 8 voxels, got {shape!r}")
+    if len(spacing) != 3 or min(spacing) <= 0:
+        raise DataError(f"spacing must be three positive millimetre sizes, got {tuple(spacing)!r}")
+    return shape
+
+
 def make_phantom(
     subtype: int,
     *,
@@ -71,11 +81,7 @@ def make_phantom(
     """
     if subtype not in (0, 1, 2):
         raise DataError(f"subtype must be 0, 1 or 2, got {subtype!r}")
-    shape = tuple(int(s) for s in shape)
-    if len(shape) != 3 or min(shape) < 8:
-        raise DataError(f"shape must be three sizes of at least 8 voxels, got {shape!r}")
-    if len(spacing) != 3 or min(spacing) <= 0:
-        raise DataError(f"spacing must be three positive millimetre sizes, got {tuple(spacing)!r}")
+    shape = _checked_geometry(shape, spacing)
     rng = np.random.default_rng(seed)
     sp = np.asarray(spacing, float)
     half = np.asarray(shape) * sp / 2
@@ -210,6 +216,7 @@ def write_phantom_dataset(
     root = Path(root)
     if root.exists() and any(root.iterdir()):
         raise DataError(f"{root} is not empty; write phantoms into a new or empty folder")
+    shape = _checked_geometry(shape, spacing)
     if len(class_counts) != 3 or min(class_counts) < 0 or sum(class_counts) <= 0:
         raise DataError(f"class_counts must be three non-negative numbers, got {class_counts!r}")
     rng = np.random.default_rng(seed)

@@ -235,6 +235,12 @@ def test_loader_config_caps_oversampling_in_both_loaders() -> None:
         assert np.isclose(queue.dataset.subject_sampler.weights[0], share)
 
 
+def test_patch_size_is_three_sizes_stored_as_a_tuple() -> None:
+    assert _config(patch_size=[8, 8, 8]).patch_size == (8, 8, 8)
+    with pytest.raises(ConfigError, match=r"patch_size must be three positive sizes \(D, H, W\)"):
+        _config(patch_size=(8, 8))
+
+
 def test_queue_loader_yields_batches() -> None:
     loader = queue_loader(_subjects([0, 1, 2]), _config(), samples_per_volume=2, max_length=4)
     batches = list(loader)

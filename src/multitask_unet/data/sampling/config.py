@@ -70,10 +70,13 @@ class DataConfig(Config):
             raise ConfigError(
                 f"{where}.batch_size must be at least 1 (or null), got {self.batch_size}"
             )
-        if self.patch_size is not None and min(self.patch_size) < 1:
-            raise ConfigError(
-                f"{where}.patch_size must be three positive sizes, got {self.patch_size}"
-            )
+        if self.patch_size is not None:
+            if len(self.patch_size) != 3 or min(self.patch_size) < 1:
+                raise ConfigError(
+                    f"{where}.patch_size must be three positive sizes (D, H, W), got "
+                    f"{self.patch_size}"
+                )
+            object.__setattr__(self, "patch_size", tuple(int(s) for s in self.patch_size))
         for key in ("foreground_probability", "lesion_probability"):
             if not 0 <= getattr(self, key) <= 1:
                 raise ConfigError(f"{where}.{key} must be in [0, 1], got {getattr(self, key)}")
