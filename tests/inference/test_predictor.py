@@ -304,3 +304,16 @@ def test_default_mirroring_follows_the_training_augmentation(
     )  # fmt: skip
     assert Predictor.from_checkpoint(path).options["mirror_axes"] == expected
     assert Predictor.from_checkpoint(path, mirror_axes=(0,)).options["mirror_axes"] == (0,)
+
+
+def test_a_plan_file_and_a_single_input_are_taken_as_they_are(
+    phantom_root, tiny_checkpoint, tiny_plan, tmp_path
+) -> None:
+    model = load_checkpoint(tiny_checkpoint).build_model()
+    tiny_plan.save(tmp_path / "plan.json")
+    predictor = Predictor(model, tmp_path / "plan.json", mirror_axes=())
+    assert predictor.preprocessing == tiny_plan.preprocessing
+    assert predictor.window_size == tiny_plan.patch_size
+    image = _test_images(phantom_root)[0]
+    run = predictor.predict(str(image), tmp_path / "out", progress=False)  # not its characters
+    assert run.predicted == (image.name.removesuffix("_0000.nii.gz"),)

@@ -126,8 +126,8 @@ class Predictor:
             segmentation classes and heads (see
             :func:`~multitask_unet.inference.ensemble.check_models`). ``predictor.model`` is
             the first, ``predictor.models`` all.
-        plan: The :class:`~multitask_unet.data.planning.Plan` (or its preprocessing config)
-            the model was trained with.
+        plan: The :class:`~multitask_unet.data.planning.Plan` the model was trained with, its
+            ``plan.json`` file, or its preprocessing config (then give ``window_size``).
         class_names: Names of the head's classes (``prob_<name>`` columns); default
             ``class0, class1, ...``.
         window_size: Sliding window; default the plan's ``patch_size``.
@@ -165,7 +165,7 @@ class Predictor:
     def __init__(
         self,
         model: MultiTaskUNet | Sequence[MultiTaskUNet],
-        plan: Plan | PreprocessingConfig,
+        plan: Plan | PreprocessingConfig | str | os.PathLike[str],
         *,
         class_names: Sequence[str] = (),
         window_size: Sequence[int] | None = None,
@@ -185,11 +185,11 @@ class Predictor:
         check_models(models)
         self.models = tuple(m.eval() for m in models)
         self.model = model = self.models[0]
-        weights = None
-        if label_weights is not None:
-            weights = check_label_weights(label_weights, model.config.num_classes)
+        num_labels = model.config.num_classes
+        weights = None if label_weights is None else check_label_weights(label_weights, num_labels)
         self.postprocessing = Postprocessing(weights, bool(largest_component))
         self.save_probabilities = save_probabilities
+        plan = Plan.load(plan) if isinstance(plan, (str, os.PathLike)) else plan  # a plan.json
         self.preprocessing = plan.preprocessing if isinstance(plan, Plan) else plan
         if window_size is None:
             if not isinstance(plan, Plan):
@@ -375,7 +375,7 @@ class Predictor:
     # -- a folder ------------------------------------------------------------------------------
     def predict(
         self,
-        inputs: Sequence[str | os.PathLike[str] | CaseRecord],
+        inputs: Sequence[str | os.PathLike[str] | CaseRecord] | str | os.PathLike[str] | CaseRecord,
         output_dir: str | os.PathLike[str],
         *,
         overwrite: bool = False,
@@ -385,11 +385,12 @@ class Predictor:
 
         Args:
             inputs: Image files, folders, DICOM series folders (see
-                :func:`~multitask_unet.inference.inputs.collect_cases`) or case records.
+                :func:`~multitask_unet.inference.inputs.collect_cases`) or case records; one or a list.
             output_dir: The prediction folder (created).
             overwrite: Predict finished cases again.
             progress: Show a progress bar.
         """
+        inputs = [inputs] if isinstance(inputs, (str, os.PathLike, CaseRecord)) else inputs
         records = [r for r in inputs if isinstance(r, CaseRecord)]
         paths = [p for p in inputs if not isinstance(p, CaseRecord)]
         records += collect_cases(paths, num_channels=self.model.config.in_channels) if paths else []
