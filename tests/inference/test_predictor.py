@@ -205,6 +205,7 @@ def test_collect_cases(tmp_path, phantom_root) -> None:
     (dicom / "IM0001").write_bytes(b"\0" * 128 + b"DICM" + b"\0" * 16)
     (folder / "notes.txt").write_text("ignored")
     cases = collect_cases([folder])
+    assert collect_cases(str(folder)) == collect_cases(folder) == cases  # one input, not a list
     assert [(c.case_id, [p.name for p in c.images]) for c in cases] == [
         ("a", ["a_0000.nii.gz"]), ("b", ["b.nii.gz"]), ("series1", ["series1"]),
     ]  # fmt: skip

@@ -99,12 +99,12 @@ def _folder_cases(folder: Path, num_channels: int) -> list[CaseRecord]:
 
 
 def collect_cases(
-    inputs: Sequence[str | os.PathLike[str]], *, num_channels: int = 1
+    inputs: Sequence[str | os.PathLike[str]] | str | os.PathLike[str], *, num_channels: int = 1
 ) -> list[CaseRecord]:
     """The cases to predict, in input order (see the module docstring for what is accepted).
 
     Args:
-        inputs: Files and folders.
+        inputs: Files and folders, or one of them.
         num_channels: Image channels the model takes.
 
     Returns:
@@ -115,7 +115,7 @@ def collect_cases(
             inputs give the same case id (outputs would overwrite each other).
     """
     records: list[CaseRecord] = []
-    for item in inputs:
+    for item in [inputs] if isinstance(inputs, (str, os.PathLike)) else inputs:
         path = Path(item)
         if not path.exists():
             raise DataError(f"input {path} does not exist; check the path")
