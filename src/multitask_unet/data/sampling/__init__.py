@@ -6,6 +6,7 @@
 - :mod:`~multitask_unet.data.sampling.crop`: cropping a box out of (memory-mapped) arrays;
 - :mod:`~multitask_unet.data.sampling.spatial`, :mod:`~multitask_unet.data.sampling.augmentation`:
   nnU-Net's augmentation;
+- :mod:`~multitask_unet.data.sampling.cases`: the cases a loader reads (subjects or a cache folder);
 - :mod:`~multitask_unet.data.sampling.batch`, :mod:`~multitask_unet.data.sampling.loader`: the
   :class:`~multitask_unet.data.sampling.batch.Batch` and the loader that assembles it.
 
@@ -17,14 +18,9 @@ from multitask_unet.data.sampling.augmentation import AugmentationConfig, build_
 from multitask_unet.data.sampling.batch import MISSING_LABEL, Batch
 from multitask_unet.data.sampling.case_sampling import *  # noqa: F403
 from multitask_unet.data.sampling.case_sampling import __all__ as _case_sampling_all
+from multitask_unet.data.sampling.cases import CacheEntry, cache_entries
 from multitask_unet.data.sampling.config import DataConfig
-from multitask_unet.data.sampling.loader import (
-    CacheEntry,
-    LoaderConfig,
-    TrainLoader,
-    cache_entries,
-    queue_loader,
-)
+from multitask_unet.data.sampling.loader import LoaderConfig, TrainLoader, queue_loader
 from multitask_unet.data.sampling.patches import ForegroundPatchSampler
 
 __all__ = [

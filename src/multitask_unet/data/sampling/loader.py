@@ -8,7 +8,9 @@ carries its own seed, derived from ``(seed, epoch, rank, position)``, so an epoc
 identical whatever the number of workers. :func:`queue_loader` offers the same sampler and
 augmentation on TorchIO's ``Queue`` instead; its workers only load volumes while patches are cut
 and augmented in the training process, so prefer :class:`TrainLoader` (see
-``benchmarks/bench_data.py``).
+``benchmarks/bench_data.py``). The cases (subjects, or the
+:class:`~multitask_unet.data.sampling.cases.CacheEntry` s of a cache folder) are read by
+:mod:`~multitask_unet.data.sampling.cases`.
 
 Example:
     >>> import torch, torchio as tio
@@ -27,10 +29,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -46,17 +46,14 @@ from multitask_unet.data.sampling.augmentation import (
 )
 from multitask_unet.data.sampling.batch import Batch
 from multitask_unet.data.sampling.case_sampling import BalancedCaseSampler, distributed_rank
+from multitask_unet.data.sampling.cases import CacheEntry, cache_entries, case_label, open_cases
 from multitask_unet.data.sampling.config import DataConfig
 from multitask_unet.data.sampling.device_augmentation import (
     WindowSampler,
     device_augmentation_for,
 )
-from multitask_unet.data.sampling.patches import (
-    CLASS_LOCATIONS_KEY,
-    ForegroundPatchSampler,
-    patch_to_sample,
-)
-from multitask_unet.errors import ConfigError, DataError
+from multitask_unet.data.sampling.patches import ForegroundPatchSampler, patch_to_sample
+from multitask_unet.errors import ConfigError
 
 __all__ = [
     "CacheEntry",
@@ -141,77 +138,6 @@ class LoaderConfig(DataConfig):
             transform=build_patch_transforms(aug),
             **common,
         )
-
-
-@dataclass(frozen=True)
-class CacheEntry:
-    """A case of a preprocessing cache folder, opened lazily (in each worker) as memory maps.
-
-    Attributes:
-        cache_dir: The cache folder (see :mod:`multitask_unet.data.preprocessing.cache`).
-        case_id: The case.
-        label: Its class, or None.
-    """
-
-    cache_dir: Path
-    case_id: str
-    label: int | None = None
-
-    def open(self) -> tio.Subject:
-        """A subject whose tensors are memory maps; no voxel is read until a patch is cropped."""
-        from multitask_unet.data.preprocessing.cache import load_cached_case
-
-        return _subject(load_cached_case(self.cache_dir, self.case_id, mmap=True), self.label)
-
-
-def _subject(case: Any, label: int | None) -> tio.Subject:
-    """A ``tio.Subject`` over a :class:`multitask_unet.data.preprocessing.cache.CachedCase`'s memory maps."""
-    with warnings.catch_warnings():  # read-only memory maps; patches are always copies
-        warnings.simplefilter("ignore", UserWarning)
-        entries: dict[str, Any] = {"image": tio.ScalarImage(tensor=torch.from_numpy(case.image))}
-        if case.seg is not None:
-            entries["seg"] = tio.LabelMap(tensor=torch.from_numpy(case.seg))
-    entries.update(label=label, case_id=case.case_id)
-    entries[CLASS_LOCATIONS_KEY] = case.properties.class_locations_array()
-    return tio.Subject(entries)
-
-
-def _open_cache(cache_dir: str | os.PathLike[str]) -> list[tuple[CacheEntry, tio.Subject]]:
-    from multitask_unet.data.preprocessing.cache import list_cached_cases, load_cached_case
-
-    ids = list_cached_cases(cache_dir)
-    if not ids:
-        raise DataError(f"No cached case in {cache_dir}; run `multitask-unet preprocess` first")
-    root, out = Path(cache_dir), []
-    for case_id in ids:
-        case = load_cached_case(root, case_id, mmap=True)
-        label = case.properties.label
-        out.append((CacheEntry(root, case_id, label), _subject(case, label)))
-    return out
-
-
-def cache_entries(cache_dir: str | os.PathLike[str]) -> list[CacheEntry]:
-    """Every complete case of a preprocessing cache folder, with its label, sorted by id."""
-    return [entry for entry, _ in _open_cache(cache_dir)]
-
-
-def _as_cases(source: Any) -> tuple[list[tio.Subject | CacheEntry], dict[int, tio.Subject]]:
-    """The cases of a source and the subjects already opened while listing them."""
-    if isinstance(source, (str, os.PathLike)):
-        opened = _open_cache(source)
-        return [entry for entry, _ in opened], {i: sub for i, (_, sub) in enumerate(opened)}
-    cases = list(source)
-    if not cases:
-        raise DataError("The training loader got no cases; pass subjects or a cache folder")
-    for case in cases:
-        if not isinstance(case, (tio.Subject, CacheEntry)):
-            raise DataError(f"Cases must be tio.Subject or CacheEntry, got {type(case).__name__}")
-    return cases, {}
-
-
-def _label_of(case: tio.Subject | CacheEntry) -> int | None:
-    label = case.label if isinstance(case, CacheEntry) else case.get("label")
-    return None if label is None or int(label) < 0 else int(label)
 
 
 class PatchDataset(Dataset):
@@ -304,10 +230,10 @@ class TrainLoader:
         world_size: int | None = None,
     ) -> None:
         self.config = cfg = config or LoaderConfig()
-        self.cases, opened = _as_cases(source)
+        self.cases, opened = open_cases(source)
         rank, world_size = distributed_rank(rank, world_size)
         self.case_sampler = BalancedCaseSampler(
-            [_label_of(c) for c in self.cases],
+            [case_label(c) for c in self.cases],
             class_weights=cfg.class_weights,
             max_oversampling=cfg.max_oversampling,
             num_samples=cfg.batch_size * cfg.iterations_per_epoch * world_size,
@@ -374,7 +300,7 @@ def queue_loader(
     subjects = list(subjects)
     num_subjects = max(1, cfg.batch_size * cfg.iterations_per_epoch // samples_per_volume)
     case_sampler = BalancedCaseSampler(
-        [_label_of(s) for s in subjects],
+        [case_label(s) for s in subjects],
         class_weights=cfg.class_weights,
         max_oversampling=cfg.max_oversampling,
         num_samples=num_subjects,
