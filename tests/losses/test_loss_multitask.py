@@ -214,7 +214,7 @@ def test_missing_keys_and_bad_configs_are_explained():
     with pytest.raises(ConfigError, match="outputs have no 'cls'"):
         MultiTaskLoss()({k: v for k, v in outputs.items() if k != "cls"}, targets)
     with pytest.raises(ConfigError, match="wrap it in DeepSupervisionLoss"):
-        MultiTaskLoss({"seg": DiceCELoss()})(outputs, targets)
+        MultiTaskLoss({"seg": DiceCELoss(), "cls": CrossEntropyLoss()})(outputs, targets)
     with pytest.raises(ConfigError, match="valid names"):
         MultiTaskLoss()(outputs, targets, valid={"segm": torch.ones(B, dtype=torch.bool)})
     with pytest.raises(ConfigError, match="weight for 'cls'"):
@@ -227,6 +227,23 @@ def test_missing_keys_and_bad_configs_are_explained():
         Warmup(epochs=-1)
     with pytest.raises(ConfigError, match="no option 'epoch'"):
         MultiTaskLoss(warmup={"cls": {"epoch": 3}})
+
+
+def test_an_output_without_a_loss_term_is_an_error():
+    """A head no term consumes would silently stay untrained (an extra ovr head, say)."""
+    outputs, targets = model_outputs(11), model_targets(11)
+    outputs["cls_ovr"] = torch.randn(B, K)
+    targets["cls_ovr"] = targets["cls"]
+    with pytest.raises(
+        ConfigError, match=r"outputs \['cls_ovr'\] have no loss term.*OneVsRestBCELoss.*build_loss"
+    ):
+        MultiTaskLoss()(outputs, targets)
+    with pytest.raises(ConfigError, match=r"outputs \['seg', 'seg_deep', 'cls_ovr'\] have no"):
+        MultiTaskLoss({"cls": CrossEntropyLoss()})(outputs, targets)
+    # Weight 0 leaves a head untrained on purpose; seg_deep goes with seg.
+    losses = {"seg": DeepSupervisionLoss(DiceCELoss()), "cls": CrossEntropyLoss()}
+    result = MultiTaskLoss({**losses, "cls_ovr": (OneVsRestBCELoss(), 0.0)})(outputs, targets)
+    assert set(result.parts) == {"seg", "cls", "cls_ovr"}
 
 
 def test_arguments_that_are_not_dicts_are_explained():

@@ -162,6 +162,13 @@ class MultiTaskLoss(nn.Module):
     logits; when present the loss of ``k`` receives ``[outputs[k], *outputs[k + "_deep"]]`` and
     must be a :class:`DeepSupervisionLoss`.
 
+    Every output of the model needs a term: an output no term consumes is a
+    :class:`~multitask_unet.errors.ConfigError` (a head without a loss would never be trained;
+    give it weight 0 to leave it untrained on purpose). The default suits a model with the heads
+    ``"seg"`` and a softmax ``"cls"``; for other heads (e.g. ``ovr``, trained with one-vs-rest
+    BCE) name their losses, or build the Trainer's loss for a model with
+    :func:`multitask_unet.training.build_loss`, which gives each head its own.
+
     Args:
         losses: Output key -> ``(loss, weight)`` or a bare loss (weight 1). ``None`` gives
             ``{"seg": (DeepSupervisionLoss(DiceCELoss()), 1.0), "cls": (CrossEntropyLoss(), 0.3)}``.
@@ -267,6 +274,7 @@ class MultiTaskLoss(nn.Module):
                     f"{name} must be a dict keyed like the losses {list(self.losses)}, got "
                     f"{type(given).__name__}; pass e.g. {name}={_DICT_EXAMPLES[name]}"
                 )
+        self._check_consumed(outputs)
         valid = dict(valid)
         unknown = sorted(set(valid) - set(self.losses))
         if unknown:
@@ -307,6 +315,24 @@ class MultiTaskLoss(nn.Module):
             total = term if total is None else total + term
         assert total is not None  # at least one key, checked in __init__
         return LossOutput(total=total, parts=parts, weights=weights, present=present)
+
+    def _check_consumed(self, outputs: Mapping[str, Any]) -> None:
+        """Raise if an output has no loss term: its head would silently stay untrained."""
+        unused = [
+            key
+            for key in outputs
+            if key not in self.losses
+            and not (key.endswith(DEEP_SUFFIX) and key[: -len(DEEP_SUFFIX)] in self.losses)
+        ]
+        if unused:
+            raise ConfigError(
+                f"the model outputs {unused} have no loss term (the loss has {list(self.losses)}),"
+                f" so those heads would never be trained; give each a term, e.g. "
+                f"MultiTaskLoss({{..., {unused[0]!r}: (OneVsRestBCELoss(), 0.3)}}) for an 'ovr' "
+                f"head or CrossEntropyLoss() for a softmax head (weight 0 leaves it untrained on "
+                f"purpose), or build the Trainer's loss with "
+                f"multitask_unet.training.build_loss(config, model)"
+            )
 
     def _prediction(self, outputs: Mapping[str, Any], key: str, loss: nn.Module) -> Any:
         if key not in outputs:

@@ -7,6 +7,7 @@ Example:
     ('sgd', 0.01)
 """
 
+from multitask_unet.training.builders import build_loss
 from multitask_unet.training.config import (
     DataConfig,
     ModelSpec,
@@ -29,6 +30,7 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "Trainer",
+    "build_loss",
     "build_optimizer",
     "prepare_plan",
     "train",

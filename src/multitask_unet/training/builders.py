@@ -93,20 +93,78 @@ def _component(value: Any, preset: Config | None, base: type[Config], what: str)
         raise ConfigError(f"model.{what}: {exc}") from None
 
 
+#: The loss family of every built-in loss name; a head's ``loss_kind`` is one of these.
+_FAMILY = {"ce": "ce", "focal": "ce", "bce_ovr": "bce_ovr", "dice_ce": "seg", "dice": "seg"}
+
+
 def build_loss(
     config: TrainConfig, model: MultiTaskUNet, *, class_counts: Sequence[int] = ()
 ) -> MultiTaskLoss:
-    """``optimization.loss``, or the default: Dice+CE on ``seg`` + 0.3 x each head's own loss.
+    """The loss the :class:`~multitask_unet.training.Trainer` trains ``model`` with.
 
-    Each head's term uses its ``loss_kind`` (cross-entropy, or one-vs-rest BCE for ``ovr``).
+    ``config.optimization.loss`` when given, else the default: nnU-Net's Dice+CE on ``seg``
+    (with deep supervision when the model has it) + 0.3 x each head's own loss, from its
+    ``loss_kind``: cross-entropy, or one-vs-rest BCE for an ``ovr`` head. Call it in a custom
+    training loop to train with the same loss as the Trainer.
+
+    Args:
+        config: The training config (``TrainConfig()`` for the defaults).
+        model: The model to train; its heads decide the default terms.
+        class_counts: Training cases per class, for terms with ``class_weights``.
+
+    Raises:
+        ConfigError: ``optimization.loss`` leaves an output of the model without a term (its
+            head would never be trained), names an output the model does not have, or gives a
+            head a loss of another kind than its ``loss_kind`` (e.g. ``ce`` for an ``ovr`` head).
+
+    Example:
+        >>> from multitask_unet.models import create_model
+        >>> from multitask_unet.training import TrainConfig
+        >>> heads = {"cls": ("ovr", {"num_classes": 3})}  # a one-vs-rest head named "cls"
+        >>> model = create_model("tiny_plain", num_classes=3, heads=heads)
+        >>> loss_fn = build_loss(TrainConfig(), model)
+        >>> type(loss_fn.losses["cls"]).__name__, loss_fn.weight("cls")
+        ('OneVsRestBCELoss', 0.3)
     """
     loss_config = config.optimization.loss
     if loss_config is None:
-        terms = {
-            "seg": LossTermConfig("dice_ce", 1.0, deep_supervision=config.model.deep_supervision)
-        }
+        deep = bool(model.config.deep_supervision)
+        terms = {"seg": LossTermConfig("dice_ce", 1.0, deep_supervision=deep)}
         for key, head in model.heads.items():
             terms[key] = LossTermConfig(getattr(head, "loss_kind", "ce"), 0.3)
         loss_config = MultiTaskLossConfig(terms=terms)
+    else:
+        _check_terms(loss_config.terms, model)
     counts = {k: list(class_counts) for k in model.heads} if class_counts else None
     return loss_config.build(class_counts=counts)
+
+
+def _check_terms(terms: Mapping[str, LossTermConfig], model: MultiTaskUNet) -> None:
+    """Every output of ``model`` has a term of its kind, and every term an output."""
+    kinds = {"seg": "seg"} | {k: getattr(h, "loss_kind", None) for k, h in model.heads.items()}
+    missing = [k for k in kinds if k not in terms]
+    if missing:
+        key = missing[0]
+        loss, weight = ("dice_ce", 1.0) if key == "seg" else (kinds[key] or "ce", 0.3)
+        raise ConfigError(
+            f"optimization.loss.terms has no term for the model output(s) {missing} (terms: "
+            f"{list(terms)}), so they would never be trained; add e.g. "
+            f"'{key}: {{loss: {loss}, weight: {weight}}}' (weight 0 leaves it untrained on "
+            f"purpose), or remove optimization.loss for the default terms"
+        )
+    unknown = [k for k in terms if k not in kinds]
+    if unknown:
+        raise ConfigError(
+            f"optimization.loss.terms names {unknown}, which the model does not output (its "
+            f"outputs: {list(kinds)}); remove those terms or add the heads to model.heads (a head "
+            f"without num_classes is left out when the data has fewer than 2 classes)"
+        )
+    for key, term in terms.items():
+        family = _FAMILY.get(term.loss)
+        if kinds[key] in _FAMILY.values() and family is not None and family != kinds[key]:
+            fits = [name for name, kind in _FAMILY.items() if kind == kinds[key]]
+            raise ConfigError(
+                f"optimization.loss.terms.{key} uses {term.loss!r}, but the output {key!r} "
+                f"needs a {kinds[key]!r} loss ({', '.join(fits)}); set terms.{key}.loss to "
+                f"one of them"
+            )
