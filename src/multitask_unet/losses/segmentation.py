@@ -7,8 +7,9 @@ the Dice term is the *negative* soft Dice (in ``[-1, 0]``), so ``DiceCELoss`` ca
 ``lower_bound`` says by how much.
 
 Target convention: integer labels ``(B, 1, *S)`` (as nnU-Net) or ``(B, *S)``, values in
-``[0, C)`` or ``ignore_label``; float tensors holding integers are accepted too. ``S`` is any
-number of spatial axes, ``(D, H, W)`` for 3D.
+``[0, C)`` or ``ignore_label``; float tensors holding integers (``1.0``) are accepted too, and a
+float label that is not an integer (``1.5``, as linear resampling makes) is a ``DataError``.
+``S`` is any number of spatial axes, ``(D, H, W)`` for 3D.
 """
 
 from __future__ import annotations
@@ -28,8 +29,14 @@ from multitask_unet.losses.base import LOSSES, check_valid, masked_ratio, zero_l
 __all__ = ["DiceCELoss", "SoftDiceLoss", "check_labels", "labels_checked"]
 
 
-def label_map(logits: torch.Tensor, target: torch.Tensor, where: str) -> torch.Tensor:
-    """Return ``target`` as a long ``(B, 1, *S)`` label map matching ``logits`` ``(B, C, *S)``."""
+def label_map(
+    logits: torch.Tensor, target: torch.Tensor, where: str, valid: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Return ``target`` as a long ``(B, 1, *S)`` label map matching ``logits`` ``(B, C, *S)``.
+
+    A float ``target`` must hold integers in the samples ``valid`` keeps (all when None); the
+    check is skipped inside :func:`labels_checked`.
+    """
     if not isinstance(logits, torch.Tensor) or logits.ndim < 3:
         shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
         raise ShapeError(f"{where}: logits must be (B, C, *spatial), got {shape}")
@@ -43,7 +50,22 @@ def label_map(logits: torch.Tensor, target: torch.Tensor, where: str) -> torch.T
         )
     if target.dtype == torch.bool or target.is_complex():
         raise ShapeError(f"{where}: target must hold integer labels, got dtype {target.dtype}")
+    if target.is_floating_point() and not _LABELS_CHECKED.get():
+        _check_integral(target if valid is None else target[valid.to(target.device)], where)
     return target.long()
+
+
+def _check_integral(labels: torch.Tensor, where: str) -> None:
+    """Raise DataError if a float label map holds a value that is not an integer class index."""
+    if not labels.is_floating_point() or labels.numel() == 0:
+        return
+    bad = labels[~torch.isfinite(labels) | (labels != torch.round(labels))]
+    if bad.numel():
+        raise DataError(
+            f"{where}: the label map ({labels.dtype}) holds the label {float(bad[0])!r}, which is "
+            f"not a class index; resample label maps with nearest-neighbour interpolation (linear "
+            f"interpolation blends labels), or round them before the loss"
+        )
 
 
 _LABELS_CHECKED: ContextVar[bool] = ContextVar("labels_checked", default=False)
@@ -73,7 +95,8 @@ def labels_checked() -> Iterator[None]:
 def check_labels(
     target: torch.Tensor, num_classes: int, where: str, *, ignore_label: int | None = None
 ) -> None:
-    """Raise DataError if a label is outside ``[0, num_classes)`` (``ignore_label`` excepted).
+    """Raise DataError if a label is outside ``[0, num_classes)`` (``ignore_label`` excepted)
+    or, in a float label map, is not an integer.
 
     A no-op inside :func:`labels_checked`.
     """
@@ -82,6 +105,7 @@ def check_labels(
     labels = target if ignore_label is None else target[target != ignore_label]
     if labels.numel() == 0:
         return
+    _check_integral(labels, where)
     low, high = torch.aminmax(labels)
     low_v, high_v = int(low), int(high)
     if low_v < 0 or high_v >= num_classes:
@@ -107,8 +131,8 @@ def _checked_target(
     The labels of samples that ``valid`` leaves out are set to 0 first, so that they neither
     fail the label check nor index past the logits' channels.
     """
-    target = label_map(logits, target, where)
     valid = check_valid(valid, logits.shape[0], where)
+    target = label_map(logits, target, where, valid)
     if valid is not None:
         target = torch.where(valid.view(-1, *[1] * (target.ndim - 1)), target, 0)
     check_labels(target, logits.shape[1], where, ignore_label=ignore_label)
