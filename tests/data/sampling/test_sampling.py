@@ -120,6 +120,22 @@ def test_empty_labels_are_rejected() -> None:
         case_weights([])
 
 
+@pytest.mark.parametrize("bad", ["a", 1.5, float("nan"), [1]])
+def test_a_label_that_is_not_a_class_index_is_explained(bad: object) -> None:
+    with pytest.raises(
+        ConfigError, match=r"case label 1 is .*labels must be integers \(class index\) or None"
+    ):
+        BalancedCaseSampler([0, bad, 1])
+
+
+def test_integer_like_labels_are_class_indices() -> None:
+    import torch
+
+    labels = [np.int64(0), torch.tensor(1), 2.0, None, -1, True]
+    groups = case_sampling._shares(labels, "balanced", None)[0].tolist()
+    assert groups == [0, 1, 2, -1, -1, 1]
+
+
 # -- the oversampling cap ------------------------------------------------------------------------
 
 

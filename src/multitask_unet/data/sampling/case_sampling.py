@@ -25,6 +25,7 @@ Example:
 from __future__ import annotations
 
 import math
+import operator
 import warnings
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -118,6 +119,23 @@ def _check_options(mode: str, max_oversampling: float | None) -> None:
         )
 
 
+def _group(label: object, index: int) -> int:
+    """The class of one case label as an int; ``-1`` when unknown (``None`` or negative)."""
+    if label is None:
+        return -1
+    try:
+        value = operator.index(label)  # int, numpy and 0-dim torch integers
+    except TypeError:
+        if not (isinstance(label, (float, np.floating)) and float(label).is_integer()):
+            raise ConfigError(
+                f"case label {index} is {label!r}; labels must be integers (class index) or "
+                f"None (class unknown): map class names to indices first, e.g. "
+                f"[names.index(v) for v in labels]"
+            ) from None
+        value = int(label)
+    return -1 if value < 0 else value
+
+
 def _shares(
     labels: Sequence[int | None], mode: str, max_oversampling: float | None
 ) -> tuple[np.ndarray, dict[int, int], dict[int, float], dict[int, float]]:
@@ -125,7 +143,7 @@ def _shares(
     _check_options(mode, max_oversampling)
     if len(labels) == 0:
         raise ConfigError("case_weights needs at least one case label, got an empty sequence")
-    groups = np.array([-1 if v is None or int(v) < 0 else int(v) for v in labels])
+    groups = np.array([_group(v, i) for i, v in enumerate(labels)])
     counts = dict(sorted(Counter(groups.tolist()).items()))
     power = {"balanced": 0.0, "inverse_sqrt": 0.5, "none": 1.0}[mode]
     mass = {g: n**power for g, n in counts.items()}  # n_k * (weight of one case)
