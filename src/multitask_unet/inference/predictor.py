@@ -6,6 +6,7 @@ preprocessing (:func:`~multitask_unet.inference.export.export_logits`: logits re
 softmax and argmax on the image file's grid, in nnU-Net v2's order), so that every label map has
 exactly the input's shape and affine and equals nnU-Net's export of the same logits.
 ``label_weights`` weight that argmax (:func:`~multitask_unet.inference.decision.weighted_argmax`).
+What it returns is in :mod:`~multitask_unet.inference.case_prediction`.
 
 Several models sharing one plan (the folds of a cross-validation, :meth:`Predictor.from_run`)
 predict as an ensemble: the segmentation logits are the mean of the models' logits (as nnU-Net
@@ -39,7 +40,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,7 @@ from multitask_unet.data.preprocessing import PreprocessedCase, preprocess_case
 from multitask_unet.data.records import CaseRecord
 from multitask_unet.errors import ConfigError
 from multitask_unet.inference.calibration import Calibration
+from multitask_unet.inference.case_prediction import CasePrediction, PredictionRun
 from multitask_unet.inference.decision import Postprocessing, check_label_weights
 from multitask_unet.inference.ensemble import (
     RunSource,
@@ -69,52 +70,6 @@ from multitask_unet.inference.sliding_window import ClsWeighting, sliding_window
 from multitask_unet.models import MultiTaskUNet
 
 __all__ = ["CasePrediction", "PredictionRun", "Predictor", "trained_mirror_axes"]
-
-
-@dataclass(frozen=True, eq=False)
-class CasePrediction:
-    """The prediction of one case.
-
-    Attributes:
-        case_id: The case.
-        segmentation: ``(I, J, K)`` label map (uint8) on the grid of the image file.
-        affine: The image file's ``(4, 4)`` affine (save the label map with it).
-        probabilities: ``(K,)`` class probabilities of the classification head, or ``None``.
-        predicted: Predicted class (argmax of the head's logits; of an ensemble, argmax of the
-            mean uncalibrated probabilities), or ``None``.
-        logits: Raw ``(K,)`` logits of every classification head, by head name (of an
-            ensemble, the mean of the models' logits).
-        uncalibrated: ``(K,)`` probabilities before calibration when a calibration was
-            applied, else ``None``.
-        seg_probabilities: ``(labels, I, J, K)`` float16 segmentation probabilities on the
-            image file's grid, with ``save_probabilities``; else ``None``.
-    """
-
-    case_id: str
-    segmentation: np.ndarray
-    affine: np.ndarray
-    probabilities: np.ndarray | None
-    predicted: int | None
-    logits: dict[str, np.ndarray]
-    uncalibrated: np.ndarray | None = None
-    seg_probabilities: np.ndarray | None = None
-
-
-@dataclass(frozen=True)
-class PredictionRun:
-    """What :meth:`Predictor.predict` did.
-
-    Attributes:
-        output_dir: The prediction folder.
-        predicted: Cases predicted in this run.
-        skipped: Cases found finished and left as they were.
-        csv_path: ``OUT/predictions.csv``, or ``None`` for a model without classification head.
-    """
-
-    output_dir: Path
-    predicted: tuple[str, ...]
-    skipped: tuple[str, ...]
-    csv_path: Path | None
 
 
 class Predictor:
