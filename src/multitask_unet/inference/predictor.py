@@ -6,7 +6,9 @@ preprocessing (:func:`~multitask_unet.inference.export.export_logits`: logits re
 softmax and argmax on the image file's grid, in nnU-Net v2's order), so that every label map has
 exactly the input's shape and affine and equals nnU-Net's export of the same logits.
 ``label_weights`` weight that argmax (:func:`~multitask_unet.inference.decision.weighted_argmax`).
-What it returns is in :mod:`~multitask_unet.inference.case_prediction`.
+What it returns is in :mod:`~multitask_unet.inference.case_prediction`; its arguments are
+checked when it is built (:mod:`~multitask_unet.inference.predictor_options`), so that a model
+that cannot take the plan's images or the window fails before any case is read.
 
 Several models sharing one plan (the folds of a cross-validation, :meth:`Predictor.from_run`)
 predict as an ensemble: the segmentation logits are the mean of the models' logits (as nnU-Net
@@ -66,6 +68,13 @@ from multitask_unet.inference.ensemble import (
 from multitask_unet.inference.export import export_logits
 from multitask_unet.inference.inputs import collect_cases
 from multitask_unet.inference.prediction_folder import write_predictions
+from multitask_unet.inference.predictor_options import (
+    check_model_fits_plan,
+    class_names_for,
+    default_window_batch_size,
+    per_model_calibrations,
+    resolve_plan,
+)
 from multitask_unet.inference.sliding_window import ClsWeighting, sliding_window_predict
 from multitask_unet.models import MultiTaskUNet
 
@@ -112,6 +121,11 @@ class Predictor:
             weights on cross-validation predictions. Both steps: ``predictor.postprocessing``.
         save_probabilities: Also keep the segmentation probabilities on the image's grid
             (``CasePrediction.seg_probabilities``; :meth:`predict` writes ``OUT/CASE.npz``).
+
+    Raises:
+        ConfigError: An argument the models cannot take, e.g. a plan of another number of
+            image channels than the model's ``in_channels``, or a window not divisible by its
+            ``size_divisor`` (see :mod:`~multitask_unet.inference.predictor_options`).
     """
 
     source: RunSource | None = None
@@ -144,31 +158,16 @@ class Predictor:
         weights = None if label_weights is None else check_label_weights(label_weights, num_labels)
         self.postprocessing = Postprocessing(weights, bool(largest_component))
         self.save_probabilities = save_probabilities
-        plan = Plan.load(plan) if isinstance(plan, (str, os.PathLike)) else plan  # a plan.json
-        self.preprocessing = plan.preprocessing if isinstance(plan, Plan) else plan
-        if window_size is None:
-            if not isinstance(plan, Plan):
-                raise ConfigError("give window_size, or a Plan whose patch_size sets it")
-            window_size = plan.patch_size
-        self.window_size = tuple(int(k) for k in window_size)
+        self.preprocessing, self.window_size, from_plan = resolve_plan(plan, window_size)
+        check_model_fits_plan(
+            self.models, self.preprocessing, self.window_size, from_plan=from_plan
+        )
         self.cls_head = pick_head(model, cls_head)
-        num = model.heads[self.cls_head].num_classes if self.cls_head else 0
-        names = tuple(class_names) or tuple(f"class{k}" for k in range(num))
-        if self.cls_head and len(names) != num:
-            raise ConfigError(
-                f"{len(names)} class names {names} for the {num} classes of head "
-                f"{self.cls_head!r}; give one name per class"
-            )
-        self.class_names = names
-        if calibration is None or isinstance(calibration, Calibration):
-            calibration = [calibration] * len(models)  # one for every model
-        self.calibrations: tuple[Calibration | None, ...] = tuple(calibration)
-        if len(self.calibrations) != len(models):
-            raise ConfigError(f"{len(self.calibrations)} calibrations for {len(models)} models")
+        self.class_names = class_names_for(model, self.cls_head, class_names)
+        self.calibrations = per_model_calibrations(calibration, len(models))
         self.calibration = self.calibrations[0]
         if window_batch_size is None:
-            on_cpu = all(p.device.type == "cpu" for p in model.parameters())
-            window_batch_size = 2 ** len(tuple(mirror_axes)) if on_cpu else 1
+            window_batch_size = default_window_batch_size(model, mirror_axes)
         self.options: dict[str, Any] = {
             "overlap": overlap,
             "mirror_axes": tuple(mirror_axes),
