@@ -133,14 +133,45 @@ class Config:
 
     @classmethod
     def load(cls: type[C], path: str | os.PathLike[str]) -> C:
+        """Read ``.yaml``/``.yml`` or (any other name) ``.json``.
+
+        Raises:
+            ConfigError: The file is missing or a folder, its text is not YAML / JSON, or its
+                content is not a valid config; the message names the file.
+        """
         path = Path(path)
+        if path.is_dir():
+            raise ConfigError(f"config file {path} is a folder; give the .yaml or .json file")
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist")
-        text = path.read_text(encoding="utf-8")
-        return cls.from_yaml(text) if path.suffix in (".yaml", ".yml") else cls.from_json(text)
+        data = _parse_file(path)
+        try:
+            return cls.from_dict(data if data is not None else {})
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
 
     def _is_family_member(self) -> bool:
         return type(self).family is not None and bool(type(self).name)
+
+
+def _parse_file(path: Path) -> Any:
+    """The data of a YAML (by its extension) or JSON file; a syntax error names the line."""
+    import yaml
+
+    is_yaml = path.suffix in (".yaml", ".yml")
+    kind = "YAML" if is_yaml else "JSON (read as JSON by its extension; name a YAML file .yaml)"
+    try:
+        text = path.read_text(encoding="utf-8")
+        return yaml.safe_load(text) if is_yaml else json.loads(text)
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not a text file; give a .yaml or .json config") from None
+    except json.JSONDecodeError as exc:
+        problem = f"line {exc.lineno}, column {exc.colno}: {exc.msg}"
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        problem = f"{where}{getattr(exc, 'problem', None) or exc}"
+    raise ConfigError(f"{path} is not valid {kind}: {problem}; fix the file")
 
 
 def _to_plain(value: Any) -> Any:

@@ -1,0 +1,87 @@
+"""A careless user's command lines get a clear error naming the value and the fix, never a
+traceback, and are refused before any work (no folder written, no dataset read)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import multitask_unet as mtu
+from multitask_unet.checkpoints import save_checkpoint
+from multitask_unet.cli import main
+from multitask_unet.data.phantoms import write_phantom_dataset
+from multitask_unet.data.planning import create_plan
+from multitask_unet.data.planning.fingerprint import compute_fingerprint
+from multitask_unet.data.readers import read_dataset
+
+
+@pytest.fixture(scope="module")
+def phantoms(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("mistakes") / "phantoms"
+    write_phantom_dataset(
+        root, n_train=3, n_validation=0, n_test=1, shape=(16, 16, 8), spacing=(2.0, 2.0, 3.0),
+        class_counts=(1, 1, 1), seed=0,
+    )  # fmt: skip
+    return root
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory, phantoms: Path) -> Path:
+    """A random-weight ``tiny_plain`` checkpoint with a plan of the phantoms."""
+    train = read_dataset(phantoms).split("train").records
+    fingerprint = compute_fingerprint(train, intensity_samples=1000, num_workers=1, progress=False)
+    plan = create_plan(fingerprint, size_divisor=4, gpu_memory_gb=0.05)
+    torch.manual_seed(0)
+    model = mtu.create_model("tiny_plain", heads={"cls": ("panda", {"num_classes": 3})})
+    path = tmp_path_factory.mktemp("ckpt") / "model.pt"
+    return save_checkpoint(path, model, plan=plan, class_names=("a", "b", "c"))
+
+
+def refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    """The stderr of a command line that argparse refuses (exit code 2)."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    return capsys.readouterr().err
+
+
+def failed(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    """The stderr of a command that stops with ``error: ...`` (exit code 2, no traceback)."""
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "error: " in err and "Traceback" not in err
+    return err
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "expected"),
+    [
+        ("train.yaml", "optimization:\n  epochs: [1\n", "is not valid YAML: line 3, column 1"),
+        ("tabs.yaml", "optimization:\n\tepochs: 1\n", "is not valid YAML: line 2"),
+        ("train.json", "{epochs: 1}", "is not valid JSON"),
+    ],
+)
+def test_a_broken_config_file_is_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, text: str, expected: str
+) -> None:
+    config = tmp_path / name
+    config.write_text(text)
+    err = failed(["train", str(tmp_path / "data"), "-o", str(tmp_path / "run"), "--config",
+                  str(config)], capsys)  # fmt: skip
+    assert expected in err and str(config) in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_broken_plan_file_and_a_config_folder_are_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plan = tmp_path / "plan.json"
+    plan.write_text("not json")
+    err = failed(["preprocess", str(tmp_path), "--plan", str(plan), "-o", str(tmp_path / "c")],
+                 capsys)  # fmt: skip
+    assert f"{plan} is not valid JSON" in err and "line 1, column 1" in err
+    err = failed(["train", str(tmp_path), "-o", str(tmp_path / "run"), "--config", str(tmp_path)],
+                 capsys)  # fmt: skip
+    assert f"config file {tmp_path} is a folder" in err
