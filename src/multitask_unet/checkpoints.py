@@ -237,6 +237,14 @@ def load_checkpoint(
             newer format version than this library reads.
     """
     path = Path(path)
+    if path.is_dir():
+        places = ("checkpoints/last.pt", "last.pt", "fold_*/checkpoints/last.pt", "*.pt")
+        inside = [found for place in places for found in sorted(path.glob(place))]
+        hint = f"e.g. {inside[0]}" if inside else "a .pt file"
+        raise WeightsError(
+            f"checkpoint {path} is a folder; give the checkpoint file ({hint}); predict takes a "
+            "whole run or cross-validation folder as --model RUN"
+        )
     if not path.is_file():
         raise WeightsError(f"checkpoint {path} does not exist; check the path")
     try:

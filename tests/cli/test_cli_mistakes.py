@@ -85,3 +85,18 @@ def test_a_broken_plan_file_and_a_config_folder_are_named(
     err = failed(["train", str(tmp_path), "-o", str(tmp_path / "run"), "--config", str(tmp_path)],
                  capsys)  # fmt: skip
     assert f"config file {tmp_path} is a folder" in err
+
+
+def test_a_run_folder_given_as_checkpoint_names_the_file_in_it(
+    tmp_path: Path, checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.pt").write_bytes(checkpoint.read_bytes())
+    for argv in (
+        ["predict", str(tmp_path), "-o", str(tmp_path / "pred"), "--checkpoint", str(run)],
+        ["calibrate", str(tmp_path), "--checkpoint", str(run)],
+    ):
+        err = failed(argv, capsys)
+        assert f"checkpoint {run} is a folder" in err
+        assert f"e.g. {run / 'checkpoints' / 'last.pt'}" in err and "--model RUN" in err
