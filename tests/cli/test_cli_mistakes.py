@@ -100,3 +100,12 @@ def test_a_run_folder_given_as_checkpoint_names_the_file_in_it(
         err = failed(argv, capsys)
         assert f"checkpoint {run} is a folder" in err
         assert f"e.g. {run / 'checkpoints' / 'last.pt'}" in err and "--model RUN" in err
+
+
+def test_a_mirror_axis_given_twice_is_refused(
+    tmp_path: Path, phantoms: Path, checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["predict", str(phantoms / "test"), "-o", str(tmp_path / "pred"), "--checkpoint",
+            str(checkpoint), "--device", "cpu", "--no-progress", "--mirror-axes", "0", "0"]  # fmt: skip
+    err = failed(argv, capsys)
+    assert "mirror_axes (0, 0) must be distinct spatial axes 0..2" in err

@@ -198,8 +198,10 @@ def sliding_window_predict(
     if window_batch_size < 1:
         raise ConfigError(f"window_batch_size must be >= 1, got {window_batch_size}")
     bad_axes = [a for a in mirror_axes if not 0 <= a < dims]
-    if bad_axes:
-        raise ConfigError(f"mirror_axes {tuple(mirror_axes)} must be spatial axes 0..{dims - 1}")
+    if bad_axes or len(set(mirror_axes)) != len(mirror_axes):
+        raise ConfigError(
+            f"mirror_axes {tuple(mirror_axes)} must be distinct spatial axes 0..{dims - 1}"
+        )
     model_device = _model_device(model)
     device = torch.device(device) if device is not None else model_device
     if device != model_device:
