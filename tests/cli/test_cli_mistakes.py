@@ -109,3 +109,16 @@ def test_a_mirror_axis_given_twice_is_refused(
             str(checkpoint), "--device", "cpu", "--no-progress", "--mirror-axes", "0", "0"]  # fmt: skip
     err = failed(argv, capsys)
     assert "mirror_axes (0, 0) must be distinct spatial axes 0..2" in err
+
+
+def test_a_file_the_system_refuses_is_an_error_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import multitask_unet.cli.models as models
+
+    def refuse(_args: object) -> int:
+        raise PermissionError(13, "Permission denied", "/data/run/plan.json")
+
+    monkeypatch.setattr(models, "run", refuse)
+    err = failed(["models"], capsys)
+    assert "error: /data/run/plan.json: Permission denied" in err

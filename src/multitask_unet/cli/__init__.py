@@ -58,3 +58,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         except MultitaskUNetError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
+        except OSError as exc:  # a named file the system refuses (permissions, read-only disk)
+            if exc.filename is None:
+                raise
+            names = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f is not None)
+            print(
+                f"error: {names}: {exc.strerror or exc}; check the path and its permissions",
+                file=sys.stderr,
+            )
+            return 2
