@@ -87,6 +87,23 @@ def test_a_broken_plan_file_and_a_config_folder_are_named(
     assert f"config file {tmp_path} is a folder" in err
 
 
+def test_resume_and_fresh_run_are_checked_before_the_dataset(
+    tmp_path: Path, phantoms: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "run"
+    small = ["--preset", "tiny_plain", "--epochs", "1", "--intensity-samples", "1000",
+             "--workers", "1", "--device", "cpu", "--no-progress"]  # fmt: skip
+    err = failed(["train", str(phantoms), "-o", str(run), "--resume", *small], capsys)
+    assert "nothing to resume" in err and not run.exists()  # no plan or cache written
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.pt").write_bytes(b"")
+    err = failed(["train", str(phantoms), "-o", str(run), *small], capsys)
+    assert "already holds a run" in err and sorted(p.name for p in run.iterdir()) == [
+        "checkpoints",
+        "train.log",
+    ]
+
+
 def test_a_run_folder_given_as_checkpoint_names_the_file_in_it(
     tmp_path: Path, checkpoint: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

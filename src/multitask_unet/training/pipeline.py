@@ -29,7 +29,8 @@ from multitask_unet.errors import ConfigError, DataError
 from multitask_unet.training.builders import build_model_config
 from multitask_unet.training.config import TrainConfig
 from multitask_unet.training.distributed import cleanup_distributed, setup_distributed
-from multitask_unet.training.trainer import Trainer, TrainResult
+from multitask_unet.training.fit_parts import check_run_folder
+from multitask_unet.training.trainer import LAST, Trainer, TrainResult
 
 __all__ = ["plan_dataset", "prepare_plan", "train", "train_config_for_plan"]
 
@@ -266,6 +267,7 @@ def train(
     config = config or TrainConfig()
     run_dir = Path(run_dir)
     cache = Path(cache_dir) if cache_dir is not None else run_dir / "preprocessed"
+    check_run_folder(run_dir, run_dir / "checkpoints" / LAST, resume=resume)  # before any work
     dist = setup_distributed(config.runtime.device)
     try:
         index = data if isinstance(data, DatasetIndex) else read_dataset(data, layout=layout)
