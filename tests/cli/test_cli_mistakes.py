@@ -20,10 +20,7 @@ from multitask_unet.data.readers import read_dataset
 @pytest.fixture(scope="module")
 def phantoms(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("mistakes") / "phantoms"
-    write_phantom_dataset(
-        root, n_train=3, n_validation=0, n_test=1, shape=(16, 16, 8), spacing=(2.0, 2.0, 3.0),
-        class_counts=(1, 1, 1), seed=0,
-    )  # fmt: skip
+    write_phantom_dataset(root, n_train=3, n_validation=0, n_test=1, shape=(16, 16, 8))
     return root
 
 
@@ -61,6 +58,7 @@ def failed(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
         ("train.yaml", "optimization:\n  epochs: [1\n", "is not valid YAML: line 3, column 1"),
         ("tabs.yaml", "optimization:\n\tepochs: 1\n", "is not valid YAML: line 2"),
         ("train.json", "{epochs: 1}", "is not valid JSON"),
+        ("seed.yaml", "runtime: {seed: -4}\n", "runtime.seed must be from 0 to"),
     ],
 )
 def test_a_broken_config_file_is_named(
@@ -85,6 +83,53 @@ def test_a_broken_plan_file_and_a_config_folder_are_named(
     err = failed(["train", str(tmp_path), "-o", str(tmp_path / "run"), "--config", str(tmp_path)],
                  capsys)  # fmt: skip
     assert f"config file {tmp_path} is a folder" in err
+
+
+def test_outputs_that_cannot_be_written_are_refused_first(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The dataset does not even exist: the output is checked before anything is read."""
+    data, file = str(tmp_path / "missing"), tmp_path / "notes.txt"
+    file.write_text("x")
+    below = str(file / "run")
+    for argv in (
+        ["train", data, "-o", str(file)],
+        ["train", data, "-o", below],
+        ["train", data, "-o", str(tmp_path / "run"), "--cache", str(file)],
+        ["crossval", data, "-o", str(file)],
+        ["preprocess", data, "--plan", "plan.json", "-o", str(file)],
+        ["evaluate", "--pred", data, "--ref", data, "-o", str(file)],
+    ):
+        err = refused(argv, capsys)
+        assert f"{file} is a file, not a folder" in err, argv
+    err = refused(["plan", data, "-o", str(tmp_path)], capsys)
+    assert f"{tmp_path} is a folder; give a file path, e.g. {tmp_path / 'plan.json'}" in err
+    err = refused(["plan", data, "-o", str(file / "plan.json")], capsys)
+    assert f"{file} is a file, not a folder" in err
+    new = str(tmp_path / "new") + "/"  # a folder meant, a file would be written
+    err = refused(["calibrate", data, "--checkpoint", "m.pt", "-o", new], capsys)
+    assert f"{new} is a folder; give a file path" in err
+    assert not (tmp_path / "new").exists() and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train", "DATA", "-o", "RUN", "--seed", "-1"],
+        ["crossval", "DATA", "-o", "RUN", "--split-seed", str(2**32)],
+        ["evaluate", "--pred", "P", "--ref", "DATA", "-o", "REPORT", "--seed", "-1"],
+        ["plan", "DATA", "-o", "plan.json", "--intensity-samples", "0"],
+        ["train", "DATA", "-o", "RUN", "--intensity-samples", "-5"],
+        ["train", "DATA", "-o", "RUN", "--init-weights", "missing.pt"],
+    ],
+)
+def test_bad_numbers_and_missing_weights_are_refused(
+    argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    flag, value = argv[-2], argv[-1]
+    err = refused(argv, capsys)
+    assert f"argument {flag}" in err and value in err
 
 
 def test_resume_and_fresh_run_are_checked_before_the_dataset(

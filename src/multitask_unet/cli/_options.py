@@ -9,6 +9,8 @@
   ``--loader-workers`` (train) the data-loading workers of each training process.
 - **Batches**: ``--batch-size`` is the training batch; the windows per network call of the
   sliding-window predictor are ``--window-batch``.
+- **Seeds** (``--seed``, ``--split-seed``) are whole numbers from 0 to 2**32 - 1 and sample
+  counts (``--intensity-samples``) at least 1, refused while the command line is read.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ __all__ = [
     "add_device_option",
     "add_predictor_options",
     "numbers",
+    "positive_int",
     "predictor_options",
+    "seed",
 ]
 
 _DTYPES = ("float32", "float16", "bfloat16")
@@ -62,6 +66,27 @@ def numbers(
             f"{' '.join(words)!r}"
         )
     return out
+
+
+def seed(text: str) -> int:
+    """An argparse type: a random seed, a whole number from 0 to 2**32 - 1 (NumPy's range)."""
+    return _whole_number(text, 0, 2**32 - 1)
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number >= 1."""
+    return _whole_number(text, 1)
+
+
+def _whole_number(text: str, low: int, high: int | None = None) -> int:
+    try:
+        value: int | None = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < low or (high is not None and value > high):
+        span = f"from {low} to {high}" if high is not None else f">= {low}"
+        raise argparse.ArgumentTypeError(f"must be a whole number {span}, got {text!r}")
+    return value
 
 
 def add_device_option(parser: argparse.ArgumentParser | Any, *, what: str) -> None:

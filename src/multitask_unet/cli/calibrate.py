@@ -14,6 +14,7 @@ from typing import Any
 
 from multitask_unet.cli._dataset import dataset_command
 from multitask_unet.cli._options import add_predictor_options, predictor_options
+from multitask_unet.cli._paths import output_file
 
 __all__ = ["add_parser", "run"]
 
@@ -39,7 +40,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "-o",
         "--output",
-        type=Path,
+        type=output_file("calibrated.pt"),
         default=None,
         metavar="OUT",
         help="write the calibrated checkpoint here (default: replace CKPT atomically)",

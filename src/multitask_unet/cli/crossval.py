@@ -11,10 +11,11 @@ Example::
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 from multitask_unet.cli._dataset import dataset_command
+from multitask_unet.cli._options import seed
+from multitask_unet.cli._paths import output_folder
 from multitask_unet.cli._plans import PLANS_EPILOG, plans_planner
 
 __all__ = ["add_parser", "run"]
@@ -41,7 +42,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "-o", "--output", required=True, type=Path, metavar="RUN", help="cross-validation folder"
+        "-o",
+        "--output",
+        required=True,
+        type=output_folder,
+        metavar="RUN",
+        help="cross-validation folder",
     )
     parser.add_argument(
         "--folds", type=int, metavar="K", help="number of folds (default 5; a run's own)"
@@ -49,7 +55,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--only", type=int, nargs="+", metavar="K", help="run only these folds (0-based) now"
     )
-    parser.add_argument("--split-seed", type=int, default=0, metavar="N", help="seed of the splits")
+    parser.add_argument(
+        "--split-seed", type=seed, default=0, metavar="N", help="seed of the splits"
+    )
     add_training_options(parser, budget_help="wall-clock budget of each fold, e.g. 30m")
     parser.set_defaults(_log="crossval.log")  # RUN/crossval.log: what the command prints
     return parser

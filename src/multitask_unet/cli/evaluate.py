@@ -11,6 +11,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from multitask_unet.cli._options import seed
+from multitask_unet.cli._paths import output_folder
+
 __all__ = ["add_parser", "run"]
 
 
@@ -28,7 +31,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--pred", required=True, type=Path, metavar="OUT", help="prediction folder")
     parser.add_argument("--ref", required=True, type=Path, metavar="DATA", help="reference dataset")
     parser.add_argument(
-        "-o", "--output", required=True, type=Path, metavar="REPORT", help="report folder"
+        "-o", "--output", required=True, type=output_folder, metavar="REPORT", help="report folder"
     )
     parser.add_argument(
         "--split",
@@ -60,7 +63,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--n-bootstrap", type=int, default=None, metavar="N",
         help="bootstrap resamples of the confidence intervals (default 1000; 0: none)",
     )  # fmt: skip
-    parser.add_argument("--seed", type=int, default=None, help="seed of the bootstrap (default 0)")
+    parser.add_argument("--seed", type=seed, default=None, help="seed of the bootstrap (default 0)")
     parser.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
     return parser
 

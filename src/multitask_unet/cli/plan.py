@@ -9,11 +9,11 @@ Example::
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 from multitask_unet.cli._dataset import dataset_command
-from multitask_unet.cli._options import add_device_option, numbers
+from multitask_unet.cli._options import add_device_option, numbers, positive_int
+from multitask_unet.cli._paths import output_file
 
 __all__ = ["add_parser", "run"]
 
@@ -32,7 +32,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument(
-        "-o", "--output", required=True, type=Path, metavar="PLAN", help="plan .json to write"
+        "-o",
+        "--output",
+        required=True,
+        type=output_file("plan.json"),
+        metavar="PLAN",
+        help="plan .json to write",
     )
     parser.add_argument(
         "--split", default="train", help="split to fingerprint (default: train); needs masks"
@@ -66,7 +71,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--intensity-samples",
-        type=int,
+        type=positive_int,
         default=10**8,
         metavar="N",
         help="foreground voxels sampled for the intensity statistics (nnU-Net: 1e8)",

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from multitask_unet.cli._dataset import dataset_command
+from multitask_unet.cli._paths import output_folder
 
 __all__ = ["add_parser", "run"]
 
@@ -33,7 +34,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--plan", required=True, type=Path, metavar="PLAN", help="plan from `multitask-unet plan`"
     )
     parser.add_argument(
-        "-o", "--output", required=True, type=Path, metavar="CACHE", help="cache folder"
+        "-o", "--output", required=True, type=output_folder, metavar="CACHE", help="cache folder"
     )
     parser.add_argument(
         "--split",

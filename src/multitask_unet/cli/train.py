@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from multitask_unet.cli._dataset import dataset_command
-from multitask_unet.cli._options import numbers
+from multitask_unet.cli._options import numbers, positive_int, seed
+from multitask_unet.cli._paths import input_file, output_folder
 from multitask_unet.cli._plans import PLANS_EPILOG, add_plans_options, plans_network, plans_planner
 from multitask_unet.errors import ConfigError
 
@@ -63,7 +64,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "-o", "--output", required=True, type=Path, metavar="RUN", help="run folder to write"
+        "-o",
+        "--output",
+        required=True,
+        type=output_folder,
+        metavar="RUN",
+        help="run folder to write",
     )
     parser.add_argument(
         "--resume",
@@ -71,7 +77,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="continue from RUN/checkpoints/last.pt, with RUN/config.yaml unless --config is given",
     )
     parser.add_argument(
-        "--cache", type=Path, metavar="DIR", help="preprocessing cache (default RUN/preprocessed)"
+        "--cache",
+        type=output_folder,
+        metavar="DIR",
+        help="preprocessing cache (default RUN/preprocessed)",
     )
     add_training_options(
         parser,
@@ -101,7 +110,7 @@ def add_training_options(parser: argparse.ArgumentParser, *, budget_help: str) -
     )
     parser.add_argument(
         "--init-weights",
-        type=Path,
+        type=input_file,
         metavar="FILE",
         help="start from these weights: a checkpoint of train, an nnU-Net checkpoint_final.pth, "
         "a state_dict, or a timm-3d checkpoint of a timm3d encoder; new heads are initialised",
@@ -121,7 +130,7 @@ def add_training_options(parser: argparse.ArgumentParser, *, budget_help: str) -
     )
     parser.add_argument("--lr", type=float, metavar="LR", help="initial learning rate")
     parser.add_argument("--val-every", type=int, metavar="N", help="validate every N epochs")
-    parser.add_argument("--seed", type=int, metavar="N", help="random seed (default 0)")
+    parser.add_argument("--seed", type=seed, metavar="N", help="random seed (default 0)")
     parser.add_argument(
         "--device", metavar="DEV", help="auto (default), cpu, cuda or cuda:N (torchrun: per rank)"
     )
@@ -138,7 +147,7 @@ def add_training_options(parser: argparse.ArgumentParser, *, budget_help: str) -
     )
     parser.add_argument(
         "--intensity-samples",
-        type=int,
+        type=positive_int,
         default=10**8,
         metavar="N",
         help="foreground voxels sampled for the CT percentiles (nnU-Net: 1e8; 1e6 is faster)",
