@@ -184,3 +184,24 @@ def test_a_file_the_system_refuses_is_an_error_not_a_traceback(
     monkeypatch.setattr(models, "run", refuse)
     err = failed(["models"], capsys)
     assert "error: /data/run/plan.json: Permission denied" in err
+
+
+def test_a_folder_predicted_by_another_model_is_refused_not_kept(
+    tmp_path: Path, phantoms: Path, checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A rerun skips finished cases only when they were made by the same model and settings."""
+    other = tmp_path / "other.pt"
+    other.write_bytes(checkpoint.read_bytes() + b"\0")  # another file (e.g. calibrated since)
+    out = tmp_path / "pred"
+    argv = ["predict", str(phantoms / "test"), "-o", str(out), "--device", "cpu", "--no-progress",
+            "--mirror-axes", ""]  # fmt: skip
+    assert main([*argv, "--checkpoint", str(checkpoint)]) == 0
+    assert main([*argv, "--checkpoint", str(checkpoint), "--overlap", "0.25"]) == 0
+    assert "skipped 1 finished" in capsys.readouterr().out  # same model, finer windows
+    err = failed([*argv, "--checkpoint", str(other)], capsys)
+    assert f"{out} holds predictions made with other settings (another model;" in err
+    assert "--overwrite" in err
+    err = failed([*argv, "--checkpoint", str(checkpoint), "--label-weights", "1", "1", "4"], capsys)
+    assert "postprocessing was 'none (plain argmax)', now 'label weights (1, 1, 4)'" in err
+    assert main([*argv, "--checkpoint", str(other), "--overwrite"]) == 0
+    assert "predicted 1 case(s)" in capsys.readouterr().out

@@ -25,6 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from multitask_unet.cli._options import add_predictor_options, numbers, predictor_options
+from multitask_unet.cli._prediction_settings import (
+    check_settings,
+    prediction_settings,
+    record_settings,
+)
 
 __all__ = ["add_parser", "run"]
 
@@ -42,6 +47,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
             "INPUT may be image files (.nii.gz, .nii, .nrrd, .mha), folders of them (e.g. the "
             "study's test/ folder), DICOM series folders or a dataset root. Finished cases are "
             "skipped, so an interrupted run can be restarted; --overwrite predicts them again. "
+            "A folder holding predictions of another model, post-processing or calibration "
+            "(OUT/predict_settings.json) is refused unless --overwrite. "
             "Under torchrun (python -m torch.distributed.run ... -m multitask_unet.cli predict) "
             "each process predicts a share of the cases on cuda:LOCAL_RANK and rank 0 merges "
             "their rows into one predictions.csv. "
@@ -168,6 +175,10 @@ def run(args: argparse.Namespace) -> int:
         notes += [f"--{f.replace('_', '-')} given" for f in given]
         origin = f" ({'; '.join(notes)})" if notes else ""
         say(f"post-processing: {predictor.postprocessing.describe()}{origin}")
+    settings = prediction_settings(args, predictor)
+    check_settings(args.output, settings, overwrite=args.overwrite)
+    if ranks.is_main:
+        record_settings(args.output, settings)
     if ranks.distributed:
         say(f"{ranks.world_size} processes share the cases (rank 0's progress shown)")
     result = predict_distributed(
