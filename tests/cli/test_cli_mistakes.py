@@ -205,3 +205,10 @@ def test_a_folder_predicted_by_another_model_is_refused_not_kept(
     assert "postprocessing was 'none (plain argmax)', now 'label weights (1, 1, 4)'" in err
     assert main([*argv, "--checkpoint", str(other), "--overwrite"]) == 0
     assert "predicted 1 case(s)" in capsys.readouterr().out
+
+
+def test_an_unrecognised_dataset_names_the_layout_option(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    err = failed(["plan", str(tmp_path), "-o", str(tmp_path / "plan.json")], capsys)
+    assert f"No dataset layout recognises {tmp_path}" in err and "--layout NAME" in err

@@ -67,7 +67,7 @@ def detect_layout(root: str | Path) -> str:
     expected = "\n".join(f"  {lay.name}: {lay.description}" for lay in layouts)
     raise DataError(
         f"No dataset layout recognises {root}. Arrange it as one of:\n{expected}\n"
-        "or name the layout explicitly with layout=..."
+        "or name the layout explicitly: --layout NAME on the command line, layout=NAME in Python"
     )
 
 
