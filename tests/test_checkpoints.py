@@ -59,6 +59,7 @@ def test_plan_round_trip(tmp_path: Path) -> None:
     prep = PreprocessingConfig(
         target_spacing=(2.0, 1.0, 1.0),
         normalization=(ChannelNormalization("ct", -100.0, 200.0, 50.0, 30.0),),
+        labels=(0, 1, 2),
     )
     ckpt_path = save_checkpoint(tmp_path / "a.pt", _model(), plan={"preprocessing": prep.to_dict()})
     ckpt = load_checkpoint(ckpt_path)

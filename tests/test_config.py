@@ -98,3 +98,25 @@ def test_frozen_and_replace() -> None:
 def test_missing_file_is_named(tmp_path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         Scene.load(tmp_path / "nope.yaml")
+
+
+@dataclass(frozen=True)
+class Grid(Config):
+    spacing: tuple[float, ...]
+    labels: tuple[int, ...]
+    order: int = 1
+
+
+def test_missing_required_options_are_named() -> None:
+    with pytest.raises(ConfigError, match=r"Grid needs 'spacing', 'labels' \(no default\)"):
+        Grid.from_dict({"order": 3})
+    assert Grid.from_dict({"spacing": [1.0], "labels": [0, 1]}).labels == (0, 1)
+
+
+def test_a_plan_without_labels_is_refused_not_given_the_studys() -> None:
+    from multitask_unet.data.planning import PreprocessingConfig
+
+    plan = {"target_spacing": [1.0, 1.0, 1.0], "normalization": [{"scheme": "zscore"}]}
+    with pytest.raises(ConfigError, match="PreprocessingConfig needs 'labels'"):
+        PreprocessingConfig.from_dict(plan)
+    assert PreprocessingConfig.from_dict({**plan, "labels": [0, 1, 2, 3]}).labels == (0, 1, 2, 3)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import numbers
 import os
 import types
 import typing
@@ -34,9 +35,42 @@ from typing import Any, ClassVar, TypeVar, Union
 from multitask_unet.errors import ConfigError, RegistryError
 from multitask_unet.registry import Registry
 
-__all__ = ["Config"]
+__all__ = ["SEED_MAX", "Config", "check_seed"]
 
 C = TypeVar("C", bound="Config")
+
+SEED_MAX = 2**32 - 1
+"""The largest random seed: NumPy takes seeds from 0 to ``2**32 - 1``."""
+
+
+def check_seed(value: object, name: str = "seed") -> int:
+    """``value`` as a random seed: a whole number from 0 to :data:`SEED_MAX` (NumPy's range).
+
+    Args:
+        value: The seed to check.
+        name: What the seed is called in the error, e.g. ``"runtime.seed"`` or ``"--seed"``.
+
+    Raises:
+        ConfigError: ``value`` is not a whole number (``bool`` included) or out of range.
+
+    Example:
+        >>> check_seed(7)
+        7
+        >>> check_seed(-1, "split seed")
+        Traceback (most recent call last):
+        ...
+        multitask_unet.errors.ConfigError: split seed must be from 0 to 4294967295 (a whole number, NumPy's seed range), got -1
+    """
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Integral)
+        or not 0 <= int(value) <= SEED_MAX
+    ):
+        raise ConfigError(
+            f"{name} must be from 0 to {SEED_MAX} (a whole number, NumPy's seed range), "
+            f"got {value!r}"
+        )
+    return int(value)
 
 
 class Config:
@@ -97,6 +131,12 @@ class Config:
                     f"Valid options: {', '.join(sorted(fields))}."
                 )
             kwargs[key] = _from_plain(value, hints[key], f"{target.__name__}.{key}")
+        missing = [name for name, f in fields.items() if name not in kwargs and _required(f)]
+        if missing:
+            raise ConfigError(
+                f"{target.__name__} needs {', '.join(repr(m) for m in missing)} "
+                f"(no default); give {'it' if len(missing) == 1 else 'them'} in the file or dict"
+            )
         try:
             return target(**kwargs)
         except TypeError as exc:  # missing required fields
@@ -172,6 +212,10 @@ def _parse_file(path: Path) -> Any:
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
         problem = f"{where}{getattr(exc, 'problem', None) or exc}"
     raise ConfigError(f"{path} is not valid {kind}: {problem}; fix the file")
+
+
+def _required(field: dataclasses.Field[Any]) -> bool:
+    return field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
 
 
 def _to_plain(value: Any) -> Any:

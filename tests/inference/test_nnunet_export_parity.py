@@ -56,6 +56,7 @@ def test_label_maps_equal_nnunet_export(quiz_subset: Path, tmp_path: Path, name,
     config = PreprocessingConfig(
         target_spacing=target_spacing,
         normalization=(ChannelNormalization("ct", -100.0, 200.0, 50.0, 30.0),),
+        labels=(0, 1, 2),
     )
     # The files are LPS: our canonical (D, H, W) grid is SimpleITK's (z, y, x) array, as nnU-Net
     # reads it with transpose_forward (0, 1, 2).

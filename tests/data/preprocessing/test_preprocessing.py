@@ -187,7 +187,8 @@ def _make_case(
 
 def _config(target=(1.0, 1.0, 2.0), **changes) -> PreprocessingConfig:
     norm = (ChannelNormalization("ct", -60.0, 200.0, 60.0, 50.0),)
-    return PreprocessingConfig(target_spacing=target, normalization=norm, **changes)
+    defaults = {"target_spacing": target, "normalization": norm, "labels": (0, 1, 2)}
+    return PreprocessingConfig(**{**defaults, **changes})
 
 
 def test_preprocess_case_equals_nnunet_default_preprocessor(tmp_path: Path) -> None:
@@ -275,7 +276,7 @@ def test_channels_are_preprocessed_independently(tmp_path: Path) -> None:
     source = nib.load(record.images[0])
     _write(second, (np.asarray(source.dataobj) * 2).astype(np.int16), source.affine)
     norm = (ChannelNormalization("ct", -60.0, 200.0, 60.0, 50.0), ChannelNormalization("zscore"))
-    config = PreprocessingConfig(target_spacing=(1.0, 1.0, 2.0), normalization=norm)
+    config = _config(normalization=norm)
     both = preprocess_case(CaseRecord("case", (record.images[0], second), record.mask), config)
     alone = preprocess_case(CaseRecord("case", (second,), record.mask), config.replace(
         normalization=[norm[1].to_dict()]))  # fmt: skip
@@ -315,7 +316,7 @@ def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> list[CaseRecord]:
 
 def _plan(records: list[CaseRecord], **kwargs):
     fingerprint = compute_fingerprint(
-        records, num_workers=1, progress=False, intensity_samples=3000
+        records, workers=1, progress=False, intensity_samples=3000
     )
     return create_plan(fingerprint, size_divisor=(4, 8, 8), **kwargs)
 
@@ -324,7 +325,7 @@ def test_cache_round_trip_skip_and_invalidation(tmp_path: Path, tiny_dataset) ->
     plan = _plan(tiny_dataset)
     unlabelled = CaseRecord("t", tiny_dataset[0].images, None, None, "test")
     cases = [*tiny_dataset, unlabelled]
-    first = preprocess_dataset(cases, plan, tmp_path, num_workers=1, progress=False)
+    first = preprocess_dataset(cases, plan, tmp_path, workers=1, progress=False)
     assert sorted(first.processed) == ["a", "b", "c", "t"] and first.skipped == ()
     assert list_cached_cases(tmp_path) == ["a", "b", "c", "t"]
     assert load_cached_plan(tmp_path) == plan
@@ -339,22 +340,22 @@ def test_cache_round_trip_skip_and_invalidation(tmp_path: Path, tiny_dataset) ->
     assert load_cached_case(tmp_path, "t").seg is None
 
     os.remove(tmp_path / "c" / "properties.json")  # an interrupted case
-    again = preprocess_dataset(cases, plan, tmp_path, num_workers=1, progress=False)
+    again = preprocess_dataset(cases, plan, tmp_path, workers=1, progress=False)
     assert again.processed == ("c",) and sorted(again.skipped) == ["a", "b", "t"]
 
     other = create_plan(plan.fingerprint, size_divisor=(4, 8, 8), target_spacing=(2.5, 1, 1))
     assert other.cache_key() != plan.cache_key()
     with pytest.raises(DataError, match="another plan"):
         load_cached_case(tmp_path, "a", cache_key=other.cache_key())
-    redo = preprocess_dataset(cases[:2], other, tmp_path, num_workers=1, progress=False)
+    redo = preprocess_dataset(cases[:2], other, tmp_path, workers=1, progress=False)
     assert sorted(redo.processed) == ["a", "b"]
     assert list_cached_cases(tmp_path) == ["a", "b"]  # c and t are stale for the new plan
 
 
 def test_cache_with_two_workers_matches_serial(tmp_path: Path, tiny_dataset) -> None:
     plan = _plan(tiny_dataset)
-    preprocess_dataset(tiny_dataset, plan, tmp_path / "serial", num_workers=1, progress=False)
-    preprocess_dataset(tiny_dataset, plan, tmp_path / "pool", num_workers=2, progress=False)
+    preprocess_dataset(tiny_dataset, plan, tmp_path / "serial", workers=1, progress=False)
+    preprocess_dataset(tiny_dataset, plan, tmp_path / "pool", workers=2, progress=False)
     for record in tiny_dataset:
         serial = load_cached_case(tmp_path / "serial", record.case_id)
         pooled = load_cached_case(tmp_path / "pool", record.case_id)
@@ -377,7 +378,7 @@ def test_real_cases_preprocess_and_restore(quiz_subset: Path, tmp_path: Path) ->
     train = read_dataset(quiz_subset).split("train")
     records = [train["quiz_0_324"], train["quiz_1_010"]]  # native 3 mm; float mask 1.0000153
     plan = _plan(records)
-    preprocess_dataset(records, plan, tmp_path, num_workers=1, progress=False)
+    preprocess_dataset(records, plan, tmp_path, workers=1, progress=False)
     for record in records:
         cached = load_cached_case(tmp_path, record.case_id)
         assert cached.image.dtype == np.float32 and cached.seg.dtype == np.uint8

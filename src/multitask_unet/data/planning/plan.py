@@ -91,7 +91,8 @@ class PreprocessingConfig(Config):
         target_spacing: Voxel size in mm of the preprocessed ``(D, H, W)`` arrays.
         normalization: One :class:`ChannelNormalization` per image channel.
         labels: Segmentation labels, background included (class locations are kept for the
-            others).
+            others); no default: the dataset's labels (:func:`create_plan` takes them from the
+            dataset), since a label left out is never sampled as foreground.
         orientation: Canonical orientation (see :mod:`multitask_unet.data.orientation`).
         crop_to_nonzero: Crop to the bounding box of non-zero voxels first.
         image_order: Spline order for images (in-plane for anisotropic data).
@@ -105,7 +106,7 @@ class PreprocessingConfig(Config):
 
     target_spacing: tuple[float, float, float]
     normalization: tuple[ChannelNormalization, ...]
-    labels: tuple[int, ...] = (0, 1, 2)
+    labels: tuple[int, ...]
     orientation: str = "LPS"
     crop_to_nonzero: bool = True
     image_order: int = 3
