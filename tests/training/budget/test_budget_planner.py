@@ -1,30 +1,22 @@
-"""Budget-aware planning: measured candidates, the recorded choice, the time-budgeted schedule."""
+"""Budget-aware planning: measured candidates and the recorded choice."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import time
-import types
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest
-from _helpers import Prepared, config, trainer
+from _budget_stubs import SEARCH, per_voxel
+from _helpers import config
 
-from _references import require
 from multitask_unet.data.planning import Plan, create_plan
 from multitask_unet.data.planning.budget_section import PlanBudget, parse_duration
-from multitask_unet.data.planning.fingerprint import DatasetFingerprint, compute_fingerprint
-from multitask_unet.data.readers import read_dataset
 from multitask_unet.errors import ConfigError
 from multitask_unet.models import resolve_config
-from multitask_unet.training import DataConfig, OptimizerConfig, TrainConfig
 from multitask_unet.training.budget import (
-    BUDGET_RECIPE,
-    MAX_LENGTHENING,
     BudgetSearch,
     budget_train_config,
     device_description,
@@ -33,31 +25,6 @@ from multitask_unet.training.budget import (
     patch_for_voxels,
     plan_for_budget,
 )
-from multitask_unet.training.schedule import poly_lr
-
-SEARCH = BudgetSearch(
-    presets=("tiny_residual", "tiny_plain"),
-    patch_voxels=(4**3, 8**3, 12**3, 16**3),
-    min_iterations=100,
-    amp="off",  # the same on every CPU (auto is bf16 where the CPU has it natively)
-)
-
-
-def _per_voxel(seconds_per_voxel: float):
-    """A fast stub timer: step time proportional to the voxels of one batch."""
-    calls: list[tuple[str, tuple[int, ...], int]] = []
-
-    def timer(model_config, patch, batch) -> float:
-        calls.append((model_config.encoder.name, tuple(patch), batch))
-        return seconds_per_voxel * float(np.prod(patch)) * batch
-
-    timer.calls = calls  # type: ignore[attr-defined]
-    return timer
-
-
-@pytest.fixture(scope="module")
-def fingerprint(prepared: Prepared) -> DatasetFingerprint:
-    return prepared.plan.fingerprint
 
 
 @pytest.mark.parametrize(
@@ -95,7 +62,7 @@ PICKS = {
 
 @pytest.mark.parametrize("budget", sorted(PICKS))
 def test_budget_plan_fits_the_budget_and_records_why(fingerprint, budget, tmp_path) -> None:
-    timer = _per_voxel(2e-5)
+    timer = per_voxel(2e-5)
     plan = plan_for_budget(fingerprint, budget, search=SEARCH, head=None, measure=timer)
     b = plan.budget
     assert isinstance(b, PlanBudget)
@@ -129,14 +96,14 @@ def test_budget_plan_fits_the_budget_and_records_why(fingerprint, budget, tmp_pa
 
 
 def test_a_larger_budget_buys_at_least_as_much_context(fingerprint) -> None:
-    small = plan_for_budget(fingerprint, 20, search=SEARCH, head=None, measure=_per_voxel(2e-5))
-    large = plan_for_budget(fingerprint, 2000, search=SEARCH, head=None, measure=_per_voxel(2e-5))
+    small = plan_for_budget(fingerprint, 20, search=SEARCH, head=None, measure=per_voxel(2e-5))
+    large = plan_for_budget(fingerprint, 2000, search=SEARCH, head=None, measure=per_voxel(2e-5))
     assert large.budget.chosen.coverage >= small.budget.chosen.coverage
     assert large.budget.iterations > small.budget.iterations
 
 
 def test_candidates_larger_than_a_too_slow_one_are_not_measured(fingerprint) -> None:
-    timer = _per_voxel(1e-3)  # 8^3 x 2 takes ~1 s: only the smallest patches fit 200 s
+    timer = per_voxel(1e-3)  # 8^3 x 2 takes ~1 s: only the smallest patches fit 200 s
     plan = plan_for_budget(fingerprint, 200, search=SEARCH, head=None, measure=timer)
     cands = plan.budget.candidates
     slow = [c for c in cands if c.status == "too_slow"]
@@ -158,7 +125,7 @@ def test_candidates_larger_than_a_too_slow_one_are_not_measured(fingerprint) -> 
 
 
 def test_the_contenders_are_measured_twice_and_a_hiccup_does_not_decide(fingerprint) -> None:
-    steady = _per_voxel(2e-5)
+    steady = per_voxel(2e-5)
     untargeted = SEARCH.replace(target_iterations=None)
     first = plan_for_budget(fingerprint, 600, search=untargeted, head=None, measure=steady).budget
     covering = [c for c in first.candidates if c.status in ("feasible", "chosen")
@@ -186,7 +153,7 @@ def test_the_contenders_are_measured_twice_and_a_hiccup_does_not_decide(fingerpr
 
 
 def test_each_preset_smallest_candidate_is_measured_first(fingerprint) -> None:
-    timer = _per_voxel(1e-6)
+    timer = per_voxel(1e-6)
     plan = plan_for_budget(fingerprint, 600, search=SEARCH, head=None, measure=timer)
     smallest = {}
     for c in plan.budget.candidates:
@@ -227,12 +194,12 @@ def test_default_search_depends_on_the_device(device) -> None:
 
 def test_no_feasible_candidate_names_the_fix(fingerprint) -> None:
     with pytest.raises(ConfigError, match="larger budget") as info:
-        plan_for_budget(fingerprint, 5, search=SEARCH, head=None, measure=_per_voxel(1e-2))
+        plan_for_budget(fingerprint, 5, search=SEARCH, head=None, measure=per_voxel(1e-2))
     assert "s per step" in str(info.value)
 
 
 def test_budget_spacing_starts_from_nnunet_and_only_coarsens(fingerprint) -> None:
-    plan = plan_for_budget(fingerprint, 2000, search=SEARCH, head=None, measure=_per_voxel(1e-6))
+    plan = plan_for_budget(fingerprint, 2000, search=SEARCH, head=None, measure=per_voxel(1e-6))
     base = create_plan(fingerprint).target_spacing
     by_factor = {c.spacing_factor: c.target_spacing for c in plan.budget.candidates}
     assert by_factor[1.0] == pytest.approx(base, abs=1e-4)
@@ -299,7 +266,7 @@ def test_with_enough_context_capacity_beats_more_context(fingerprint) -> None:
 
 
 def test_the_target_steps_come_before_a_finer_spacing_but_not_before_capacity(fingerprint):
-    timer = _per_voxel(2e-5)
+    timer = per_voxel(2e-5)
     untargeted = SEARCH.replace(target_iterations=None)
     first = plan_for_budget(fingerprint, 600, search=untargeted, head=None, measure=timer).budget
     covering = [
@@ -334,7 +301,7 @@ def test_the_target_steps_come_before_a_finer_spacing_but_not_before_capacity(fi
 
 def test_without_enough_context_the_largest_coverage_wins(fingerprint) -> None:
     search = SEARCH.replace(presets=("tiny_plain",), spacing_factors=(1.0,), min_coverage=1.0)
-    timer = _per_voxel(3e-4)  # only patches up to 8^3 are fast enough: none covers a case
+    timer = per_voxel(3e-4)  # only patches up to 8^3 are fast enough: none covers a case
     plan = plan_for_budget(fingerprint, 120, search=search, head=None, measure=timer)
     feasible = [c for c in plan.budget.candidates if c.status in ("feasible", "chosen")]
     assert feasible and max(c.coverage for c in feasible) < 1.0
@@ -356,7 +323,7 @@ def test_trial_steps_refuse_float16_on_the_cpu() -> None:
 
 def test_the_plan_records_the_trial_precision_and_training_uses_it(fingerprint) -> None:
     search = SEARCH.replace(amp="off")
-    plan = plan_for_budget(fingerprint, 600, search=search, head=None, measure=_per_voxel(1e-6))
+    plan = plan_for_budget(fingerprint, 600, search=search, head=None, measure=per_voxel(1e-6))
     assert plan.budget.amp == "off"
     assert budget_train_config(plan, config(amp="auto")).runtime.amp == "off"
     with pytest.raises(ConfigError, match="amp must be one of"):
@@ -366,189 +333,3 @@ def test_the_plan_records_the_trial_precision_and_training_uses_it(fingerprint) 
 def test_device_description_names_the_cpu_and_threads() -> None:
     text = device_description("cpu")
     assert text.endswith("thread(s)") and not text.startswith(",")
-
-
-def test_budget_train_config_and_trainer_finish_within_the_budget(
-    prepared: Prepared, fingerprint, tmp_path: Path
-) -> None:
-    with pytest.raises(ConfigError, match="--budget"):
-        budget_train_config(prepared.plan)
-    plan = plan_for_budget(fingerprint, 60, search=SEARCH, head=None, measure=_per_voxel(1e-5))
-    cfg = budget_train_config(plan, config(device="auto", val_every=5, optimizer={"lr": 0.1}))
-    assert cfg.model.preset == plan.budget.preset
-    # Room to lengthen the schedule when steps run faster than the trial said.
-    opt, run = cfg.optimization, cfg.runtime
-    assert opt.epochs == math.ceil(plan.budget.epochs * MAX_LENGTHENING) > plan.budget.epochs
-    assert run.time_limit_minutes == pytest.approx(plan.budget.train_seconds / 60)
-    assert run.on_time_limit == "fit"
-    assert run.device == "cpu" and tuple(cfg.data.patch_size) == plan.patch_size
-    assert run.val_every == 0  # validation time is not predictable from trial steps
-    assert (opt.optimizer.name, opt.optimizer.lr) == ("sgd", 0.1)  # set by the user: kept
-    adamw = budget_train_config(plan, config(optimizer={"name": "adamw", "lr": 3e-4}))
-    assert (adamw.optimization.optimizer.name, adamw.optimization.optimizer.lr) == ("adamw", 3e-4)
-
-    # The trainer shortens a 200-epoch schedule to fit 2 s, and its poly decay still ends.
-    short = config(epochs=200, iterations_per_epoch=2, time_limit_minutes=2 / 60)
-    assert short.runtime.on_time_limit == "fit"  # the default
-    result = trainer(prepared, tmp_path / "run", short).fit()
-    assert 1 <= result.epochs < 200  # how many epochs fit: tests/training/test_time_limit.py
-    lines = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
-    header, last = lines[0].split(","), lines[-1].split(",")
-    lr = float(last[header.index("lr")])
-    assert lr == pytest.approx(poly_lr(0.01, result.epochs - 1, result.epochs))
-
-
-def _cli(argv: list[str]) -> int:
-    from multitask_unet.cli import plan as plan_cli
-
-    parser = argparse.ArgumentParser()
-    plan_cli.add_parser(parser.add_subparsers(dest="command"))
-    return plan_cli.run(parser.parse_args(argv))
-
-
-def test_plan_command_without_budget_is_the_nnunet_rule_plan(prepared: Prepared, tmp_path) -> None:
-    planner = require(
-        "nnunetv2.experiment_planning.experiment_planners.default_experiment_planner"
-    ).ExperimentPlanner
-    out = tmp_path / "plan.json"
-    argv = ["plan", str(prepared.data), "-o", str(out), "--size-divisor", "4",
-            "--workers", "1", "--no-progress", "--intensity-samples", "5000"]  # fmt: skip
-    assert _cli(argv) == 0
-    assert "budget" not in json.loads(out.read_text())
-    plan = Plan.load(out)
-    labels = sorted(set(prepared.label_names.values()))
-    index = read_dataset(prepared.data).split("train")
-    fp = compute_fingerprint(index.records, intensity_samples=5000, num_workers=1, progress=False)
-    assert plan == create_plan(fp, size_divisor=4, labels=labels)
-    fake = types.SimpleNamespace(
-        overwrite_target_spacing=None,
-        anisotropy_threshold=3,
-        dataset_fingerprint={
-            "spacings": fp.spacings.tolist(),
-            "shapes_after_crop": fp.shapes_after_crop.tolist(),
-        },
-    )
-    theirs = planner.determine_fullres_target_spacing(fake)
-    np.testing.assert_allclose(plan.target_spacing, theirs)
-
-
-def test_plan_command_with_budget(prepared: Prepared, tmp_path, monkeypatch, capsys) -> None:
-    import multitask_unet.training.budget.planner as budget_module
-
-    monkeypatch.setattr(budget_module, "measure_step_seconds", lambda m, p, b, **kw: 1e-3)
-    out = tmp_path / "run" / "plan.json"
-    argv = ["plan", str(prepared.data), "-o", str(out), "--budget", "10m", "--device", "cpu",
-            "--min-iterations", "500", "--amp", "off",
-            "--workers", "1", "--no-progress", "--intensity-samples", "5000"]  # fmt: skip
-    assert _cli(argv) == 0
-    plan = Plan.load(out)
-    assert plan.budget is not None and plan.budget.seconds == 600.0
-    assert plan.budget.min_iterations == 500 and plan.budget.amp == "off"
-    printed = capsys.readouterr().out
-    assert plan.budget.reason in printed and plan.budget.preset in printed
-    with pytest.raises(ConfigError, match="target-spacing"):
-        _cli([*argv, "--target-spacing", "1", "1", "1"])
-
-
-def test_train_applies_a_budget_plan_from_the_run_folder(prepared: Prepared, tmp_path) -> None:
-    from multitask_unet.training import TrainConfig, train
-
-    search = SEARCH.replace(presets=["tiny_plain"], min_iterations=10)
-    plan = plan_for_budget(
-        prepared.plan.fingerprint, 6, search=search, head=None, measure=_per_voxel(1e-5)
-    )
-    run = tmp_path / "run"
-    run.mkdir()
-    plan.save(run / "plan.json")
-    result = train(prepared.data, run, config(model={"preset": "tiny_residual", "head": None}),
-                   workers=1, intensity_samples=5000, verbose=False)  # fmt: skip
-    saved = TrainConfig.load(run / "config.yaml")
-    assert saved.model.preset == "tiny_plain"
-    assert saved.optimization.epochs == math.ceil(plan.budget.epochs * MAX_LENGTHENING)  # a cap
-    assert saved.runtime.fit_minutes == pytest.approx(plan.budget.train_minutes)
-    assert tuple(saved.data.patch_size) == plan.patch_size
-    assert 1 <= result.epochs <= saved.optimization.epochs
-
-
-def test_the_budget_plan_carries_the_recipe_and_fills_what_the_config_leaves_default(
-    fingerprint,
-) -> None:
-    plan = plan_for_budget(fingerprint, 60, search=SEARCH, head=None, measure=_per_voxel(1e-5))
-    assert plan.budget.recipe == BUDGET_RECIPE
-    cfg = budget_train_config(plan, TrainConfig())
-    recipe_optimizer = BUDGET_RECIPE["optimization"]["optimizer"]
-    optimizer = cfg.optimization.optimizer
-    assert optimizer.to_dict() == {**OptimizerConfig().to_dict(), **recipe_optimizer}
-    assert cfg.data.class_weights == BUDGET_RECIPE["data"]["class_weights"]
-    assert cfg.data.lesion_probability == BUDGET_RECIPE["data"]["lesion_probability"]
-    own = budget_train_config(
-        plan, TrainConfig(data=DataConfig(class_weights="inverse_sqrt", lesion_probability=0.5))
-    )
-    assert (own.data.class_weights, own.data.lesion_probability) == ("inverse_sqrt", 0.5)
-    assert own.optimization.optimizer.name == "adamw"  # left at the default: the recipe's
-    # A recipe that keeps SGD takes the plan's SGD learning rate.
-    sgd = SEARCH.replace(recipe={"optimization": {"optimizer": {"name": "sgd"}}}, lr=0.02)
-    plan = plan_for_budget(fingerprint, 60, search=sgd, head=None, measure=_per_voxel(1e-5))
-    assert budget_train_config(plan).optimization.optimizer.lr == 0.02
-    # Plans written before the recipe existed train as they did.
-    old = plan.replace(budget={**plan.budget.to_dict(), "recipe": {}})
-    assert budget_train_config(old).optimization.optimizer == OptimizerConfig(lr=0.02)
-
-
-def test_plans_with_a_flat_recipe_still_apply_it(fingerprint, recwarn) -> None:
-    plan = plan_for_budget(fingerprint, 60, search=SEARCH, head=None, measure=_per_voxel(1e-5))
-    flat = {"optimizer": {"name": "adamw", "lr": 0.002}, "weights_mode": "none"}
-    old = plan.replace(budget={**plan.budget.to_dict(), "recipe": flat})  # written before sections
-    cfg = budget_train_config(old, TrainConfig())
-    assert (cfg.optimization.optimizer.lr, cfg.data.class_weights) == (0.002, "none")
-    assert not [w for w in recwarn if issubclass(w.category, DeprecationWarning)]
-    with pytest.warns(DeprecationWarning, match=r"'weights_mode' moved to 'data\.class_weights'"):
-        search = BudgetSearch(recipe=flat)
-    assert search.recipe == {"optimization": {"optimizer": flat["optimizer"]},
-                             "data": {"class_weights": "none"}}  # fmt: skip
-
-
-def test_a_recipe_must_name_train_config_keys() -> None:
-    with pytest.raises(ConfigError, match=r"no option 'learning_rate'"):
-        BudgetSearch(recipe={"learning_rate": 0.1})
-    with pytest.raises(ConfigError, match="class_weights"):
-        BudgetSearch(recipe={"data": {"class_weights": "sometimes"}})
-    with pytest.raises(ConfigError, match=r"belongs in 'optimization\.epochs'"):
-        BudgetSearch(recipe={"data": {"epochs": 3}})
-
-
-def test_auto_precision_of_the_search_is_bf16_only_on_cpus_with_native_bf16(monkeypatch) -> None:
-    import multitask_unet.training.budget.search as search_module
-
-    for native, expected in ((True, "bf16"), (False, "auto")):
-        monkeypatch.setattr(search_module, "cpu_has_native_bf16", lambda n=native: n)
-        assert BudgetSearch().resolved_amp("cpu") == expected
-        assert BudgetSearch(amp="off").resolved_amp("cpu") == "off"
-    assert BudgetSearch().resolved_amp("cuda") == "auto"
-
-
-def test_train_with_a_budget_plans_within_it_and_trains_the_recipe(
-    prepared: Prepared, tmp_path, monkeypatch
-) -> None:
-    import multitask_unet.training.budget.planner as budget_module
-    from multitask_unet.training import train
-
-    monkeypatch.setattr(budget_module, "measure_step_seconds", lambda m, p, b, **kw: 1e-4)
-    search = SEARCH.replace(presets=["tiny_plain"], min_iterations=10, amp="off")
-    run = tmp_path / "run"
-    with pytest.raises(ConfigError, match="duration"):
-        train(prepared.data, run, budget="thirty minutes")
-    assert not run.exists()  # nothing done before the error
-    train(prepared.data, run, config(model={"head": None}), budget="6s", search=search,
-          workers=1, intensity_samples=5000, verbose=False)  # fmt: skip
-    plan = Plan.load(run / "plan.json")
-    assert plan.budget is not None and plan.budget.seconds < 6  # validation came first
-    saved = TrainConfig.load(run / "config.yaml")
-    assert saved.optimization.optimizer.name == "adamw" and saved.data.class_weights == "none"
-    assert saved.model.preset == "tiny_plain"
-    # A run folder planned without a budget is not silently re-planned.
-    other = tmp_path / "other"
-    other.mkdir()
-    prepared.plan.save(other / "plan.json")
-    with pytest.raises(ConfigError, match="without a budget"):
-        train(prepared.data, other, budget="6s", workers=1, verbose=False)
