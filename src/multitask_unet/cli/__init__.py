@@ -10,7 +10,8 @@ import argparse
 import contextlib
 import importlib
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 
 from multitask_unet.cli._log import run_log
 from multitask_unet.errors import MultitaskUNetError
@@ -52,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     log = getattr(args, "_log", None)  # commands with a run folder keep a copy of their output
-    with run_log(args.output / log, argv) if log else contextlib.nullcontext():
+    with run_log(args.output / log, argv) if log else contextlib.nullcontext(), _plain_warnings():
         try:
             return int(args._run(args) or 0)
         except MultitaskUNetError as exc:
@@ -67,3 +68,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 2
+
+
+@contextlib.contextmanager
+def _plain_warnings() -> Iterator[None]:
+    """Warnings printed as one line, ``warning: MESSAGE``, without Python's file, line and
+    source line (only the text changes: recorders such as ``pytest.warns`` still see them)."""
+
+    def one_line(message: Warning | str, category: type[Warning], *_: object, **__: object) -> str:
+        kind = "" if issubclass(category, UserWarning) else f" ({category.__name__})"
+        return f"warning{kind}: {message}\n"
+
+    original, warnings.formatwarning = warnings.formatwarning, one_line
+    try:
+        yield
+    finally:
+        warnings.formatwarning = original
