@@ -13,12 +13,11 @@ Three measurements on the CPU:
 * **Which shapes**: the same count under plain bfloat16 autocast for input depths 1 to 8, a
   32-channel convolution of stride 1 on a ``depth x 6 x 8`` input.
 
-On the 2-core AMD EPYC development box (AVX512-BF16, torch 2.14.1, 4 Dec 2026) the library's
-bfloat16 steps were 1.72x faster than float32 (plain bfloat16 1.79x), and plain bfloat16 gave
-non-finite gradients in 21 of 100 draws at the deep stage, the library's none. The defect
-depends on the allocator's state: this run's depth scan found none at any depth, while
-scratch scans of 600 random shapes found it only at depth 2 with stride 1 (see
-``docs/concepts/training.md``).
+The result file (``benchmarks/results/cpu_bf16-<device>.json``, rendered in
+``docs/concepts/training.md``) records the machine, each variant's step times, the speed-ups and
+the counts. Whether plain bfloat16 gives non-finite gradients depends on the allocator's state
+(what freed memory holds), so a run may count none at a depth where the defect exists; the
+library's test provokes it by leaving NaN in freed memory.
 
     python -m benchmarks.bench_cpu_bf16 --threads 2
 """

@@ -2,18 +2,18 @@
 # A lent GPU's checks and benchmarks as one prepared run, most valuable first, each part under a
 # time-out. The default (all: loop24, predict, heads) takes issue #24's GPU numbers in one call
 # of under 8 minutes: its time-outs add up to 480 s. The next call, `tests newcomer`, takes
-# 330 s at most (H200, 2026-12-04: tests 56 s). The training step's parts (H200, 2026-12-04:
-# batch 2 and 8 about 4 minutes each, most of it compiling) go in a call of their own:
+# 330 s at most. The training step's parts (b2 under 250 s, b8 under 280 s, most of it
+# compiling) go in a call of their own:
 #   tests  the CUDA tests (AMP, compiled training, prediction, planner trial steps, pinned memory)
 #   loop   the Trainer's loop against nnU-Net's run_training loop: the study's plan (patch
 #          64 x 128 x 192, batch 2), k = 2 4 1 8 loader workers (most wanted first, results saved
-#          after each k), both trainers eager (compiling both would take about 3 of the minutes)
+#          after each k), both trainers eager (compiling both would spend most of the time-out)
 #   loop24 the same with k = 2 and 4 only, the issue's targets (150 s at most)
 #   newcomer  docs/getting-started.md and docs/how-to/own-data.md as written, each step timed
 #          (benchmarks/bench_newcomer.py; the getting-started page renders the times)
 #   b2     the training step against nnU-Net's trainer step at batch 2
 #   b8     the same at batch 8
-#   step   b2 and b8 with the main variants (about 9 minutes); full: every variant at b2
+#   step   b2 and b8 with the main variants (530 s at most); full: every variant at b2 (330 s)
 #   suite  python -m benchmarks.run --device cuda (under 10 minutes: a call of its own)
 #   heads  the head-cost benchmark as the suite runs it (fp32, 2 x 128^3), with each attention
 #          head also run with its voxel sums as one batched GEMM (/unsplit, the former path) and
