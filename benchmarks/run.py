@@ -100,9 +100,8 @@ def _study_train(r: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-#: The suite's CUDA training-step variants at batch 2 (on a fresh H200 nnU-Net's compiled
-#: reference took 141 s to build, each compiled variant of ours about a minute or more):
-#: ``benchmarks/gpu_session.sh b2 b8`` times CUDA graphs and batch 8 too.
+#: The suite's CUDA training-step variants at batch 2 (compiling dominates their time, so the
+#: suite keeps to these); ``benchmarks/gpu_session.sh b2 b8`` times CUDA graphs and batch 8 too.
 TRAIN_STEP_CUDA = ("nnunet_eager", "ours_amp_bf16", "ours_amp_bf16_compile")
 
 
