@@ -69,8 +69,16 @@ def numbers(
 
 
 def seed(text: str) -> int:
-    """An argparse type: a random seed, a whole number from 0 to 2**32 - 1 (NumPy's range)."""
-    return _whole_number(text, 0, 2**32 - 1)
+    """An argparse type: a random seed, a whole number from 0 to 2**32 - 1 (NumPy's range,
+    :func:`~multitask_unet.config.check_seed`)."""
+    from multitask_unet.config import SEED_MAX, check_seed
+
+    try:
+        return check_seed(int(text))
+    except ValueError:  # ConfigError is one too
+        raise argparse.ArgumentTypeError(
+            f"must be a whole number from 0 to {SEED_MAX}, got {text!r}"
+        ) from None
 
 
 def positive_int(text: str) -> int:

@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
-from multitask_unet.config import Config
+from multitask_unet.config import Config, check_seed
 from multitask_unet.data.sampling.config import DataConfig
 from multitask_unet.errors import ConfigError
 from multitask_unet.losses import MultiTaskLossConfig
@@ -142,8 +142,7 @@ class RuntimeConfig(Config):
     def __post_init__(self) -> None:
         if self.val_every < 0:
             raise ConfigError(f"runtime.val_every must be >= 0, got {self.val_every}")
-        if not 0 <= self.seed < 2**32:  # NumPy's range
-            raise ConfigError(f"runtime.seed must be from 0 to {2**32 - 1}, got {self.seed}")
+        check_seed(self.seed, "runtime.seed")
         if not 0 <= self.val_overlap < 1:
             raise ConfigError(f"runtime.val_overlap must be in [0, 1), got {self.val_overlap}")
         if self.amp not in AMP_MODES:

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from multitask_unet._atomic import write_text_atomic
+from multitask_unet.config import check_seed
 from multitask_unet.data.planning import Plan
 from multitask_unet.data.readers import DatasetIndex, read_dataset
 from multitask_unet.data.records import CaseRecord
@@ -72,11 +73,12 @@ def make_splits(
     class in training); cases without a class form a stratum of their own.
 
     Raises:
-        ConfigError: ``folds`` < 2, more folds than cases, or more folds than the cases of
-            every class (nothing left to stratify).
+        ConfigError: ``folds`` < 2, more folds than cases, more folds than the cases of
+            every class (nothing left to stratify), or a seed outside 0 to ``2**32 - 1``.
     """
     from sklearn.model_selection import KFold, StratifiedKFold
 
+    check_seed(seed, "the seed of the splits")
     ids = [r.case_id for r in records]
     if folds < 2 or folds > len(ids):
         raise ConfigError(
@@ -188,9 +190,9 @@ def cross_validate(
 
     Raises:
         DataError: The dataset has errors.
-        ConfigError: A bad fold count, a ``splits.json`` of another dataset, both ``budget``
-            and ``planner``, or a budget too small for any candidate; all before anything is
-            written.
+        ConfigError: A bad fold count or ``seed``, a ``splits.json`` of another dataset, both
+            ``budget`` and ``planner``, or a budget too small for any candidate; all before
+            anything is written.
     """
     from multitask_unet.data.planning.budget_section import parse_duration
     from multitask_unet.data.preprocessing.cache import preprocess_dataset
@@ -198,6 +200,7 @@ def cross_validate(
     from multitask_unet.inference import Predictor
 
     started = time.perf_counter()
+    check_seed(seed, "the seed of the splits")
     if budget is not None:
         parse_duration(budget)
         if planner is not None:
