@@ -52,7 +52,7 @@ def test_one_label_is_one_region_and_nothing_is_called_a_lesion(tmp_path: Path) 
     root, pred = _nnunet_dataset(tmp_path / "Dataset001", {"background": 0, "liver": 1})
     report = evaluate(pred, root, config=FAST, figures=False)
     dice = {k for k in report.summary if k.startswith("dice_")}
-    assert dice == {"dice_liver", "dice_label_1"}
+    assert dice == {"dice_liver"}  # the region is the label: no dice_label_1 beside it
     assert 0.9 < report.summary["dice_liver"]["estimate"] < 1.0
     assert report.summary["cases"]["classification"] == 0  # segmentation only: no classes
 
@@ -63,7 +63,9 @@ def test_four_labels_and_two_classes_are_all_scored(tmp_path: Path) -> None:
     report = evaluate(pred, root, config=FAST, figures=False)
     regions = [r["key"] for r in report.summary["config"]["regions"]]
     assert regions == ["kidney", "cyst", "tumour", "vessel", "foreground"]
-    assert {f"dice_label_{k}" for k in (1, 2, 3, 4)} <= set(report.summary)
+    assert {f"dice_{k}" for k in ("kidney", "cyst", "tumour", "vessel")} <= set(report.summary)
+    assert not [k for k in report.summary if k.startswith("dice_label_")]
+    assert report.summary["config"]["labels"] == []
     assert report.summary["cases"]["classification"] == 4
     assert report.summary["auc_ovr_macro"]["estimate"] == 1.0
 

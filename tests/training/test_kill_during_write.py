@@ -174,5 +174,5 @@ def test_a_summary_killed_midway_is_written_whole_by_the_rerun(
     _run(evaluate(reference))
     assert filecmp.cmp(killed / "cases.csv", reference / "cases.csv", shallow=False)
     ours, theirs = (json.loads((r / "summary.json").read_text()) for r in (killed, reference))
-    assert ours == theirs and "dice_label_1" in ours
+    assert ours == theirs and "dice_foreground" in ours
     assert not _temporaries(killed)

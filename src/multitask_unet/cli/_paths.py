@@ -17,6 +17,9 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from multitask_unet._folders import check_creatable, check_output_folder
+from multitask_unet.errors import ConfigError
+
 __all__ = ["input_file", "output_file", "output_folder"]
 
 
@@ -40,13 +43,10 @@ def output_folder(text: str) -> Path:
     Raises:
         argparse.ArgumentTypeError: ``text`` is a file or lies below one.
     """
-    path = Path(text)
-    if path.exists() and not path.is_dir():
-        raise argparse.ArgumentTypeError(
-            f"{text} is a file, not a folder; give a new or an existing folder"
-        )
-    _check_parents(path, text)
-    return path
+    try:
+        return check_output_folder(text)
+    except ConfigError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def output_file(example: str) -> Callable[[str], Path]:
@@ -70,11 +70,7 @@ def output_file(example: str) -> Callable[[str], Path]:
 
 def _check_parents(path: Path, text: str) -> None:
     """Refuse a path whose nearest existing parent is a file (it cannot be created)."""
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise argparse.ArgumentTypeError(
-                    f"{text} cannot be created: {parent} is a file, not a folder; choose a path "
-                    "in a folder"
-                )
-            return
+    try:
+        check_creatable(path, text=text)
+    except ConfigError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None

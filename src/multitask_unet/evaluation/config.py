@@ -1,14 +1,19 @@
 """What an evaluation measures: regions, labels, tolerances and the bootstrap.
 
-By default the regions and labels come from the dataset: one region per foreground label, named
-after it, and their union (``foreground``) when there are several (:meth:`EvaluationConfig.
-for_labels`). A study names its own regions, e.g. the pancreas study's
-:data:`PANCREAS_REGIONS` (``whole_pancreas`` = labels 1 and 2, ``lesion`` = label 2).
+By default the regions come from the dataset: one region per foreground label, named after it,
+and their union (``foreground``) when there are several (:meth:`EvaluationConfig.for_labels`);
+those regions already score every label, so no ``dice_label_<k>`` columns are added. A study
+names its own regions, e.g. the pancreas study's :data:`PANCREAS_REGIONS` (``whole_pancreas`` =
+labels 1 and 2, ``lesion`` = label 2), and then also gets a ``dice_label_<k>`` column per
+foreground label unless it names ``labels`` itself. A region or label the dataset does not have
+is refused (:meth:`EvaluationConfig.check_labels`), not scored as empty everywhere.
 
 Example:
     >>> cfg = EvaluationConfig().for_labels({"background": 0, "liver": 1, "tumour": 2})
     >>> [(r.key, r.labels) for r in cfg.regions], cfg.labels
-    ([('liver', (1,)), ('tumour', (2,)), ('foreground', (1, 2))], (1, 2))
+    ([('liver', (1,)), ('tumour', (2,)), ('foreground', (1, 2))], ())
+    >>> EvaluationConfig(regions=("organ=1,2",)).for_labels({"organ": 1, "tumour": 2}).labels
+    (1, 2)
     >>> EvaluationConfig.from_dict({"nsd_tolerance_mm": 1.0, "regions": [{"key": "organ", "labels": [1]}]}).regions
     (Region(key='organ', labels=(1,)),)
 """
@@ -20,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from multitask_unet.config import Config
+from multitask_unet.config import Config, check_seed
 from multitask_unet.errors import ConfigError
 
 __all__ = ["PANCREAS_REGIONS", "EvaluationConfig", "Region"]
@@ -84,7 +89,8 @@ class EvaluationConfig(Config):
             default): one per foreground label of the dataset and their union
             (:meth:`for_labels`).
         labels: Single labels scored with Dice (columns ``dice_label_<k>``); None (the
-            default): every foreground label of the dataset.
+            default): every foreground label of the dataset when ``regions`` are given, none
+            when the regions are the dataset's (they hold one region per label already).
         nsd_tolerance_mm: Tolerance of the normalised surface distance, in mm.
         hd_percentile: Percentile of the robust Hausdorff distance (95 for HD95; the columns
             keep the name ``hd95_<region>``).
@@ -92,7 +98,7 @@ class EvaluationConfig(Config):
             ``"one"`` (1.0, the Metrics Reloaded convention) or ``"nan"`` (left out of means).
         n_bootstrap: Bootstrap resamples of the cases for the confidence intervals.
         confidence: Level of the percentile bootstrap intervals.
-        seed: Seed of the bootstrap; equal seeds give equal intervals.
+        seed: Seed of the bootstrap, from 0 to ``2**32 - 1``; equal seeds give equal intervals.
     """
 
     regions: tuple[Region, ...] | None = None
@@ -126,10 +132,13 @@ class EvaluationConfig(Config):
             )
         if not 0 < self.confidence < 1:
             raise ConfigError(f"confidence must be in (0, 1), e.g. 0.95, got {self.confidence}")
+        check_seed(self.seed, "EvaluationConfig.seed (the bootstrap seed)")
 
     def for_labels(self, label_names: Mapping[str, int]) -> EvaluationConfig:
         """This config with ``regions`` and ``labels`` that are None filled from a dataset's
-        labels ``{name: value}`` (background, value 0, left out).
+        labels ``{name: value}`` (background, value 0, left out): regions one per foreground
+        label and their union; labels none when the regions were filled so (they score every
+        label already), else every foreground label.
 
         Raises:
             ConfigError: The dataset has no foreground label and none were given.
@@ -150,8 +159,51 @@ class EvaluationConfig(Config):
             if len(foreground) > 1:
                 union = "foreground" if "foreground" not in keys else "all_foreground"
                 regions += (Region(union, tuple(v for v, _ in foreground)),)
-        labels = self.labels if self.labels is not None else tuple(v for v, _ in foreground)
+        labels = self.labels
+        if labels is None:  # the dataset's regions hold one per label: no column twice
+            labels = () if self.regions is None else tuple(v for v, _ in foreground)
         return replace(self, regions=regions, labels=labels)
+
+    def check_labels(self, label_names: Mapping[str, int], *, source: str, fix: str = "") -> None:
+        """Refuse regions and labels that name a value the dataset does not have.
+
+        Such a region would be empty in every reference and prediction and score as perfect
+        agreement (Dice 1, NSD 1, HD95 0).
+
+        Args:
+            label_names: The dataset's labels ``{name: value}``; empty: unknown, nothing is
+                checked.
+            source: Where the labels come from, for the message, e.g. ``"DATA/dataset.json"``.
+            fix: Added to the message, e.g. how to declare labels that exist elsewhere.
+
+        Raises:
+            ConfigError: A region or label value is not among ``label_names``; the message
+                names the region, the unknown values and the dataset's labels.
+
+        Example:
+            >>> EvaluationConfig(regions=("a=9",)).check_labels({"organ": 1}, source="x")
+            Traceback (most recent call last):
+            ...
+            multitask_unet.errors.ConfigError: region 'a' names label 9, which x does not have (its labels: 1 organ); use those labels, e.g. --region NAME=1
+        """
+        if not label_names:
+            return
+        known = {int(v) for v in label_names.values()}
+        listing = ", ".join(f"{v} {k}" for k, v in sorted(label_names.items(), key=_value))
+        foreground = [v for v in sorted(known) if v > 0] or [1]
+        wanted = [
+            (f"region {r.key!r} names", r.labels, f"--region NAME={','.join(map(str, foreground))}")
+            for r in self.regions or ()
+        ]
+        wanted.append(("labels lists", self.labels or (), f"labels: {foreground}"))
+        for what, values, example in wanted:
+            unknown = [v for v in values if v not in known]
+            if unknown:
+                many = "s" if len(unknown) > 1 else ""
+                raise ConfigError(
+                    f"{what} label{many} {', '.join(map(str, unknown))}, which {source} does not "
+                    f"have (its labels: {listing}); use those labels, e.g. {example}{fix}"
+                )
 
     @property
     def both_empty_value(self) -> float:
@@ -171,6 +223,10 @@ def _as_region(value: Region | Mapping[str, object] | str) -> Region:
         f"a region must be a Region, a mapping {{'key': NAME, 'labels': [L1, ...]}} or a string "
         f"'NAME=L1,L2', got {value!r}"
     )
+
+
+def _value(item: tuple[str, int]) -> int:
+    return int(item[1])
 
 
 def _region_name(name: str, value: int) -> str:

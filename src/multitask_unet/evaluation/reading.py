@@ -26,16 +26,45 @@ from multitask_unet.data.io import read_mask
 from multitask_unet.data.readers import DatasetIndex, read_dataset
 from multitask_unet.data.records import CaseRecord
 from multitask_unet.errors import DataError, ShapeError
+from multitask_unet.evaluation.config import EvaluationConfig
 from multitask_unet.prediction_table import PredictionTable
 
 __all__ = [
     "check_class_order",
+    "config_for_reference",
+    "prediction_files",
     "read_label_map",
     "read_predictions",
     "read_reference",
     "records_by_id",
     "with_reference_labels",
 ]
+
+
+def prediction_files(pred_dir: Path) -> tuple[dict[str, Path], PredictionTable | None]:
+    """The label maps (case id to ``CASE.nii.gz``) and ``predictions.csv`` of a prediction folder.
+
+    Hidden files (temporary files of an interrupted writer) are left out.
+
+    Raises:
+        DataError: ``pred_dir`` does not exist, is a file, or holds neither part.
+    """
+    if not pred_dir.is_dir():
+        problem = "is a file; it must be a folder" if pred_dir.exists() else "does not exist"
+        raise DataError(
+            f"the prediction folder {pred_dir} {problem}; give the folder that "
+            "multitask-unet predict wrote (CASE.nii.gz label maps and/or predictions.csv)"
+        )
+    masks = {
+        p.name.removesuffix(".nii.gz"): p
+        for p in sorted(pred_dir.glob("*.nii.gz"))
+        if not p.name.startswith(".")
+    }
+    csv_path = pred_dir / "predictions.csv"
+    table = read_predictions(csv_path) if csv_path.is_file() else None
+    if not masks and table is None:
+        raise DataError(f"{pred_dir} holds no CASE.nii.gz label maps and no predictions.csv")
+    return masks, table
 
 
 def read_predictions(path: str | Path) -> PredictionTable:
@@ -147,3 +176,30 @@ def with_reference_labels(index: DatasetIndex, case_ids: list[str]) -> DatasetIn
         if record is not None and record.mask is not None and record.mask.exists():
             values.update(int(v) for v in np.unique(read_label_map(record.mask)[0]))
     return index.with_found_labels(values)
+
+
+def config_for_reference(
+    config: EvaluationConfig, index: DatasetIndex, case_ids: list[str]
+) -> tuple[EvaluationConfig, DatasetIndex]:
+    """``config`` with the regions and labels left None filled from the reference's labels,
+    checked against them, and ``index`` with its labels (:func:`with_reference_labels`).
+
+    Args:
+        config: The evaluation options.
+        index: The reference dataset.
+        case_ids: The predicted cases: their masks give the labels when none are declared.
+
+    Raises:
+        ConfigError: A region or label names a value the dataset does not have (it would score
+            as empty everywhere), or the dataset has no foreground label and none were given.
+    """
+    declared = index.labels_declared  # by dataset.json (or label_names)
+    index = with_reference_labels(index, case_ids)
+    if declared:
+        source, fix = f"the dataset {index.root}", ""
+    else:
+        source = f"the reference masks of the {len(case_ids)} predicted cases under {index.root}"
+        fix = "; if other cases hold the label, declare the labels in the dataset's dataset.json"
+    config = config.for_labels(index.label_names)
+    config.check_labels(index.label_names, source=source, fix=fix)
+    return config, index

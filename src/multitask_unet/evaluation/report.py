@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from multitask_unet._folders import check_output_folder
 from multitask_unet.data.records import CaseRecord
 from multitask_unet.errors import DataError, ShapeError
 from multitask_unet.evaluation.bootstrap import bootstrap_many, bootstrap_mean
@@ -48,11 +49,11 @@ from multitask_unet.evaluation.config import EvaluationConfig
 from multitask_unet.evaluation.overlays import OverlayCase, write_overlays
 from multitask_unet.evaluation.reading import (
     check_class_order,
+    config_for_reference,
+    prediction_files,
     read_label_map,
-    read_predictions,
     read_reference,
     records_by_id,
-    with_reference_labels,
 )
 from multitask_unet.evaluation.report_writer import format_summary, write_report
 from multitask_unet.evaluation.segmentation import evaluate_segmentation
@@ -184,6 +185,11 @@ def evaluate(
     Returns:
         The :class:`EvaluationReport`.
 
+    Raises:
+        ConfigError: ``out_dir`` is a file or lies below one (refused before anything is
+            read), or a region or label names a value the dataset does not have.
+        DataError: ``pred_dir`` is missing, a file or empty, or does not fit the reference.
+
     Example:
         >>> report = evaluate("runs/pred", "data/pancreas", out_dir="runs/report")  # doctest: +SKIP
         >>> report.summary["dice_foreground"]["estimate"]  # doctest: +SKIP
@@ -191,27 +197,16 @@ def evaluate(
     """
     config = config or EvaluationConfig()
     pred_dir = Path(pred_dir)
-    if figures and out_dir is not None:
-        from multitask_unet.evaluation.figures import require_matplotlib
+    if out_dir is not None:
+        check_output_folder(out_dir, what="the report folder out_dir")
+        if figures:
+            from multitask_unet.evaluation.figures import require_matplotlib
 
-        require_matplotlib()
-    masks = {  # hidden files are temporary files of an interrupted writer
-        p.name.removesuffix(".nii.gz"): p
-        for p in sorted(pred_dir.glob("*.nii.gz"))
-        if not p.name.startswith(".")
-    }
-    table = (
-        read_predictions(pred_dir / "predictions.csv")
-        if (pred_dir / "predictions.csv").is_file()
-        else None
-    )
-    if not masks and table is None:
-        raise DataError(f"{pred_dir} holds no CASE.nii.gz label maps and no predictions.csv")
+            require_matplotlib()
+    masks, table = prediction_files(pred_dir)
     index = read_reference(ref_root, layout=layout)
-    if masks:  # regions and labels left None: those of the dataset's labels
-        if config.regions is None or config.labels is None:
-            index = with_reference_labels(index, sorted(masks))
-        config = config.for_labels(index.label_names)
+    if masks:  # regions and labels: the dataset's, or checked against them
+        config, index = config_for_reference(config, index, sorted(masks))
     uncalibrated = None
     if table is not None:
         check_class_order(table, index, pred_dir / "predictions.csv")
