@@ -79,10 +79,10 @@ def prepare_cache(
             shape=(176, 128, 56), spacing=(0.73, 0.73, 2.0), seed=0,
         )  # fmt: skip
         records = list(index.records)
-    fingerprint = compute_fingerprint(records, num_workers=2, progress=False)
+    fingerprint = compute_fingerprint(records, workers=2, progress=False)
     plan = create_plan(fingerprint)
     folder = cache or work / "cache"
-    preprocess_dataset(records, plan, folder, num_workers=2, progress=False)
+    preprocess_dataset(records, plan, folder, workers=2, progress=False)
     return folder, source
 
 

@@ -28,7 +28,7 @@ def phantoms(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def checkpoint(tmp_path_factory: pytest.TempPathFactory, phantoms: Path) -> Path:
     """A random-weight ``tiny_plain`` checkpoint with a plan of the phantoms."""
     train = read_dataset(phantoms).split("train").records
-    fingerprint = compute_fingerprint(train, intensity_samples=1000, num_workers=1, progress=False)
+    fingerprint = compute_fingerprint(train, intensity_samples=1000, workers=1, progress=False)
     plan = create_plan(fingerprint, size_divisor=4, gpu_memory_gb=0.05)
     torch.manual_seed(0)
     model = mtu.create_model("tiny_plain", heads={"cls": ("panda", {"num_classes": 3})})

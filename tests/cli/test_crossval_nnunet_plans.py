@@ -50,7 +50,7 @@ def test_crossval_takes_the_plan_and_network_over(
     run = crossval_run
     # The plan of every fold is the plans' configuration with the labelled cases' fingerprint.
     fingerprint = compute_fingerprint(
-        labelled_records(read_dataset(data)), intensity_samples=1000, num_workers=1, progress=False
+        labelled_records(read_dataset(data)), intensity_samples=1000, workers=1, progress=False
     )
     expected = plan_from_nnunet(plans, "3d_fullres", fingerprint=fingerprint)
     assert Plan.load(run / "plan.json") == expected

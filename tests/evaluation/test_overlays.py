@@ -91,7 +91,7 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, phantom_root: Path
     from multitask_unet.data.readers import read_dataset
 
     train = read_dataset(phantom_root).split("train").records
-    fingerprint = compute_fingerprint(train, intensity_samples=10_000, num_workers=1,
+    fingerprint = compute_fingerprint(train, intensity_samples=10_000, workers=1,
                                       progress=False)  # fmt: skip
     plan = create_plan(fingerprint, size_divisor=4, gpu_memory_gb=0.05)
     torch.manual_seed(0)

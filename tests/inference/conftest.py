@@ -33,9 +33,7 @@ def tiny_plan(phantom_root: Path) -> Plan:
     from multitask_unet.data.readers import read_dataset
 
     train = read_dataset(phantom_root).split("train").records
-    fingerprint = compute_fingerprint(
-        train, intensity_samples=10_000, num_workers=1, progress=False
-    )
+    fingerprint = compute_fingerprint(train, intensity_samples=10_000, workers=1, progress=False)
     return create_plan(fingerprint, size_divisor=4, gpu_memory_gb=0.05)
 
 

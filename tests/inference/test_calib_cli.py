@@ -31,9 +31,7 @@ def make_checkpoint(phantom_dataset, tmp_path, heads):
     torch.manual_seed(0)
     model = mtu.create_model("tiny_plain", heads=heads).eval()
     train = phantom_dataset.split("train").records
-    fingerprint = compute_fingerprint(
-        train, num_workers=0, progress=False, intensity_samples=10_000
-    )
+    fingerprint = compute_fingerprint(train, workers=0, progress=False, intensity_samples=10_000)
     plan = create_plan(fingerprint, size_divisor=model.size_divisor)
     path = save_checkpoint(
         tmp_path / "model.pt", model, plan=plan, class_names=phantom_dataset.class_names

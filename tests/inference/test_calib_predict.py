@@ -24,7 +24,7 @@ def calibrated(phantom_dataset, tmp_path):
     model = mtu.create_model("tiny_plain", heads={"cls": ("panda", {"num_classes": 3})}).eval()
     fingerprint = compute_fingerprint(
         phantom_dataset.split("train").records,
-        num_workers=0,
+        workers=0,
         progress=False,
         intensity_samples=10_000,
     )

@@ -264,7 +264,7 @@ def test_plan_from_the_planners_plans(nnunet_planned: tuple[Path, Path]) -> None
     theirs = json.loads(plans_path.read_text())
     fullres = theirs["configurations"]["3d_fullres"]
     records = read_dataset(raw, layout="nnunet").split("train").records
-    fingerprint = compute_fingerprint(records, num_workers=1, progress=False, intensity_samples=100)
+    fingerprint = compute_fingerprint(records, workers=1, progress=False, intensity_samples=100)
     plan = plan_from_nnunet(plans_path, fingerprint=fingerprint)
 
     # Same files: nnU-Net's target spacing is the median of our (D, H, W) spacings, axis by axis
@@ -331,7 +331,7 @@ def test_an_nnunet_model_predicts_as_nnunet(nnunet_planned: tuple[Path, Path]) -
     )  # fmt: skip
 
     records = read_dataset(raw, layout="nnunet").records
-    fingerprint = compute_fingerprint(records, num_workers=1, progress=False, intensity_samples=100)
+    fingerprint = compute_fingerprint(records, workers=1, progress=False, intensity_samples=100)
     model = model_from_plans(plans_path, in_channels=1, num_classes=3, deep_supervision=False)
     assert load_nnunet_weights(model, network.state_dict()) == []
     plan = plan_from_nnunet(plans_path, fingerprint=fingerprint)

@@ -84,7 +84,7 @@ def prepare(data: Path, cache: Path, *, write: bool = True) -> Prepared:
     index = read_dataset(data)
     if write:
         plan = prepare_plan(index, config(), workers=1, intensity_samples=10**4)
-        preprocess_dataset(index.records, plan, cache, num_workers=1, progress=False)
+        preprocess_dataset(index.records, plan, cache, workers=1, progress=False)
     plan = Plan.load(cache / "plan.json")
     return Prepared(
         data=data,

@@ -157,7 +157,7 @@ def plans_planner(
         fingerprint = compute_fingerprint(
             records(validated),
             intensity_samples=args.intensity_samples,
-            num_workers=args.workers,
+            workers=args.workers,
             progress=config.runtime.progress,
         )
         plan = plan_from_nnunet(args.plans, name, fingerprint=fingerprint, dataset_json=labels_from)

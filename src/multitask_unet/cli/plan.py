@@ -158,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
         index.records,
         orientation=args.orientation,
         intensity_samples=args.intensity_samples,
-        num_workers=args.workers,
+        workers=args.workers,
         progress=not args.no_progress,
     )
     labels = sorted(set(index.label_names.values())) if index.labels_declared else None

@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         records,
         plan,
         args.output,
-        num_workers=args.workers,
+        workers=args.workers,
         overwrite=args.overwrite,
         progress=not args.no_progress,
     )

@@ -31,13 +31,13 @@ def parallel_map(
     fn: Callable[[T], R],
     items: Sequence[T],
     *,
-    num_workers: int = 2,
+    workers: int = 2,
     desc: str = "",
     progress: bool = True,
 ) -> list[R]:
-    """``[fn(item) for item in items]``, computed by ``num_workers`` processes.
+    """``[fn(item) for item in items]``, computed by ``workers`` processes.
 
-    ``num_workers <= 1`` runs in this process (easiest to debug). Workers are forked from a clean
+    ``workers <= 1`` runs in this process (easiest to debug). Workers are forked from a clean
     ``forkserver`` process (``spawn`` where there is none), never from this process, so that the
     parent's threads (PyTorch, BLAS, progress bars) are not forked; the server imports this
     package once per session and workers start fast from it. ``fn`` must be a module-level
@@ -47,14 +47,13 @@ def parallel_map(
     """
     results: list[R | None] = [None] * len(items)
     with tqdm(total=len(items), desc=desc, disable=not progress, unit="case") as bar:
-        if num_workers <= 1 or len(items) <= 1:
+        if workers <= 1 or len(items) <= 1:
             for i, item in enumerate(items):
                 results[i] = fn(item)
                 bar.update()
             return results  # type: ignore[return-value]
         context = _context()
-        workers = min(num_workers, len(items))
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        with ProcessPoolExecutor(max_workers=min(workers, len(items)), mp_context=context) as pool:
             futures = {pool.submit(fn, item): i for i, item in enumerate(items)}
             try:
                 for future in as_completed(futures):
@@ -65,7 +64,7 @@ def parallel_map(
                 raise RuntimeError(
                     "a worker process died: it ran out of memory, or a script started workers "
                     "without an `if __name__ == '__main__':` guard around its code. Guard the "
-                    "script, lower the number of workers, or use num_workers=1"
+                    "script, lower the number of workers, or use workers=1"
                 ) from exc
             except BaseException:
                 pool.shutdown(wait=False, cancel_futures=True)

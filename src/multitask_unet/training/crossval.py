@@ -243,7 +243,7 @@ def cross_validate(
         plan.save(plan_path)
     index = index.with_found_labels(plan.preprocessing.labels)
     cache = run_dir / "preprocessed"
-    preprocess_dataset(records, plan, cache, num_workers=workers, progress=config.runtime.progress)
+    preprocess_dataset(records, plan, cache, workers=workers, progress=config.runtime.progress)
     entries = {e.case_id: e for e in cache_entries(cache)}
     config = train_config_for_plan(plan, config)
     if verbose:

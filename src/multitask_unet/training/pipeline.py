@@ -64,7 +64,7 @@ def plan_dataset(
     fingerprint = compute_fingerprint(
         records,
         intensity_samples=intensity_samples,
-        num_workers=workers,
+        workers=workers,
         progress=config.runtime.progress,
     )
     # Declared labels (dataset.json) are kept; undeclared ones are the values in the masks.
@@ -305,7 +305,7 @@ def train(
                 if verbose and plan.budget is not None:
                     print(f"budget plan: {plan.budget.reason}")
             summary = preprocess_dataset(
-                records, plan, cache, num_workers=workers, progress=config.runtime.progress
+                records, plan, cache, workers=workers, progress=config.runtime.progress
             )
             if verbose:
                 print(

@@ -56,7 +56,7 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> list[CaseRecord]:
 
 
 def test_geometry_and_counts_match_the_files(dataset: list[CaseRecord]) -> None:
-    fp = compute_fingerprint(dataset, num_workers=1, progress=False, intensity_samples=4000)
+    fp = compute_fingerprint(dataset, workers=1, progress=False, intensity_samples=4000)
     voxels: dict[str, int] = {}
     present: dict[str, int] = {}
     for record, entry in zip(dataset, fp.cases):
@@ -103,7 +103,7 @@ def test_intensity_statistics_equal_nnunet_fingerprint_extractor(
     extractor.show_progress_bar = False
     theirs = extractor.run()
 
-    ours = compute_fingerprint(dataset, num_workers=1, progress=False, intensity_samples=4000)
+    ours = compute_fingerprint(dataset, workers=1, progress=False, intensity_samples=4000)
     stats = ours.intensity[0]
     reference = theirs["foreground_intensity_properties_per_channel"][0]
     for key in ("mean", "std", "median", "min", "max", "percentile_00_5", "percentile_99_5"):
@@ -116,7 +116,7 @@ def test_intensity_statistics_equal_nnunet_fingerprint_extractor(
 
 
 def test_fingerprint_json_round_trip(dataset: list[CaseRecord]) -> None:
-    fp = compute_fingerprint(dataset[:2], num_workers=1, progress=False, intensity_samples=500)
+    fp = compute_fingerprint(dataset[:2], workers=1, progress=False, intensity_samples=500)
     again = DatasetFingerprint.from_json(fp.to_json())
     assert again == fp
     assert isinstance(again.cases[0].spacing, tuple)
@@ -136,7 +136,7 @@ def test_fingerprint_errors(dataset: list[CaseRecord]) -> None:
         compute_fingerprint([], progress=False)
     unlabelled = CaseRecord("x", dataset[0].images, None)
     with pytest.raises(DataError, match="no mask"):
-        compute_fingerprint([dataset[0], unlabelled], num_workers=1, progress=False)
+        compute_fingerprint([dataset[0], unlabelled], workers=1, progress=False)
     with pytest.raises(ConfigError, match="orientation"):
         compute_fingerprint(dataset, orientation="LPQ", progress=False)
 
@@ -145,7 +145,7 @@ def test_fingerprint_errors(dataset: list[CaseRecord]) -> None:
 def test_real_training_split_fingerprint(quiz_subset: Path) -> None:
     sitk = require("SimpleITK")
     records = read_dataset(quiz_subset).split("train").records
-    fp = compute_fingerprint(records, num_workers=2, progress=False, intensity_samples=200_000)
+    fp = compute_fingerprint(records, workers=2, progress=False, intensity_samples=200_000)
     reference = [sitk.ReadImage(str(r.images[0])).GetSpacing()[::-1] for r in records]
     assert fp.median_spacing == pytest.approx(tuple(np.median(reference, axis=0)))
     assert sum(fp.subtype_counts.values()) == len(records)

@@ -164,11 +164,9 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory):
     records = list(index.split("train").records)
     test = index.split("test").records[0]
     unlabelled = CaseRecord("unlabelled", test.images, None, None, "test")
-    fingerprint = compute_fingerprint(
-        records, num_workers=1, progress=False, intensity_samples=2000
-    )
+    fingerprint = compute_fingerprint(records, workers=1, progress=False, intensity_samples=2000)
     plan = create_plan(fingerprint, size_divisor=(4, 8, 8))
-    preprocess_dataset([*records, unlabelled], plan, root / "cache", num_workers=1, progress=False)
+    preprocess_dataset([*records, unlabelled], plan, root / "cache", workers=1, progress=False)
     return root / "cache"
 
 

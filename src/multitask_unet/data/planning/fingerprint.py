@@ -7,7 +7,7 @@ voxels in total are drawn with replacement (equally many per case, seed 1234) an
 99.5 percentiles, mean and std are taken over all samples.
 
 Example:
-    >>> fp = compute_fingerprint(records, num_workers=2)  # doctest: +SKIP
+    >>> fp = compute_fingerprint(records, workers=2)  # doctest: +SKIP
     >>> fp.median_spacing, fp.intensity[0].percentile_99_5  # doctest: +SKIP
     ((2.0, 0.7326, 0.7328), 180.0)
 """
@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from multitask_unet._deprecation import renamed_kwargs
 from multitask_unet.config import Config
 from multitask_unet.data._parallel import parallel_map
 from multitask_unet.data.canonical import read_canonical_case
@@ -208,13 +209,14 @@ def _analyse_case(
     return entry, samples
 
 
+@renamed_kwargs(num_workers="workers")
 def compute_fingerprint(
     cases: Sequence[CaseRecord],
     *,
     orientation: str = "LPS",
     intensity_samples: int = 10**8,
     seed: int = 1234,
-    num_workers: int = 2,
+    workers: int = 2,
     progress: bool = True,
 ) -> DatasetFingerprint:
     """Fingerprint labelled cases (typically the training split).
@@ -225,7 +227,8 @@ def compute_fingerprint(
         intensity_samples: Foreground voxels to sample over the whole dataset (nnU-Net: 1e8),
             split evenly over cases and drawn with replacement.
         seed: Seed of each case's sampling (nnU-Net: 1234).
-        num_workers: Worker processes (1: in this process).
+        workers: Worker processes (1: in this process). ``num_workers``, its former name,
+            still works with a ``FutureWarning``.
         progress: Show a progress bar.
 
     Returns:
@@ -248,7 +251,7 @@ def compute_fingerprint(
         _analyse_case, orientation=orientation, num_samples=per_case, seed=seed
     )
     results = parallel_map(
-        worker, list(cases), num_workers=num_workers, desc="Fingerprint", progress=progress
+        worker, list(cases), workers=workers, desc="Fingerprint", progress=progress
     )
     channels = {len(samples) for _, samples in results}
     if len(channels) != 1:

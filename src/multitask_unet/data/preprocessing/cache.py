@@ -14,7 +14,7 @@ so a case counts as cached only once all its files are complete. A case whose
 skipped by :func:`preprocess_dataset`; any other is preprocessed again.
 
 Example:
-    >>> preprocess_dataset(records, plan, "cache/", num_workers=2)  # doctest: +SKIP
+    >>> preprocess_dataset(records, plan, "cache/", workers=2)  # doctest: +SKIP
     >>> case = load_cached_case("cache/", "quiz_2_044")  # doctest: +SKIP
     >>> case.image.shape, type(case.image)  # doctest: +SKIP
     ((1, 38, 75, 125), <class 'numpy.memmap'>)
@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from multitask_unet._atomic import save_npy_atomic, write_text_atomic
+from multitask_unet._deprecation import renamed_kwargs
 from multitask_unet.data._parallel import parallel_map
 from multitask_unet.data.planning.plan import Plan
 from multitask_unet.data.preprocessing.case import CaseProperties, preprocess_case
@@ -164,12 +165,13 @@ def _preprocess_and_write(record: CaseRecord, *, plan: Plan, cache_dir: Path) ->
     return record.case_id
 
 
+@renamed_kwargs(num_workers="workers")
 def preprocess_dataset(
     cases: Sequence[CaseRecord],
     plan: Plan,
     cache_dir: str | os.PathLike[str],
     *,
-    num_workers: int = 2,
+    workers: int = 2,
     overwrite: bool = False,
     progress: bool = True,
 ) -> PreprocessSummary:
@@ -179,7 +181,8 @@ def preprocess_dataset(
         cases: The records (labelled or not).
         plan: The :class:`~multitask_unet.data.planning.Plan`; saved as ``CACHE/plan.json``.
         cache_dir: The cache folder (created if needed).
-        num_workers: Worker processes (1: in this process).
+        workers: Worker processes (1: in this process). ``num_workers``, its former name,
+            still works with a ``FutureWarning``.
         overwrite: Preprocess every case again even if cached.
         progress: Show a progress bar.
 
@@ -196,6 +199,6 @@ def preprocess_dataset(
     key = plan.cache_key()
     todo = [c for c in cases if overwrite or not _is_cached(root / c.case_id, key)]
     worker = functools.partial(_preprocess_and_write, plan=plan, cache_dir=root)
-    done = parallel_map(worker, todo, num_workers=num_workers, desc="Preprocess", progress=progress)
+    done = parallel_map(worker, todo, workers=workers, desc="Preprocess", progress=progress)
     skipped = tuple(c.case_id for c in cases if c.case_id not in set(done))
     return PreprocessSummary(processed=tuple(done), skipped=skipped)

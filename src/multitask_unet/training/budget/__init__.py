@@ -36,7 +36,7 @@ Example:
     >>> import tempfile
     >>> root = write_phantom_dataset(tempfile.mkdtemp(), n_train=2, n_validation=0, n_test=0,
     ...                              shape=(16, 16, 16)).root
-    >>> fp = compute_fingerprint(read_dataset(root).split("train").records, num_workers=1,
+    >>> fp = compute_fingerprint(read_dataset(root).split("train").records, workers=1,
     ...                          intensity_samples=1000, progress=False)
     >>> search = BudgetSearch(presets=("tiny_plain",), patch_voxels=(8**3, 16**3),
     ...                       min_iterations=10)
