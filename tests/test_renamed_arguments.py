@@ -4,24 +4,35 @@
 - Worker processes are ``workers`` everywhere (``compute_fingerprint`` and
   ``preprocess_dataset`` said ``num_workers``); torch's and ``LoaderConfig``'s data-loading
   ``num_workers`` are another thing and keep their name.
+- The class weighting is ``class_weights`` everywhere (``case_weights`` and
+  ``sampling_warnings`` said ``mode``, ``losses.class_weights`` said ``method``,
+  ``BalancedCaseSampler`` once said ``weights_mode``), with the words ``"balanced"``,
+  ``"inverse_sqrt"`` and ``"none"``.
 """
 
 from __future__ import annotations
 
 import inspect
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from multitask_unet._deprecation import renamed_kwargs
 from multitask_unet.data.planning.fingerprint import compute_fingerprint
 from multitask_unet.data.planning.plan import create_plan
 from multitask_unet.data.preprocessing.cache import preprocess_dataset
 from multitask_unet.data.readers import DatasetIndex
+from multitask_unet.data.sampling import BalancedCaseSampler, case_weights, sampling_warnings
 from multitask_unet.data.validation import validate_dataset
+from multitask_unet.losses import LossTermConfig, MultiTaskLossConfig, class_weights
 from multitask_unet.training import train
 from multitask_unet.training.crossval import cross_validate
+
+LOPSIDED = [0] * 2 + [1] * 1 + [2] * 44
+WEIGHTINGS = ("balanced", "inverse_sqrt", "none")
 
 
 def _warns_renamed(old: str, new: str) -> pytest.WarningsChecker:
@@ -75,3 +86,60 @@ def test_num_workers_still_works_for_fingerprint_and_preprocessing(
     assert files
     for name in files:
         assert np.array_equal(np.load(tmp_path / "new" / name), np.load(tmp_path / "old" / name))
+
+
+@pytest.mark.parametrize("weighting", WEIGHTINGS)
+def test_mode_is_now_class_weights_for_case_weights_and_warnings(weighting: str) -> None:
+    new = case_weights(LOPSIDED, class_weights=weighting)
+    with _warns_renamed("mode", "class_weights") as record:
+        old = case_weights(LOPSIDED, mode=weighting)
+    assert "case_weights(mode=...)" in str(record[0].message)
+    assert np.array_equal(old, new)
+    expected = sampling_warnings(LOPSIDED, class_weights=weighting, max_oversampling=None)
+    with _warns_renamed("mode", "class_weights"):
+        assert sampling_warnings(LOPSIDED, mode=weighting, max_oversampling=None) == expected
+    if weighting != "none":  # the message names the weighting it checked
+        assert any(w.startswith(f"class 0 has 2 of 47 cases: {weighting}") for w in expected)
+
+
+def test_weights_mode_is_now_class_weights_for_the_sampler() -> None:
+    with _warns_renamed("weights_mode", "class_weights") as record:
+        old = BalancedCaseSampler([0, 0, 1], weights_mode="inverse_sqrt", num_samples=6, seed=0)
+    assert "BalancedCaseSampler(weights_mode=...)" in str(record[0].message)
+    assert record[0].filename == __file__
+    new = BalancedCaseSampler([0, 0, 1], class_weights="inverse_sqrt", num_samples=6, seed=0)
+    assert old.class_weights == "inverse_sqrt" and list(old) == list(new)
+    with pytest.raises(TypeError, match=re.escape("pass only class_weights=")):
+        BalancedCaseSampler([0, 1], weights_mode="none", class_weights="none")
+
+
+@pytest.mark.parametrize("weighting", ["balanced", "inverse_sqrt"])
+def test_method_is_now_class_weights_for_loss_weights(weighting: str) -> None:
+    counts = [62, 106, 84]
+    new = class_weights(counts, class_weights=weighting)
+    with _warns_renamed("method", "class_weights") as record:
+        old = class_weights(counts, method=weighting)
+    assert "class_weights(method=...)" in str(record[0].message)
+    torch.testing.assert_close(old, new)
+
+
+def test_loss_weights_take_the_case_draws_words() -> None:
+    """``"none"`` (as in ``data.class_weights``) gives weight 1 for every class, so a term built
+    with ``class_weights: none`` and one built from ``class_weights(counts, "none")`` agree."""
+    counts = [62, 106, 84]
+    torch.testing.assert_close(class_weights(counts, class_weights="none"), torch.ones(3))
+    sampled = case_weights([k for k, n in enumerate(counts) for _ in range(n)],
+                           class_weights="balanced", max_oversampling=None)  # fmt: skip
+    balanced = class_weights(counts, class_weights="balanced")
+    per_class = np.array([sampled[sum(counts[:k])] for k in range(3)])  # one case of each class
+    assert np.allclose(per_class / per_class[0], (balanced / balanced[0]).numpy())
+    logits, target = torch.randn(5, 3), torch.tensor([0, 1, 2, 1, -1])
+    plain = MultiTaskLossConfig(terms={"cls": LossTermConfig(loss="ce")}).build()
+    explicit = LossTermConfig(
+        loss="ce", options={"weight": class_weights(counts, class_weights="none")}
+    )
+    weighted = MultiTaskLossConfig(terms={"cls": explicit}).build()
+    torch.testing.assert_close(
+        plain({"cls": logits}, {"cls": target}).total,
+        weighted({"cls": logits}, {"cls": target}).total,
+    )

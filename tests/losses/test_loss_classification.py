@@ -130,22 +130,22 @@ def test_inverse_class_weights_equal_sklearn_balanced():
 
 def test_inverse_sqrt_class_weights():
     counts = torch.tensor([50.0, 8.0, 18.0, 2.0])
-    weights = class_weights(counts.tolist(), method="inverse_sqrt")
+    weights = class_weights(counts.tolist(), class_weights="inverse_sqrt")
     torch.testing.assert_close((weights * counts).sum(), counts.sum())  # mean sample weight 1
     torch.testing.assert_close(weights / weights[0], (counts[0] / counts).sqrt())
 
 
 @pytest.mark.parametrize(
-    ("counts", "method", "match"),
+    ("counts", "weighting", "match"),
     [
         ([3, 0, 2], "inverse", r"class\(es\) \[1\]"),
         ([], "inverse", "non-empty"),
-        ([2, 3], "log", "method"),
+        ([2, 3], "log", "class_weights"),
     ],
 )
-def test_class_weight_errors(counts, method, match):
+def test_class_weight_errors(counts, weighting, match):
     with pytest.raises(ConfigError, match=match):
-        class_weights(counts, method=method)
+        class_weights(counts, class_weights=weighting)
 
 
 @pytest.mark.parametrize("loss_cls", [CrossEntropyLoss, FocalLoss, OneVsRestBCELoss])

@@ -117,8 +117,8 @@ def run(args: argparse.Namespace) -> int:
         geometry_tolerance=args.geometry_tolerance,
         workers=args.workers,
     )
-    mode, cap = args.class_weights, args.max_oversampling
-    notes = _sampling_warnings(index, mode, cap)
+    weights, cap = args.class_weights, args.max_oversampling
+    notes = _sampling_warnings(index, weights, cap)
     if args.json:
         data = json.loads(report.to_json())
         data["sampling_warnings"] = notes
@@ -128,13 +128,13 @@ def run(args: argparse.Namespace) -> int:
         if notes:
             cap_text = "none" if cap is None else f"{cap:g}"
             print(
-                f"\nSampling of the train split (--class-weights {mode}, --max-oversampling {cap_text}):"
+                f"\nSampling of the train split (--class-weights {weights}, --max-oversampling {cap_text}):"
             )
             print("\n".join(f"WARNING {w}" for w in notes))
     return 0 if report.ok else 1
 
 
-def _sampling_warnings(index: Any, mode: str, cap: float | None) -> list[str]:
+def _sampling_warnings(index: Any, class_weights: str, cap: float | None) -> list[str]:
     """Warnings for the train split's class labels (none without labelled training cases)."""
     from multitask_unet.data.sampling import sampling_warnings
 
@@ -143,4 +143,6 @@ def _sampling_warnings(index: Any, mode: str, cap: float | None) -> list[str]:
     labels = [r.label for r in index.split("train").records]
     if all(label is None for label in labels):
         return []
-    return sampling_warnings(labels, mode=mode, max_oversampling=cap, class_names=index.class_names)
+    return sampling_warnings(
+        labels, class_weights=class_weights, max_oversampling=cap, class_names=index.class_names
+    )

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from multitask_unet._deprecation import renamed_kwargs
 from multitask_unet.errors import ConfigError, DataError, ShapeError
 from multitask_unet.losses.base import LOSSES, check_valid, masked_ratio
 
@@ -31,27 +32,30 @@ __all__ = ["CrossEntropyLoss", "FocalLoss", "OneVsRestBCELoss", "class_weights"]
 MISSING = -1
 
 
+@renamed_kwargs(method="class_weights")
 def class_weights(
     counts: Sequence[int] | torch.Tensor,
     *,
-    method: Literal["balanced", "inverse_sqrt", "inverse"] = "balanced",
+    class_weights: Literal["balanced", "inverse_sqrt", "none", "inverse"] = "balanced",
 ) -> torch.Tensor:
     """Per-class weights from class counts, scaled so that the average sample weight is 1.
 
     ``balanced``: ``w_k ∝ 1 / n_k`` (scikit-learn's ``"balanced"`` weights ``N / (K n_k)``);
-    ``inverse_sqrt``: ``w_k ∝ 1 / sqrt(n_k)``, a milder correction. Either way
-    ``sum_k n_k w_k = sum_k n_k``. The words are those of the case draws
-    (``data.class_weights``); ``"inverse"`` is the former name of ``"balanced"``.
+    ``inverse_sqrt``: ``w_k ∝ 1 / sqrt(n_k)``, a milder correction; ``none``: every weight 1.
+    In every case ``sum_k n_k w_k = sum_k n_k``. The argument and its words are those of the
+    case draws (``data.class_weights``, :func:`~multitask_unet.data.sampling.case_weights`) and
+    of a loss term's ``class_weights``; ``"inverse"`` is the former name of ``"balanced"``.
 
     Args:
         counts: Number of training samples of every class, ``(K,)``; every count must be > 0.
-        method: ``"balanced"`` or ``"inverse_sqrt"``.
+        class_weights: ``"balanced"``, ``"inverse_sqrt"`` or ``"none"``. ``method``, its
+            former name, still works with a ``FutureWarning``.
 
     Returns:
         float32 tensor ``(K,)``, e.g. for ``CrossEntropyLoss(weight=...)``.
 
     Example:
-        >>> class_weights([30, 10], method="inverse_sqrt")
+        >>> class_weights([30, 10], class_weights="inverse_sqrt")
         tensor([0.8453, 1.4641])
     """
     values = torch.as_tensor(counts, dtype=torch.float64)
@@ -65,12 +69,16 @@ def class_weights(
             f"class(es) {empty} have count <= 0 in {values.tolist()}; every class needs at least "
             f"one sample to get a finite weight (drop the class or pass weights yourself)"
         )
-    if method in ("balanced", "inverse"):
+    if class_weights in ("balanced", "inverse"):
         raw = 1.0 / values
-    elif method == "inverse_sqrt":
+    elif class_weights == "inverse_sqrt":
         raw = values.rsqrt()
+    elif class_weights == "none":
+        raw = torch.ones_like(values)
     else:
-        raise ConfigError(f"method must be 'balanced' or 'inverse_sqrt', got {method!r}")
+        raise ConfigError(
+            f"class_weights must be 'balanced', 'inverse_sqrt' or 'none', got {class_weights!r}"
+        )
     return (raw * values.sum() / (raw * values).sum()).float()
 
 

@@ -115,7 +115,7 @@ class MultiTaskLossConfig(Config):
                         f"terms[{key!r}] uses class_weights={term.class_weights!r}; pass "
                         f"build(class_counts={{{key!r}: [n_0, n_1, ...]}}) from the training labels"
                     )
-                options["weight"] = class_weights(counts[key], method=term.class_weights)
+                options["weight"] = class_weights(counts[key], class_weights=term.class_weights)
             loss = create_loss(term.loss, **options)
             if term.deep_supervision:
                 loss = DeepSupervisionLoss(loss)

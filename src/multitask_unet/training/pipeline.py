@@ -168,7 +168,7 @@ def describe_training(
     if any(label is not None for label in labels):
         lines += sampling_warnings(
             labels,
-            mode=data.class_weights,
+            class_weights=data.class_weights,
             max_oversampling=data.max_oversampling,
             class_names=index.class_names,
         )

@@ -30,7 +30,7 @@ def _class_mass(labels, weights) -> np.ndarray:
 )
 def test_class_mass_follows_the_mode(mode, power) -> None:
     counts = np.array([62, 106, 84])
-    mass = _class_mass(STUDY_LABELS, case_weights(STUDY_LABELS, mode=mode))
+    mass = _class_mass(STUDY_LABELS, case_weights(STUDY_LABELS, class_weights=mode))
     expected = counts**power / (counts**power).sum()  # n * n^-1, n * n^-1/2, n * 1
     assert np.allclose(mass, expected)
     assert math.isclose(mass.sum(), 1.0)
@@ -54,7 +54,7 @@ def test_balanced_sampler_makes_study_subtypes_uniform() -> None:
 
 def test_unknown_labels_form_their_own_group() -> None:
     labels = [0, 0, 0, 1, None, -1]
-    w = case_weights(labels, mode="balanced")
+    w = case_weights(labels, class_weights="balanced")
     assert np.allclose([w[:3].sum(), w[3], w[4:].sum()], 1 / 3)
 
 
@@ -151,7 +151,7 @@ def _old_weights(labels, mode: str) -> np.ndarray:
 @pytest.mark.parametrize("mode", ["balanced", "inverse_sqrt"])
 def test_cap_keeps_lopsided_classes_within_3x_their_natural_share(mode) -> None:
     counts, total = np.array([2, 1, 44]), 47
-    w = case_weights(LOPSIDED, mode=mode, max_oversampling=3)
+    w = case_weights(LOPSIDED, class_weights=mode, max_oversampling=3)
     mass = _class_mass(LOPSIDED, w)
     assert math.isclose(w.sum(), 1.0) and math.isclose(mass.sum(), 1.0)
     assert np.all(mass <= 3 * counts / total + 1e-12)
@@ -167,16 +167,19 @@ def test_cap_keeps_lopsided_classes_within_3x_their_natural_share(mode) -> None:
 
 @pytest.mark.parametrize("mode", ["balanced", "inverse_sqrt", "none"])
 def test_cap_leaves_the_study_split_unchanged(mode) -> None:
-    capped = case_weights(STUDY_LABELS, mode=mode, max_oversampling=3)
-    assert np.array_equal(capped, case_weights(STUDY_LABELS, mode=mode, max_oversampling=None))
-    assert np.array_equal(capped, case_weights(STUDY_LABELS, mode=mode))  # 3 is the default
+    capped = case_weights(STUDY_LABELS, class_weights=mode, max_oversampling=3)
+    assert np.array_equal(
+        capped, case_weights(STUDY_LABELS, class_weights=mode, max_oversampling=None)
+    )
+    default = case_weights(STUDY_LABELS, class_weights=mode)  # the cap is 3 by default
+    assert np.array_equal(capped, default)
 
 
 @pytest.mark.parametrize("labels", [LOPSIDED, STUDY_LABELS, [0, 0, 0, 1, None, -1]])
 @pytest.mark.parametrize("mode", ["balanced", "inverse_sqrt", "none"])
 def test_no_cap_is_the_old_behaviour(labels, mode) -> None:
     assert np.allclose(
-        case_weights(labels, mode=mode, max_oversampling=None), _old_weights(labels, mode)
+        case_weights(labels, class_weights=mode, max_oversampling=None), _old_weights(labels, mode)
     )
 
 
@@ -186,7 +189,9 @@ def test_excess_is_redistributed_until_stable() -> None:
     assert np.allclose(_class_mass(labels, case_weights(labels)), [0.06, 0.36, 0.58])
     # uncapped classes keep the ratio of their shares
     labels = [0] * 1 + [1] * 10 + [2] * 30
-    mass = _class_mass(labels, case_weights(labels, mode="inverse_sqrt", max_oversampling=2))
+    mass = _class_mass(
+        labels, case_weights(labels, class_weights="inverse_sqrt", max_oversampling=2)
+    )
     assert math.isclose(mass[0], 2 / 41) and math.isclose(mass[1] / mass[2], math.sqrt(10 / 30))
 
 
@@ -194,7 +199,9 @@ def test_cap_of_one_gives_natural_frequencies_and_none_mode_is_unaffected() -> N
     uniform = np.full(47, 1 / 47)
     assert np.allclose(case_weights(LOPSIDED, max_oversampling=1), uniform)
     for cap in (1, 3, None):
-        assert np.allclose(case_weights(LOPSIDED, mode="none", max_oversampling=cap), uniform)
+        assert np.allclose(
+            case_weights(LOPSIDED, class_weights="none", max_oversampling=cap), uniform
+        )
 
 
 def test_unknown_cases_form_one_capped_group() -> None:
@@ -210,7 +217,7 @@ def test_invalid_cap_raises_config_error_naming_value_and_fix(cap) -> None:
     with pytest.raises(ConfigError, match="max_oversampling"):
         BalancedCaseSampler(LOPSIDED, max_oversampling=cap)
     with pytest.raises(ConfigError, match="max_oversampling"):
-        sampling_warnings(LOPSIDED, mode="balanced", max_oversampling=cap)
+        sampling_warnings(LOPSIDED, class_weights="balanced", max_oversampling=cap)
 
 
 def test_sampler_draws_respect_the_cap() -> None:
@@ -231,7 +238,7 @@ def test_sampler_draws_respect_the_cap() -> None:
 
 
 def test_warnings_name_classes_counts_and_the_cap() -> None:
-    warnings = sampling_warnings(LOPSIDED, mode="balanced", class_names=NAMES)
+    warnings = sampling_warnings(LOPSIDED, class_weights="balanced", class_names=NAMES)
     capped = [w for w in warnings if "capped" in w]
     assert len(capped) == 2
     assert capped[1].startswith("class subtype1 has 1 of 47 cases: balanced sampling would draw")
@@ -247,30 +254,35 @@ def test_warnings_name_classes_counts_and_the_cap() -> None:
 
 
 def test_warnings_depend_on_mode_and_cap() -> None:
-    sqrt = sampling_warnings(LOPSIDED, mode="inverse_sqrt", class_names=NAMES)
+    sqrt = sampling_warnings(LOPSIDED, class_weights="inverse_sqrt", class_names=NAMES)
     assert any("subtype1" in w and "inverse_sqrt sampling would draw it 5.2x" in w for w in sqrt)
-    uncapped = sampling_warnings(LOPSIDED, mode="balanced", max_oversampling=None)
+    uncapped = sampling_warnings(LOPSIDED, class_weights="balanced", max_oversampling=None)
     assert any(
         w.startswith("class 1 has 1 of 47 cases") and "set max_oversampling" in w for w in uncapped
     )
-    loose = sampling_warnings(LOPSIDED, mode="balanced", max_oversampling=20, class_names=NAMES)
+    loose = sampling_warnings(
+        LOPSIDED, class_weights="balanced", max_oversampling=20, class_names=NAMES
+    )
     assert not any("capped" in w or "max_oversampling" in w for w in loose)  # the cap does not bind
-    none = sampling_warnings(LOPSIDED, mode="none", class_names=NAMES)
+    none = sampling_warnings(LOPSIDED, class_weights="none", class_names=NAMES)
     assert len(none) == 2 and all("too few" in w for w in none)  # small classes, whatever the mode
-    unknown = sampling_warnings([0] * 40 + [None], mode="balanced")
+    unknown = sampling_warnings([0] * 40 + [None], class_weights="balanced")
     assert unknown and "without a class has 1 of 41 cases" in unknown[0]
 
 
 @pytest.mark.parametrize("mode", ["balanced", "inverse_sqrt", "none"])
 @pytest.mark.parametrize("cap", [3.0, None])
 def test_no_warnings_on_balanced_data(mode, cap) -> None:
-    assert sampling_warnings(STUDY_LABELS, mode=mode, max_oversampling=cap, class_names=NAMES) == []
-    assert sampling_warnings([], mode=mode, max_oversampling=cap) == []
+    assert (
+        sampling_warnings(STUDY_LABELS, class_weights=mode, max_oversampling=cap, class_names=NAMES)
+        == []
+    )
+    assert sampling_warnings([], class_weights=mode, max_oversampling=cap) == []
     assert "sampling_warnings" in case_sampling.__all__
 
 
 def test_the_former_keyword_weights_mode_still_works_with_a_warning() -> None:
-    with pytest.warns(DeprecationWarning, match="class_weights"):
+    with pytest.warns(FutureWarning, match="class_weights="):
         old = BalancedCaseSampler([0, 0, 1], weights_mode="none", num_samples=4, seed=0)
     new = BalancedCaseSampler([0, 0, 1], class_weights="none", num_samples=4, seed=0)
     assert old.class_weights == "none" and list(old) == list(new)

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import math
 import operator
-import warnings
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import Literal
@@ -35,6 +34,7 @@ import numpy as np
 import torch.distributed as dist
 from torch.utils.data import Sampler
 
+from multitask_unet._deprecation import renamed_kwargs
 from multitask_unet.errors import ConfigError
 
 __all__ = [
@@ -62,10 +62,11 @@ DEFAULT_MAX_OVERSAMPLING = 3.0
 MIN_CASES_PER_CLASS = 5
 
 
+@renamed_kwargs(mode="class_weights")
 def case_weights(
     labels: Sequence[int | None],
     *,
-    mode: ClassWeights = "balanced",
+    class_weights: ClassWeights = "balanced",
     max_oversampling: float | None = DEFAULT_MAX_OVERSAMPLING,
 ) -> np.ndarray:
     """Sampling probability of every case from the frequency of its class.
@@ -73,8 +74,9 @@ def case_weights(
     Args:
         labels: One class per case; ``None`` or a negative value means unknown. Cases with an
             unknown class form one extra group, weighted like a class of their size.
-        mode: ``"balanced"`` weighs a case by ``1 / n_class`` (every class drawn equally often),
-            ``"inverse_sqrt"`` by ``1 / sqrt(n_class)`` (a milder correction), ``"none"`` uniformly.
+        class_weights: ``"balanced"`` weighs a case by ``1 / n_class`` (every class drawn
+            equally often), ``"inverse_sqrt"`` by ``1 / sqrt(n_class)`` (a milder correction),
+            ``"none"`` uniformly. ``mode``, its former name, still works with a ``FutureWarning``.
         max_oversampling: No class is drawn more than this many times its natural frequency
             ``n_k / N``; the excess share goes to the other classes in proportion to their
             shares (repeated until no class exceeds its cap), then each class's share is split
@@ -84,13 +86,13 @@ def case_weights(
         ``(N,)`` float64 probabilities summing to 1.
 
     Example:
-        >>> case_weights([0, 0, 1, 1, 1, 1], mode="inverse_sqrt").round(3).tolist()
+        >>> case_weights([0, 0, 1, 1, 1, 1], class_weights="inverse_sqrt").round(3).tolist()
         [0.207, 0.207, 0.146, 0.146, 0.146, 0.146]
         >>> case_weights([0, 1, 1, 1, 1, 1], max_oversampling=1.5).round(3).tolist()
         [0.25, 0.15, 0.15, 0.15, 0.15, 0.15]
     """
-    groups, counts, _, capped = _shares(labels, mode, max_oversampling)
-    raw = _raw_weights(groups, counts, mode)
+    groups, counts, _, capped = _shares(labels, class_weights, max_oversampling)
+    raw = _raw_weights(groups, counts, class_weights)
     weights = raw / raw.sum()
     for g, share in capped.items():  # rescale only the classes the cap changed
         mass = weights[groups == g].sum()
@@ -168,23 +170,25 @@ def _shares(
     return groups, counts, uncapped, shares
 
 
+@renamed_kwargs(mode="class_weights")
 def sampling_warnings(
     labels: Sequence[int | None],
     *,
-    mode: ClassWeights = "balanced",
+    class_weights: ClassWeights = "balanced",
     max_oversampling: float | None = DEFAULT_MAX_OVERSAMPLING,
     class_names: Sequence[str] | None = None,
 ) -> list[str]:
-    """What goes wrong when cases with these classes are sampled with ``mode``.
+    """What goes wrong when cases with these classes are sampled with ``class_weights``.
 
     One message per problem, naming the class, its case count and the total: the cap binds
-    (the mode would draw a class more than ``max_oversampling`` times its natural rate), the
-    mode oversamples a class more than 3x with the cap off, or a class has fewer than
+    (the weighting would draw a class more than ``max_oversampling`` times its natural rate),
+    the weighting oversamples a class more than 3x with the cap off, or a class has fewer than
     5 cases (too few to learn or validate a classifier, whatever the sampling).
 
     Args:
         labels: One class per case (``None`` / negative: unknown), as for :func:`case_weights`.
-        mode: The weighting to check.
+        class_weights: The weighting to check (``mode``, its former name, still works with a
+            ``FutureWarning``).
         max_oversampling: The cap to check (``None``: no cap).
         class_names: Name of each class (index = label); default ``"0"``, ``"1"``, ...
 
@@ -203,9 +207,9 @@ def sampling_warnings(
         []
     """
     if len(labels) == 0:
-        _check_options(mode, max_oversampling)
+        _check_options(class_weights, max_oversampling)
         return []
-    _, counts, uncapped, capped = _shares(labels, mode, max_oversampling)
+    _, counts, uncapped, capped = _shares(labels, class_weights, max_oversampling)
     total = sum(counts.values())
     names = tuple(class_names or ())
 
@@ -220,13 +224,13 @@ def sampling_warnings(
         ratio, natural = uncapped[g] * total / n, n / total
         if max_oversampling is not None and ratio > max_oversampling * (1 + 1e-9):
             out.append(
-                f"{who(g)}: {mode} sampling would draw it {ratio:.1f}x its natural rate; capped "
+                f"{who(g)}: {class_weights} sampling would draw it {ratio:.1f}x its natural rate; capped "
                 f"at {max_oversampling:g}x (max_oversampling), so it gets {capped[g]:.1%} of the "
                 f"draws instead of {uncapped[g]:.1%} and the other classes keep the rest"
             )
         elif max_oversampling is None and ratio > DEFAULT_MAX_OVERSAMPLING:
             out.append(
-                f"{who(g)}: {mode} sampling draws it {ratio:.1f}x its natural rate "
+                f"{who(g)}: {class_weights} sampling draws it {ratio:.1f}x its natural rate "
                 f"({uncapped[g]:.1%} of the draws instead of {natural:.1%}), repeating its "
                 f"cases and starving the other classes; set max_oversampling (e.g. "
                 f"{DEFAULT_MAX_OVERSAMPLING:g}) to cap it"
@@ -265,7 +269,7 @@ class BalancedCaseSampler(Sampler[int]):
     Args:
         labels: One class per case (``None`` / negative: unknown), see :func:`case_weights`.
         class_weights: ``"balanced"``, ``"inverse_sqrt"`` or ``"none"`` (``weights_mode``, its
-            former name, still works with a ``DeprecationWarning``).
+            former name, still works with a ``FutureWarning``).
         max_oversampling: No class is drawn more than this many times its natural frequency
             (at least 1; ``None``: no cap), see :func:`case_weights`.
         num_samples: Draws per epoch over all ranks; defaults to the number of cases.
@@ -283,6 +287,7 @@ class BalancedCaseSampler(Sampler[int]):
         True
     """
 
+    @renamed_kwargs(weights_mode="class_weights")
     def __init__(
         self,
         labels: Sequence[int | None],
@@ -294,20 +299,12 @@ class BalancedCaseSampler(Sampler[int]):
         seed: int = 0,
         rank: int | None = None,
         world_size: int | None = None,
-        weights_mode: ClassWeights | None = None,
     ) -> None:
-        if weights_mode is not None:
-            warnings.warn(
-                "BalancedCaseSampler(weights_mode=...) is now class_weights=...",
-                DeprecationWarning,
-                stacklevel=2,
-            )
-            class_weights = weights_mode
         self.labels = tuple(labels)
         self.class_weights = class_weights
         self.max_oversampling = max_oversampling
         self.weights = case_weights(
-            self.labels, mode=class_weights, max_oversampling=max_oversampling
+            self.labels, class_weights=class_weights, max_oversampling=max_oversampling
         )
         self.num_samples = len(self.labels) if num_samples is None else int(num_samples)
         if self.num_samples < 1:
