@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from multitask_unet.cli import main
-from multitask_unet.errors import ConfigError, DataError
+from multitask_unet.errors import ConfigError, DataError, DataWarning
 from multitask_unet.evaluation import PANCREAS_REGIONS, EvaluationConfig, evaluate
 
 FAST = EvaluationConfig(n_bootstrap=5)
@@ -43,14 +43,16 @@ def test_a_region_of_an_undeclared_label_is_refused(phantom_predictions) -> None
         evaluate(pred, root, config=FAST.replace(labels=[1, 7]), figures=False)
 
 
-def test_labels_found_in_the_masks_are_checked_too(study) -> None:
-    """Without dataset.json the labels are those of the reference masks (here 1 and 2)."""
+def test_labels_found_in_the_masks_are_checked_too_but_only_warned_about(study) -> None:
+    """Without dataset.json the labels are those of the reference masks (here 1 and 2); other
+    cases may hold a value these lack, so a region of another value is scored, with a warning."""
     config = EvaluationConfig(regions=("organ=1", "a=9"), labels=(1,), n_bootstrap=5)
-    with pytest.raises(ConfigError) as error:
-        evaluate(study.pred_dir, study.ref_root, config=config, figures=False)
-    message = str(error.value)
+    with pytest.warns(DataWarning) as caught:
+        report = evaluate(study.pred_dir, study.ref_root, config=config, figures=False)
+    message = str(caught[0].message)
     assert "region 'a' names label 9" in message and "reference masks of the 9" in message
     assert "1 label1, 2 label2" in message and "dataset.json" in message
+    assert report.summary["dice_a"]["estimate"] == 1.0  # empty in every map: as the user asked
 
 
 def test_the_command_line_refuses_an_unknown_region(phantom_predictions, tmp_path, capsys) -> None:

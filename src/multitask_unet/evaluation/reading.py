@@ -17,6 +17,7 @@ and rejects values farther than 1e-3 from an integer.
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -25,7 +26,7 @@ import numpy as np
 from multitask_unet.data.io import read_mask
 from multitask_unet.data.readers import DatasetIndex, read_dataset
 from multitask_unet.data.records import CaseRecord
-from multitask_unet.errors import DataError, ShapeError
+from multitask_unet.errors import ConfigError, DataError, DataWarning, ShapeError
 from multitask_unet.evaluation.config import EvaluationConfig
 from multitask_unet.prediction_table import PredictionTable
 
@@ -190,8 +191,10 @@ def config_for_reference(
         case_ids: The predicted cases: their masks give the labels when none are declared.
 
     Raises:
-        ConfigError: A region or label names a value the dataset does not have (it would score
-            as empty everywhere), or the dataset has no foreground label and none were given.
+        ConfigError: A region or label names a value the dataset declares no label for (it
+            would score as empty everywhere), or the dataset has no foreground label and none
+            were given. Labels only found in the masks (no ``dataset.json``) give a
+            :class:`~multitask_unet.errors.DataWarning` instead: other cases may hold the value.
     """
     declared = index.labels_declared  # by dataset.json (or label_names)
     index = with_reference_labels(index, case_ids)
@@ -201,5 +204,11 @@ def config_for_reference(
         source = f"the reference masks of the {len(case_ids)} predicted cases under {index.root}"
         fix = "; if other cases hold the label, declare the labels in the dataset's dataset.json"
     config = config.for_labels(index.label_names)
-    config.check_labels(index.label_names, source=source, fix=fix)
+    try:
+        config.check_labels(index.label_names, source=source, fix=fix)
+    except ConfigError as exc:
+        if declared:
+            raise
+        # Found labels may miss one that only other cases hold: a warning, not a refusal.
+        warnings.warn(f"{exc}; it is scored as empty where neither map has it", DataWarning, 2)
     return config, index
