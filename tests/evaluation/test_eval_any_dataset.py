@@ -122,3 +122,31 @@ def test_class_names_come_from_dataset_json(tmp_path: Path) -> None:
     index = read_dataset(root / "manifest.csv")
     assert index.class_names == ("class0", "class1")  # the list is too short: reported
     assert any('"class_names" names 1 classes' in i.message for i in index.issues)
+
+
+def _add_false_positive(pred: Path, value: int) -> None:
+    """A blob of ``value`` in the first prediction, where no reference has that label."""
+    from multitask_unet.data.io import read_mask
+
+    volume = read_mask(pred / "c0.nii.gz")
+    array = volume.array.copy()
+    array[12:15, 12:15, 5:7] = value
+    write_image(pred / "c0.nii.gz", array.astype(np.uint8), volume.affine)
+
+
+def test_a_label_only_predicted_is_scored_when_the_labels_are_undeclared(tmp_path: Path) -> None:
+    root, pred = _nnunet_dataset(tmp_path / "Dataset005", {"background": 0, "a": 1})
+    _add_false_positive(pred, 3)
+    report = evaluate(pred, _as_manifest(root), config=FAST, figures=False)
+    assert [r["key"] for r in report.summary["config"]["regions"]][:2] == ["label1", "label3"]
+    by_case = {row["case_id"]: row for row in report.cases}
+    assert by_case["c0"]["dice_label3"] == 0.0 and by_case["c1"]["dice_label3"] == 1.0
+
+
+def test_a_predicted_value_the_dataset_does_not_declare_is_refused(tmp_path: Path) -> None:
+    from multitask_unet.errors import DataError
+
+    root, pred = _nnunet_dataset(tmp_path / "Dataset006", {"background": 0, "a": 1})
+    _add_false_positive(pred, 3)
+    with pytest.raises(DataError, match=r"c0\.nii\.gz holds label value\(s\) \[3\] that the ref"):
+        evaluate(pred, root, config=FAST, figures=False)

@@ -50,7 +50,7 @@ def test_labels_found_in_the_masks_are_checked_too_but_only_warned_about(study) 
     with pytest.warns(DataWarning) as caught:
         report = evaluate(study.pred_dir, study.ref_root, config=config, figures=False)
     message = str(caught[0].message)
-    assert "region 'a' names label 9" in message and "reference masks of the 9" in message
+    assert "region 'a' names label 9" in message and "label maps of the 9 predicted" in message
     assert "1 label1, 2 label2" in message and "dataset.json" in message
     assert report.summary["dice_a"]["estimate"] == 1.0  # empty in every map: as the user asked
 

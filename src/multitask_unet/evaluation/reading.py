@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from multitask_unet.prediction_table import PredictionTable
 __all__ = [
     "check_class_order",
     "config_for_reference",
+    "label_values",
     "prediction_files",
     "read_label_map",
     "read_predictions",
@@ -162,25 +164,38 @@ def records_by_id(index: DatasetIndex) -> dict[str, CaseRecord]:
     return {r.case_id: r for r in index.records}
 
 
-def with_reference_labels(index: DatasetIndex, case_ids: list[str]) -> DatasetIndex:
-    """``index`` with label names, read from the masks of ``case_ids`` when none are declared.
+def label_values(labels: np.ndarray) -> set[int]:
+    """The values of an integer label map (a histogram: much faster than sorting it)."""
+    flat = labels.ravel()
+    if flat.size and flat.min() >= 0:
+        return {int(v) for v in np.flatnonzero(np.bincount(flat))}
+    return {int(v) for v in np.unique(flat)}
 
-    A reference without ``dataset.json`` declares no labels; every value found in its masks is
-    then scored, named ``labelK`` (see :meth:`DatasetIndex.with_found_labels`).
+
+def with_reference_labels(
+    index: DatasetIndex, case_ids: Sequence[str], predictions: Mapping[str, Path] | None = None
+) -> DatasetIndex:
+    """``index`` with label names, read from the label maps of ``case_ids`` when none are
+    declared.
+
+    A reference without ``dataset.json`` declares no labels; every value found in its masks of
+    ``case_ids``, and in ``predictions`` (case id to label map file), is then scored, named
+    ``labelK`` (see :meth:`DatasetIndex.with_found_labels`): a label only predicted counts too.
     """
     if index.labels_declared:
         return index
     by_id = records_by_id(index)
+    files = [by_id[c].mask for c in case_ids if c in by_id and by_id[c].mask is not None]
+    files += [(predictions or {})[c] for c in case_ids if c in (predictions or {})]
     values: set[int] = set()
-    for case_id in case_ids:
-        record = by_id.get(case_id)
-        if record is not None and record.mask is not None and record.mask.exists():
-            values.update(int(v) for v in np.unique(read_label_map(record.mask)[0]))
+    for path in files:
+        if Path(path).exists():
+            values.update(label_values(read_label_map(path)[0]))
     return index.with_found_labels(values)
 
 
 def config_for_reference(
-    config: EvaluationConfig, index: DatasetIndex, case_ids: list[str]
+    config: EvaluationConfig, index: DatasetIndex, predictions: Mapping[str, Path]
 ) -> tuple[EvaluationConfig, DatasetIndex]:
     """``config`` with the regions and labels left None filled from the reference's labels,
     checked against them, and ``index`` with its labels (:func:`with_reference_labels`).
@@ -188,7 +203,8 @@ def config_for_reference(
     Args:
         config: The evaluation options.
         index: The reference dataset.
-        case_ids: The predicted cases: their masks give the labels when none are declared.
+        predictions: Case id to predicted label map: these cases' reference masks, and the
+            predictions, give the labels when none are declared.
 
     Raises:
         ConfigError: A region or label names a value the dataset declares no label for (it
@@ -197,11 +213,12 @@ def config_for_reference(
             :class:`~multitask_unet.errors.DataWarning` instead: other cases may hold the value.
     """
     declared = index.labels_declared  # by dataset.json (or label_names)
-    index = with_reference_labels(index, case_ids)
+    case_ids = sorted(predictions)
+    index = with_reference_labels(index, case_ids, predictions)
     if declared:
         source, fix = f"the dataset {index.root}", ""
     else:
-        source = f"the reference masks of the {len(case_ids)} predicted cases under {index.root}"
+        source = f"the label maps of the {len(case_ids)} predicted cases under {index.root}"
         fix = "; if other cases hold the label, declare the labels in the dataset's dataset.json"
     config = config.for_labels(index.label_names)
     try:

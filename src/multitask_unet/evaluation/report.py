@@ -50,6 +50,7 @@ from multitask_unet.evaluation.overlays import OverlayCase, write_overlays
 from multitask_unet.evaluation.reading import (
     check_class_order,
     config_for_reference,
+    label_values,
     prediction_files,
     read_label_map,
     read_reference,
@@ -206,7 +207,7 @@ def evaluate(
     masks, table = prediction_files(pred_dir)
     index = read_reference(ref_root, layout=layout)
     if masks:  # regions and labels: the dataset's, or checked against them
-        config, index = config_for_reference(config, index, sorted(masks))
+        config, index = config_for_reference(config, index, masks)
     uncalibrated = None
     if table is not None:
         check_class_order(table, index, pred_dir / "predictions.csv")
@@ -228,7 +229,7 @@ def evaluate(
             if ref.label is not None:
                 labelled.append((ref.label, p, predicted, raw.get(case_id)))
         if ref.mask is not None and masks:
-            metrics = _segment_case(masks[case_id], ref.mask, config)
+            metrics = _segment_case(masks[case_id], ref.mask, config, index.label_names)
             row.update(metrics)
             seg_rows.append(metrics)
         rows.append(row)
@@ -325,9 +326,17 @@ def _summarize_classification(
     return out
 
 
-def _segment_case(pred_path: Path, ref_path: Path, config: EvaluationConfig) -> dict[str, float]:
+def _segment_case(
+    pred_path: Path, ref_path: Path, config: EvaluationConfig, labels: Mapping[str, int]
+) -> dict[str, float]:
     ref, spacing, ref_affine = read_label_map(ref_path)
     pred, _, pred_affine = read_label_map(pred_path, like=ref_path)
+    unknown = sorted(label_values(pred) - {int(v) for v in labels.values()})
+    if labels and unknown:
+        raise DataError(
+            f"{pred_path} holds label value(s) {unknown} that the reference dataset does not "
+            f"declare (its labels: {dict(labels)}); predict with a model of this dataset"
+        )
     if pred.shape != ref.shape:
         raise ShapeError(
             f"{pred_path} has shape {pred.shape} but its reference {ref_path} has {ref.shape}; "
