@@ -97,6 +97,19 @@ def _whole_number(text: str, low: int, high: int | None = None) -> int:
     return value
 
 
+def add_workers_option(
+    parser: argparse.ArgumentParser | Any,
+    *,
+    default: int | None = 2,
+    what: str = "processes reading and preprocessing files",
+) -> None:
+    """``--workers N`` (a whole number >= 1); ``default`` None is the library's choice."""
+    shown = "up to 4" if default is None else str(default)
+    parser.add_argument(
+        "--workers", type=positive_int, default=default, metavar="N", help=f"{what} ({shown})"
+    )
+
+
 def add_device_option(parser: argparse.ArgumentParser | Any, *, what: str) -> None:
     """``--device`` (default ``auto``)."""
     parser.add_argument(

@@ -12,7 +12,7 @@ import argparse
 from typing import Any
 
 from multitask_unet.cli._dataset import dataset_command
-from multitask_unet.cli._options import add_device_option, numbers, positive_int
+from multitask_unet.cli._options import add_device_option, add_workers_option, numbers, positive_int
 from multitask_unet.cli._paths import output_file
 
 __all__ = ["add_parser", "run"]
@@ -105,7 +105,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="with --budget: precision of the trial steps and of the training (default auto: "
         "bf16 on GPUs that support it, float32 on the CPU; bf16 on CPUs with native bfloat16)",
     )
-    parser.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    add_workers_option(parser)
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from multitask_unet.cli._dataset import dataset_command
+from multitask_unet.cli._options import add_workers_option
 from multitask_unet.cli._paths import output_folder
 
 __all__ = ["add_parser", "run"]
@@ -42,7 +43,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=None,
         help="split to preprocess (repeatable; default: every split)",
     )
-    parser.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    add_workers_option(parser)
     parser.add_argument(
         "--overwrite", action="store_true", help="preprocess cached cases again too"
     )

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from multitask_unet.cli._dataset import dataset_command
-from multitask_unet.cli._options import numbers, positive_int, seed
+from multitask_unet.cli._options import add_workers_option, numbers, positive_int, seed
 from multitask_unet.cli._paths import input_file, output_folder
 from multitask_unet.cli._plans import PLANS_EPILOG, add_plans_options, plans_network, plans_planner
 from multitask_unet.errors import ConfigError
@@ -142,9 +142,7 @@ def add_training_options(parser: argparse.ArgumentParser, *, budget_help: str) -
         choices=["auto", "off", "default", "reduce-overhead", "max-autotune"],
         help="torch.compile the training forward (auto: on CUDA, as nnU-Net)",
     )
-    parser.add_argument(
-        "--workers", type=int, default=2, help="processes reading and preprocessing files (2)"
-    )
+    add_workers_option(parser)
     parser.add_argument(
         "--intensity-samples",
         type=positive_int,

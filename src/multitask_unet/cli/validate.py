@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from multitask_unet.cli._dataset import dataset_command
+from multitask_unet.cli._options import add_workers_option
 
 __all__ = ["add_parser", "run"]
 
@@ -78,7 +79,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
             f"(default {DEFAULT_MAX_OVERSAMPLING:g})"
         ),
     )
-    parser.add_argument("--workers", type=int, default=None, help="threads reading files")
+    add_workers_option(parser, default=None, what="threads reading files")
     parser.add_argument(
         "--json", action="store_true", help="print the report, with the sampling warnings, as JSON"
     )
