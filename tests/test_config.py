@@ -77,7 +77,7 @@ def test_family_members_carry_their_name() -> None:
         ({"mode": "slow"}, "must be one of 'fast', 'exact'"),
         ({"main": {"name": "cube"}}, "Unknown shape 'cube'"),
         ({"main": {"name": "box", "radius": 1}}, "Box has no option 'radius'"),
-        ({"nested": [[1, "x"]]}, r"Scene.nested\[0\]\[1\] must be a int"),
+        ({"nested": [[1, "x"]]}, r"Scene.nested\[0\]\[1\] must be a whole number"),
         ({"note": 3}, "note"),
     ],
 )

@@ -273,6 +273,7 @@ def _from_plain(value: Any, hint: Any, where: str) -> Any:
         return float(value)
     if hint in (int, str, bool):
         if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
-            raise ConfigError(f"{where} must be a {hint.__name__}, got {value!r}")
+            kind = {int: "a whole number", str: "a string", bool: "true or false"}[hint]
+            raise ConfigError(f"{where} must be {kind}, got {value!r}")
         return value
     return value
