@@ -62,6 +62,16 @@ def test_dataset_errors_stop_before_training(
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
+def test_a_layout_that_finds_no_case_says_why(
+    prepared: Prepared, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "run"
+    code = main(["train", str(prepared.data), "-o", str(run), "--layout", "nnunet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "no 'train' split (splits: none) as the nnunet layout reads it" in err
+    assert "no cases in imagesTr/" in err and not run.exists()
+
+
 def test_resume_without_a_run_is_an_error(
     prepared: Prepared, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

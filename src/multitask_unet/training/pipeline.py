@@ -272,9 +272,11 @@ def train(
     try:
         index = data if isinstance(data, DatasetIndex) else read_dataset(data, layout=layout)
         if "train" not in index.splits:
+            errors = [f"{i.message} ({i.fix})" for i in index.issues if i.severity == "error"]
+            why = f" as the {index.layout} layout reads it: {'; '.join(errors)}" if errors else ""
             raise DataError(
-                f"{index.root} has no 'train' split (splits: {', '.join(index.splits)}); "
-                "put the training cases in train/ or name the split in the manifest"
+                f"{index.root} has no 'train' split (splits: {', '.join(index.splits) or 'none'})"
+                f"{why}; put the training cases in train/ or name the split in the manifest"
             )
         splits = ["train"] + ([VALIDATION_SPLIT] if VALIDATION_SPLIT in index.splits else [])
         records = [r for s in splits for r in index.split(s).records]
