@@ -146,6 +146,40 @@ class Config:
         """A copy with some fields changed, validated like the original."""
         return type(self).from_dict({**self.to_dict(), **changes})
 
+    def merged(self: C, overrides: Mapping[str, Any]) -> C:
+        """A copy with nested options changed, validated like the original.
+
+        ``overrides`` is merged into :meth:`to_dict` key by key: a mapping given for a mapping
+        changes only the keys it names, at any depth; any other value (a list, a name, None)
+        replaces the old one. A mapping whose ``"name"`` differs from the one it overrides
+        replaces it whole: its options belong to another component.
+
+        Args:
+            overrides: Nested options, as the config's dict or YAML file spells them.
+
+        Raises:
+            ConfigError: ``overrides`` is not a mapping, or the merged options are invalid.
+
+        Example:
+            >>> from dataclasses import dataclass, field
+            >>> @dataclass(frozen=True)
+            ... class Inner(Config):
+            ...     a: int = 1
+            ...     b: int = 2
+            >>> @dataclass(frozen=True)
+            ... class Outer(Config):
+            ...     inner: Inner = field(default_factory=Inner)
+            ...     c: int = 3
+            >>> Outer().merged({"inner": {"b": 5}})
+            Outer(inner=Inner(a=1, b=5), c=3)
+        """
+        if not isinstance(overrides, Mapping):
+            raise ConfigError(
+                f"{type(self).__name__}.merged takes a mapping of options, got "
+                f"{type(overrides).__name__}; e.g. {{'section': {{'key': value}}}}"
+            )
+        return type(self).from_dict(_merge(self.to_dict(), overrides))
+
     # -- text ---------------------------------------------------------------------------------
     def to_json(self, **kwargs: Any) -> str:
         return json.dumps(self.to_dict(), **{"indent": 2, **kwargs})
@@ -212,6 +246,19 @@ def _parse_file(path: Path) -> Any:
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
         problem = f"{where}{getattr(exc, 'problem', None) or exc}"
     raise ConfigError(f"{path} is not valid {kind}: {problem}; fix the file")
+
+
+def _merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``overrides`` merged in recursively (see :meth:`Config.merged`)."""
+    out = dict(base)
+    for key, value in overrides.items():
+        old = out.get(key)
+        if isinstance(value, Mapping) and isinstance(old, Mapping):
+            same = "name" not in value or old.get("name") == value["name"]
+            out[key] = _merge(old, value) if same else dict(value)
+        else:
+            out[key] = value
+    return out
 
 
 def _required(field: dataclasses.Field[Any]) -> bool:

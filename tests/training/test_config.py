@@ -239,6 +239,27 @@ def test_replace_merges_sections_and_migrates_old_names() -> None:
         config.replace(epochs=7, optimization={"epochs": 8})
 
 
+def test_merged_changes_nested_keys_and_keeps_the_rest() -> None:
+    config = TrainConfig.from_yaml(SECTIONED)
+    changed = config.merged(
+        {
+            "model": {"preset": "tiny_residual"},
+            "optimization": {"optimizer": {"lr": 0.1}, "epochs": 1},
+            "runtime": {"device": "cpu"},
+        }
+    )
+    assert (changed.model.preset, changed.model.head) == ("tiny_residual", "ovr")
+    assert changed.optimization.optimizer == OptimizerConfig(name="adamw", lr=0.1)
+    assert (changed.optimization.epochs, changed.optimization.iterations_per_epoch) == (1, 50)
+    assert (changed.runtime.device, changed.runtime.seed) == ("cpu", 3)
+    assert changed.data == config.data
+    with pytest.warns(DeprecationWarning, match="'epochs' moved to 'optimization.epochs'"):
+        assert config.merged({"epochs": 7}).optimization.epochs == 7
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the sectioned layout merges without a warning
+        config.merged({"runtime": {"seed": 1}})
+
+
 def test_from_saved_reads_old_checkpoints_quietly() -> None:
     old = _quietly(FLAT).to_dict()
     flat = {**{k: v for s in ("data", "optimization", "runtime") for k, v in old[s].items()}}

@@ -131,6 +131,25 @@ class TrainConfig(Config):
                 data[key] = value.to_dict() if isinstance(value, Config) else value
         return type(self).from_saved(data)
 
+    def merged(self: T, overrides: Mapping[str, Any]) -> T:
+        """A copy with nested options changed: a dict changes only the keys it names, at any
+        depth (``{"model": {"preset": "tiny_residual"}}`` keeps the head); see
+        :meth:`Config.merged <multitask_unet.config.Config.merged>`. Old flat names move to
+        their sections, with a warning.
+
+        Example:
+            >>> config = TrainConfig.from_dict({"model": {"preset": "tiny_plain", "head": "ovr"}})
+            >>> changed = config.merged({"model": {"preset": "tiny_residual"},
+            ...                          "optimization": {"optimizer": {"lr": 0.1}}})
+            >>> changed.model.head, changed.optimization.optimizer.lr
+            ('ovr', 0.1)
+        """
+        if isinstance(overrides, Mapping):
+            overrides, moved = migrate_train_dict(overrides)
+            if moved:
+                warn_moved(moved)
+        return super().merged(overrides)
+
     def resumable_dict(self) -> dict[str, Any]:
         """The options that must not change when a run is resumed, by section path.
 
