@@ -18,6 +18,7 @@ from multitask_unet.losses import (
     OneVsRestBCELoss,
     class_weights,
     create_loss,
+    pos_weights,
 )
 
 K = 4
@@ -146,6 +147,28 @@ def test_inverse_sqrt_class_weights():
 def test_class_weight_errors(counts, weighting, match):
     with pytest.raises(ConfigError, match=match):
         class_weights(counts, class_weights=weighting)
+
+
+def test_pos_weights_balance_positives_and_negatives_of_every_class():
+    counts = torch.tensor([50.0, 8.0, 18.0, 2.0])
+    weights = pos_weights(counts.tolist())
+    negatives = counts.sum() - counts
+    torch.testing.assert_close(weights * counts, negatives)  # weighted positives = negatives
+    torch.testing.assert_close(pos_weights(counts, class_weights="inverse_sqrt") ** 2, weights)
+    torch.testing.assert_close(pos_weights(counts, class_weights="none"), torch.ones(4))
+
+
+@pytest.mark.parametrize(
+    ("counts", "weighting", "match"),
+    [
+        ([3, 0, 2], "balanced", r"class\(es\) \[1\] have no sample \(counts \[3, 0, 2\]\)"),
+        ([5], "balanced", "at least 2 classes"),
+        ([2, 3], "inverse", "class_weights must be"),
+    ],
+)
+def test_pos_weight_errors(counts, weighting, match):
+    with pytest.raises(ConfigError, match=match):
+        pos_weights(counts, class_weights=weighting)
 
 
 @pytest.mark.parametrize("loss_cls", [CrossEntropyLoss, FocalLoss, OneVsRestBCELoss])

@@ -16,6 +16,7 @@ from multitask_unet.losses import (
     OneVsRestBCELoss,
     Warmup,
     class_weights,
+    pos_weights,
 )
 
 
@@ -88,10 +89,12 @@ def test_class_weights_from_counts():
 def test_config_errors():
     with pytest.raises(RegistryError, match="Did you mean 'focal'"):
         LossTermConfig(loss="focl")
-    with pytest.raises(ConfigError, match="bce_ovr"):
-        LossTermConfig(loss="bce_ovr", class_weights="balanced")
+    with pytest.raises(ConfigError, match=r"needs a loss with class weights.*not 'dice'"):
+        LossTermConfig(loss="dice", class_weights="balanced")
     with pytest.raises(ConfigError, match=r"either class_weights or options\.weight"):
         LossTermConfig(loss="ce", class_weights="balanced", options={"weight": [1, 2]})
+    with pytest.raises(ConfigError, match=r"either class_weights or options\.pos_weight"):
+        LossTermConfig(loss="bce_ovr", class_weights="balanced", options={"pos_weight": [1, 2]})
     with pytest.raises(ConfigError, match="no option 'gama'"):
         MultiTaskLossConfig.from_dict({"terms": {"cls": {"loss": "focal", "gama": 2}}})
     with pytest.raises(ConfigError, match="'focal'"):
@@ -102,3 +105,25 @@ def test_config_errors():
 
 def test_inverse_is_the_former_name_of_balanced_class_weights() -> None:
     assert LossTermConfig(loss="ce", class_weights="inverse").class_weights == "balanced"
+
+
+@pytest.mark.parametrize("weighting", ["balanced", "inverse_sqrt"])
+def test_one_vs_rest_positives_weighted_from_counts(weighting: str) -> None:
+    config = MultiTaskLossConfig.from_dict(
+        {"terms": {"cls": {"loss": "bce_ovr", "weight": 0.3, "class_weights": weighting}}}
+    )
+    built = config.build(class_counts={"cls": [2, 3, 1]})
+    ratio = torch.tensor([4 / 2, 3 / 3, 5 / 1])  # negatives / positives of every class
+    expected = ratio if weighting == "balanced" else ratio.sqrt()
+    torch.testing.assert_close(built.losses["cls"].pos_weight, expected)
+    torch.testing.assert_close(
+        built.losses["cls"].pos_weight, pos_weights([2, 3, 1], class_weights=weighting)
+    )
+
+
+def test_a_class_without_training_cases_is_named() -> None:
+    config = MultiTaskLossConfig.from_dict(
+        {"terms": {"cls": {"loss": "bce_ovr", "class_weights": "balanced"}}}
+    )
+    with pytest.raises(ConfigError, match=r"terms\['cls'\].*class\(es\) \[1\] have no sample"):
+        config.build(class_counts={"cls": [4, 0, 2]})

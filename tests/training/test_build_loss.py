@@ -83,3 +83,16 @@ def test_terms_that_fit_the_model_and_weight_zero_are_accepted() -> None:
     )
     loss_fn = build_loss(config, _model(OVR_CLS))
     assert loss_fn.static_weights == {"seg": 1.0, "cls": 0.0}
+
+
+def test_an_ovr_term_weights_positives_from_the_training_counts() -> None:
+    config = _with_terms(
+        {
+            "seg": {"loss": "dice_ce", "deep_supervision": True},
+            "cls": {"loss": "bce_ovr", "weight": 0.3, "class_weights": "balanced"},
+        }
+    )
+    loss_fn = build_loss(config, _model(OVR_CLS), class_counts=[1, 2, 3])
+    torch.testing.assert_close(loss_fn.losses["cls"].pos_weight, torch.tensor([5.0, 2.0, 1.0]))
+    with pytest.raises(ConfigError, match=r"class\(es\) \[2\] have no sample"):
+        build_loss(config, _model(OVR_CLS), class_counts=[3, 3, 0])

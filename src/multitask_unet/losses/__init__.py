@@ -21,6 +21,7 @@ from multitask_unet.losses.classification import (
     FocalLoss,
     OneVsRestBCELoss,
     class_weights,
+    pos_weights,
 )
 from multitask_unet.losses.config import LossTermConfig, MultiTaskLossConfig
 from multitask_unet.losses.deep_supervision import (
@@ -57,4 +58,5 @@ __all__ = [
     "deep_supervision_weights",
     "downsample_seg_target",
     "labels_checked",
+    "pos_weights",
 ]

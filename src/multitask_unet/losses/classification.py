@@ -27,7 +27,7 @@ from multitask_unet._deprecation import renamed_kwargs
 from multitask_unet.errors import ConfigError, DataError, ShapeError
 from multitask_unet.losses.base import LOSSES, check_valid, masked_ratio
 
-__all__ = ["CrossEntropyLoss", "FocalLoss", "OneVsRestBCELoss", "class_weights"]
+__all__ = ["CrossEntropyLoss", "FocalLoss", "OneVsRestBCELoss", "class_weights", "pos_weights"]
 
 MISSING = -1
 
@@ -58,17 +58,7 @@ def class_weights(
         >>> class_weights([30, 10], class_weights="inverse_sqrt")
         tensor([0.8453, 1.4641])
     """
-    values = torch.as_tensor(counts, dtype=torch.float64)
-    if values.ndim != 1 or values.numel() == 0:
-        raise ConfigError(
-            f"counts must be a non-empty 1-D list, one count per class, got {counts!r}"
-        )
-    empty = (values <= 0).nonzero().flatten().tolist()
-    if empty:
-        raise ConfigError(
-            f"class(es) {empty} have count <= 0 in {values.tolist()}; every class needs at least "
-            f"one sample to get a finite weight (drop the class or pass weights yourself)"
-        )
+    values = _counts(counts, "weight")
     if class_weights in ("balanced", "inverse"):
         raw = 1.0 / values
     elif class_weights == "inverse_sqrt":
@@ -80,6 +70,72 @@ def class_weights(
             f"class_weights must be 'balanced', 'inverse_sqrt' or 'none', got {class_weights!r}"
         )
     return (raw * values.sum() / (raw * values).sum()).float()
+
+
+def pos_weights(
+    counts: Sequence[int] | torch.Tensor,
+    *,
+    class_weights: Literal["balanced", "inverse_sqrt", "none"] = "balanced",
+) -> torch.Tensor:
+    """One-vs-rest positive weights from class counts: the binary form of :func:`class_weights`.
+
+    Problem ``k`` of a one-vs-rest head (class ``k`` against the rest) has ``n_k`` positives and
+    ``N - n_k`` negatives. ``balanced``: ``pos_weight_k = (N - n_k) / n_k``, so that positives
+    and negatives weigh the same in every problem; ``inverse_sqrt``: its square root, a milder
+    correction; ``none``: every weight 1. For :class:`OneVsRestBCELoss` ``(pos_weight=...)``; a
+    loss term ``{loss: bce_ovr, class_weights: balanced}`` computes it from the training counts.
+
+    Args:
+        counts: Number of training samples of every class, ``(K,)``, ``K >= 2``; every count
+            must be > 0.
+        class_weights: ``"balanced"``, ``"inverse_sqrt"`` or ``"none"``.
+
+    Returns:
+        float32 tensor ``(K,)``.
+
+    Raises:
+        ConfigError: Fewer than two classes, a class without samples, or an unknown word.
+
+    Example:
+        >>> pos_weights([10, 30, 60])
+        tensor([9.0000, 2.3333, 0.6667])
+        >>> pos_weights([10, 30, 60], class_weights="inverse_sqrt")
+        tensor([3.0000, 1.5275, 0.8165])
+    """
+    values = _counts(counts, "pos_weight")
+    if values.numel() < 2:
+        raise ConfigError(
+            f"one-vs-rest pos_weight needs the counts of at least 2 classes, got {counts!r}"
+        )
+    ratio = (values.sum() - values) / values
+    if class_weights == "balanced":
+        raw = ratio
+    elif class_weights == "inverse_sqrt":
+        raw = ratio.sqrt()
+    elif class_weights == "none":
+        raw = torch.ones_like(values)
+    else:
+        raise ConfigError(
+            f"class_weights must be 'balanced', 'inverse_sqrt' or 'none', got {class_weights!r}"
+        )
+    return raw.float()
+
+
+def _counts(counts: Sequence[int] | torch.Tensor, what: str) -> torch.Tensor:
+    """``counts`` as a float64 ``(K,)`` tensor; every class needs at least one sample."""
+    values = torch.as_tensor(counts, dtype=torch.float64)
+    if values.ndim != 1 or values.numel() == 0:
+        raise ConfigError(
+            f"counts must be a non-empty 1-D list, one count per class, got {counts!r}"
+        )
+    empty = (values <= 0).nonzero().flatten().tolist()
+    if empty:
+        shown = [int(v) if float(v).is_integer() else float(v) for v in values.tolist()]
+        raise ConfigError(
+            f"class(es) {empty} have no sample (counts {shown}); every class needs at least "
+            f"one to get a finite {what} (drop the class or pass weights yourself)"
+        )
+    return values
 
 
 def _as_weight(weight: Sequence[float] | torch.Tensor | None, name: str) -> torch.Tensor | None:
@@ -246,7 +302,7 @@ class OneVsRestBCELoss(nn.Module):
 
     Args:
         pos_weight: Optional ``(K,)`` weights of the positive term of every binary problem,
-            e.g. ``negatives / positives`` per class.
+            e.g. ``negatives / positives`` per class (:func:`pos_weights`).
         label_smoothing: In [0, 1).
     """
 

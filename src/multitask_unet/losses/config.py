@@ -22,13 +22,18 @@ from typing import Any, Literal
 from multitask_unet.config import Config
 from multitask_unet.errors import ConfigError
 from multitask_unet.losses.base import LOSSES, create_loss
-from multitask_unet.losses.classification import class_weights
+from multitask_unet.losses.classification import class_weights, pos_weights
 from multitask_unet.losses.deep_supervision import DeepSupervisionLoss
 from multitask_unet.losses.multitask import MultiTaskLoss, Warmup
 
 __all__ = ["LossTermConfig", "MultiTaskLossConfig"]
 
-_WEIGHTED = ("ce", "focal")  # losses taking per-class ``weight=``
+#: Losses whose classes ``class_weights`` weights: the option set, and the function of the counts.
+_WEIGHTED = {
+    "ce": ("weight", class_weights),
+    "focal": ("weight", class_weights),
+    "bce_ovr": ("pos_weight", pos_weights),
+}
 
 
 @dataclass(frozen=True)
@@ -42,10 +47,13 @@ class LossTermConfig(Config):
         options: Keyword options of the loss, e.g. ``{"gamma": 2.0}`` or ``{"batch_dice": true}``.
         deep_supervision: Wrap the loss in :class:`DeepSupervisionLoss` (nnU-Net's weights), for
             a segmentation output with ``"<key>_deep"`` outputs.
-        class_weights: ``"balanced"`` (``1 / n_k``) or ``"inverse_sqrt"`` to weight classes from
-            the training counts given to :meth:`MultiTaskLossConfig.build` (``"ce"`` and
-            ``"focal"`` only); the words of the case draws' ``data.class_weights``.
-            ``"inverse"``, the former name of ``"balanced"``, is read as it.
+        class_weights: ``"balanced"`` or ``"inverse_sqrt"`` to weight classes from the training
+            counts given to :meth:`MultiTaskLossConfig.build`; the words of the case draws'
+            ``data.class_weights``. ``"ce"`` and ``"focal"`` get ``options.weight`` from
+            :func:`~multitask_unet.losses.class_weights` (``balanced``: ``1 / n_k``);
+            ``"bce_ovr"`` gets ``options.pos_weight`` from
+            :func:`~multitask_unet.losses.pos_weights` (``balanced``: negatives / positives of
+            every class). ``"inverse"``, the former name of ``"balanced"``, is read as it.
         warmup: Optional ramp of the weight (:class:`Warmup`).
     """
 
@@ -62,13 +70,16 @@ class LossTermConfig(Config):
         LOSSES.get(self.loss)  # unknown names raise RegistryError with close matches
         if not (math.isfinite(self.weight) and self.weight >= 0):
             raise ConfigError(f"LossTermConfig.weight must be finite and >= 0, got {self.weight}")
-        if self.class_weights != "none" and self.loss not in _WEIGHTED:
+        if self.class_weights == "none":
+            return
+        if self.loss not in _WEIGHTED:
             raise ConfigError(
                 f"class_weights={self.class_weights!r} needs a loss with class weights "
-                f"({', '.join(_WEIGHTED)}), not {self.loss!r}; for 'bce_ovr' set options.pos_weight"
+                f"({', '.join(_WEIGHTED)}), not {self.loss!r}; set class_weights: none"
             )
-        if self.class_weights != "none" and "weight" in self.options:
-            raise ConfigError("give either class_weights or options.weight, not both")
+        option = _WEIGHTED[self.loss][0]
+        if option in self.options:
+            raise ConfigError(f"give either class_weights or options.{option}, not both")
 
 
 def _default_terms() -> dict[str, LossTermConfig]:
@@ -115,7 +126,14 @@ class MultiTaskLossConfig(Config):
                         f"terms[{key!r}] uses class_weights={term.class_weights!r}; pass "
                         f"build(class_counts={{{key!r}: [n_0, n_1, ...]}}) from the training labels"
                     )
-                options["weight"] = class_weights(counts[key], class_weights=term.class_weights)
+                option, weigh = _WEIGHTED[term.loss]
+                try:
+                    options[option] = weigh(counts[key], class_weights=term.class_weights)
+                except ConfigError as exc:
+                    raise ConfigError(
+                        f"terms[{key!r}] (class_weights={term.class_weights!r}) weights its "
+                        f"classes by their training cases: {exc}; or set class_weights: none"
+                    ) from None
             loss = create_loss(term.loss, **options)
             if term.deep_supervision:
                 loss = DeepSupervisionLoss(loss)
