@@ -163,15 +163,11 @@ class Config:
         Example:
             >>> from dataclasses import dataclass, field
             >>> @dataclass(frozen=True)
-            ... class Inner(Config):
-            ...     a: int = 1
-            ...     b: int = 2
-            >>> @dataclass(frozen=True)
-            ... class Outer(Config):
-            ...     inner: Inner = field(default_factory=Inner)
-            ...     c: int = 3
-            >>> Outer().merged({"inner": {"b": 5}})
-            Outer(inner=Inner(a=1, b=5), c=3)
+            ... class Layer(Config):
+            ...     options: dict = field(default_factory=dict)
+            ...     depth: int = 2
+            >>> Layer({"a": 1, "b": {"c": 2}}).merged({"options": {"b": {"d": 3}}})
+            Layer(options={'a': 1, 'b': {'c': 2, 'd': 3}}, depth=2)
         """
         if not isinstance(overrides, Mapping):
             raise ConfigError(
