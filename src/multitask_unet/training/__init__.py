@@ -17,6 +17,7 @@ from multitask_unet.training.config import (
     TrainConfig,
 )
 from multitask_unet.training.pipeline import prepare_plan, train
+from multitask_unet.training.run_folder import run_checkpoint
 from multitask_unet.training.schedule import PolyLR, build_optimizer
 from multitask_unet.training.trainer import Trainer, TrainResult
 
@@ -33,5 +34,6 @@ __all__ = [
     "build_loss",
     "build_optimizer",
     "prepare_plan",
+    "run_checkpoint",
     "train",
 ]

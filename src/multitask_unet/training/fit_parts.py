@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import random
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,7 +28,7 @@ from multitask_unet.training.distributed import DistInfo
 from multitask_unet.training.schedule import PolyLR
 from multitask_unet.training.state import STATE_VERSION, set_rng_state
 
-__all__ = ["FitClock", "FitParts", "restore_training_state"]
+__all__ = ["FitClock", "FitParts", "check_resumable", "restore_training_state"]
 
 
 @dataclass
@@ -72,15 +73,7 @@ def restore_training_state(
     state = ckpt.training or {}
     if state.get("version") != STATE_VERSION:
         raise ConfigError(f"{path} holds no resumable training state (version {STATE_VERSION})")
-    saved = TrainConfig.from_saved(state["config"]).resumable_dict()  # either layout
-    mine = config.resumable_dict()
-    changed = sorted(k for k in {*mine, *saved} if mine.get(k) != saved.get(k))
-    if changed:
-        run = path.parent.parent
-        raise ConfigError(
-            f"cannot resume {run}: the options {changed} differ from the saved run "
-            f"({run / 'config.yaml'}); resume with the same config or start a new run"
-        )
+    check_resumable(path, state["config"], config)
     if state.get("world_size", 1) != dist.world_size:
         print(
             f"warning: resuming a run of {state['world_size']} process(es) on "
@@ -96,6 +89,23 @@ def restore_training_state(
     set_rng_state(state["rng"])
     best = None if state.get("best_score") is None else (state["best_score"], state["best_epoch"])
     return int(state["epoch"]) + 1, best
+
+
+def check_resumable(path: Path, saved: Mapping[str, Any], config: TrainConfig) -> None:
+    """``config`` may resume the run whose ``last.pt`` is ``path`` and config dict ``saved``.
+
+    Raises:
+        ConfigError: Options that must not change (:meth:`TrainConfig.resumable_dict`) differ.
+    """
+    before = TrainConfig.from_saved(saved).resumable_dict()  # either layout
+    mine = config.resumable_dict()
+    changed = sorted(k for k in {*mine, *before} if mine.get(k) != before.get(k))
+    if changed:
+        run = path.parent.parent
+        raise ConfigError(
+            f"cannot resume {run}: the options {changed} differ from the saved run "
+            f"({run / 'config.yaml'}); resume with the same config or start a new run"
+        )
 
 
 def seed_everything(seed: int) -> None:

@@ -30,6 +30,7 @@ from multitask_unet.training.builders import build_model_config
 from multitask_unet.training.config import TrainConfig
 from multitask_unet.training.distributed import cleanup_distributed, setup_distributed
 from multitask_unet.training.fit_parts import check_run_folder
+from multitask_unet.training.run_folder import finished_run
 from multitask_unet.training.trainer import LAST, Trainer, TrainResult
 
 __all__ = ["plan_dataset", "prepare_plan", "train", "train_config_for_plan"]
@@ -210,6 +211,14 @@ def fit_cases(
     return trainer.fit(resume=resume)
 
 
+def _finished(run_dir: Path, config: TrainConfig) -> TrainResult | None:
+    """The result of the run in ``run_dir`` when it has trained all its epochs (no data read)."""
+    plan_path = run_dir / PLAN_NAME
+    if plan_path.is_file():  # a budget plan changes the config training used
+        config = train_config_for_plan(Plan.load(plan_path), config)
+    return finished_run(run_dir, config)
+
+
 def train(
     data: str | os.PathLike[str] | DatasetIndex,
     run_dir: str | os.PathLike[str],
@@ -239,7 +248,9 @@ def train(
             the device's).
         layout: Dataset layout name, or ``"auto"``.
         cache_dir: Preprocessing cache (default ``RUN/preprocessed``).
-        resume: Continue from ``RUN/checkpoints/last.pt``.
+        resume: Continue from ``RUN/checkpoints/last.pt``. A run that has trained its
+            ``optimization.epochs`` returns its result at once, before the dataset is read
+            (:func:`~multitask_unet.training.run_folder.finished_run`).
         workers: Processes for fingerprinting and preprocessing.
         intensity_samples: Foreground voxels sampled for the CT percentiles (nnU-Net: 1e8).
         planner: Makes the plan from the validated dataset instead of nnU-Net's rules (e.g.
@@ -268,6 +279,10 @@ def train(
     run_dir = Path(run_dir)
     cache = Path(cache_dir) if cache_dir is not None else run_dir / "preprocessed"
     check_run_folder(run_dir, run_dir / "checkpoints" / LAST, resume=resume)  # before any work
+    if resume and (done := _finished(run_dir, config)) is not None:
+        if verbose and os.environ.get("RANK", "0") == "0":
+            print(f"{run_dir} has trained its {done.epochs} epoch(s): nothing to resume")
+        return done
     dist = setup_distributed(config.runtime.device)
     try:
         index = data if isinstance(data, DatasetIndex) else read_dataset(data, layout=layout)
