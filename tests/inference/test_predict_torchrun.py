@@ -77,8 +77,9 @@ def reference(phantom_root: Path, tiny_checkpoint: Path, tmp_path_factory) -> Pa
 
 
 def test_two_ranks_write_what_one_process_writes_and_a_rerun_redoes_only_the_missing_case(
-    phantom_root: Path, tiny_checkpoint: Path, reference: Path, tmp_path: Path
-) -> None:
+    phantom_root: Path, tiny_checkpoint: Path, reference: Path, tmp_path: Path,
+    tiny_plan, checkpoint_factory,
+) -> None:  # fmt: skip
     out = tmp_path / "pred"
     done = _predict(tiny_checkpoint, [phantom_root / "test"], out, nproc=2)
     assert _ok(done).count("predicted 3 case(s), skipped 0") == 1  # rank 0 alone prints
@@ -93,6 +94,15 @@ def test_two_ranks_write_what_one_process_writes_and_a_rerun_redoes_only_the_mis
     stdout = _ok(_predict(tiny_checkpoint, [phantom_root / "test"], out, nproc=2))
     assert "predicted 1 case(s), skipped 2" in stdout
     assert {n: (out / n).stat().st_mtime_ns for n in kept} == kept  # the others untouched
+    _assert_same_folder(out, reference)
+
+    record = (out / "predict_settings.json").read_text()  # rank 0 wrote it, as one process
+    assert record == (reference / "predict_settings.json").read_text()
+    other = checkpoint_factory(tmp_path / "other.pt", tiny_plan, seed=1)
+    done = _predict(other, [phantom_root / "test"], out, nproc=2)
+    assert done.returncode != 0, done.stdout  # every rank refuses before any rank skips
+    assert f"{out} holds predictions made with other settings (another model:" in done.stderr
+    assert (out / "predict_settings.json").read_text() == record
     _assert_same_folder(out, reference)
 
 

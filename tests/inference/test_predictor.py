@@ -107,7 +107,11 @@ def test_rerun_skips_finished_cases_and_interrupted_runs_resume(
         predictor.predict([phantom_root / "test"], out, progress=False)
     monkeypatch.setattr(Predictor, "predict_case", original)
     first = calls[0]
-    assert sorted(p.name for p in out.iterdir()) == [f"{first}.nii.gz", "predictions.csv"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        f"{first}.nii.gz",
+        "predict_settings.json",  # written before the first case: the same settings continue
+        "predictions.csv",
+    ]
     assert read_predictions(out / "predictions.csv").case_ids == (first,)
 
     run = predictor.predict([phantom_root / "test"], out, progress=False)
@@ -127,7 +131,8 @@ def test_segmentation_only_model_writes_no_csv(
     image = _test_images(phantom_root)[0]
     run = Predictor.from_checkpoint(ckpt).predict([image], tmp_path / "out", progress=False)
     assert run.csv_path is None and sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        image.name.replace("_0000", "")
+        image.name.replace("_0000", ""),
+        "predict_settings.json",
     ]
 
 

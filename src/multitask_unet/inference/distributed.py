@@ -5,7 +5,11 @@ GPU, on any number of machines), every process reads ``RANK``, ``WORLD_SIZE`` an
 ``LOCAL_RANK`` (:meth:`RankInfo.from_env`) and runs on ``cuda:LOCAL_RANK`` (or the CPU).
 :func:`predict_distributed` then:
 
-1. rank 0 merges the part files an interrupted run left (below) into ``predictions.csv``;
+1. every rank checks that ``OUT`` was predicted with its model and settings, or not at all
+   (:mod:`~multitask_unet.inference.prediction_settings`; ``overwrite`` accepts any folder);
+   rank 0 alone writes the record ``OUT/predict_settings.json`` and merges the part files an
+   interrupted run left (below) into ``predictions.csv``; then every rank compares its
+   settings with rank 0's record, so that no rank skips cases another model made;
 2. every rank lists the cases not yet finished (label map, row, probabilities: the test of a
    single-process run) and takes its share of them (:func:`share_cases`: the largest inputs
    first, each to the rank with the fewest bytes so far; the same on every rank, no messages);
@@ -46,12 +50,13 @@ import torch.distributed as dist
 from multitask_unet.data.records import CaseRecord
 from multitask_unet.devices import resolve_device
 from multitask_unet.errors import ConfigError, DataError
-from multitask_unet.inference.inputs import collect_cases
 from multitask_unet.inference.prediction_folder import (
+    case_records,
     is_finished,
     output_folder,
     write_predictions,
 )
+from multitask_unet.inference.prediction_settings import check_agreement, claim_folder
 from multitask_unet.inference.predictor import PredictionRun, Predictor
 from multitask_unet.prediction_table import PredictionTable
 
@@ -261,23 +266,27 @@ def predict_distributed(
         On every rank, the cases predicted by all ranks and those skipped.
 
     Raises:
+        ConfigError: ``output_dir`` holds predictions made with other settings (and not
+            ``overwrite``), or this rank's settings differ from rank 0's.
         DataError: After every rank finished, a case's outputs are missing from rank 0's view
             of ``output_dir`` (it is not one shared folder).
     """
     ranks = RankInfo.from_env() if ranks is None else ranks
     head = predictor.cls_head is not None
     names, calibrated = predictor.class_names, predictor.calibrated
+    records = case_records(inputs, predictor.model.config.in_channels)
     out = output_folder(output_dir)
+    settings = claim_folder(out, predictor, overwrite=overwrite, write=ranks.is_main)
     if ranks.is_main and head:  # rows of an interrupted run
         merge_parts(out, names, uncalibrated=calibrated, reset=overwrite)
     if not ranks.distributed:
-        return predictor.predict(inputs, out, overwrite=overwrite, progress=progress)
-    records = [r for r in inputs if isinstance(r, CaseRecord)]
-    paths = [p for p in inputs if not isinstance(p, CaseRecord)]
-    channels = predictor.model.config.in_channels
-    records += collect_cases(paths, num_channels=channels) if paths else []
+        done, skipped, csv_path = write_predictions(
+            predictor, records, out, overwrite=overwrite, progress=progress
+        )
+        return PredictionRun(out, done, skipped, csv_path)
     with _process_group(ranks):
-        _barrier()  # rank 0 has merged
+        _barrier()  # rank 0 has recorded the settings and merged
+        check_agreement(out, settings, predictor, rank=ranks.rank)
         table = None
         if head:
             table = PredictionTable.open(

@@ -2,38 +2,58 @@
 a prediction folder out (the layout is described in :mod:`multitask_unet.inference.predictor`).
 
 Every file is written atomically after its case is fully predicted; cases found finished are
-skipped unless ``overwrite``.
+skipped unless ``overwrite``. :func:`predict_into` first checks that the folder's finished
+cases were made with the same model and settings
+(:mod:`multitask_unet.inference.prediction_settings`).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from multitask_unet._atomic import save_npz_atomic
+from multitask_unet._folders import check_output_folder
 from multitask_unet.data.io import write_image
 from multitask_unet.data.records import CaseRecord
 from multitask_unet.errors import ConfigError
+from multitask_unet.inference.case_prediction import PredictionRun
+from multitask_unet.inference.inputs import collect_cases
+from multitask_unet.inference.prediction_settings import claim_folder
 from multitask_unet.prediction_table import PredictionTable
 
 if TYPE_CHECKING:
     from multitask_unet.inference.predictor import Predictor
 
-__all__ = ["is_finished", "output_folder", "write_predictions"]
+__all__ = [
+    "case_records",
+    "is_finished",
+    "output_folder",
+    "predict_into",
+    "write_predictions",
+]
 
 
-def output_folder(output_dir: str | Path) -> Path:
+def case_records(
+    inputs: Sequence[str | os.PathLike[str] | CaseRecord] | str | os.PathLike[str] | CaseRecord,
+    num_channels: int,
+) -> list[CaseRecord]:
+    """The cases of ``inputs``: the records given, then those found in the files and folders."""
+    inputs = [inputs] if isinstance(inputs, (str, os.PathLike, CaseRecord)) else inputs
+    records = [r for r in inputs if isinstance(r, CaseRecord)]
+    paths = [p for p in inputs if not isinstance(p, CaseRecord)]
+    return records + (collect_cases(paths, num_channels=num_channels) if paths else [])
+
+
+def output_folder(output_dir: str | os.PathLike[str]) -> Path:
     """``output_dir``, created; a clear error when it (or a parent) is a file.
 
     Raises:
         ConfigError: ``output_dir`` cannot be a folder.
     """
-    out = Path(output_dir)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(
-            f"the output {out} is a file, not a folder; give a folder for the predictions"
-        )
+    out = check_output_folder(output_dir, what="the prediction folder")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -102,3 +122,27 @@ def write_predictions(
             table.save()
         done.append(record.case_id)
     return tuple(done), tuple(skipped), table.path if table else None
+
+
+def predict_into(
+    predictor: Predictor,
+    inputs: Sequence[str | os.PathLike[str] | CaseRecord] | str | os.PathLike[str] | CaseRecord,
+    output_dir: str | os.PathLike[str],
+    *,
+    overwrite: bool,
+    progress: bool,
+) -> PredictionRun:
+    """:meth:`Predictor.predict <multitask_unet.inference.Predictor.predict>` in one process.
+
+    Raises:
+        ConfigError: ``output_dir`` is a file, or holds predictions made with other settings
+            and not ``overwrite`` (:func:`~multitask_unet.inference.prediction_settings.
+            check_settings`).
+    """
+    records = case_records(inputs, predictor.model.config.in_channels)
+    out = output_folder(output_dir)
+    claim_folder(out, predictor, overwrite=overwrite)
+    done, skipped, csv_path = write_predictions(
+        predictor, records, out, overwrite=overwrite, progress=progress
+    )
+    return PredictionRun(out, done, skipped, csv_path)

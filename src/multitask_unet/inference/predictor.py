@@ -28,7 +28,9 @@ probabilities.
 Every file is written atomically, after the case is fully predicted, so an interrupted run
 leaves only finished files; a re-run skips the cases already finished (label map written, for
 a model with a classification head a row in ``predictions.csv``, and the probabilities when
-they are to be saved) unless ``overwrite``.
+they are to be saved) unless ``overwrite``. ``OUT/predict_settings.json`` records the models
+and settings that made the folder; a folder made with others is refused unless ``overwrite``
+(:mod:`~multitask_unet.inference.prediction_settings`).
 
 Example:
     >>> predictor = Predictor.from_checkpoint("model.pt", device="cuda")  # doctest: +SKIP
@@ -67,7 +69,7 @@ from multitask_unet.inference.ensemble import (
 )
 from multitask_unet.inference.export import export_logits
 from multitask_unet.inference.inputs import collect_cases
-from multitask_unet.inference.prediction_folder import write_predictions
+from multitask_unet.inference.prediction_folder import predict_into
 from multitask_unet.inference.predictor_options import (
     check_model_fits_plan,
     class_names_for,
@@ -130,6 +132,10 @@ class Predictor:
 
     source: RunSource | None = None
     """The run folder the models came from (:meth:`from_run`), else ``None``."""
+
+    model_files: tuple[Path | None, ...] = ()
+    """The checkpoint file of each model (:meth:`from_checkpoints`; ``None`` for a checkpoint
+    given loaded), or ``()`` for models given in memory. Recorded with the predictions."""
 
     def __init__(
         self,
@@ -242,7 +248,11 @@ class Predictor:
         models, plan, options = ensemble_options(
             ckpts, names, device=device, plan=plan, calibrated=calibrated, options=options
         )
-        return cls(models, plan, **options)
+        predictor = cls(models, plan, **options)
+        predictor.model_files = tuple(
+            None if isinstance(c, Checkpoint) else Path(c) for c in checkpoints
+        )
+        return predictor
 
     @classmethod
     def from_run(
@@ -337,18 +347,21 @@ class Predictor:
     ) -> PredictionRun:
         """Predict every case of ``inputs`` into ``output_dir`` (see the module docstring).
 
+        A rerun skips the cases found finished, but only in a folder predicted with the same
+        models and settings: ``OUT/predict_settings.json`` records them
+        (:mod:`~multitask_unet.inference.prediction_settings`), and a folder whose record
+        differs (another checkpoint, post-processing, calibration, classification head,
+        pooling weights, class names or preprocessing) is refused unless ``overwrite``.
+
         Args:
             inputs: Image files, folders, DICOM series folders (see
                 :func:`~multitask_unet.inference.inputs.collect_cases`) or case records; one or a list.
             output_dir: The prediction folder (created).
-            overwrite: Predict finished cases again.
+            overwrite: Predict every case again, also in a folder of other models or settings.
             progress: Show a progress bar.
+
+        Raises:
+            ConfigError: ``output_dir`` is a file, or holds predictions made with other
+                settings (and not ``overwrite``).
         """
-        inputs = [inputs] if isinstance(inputs, (str, os.PathLike, CaseRecord)) else inputs
-        records = [r for r in inputs if isinstance(r, CaseRecord)]
-        paths = [p for p in inputs if not isinstance(p, CaseRecord)]
-        records += collect_cases(paths, num_channels=self.model.config.in_channels) if paths else []
-        done, skipped, csv_path = write_predictions(
-            self, records, output_dir, overwrite=overwrite, progress=progress
-        )
-        return PredictionRun(Path(output_dir), done, skipped, csv_path)
+        return predict_into(self, inputs, output_dir, overwrite=overwrite, progress=progress)

@@ -198,6 +198,7 @@ def cross_validate(
     from multitask_unet.data.preprocessing.cache import preprocess_dataset
     from multitask_unet.data.validation import validate_dataset
     from multitask_unet.inference import Predictor
+    from multitask_unet.inference.prediction_folder import write_predictions
 
     started = time.perf_counter()
     check_seed(seed, "the seed of the splits")
@@ -273,7 +274,9 @@ def cross_validate(
         record = json.loads(trained.read_text(encoding="utf-8"))
         predicting = time.perf_counter()
         predictor = Predictor.from_checkpoint(last, device=device, save_probabilities=True)
-        predictor.predict([by_id[c] for c in splits[k]["val"]], run_dir / OOF, progress=False)
+        # one folder for every fold's model (disjoint cases): no predict_settings.json record
+        held_out = [by_id[c] for c in splits[k]["val"]]
+        write_predictions(predictor, held_out, run_dir / OOF, overwrite=False, progress=False)
         record["predict_seconds"] = round(time.perf_counter() - predicting, 1)
         write_text_atomic(done, json.dumps(record, indent=1))
 
