@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import multitask_unet as mtu
-from multitask_unet.checkpoints import save_checkpoint
+from multitask_unet.checkpoints import load_checkpoint, save_checkpoint
 from multitask_unet.cli import main
 from multitask_unet.data.phantoms import write_phantom_dataset
 from multitask_unet.data.planning import create_plan
@@ -99,6 +99,8 @@ def test_outputs_that_cannot_be_written_are_refused_first(
         ["crossval", data, "-o", str(file)],
         ["preprocess", data, "--plan", "plan.json", "-o", str(file)],
         ["evaluate", "--pred", data, "--ref", data, "-o", str(file)],
+        ["predict", data, "--checkpoint", "m.pt", "-o", str(file)],
+        ["predict", data, "--checkpoint", "m.pt", "-o", below],
     ):
         err = refused(argv, capsys)
         assert f"{file} is a file, not a folder" in err, argv
@@ -186,23 +188,23 @@ def test_a_file_the_system_refuses_is_an_error_not_a_traceback(
     assert "error: /data/run/plan.json: Permission denied" in err
 
 
-def test_a_folder_predicted_by_another_model_is_refused_not_kept(
+def test_a_folder_predicted_by_another_model_is_refused_and_overwrite_is_passed_on(
     tmp_path: Path, phantoms: Path, checkpoint: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A rerun skips finished cases only when they were made by the same model and settings."""
-    other = tmp_path / "other.pt"
-    other.write_bytes(checkpoint.read_bytes() + b"\0")  # another file (e.g. calibrated since)
+    """The library's refusal (tests/inference/test_prediction_settings.py) reaches the command
+    line as an error naming --overwrite, and --overwrite reaches the library."""
+    torch.manual_seed(1)
+    model = mtu.create_model("tiny_plain", heads={"cls": ("panda", {"num_classes": 3})})
+    saved = load_checkpoint(checkpoint)
+    other = save_checkpoint(tmp_path / "other.pt", model, plan=saved.load_plan(),
+                            class_names=saved.class_names)  # fmt: skip
     out = tmp_path / "pred"
     argv = ["predict", str(phantoms / "test"), "-o", str(out), "--device", "cpu", "--no-progress",
             "--mirror-axes", ""]  # fmt: skip
     assert main([*argv, "--checkpoint", str(checkpoint)]) == 0
-    assert main([*argv, "--checkpoint", str(checkpoint), "--overlap", "0.25"]) == 0
-    assert "skipped 1 finished" in capsys.readouterr().out  # same model, finer windows
     err = failed([*argv, "--checkpoint", str(other)], capsys)
-    assert f"{out} holds predictions made with other settings (another model;" in err
+    assert f"{out} holds predictions made with other settings (another model:" in err
     assert "--overwrite" in err
-    err = failed([*argv, "--checkpoint", str(checkpoint), "--label-weights", "1", "1", "4"], capsys)
-    assert "postprocessing was 'none (plain argmax)', now 'label weights (1, 1, 4)'" in err
     assert main([*argv, "--checkpoint", str(other), "--overwrite"]) == 0
     assert "predicted 1 case(s)" in capsys.readouterr().out
 

@@ -25,11 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from multitask_unet.cli._options import add_predictor_options, numbers, predictor_options
-from multitask_unet.cli._prediction_settings import (
-    check_settings,
-    prediction_settings,
-    record_settings,
-)
+from multitask_unet.cli._paths import output_folder
 
 __all__ = ["add_parser", "run"]
 
@@ -79,7 +75,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="with --model: ignore RUN/postprocessing.json (plain argmax)",
     )
     parser.add_argument(
-        "-o", "--output", required=True, type=Path, metavar="OUT", help="prediction folder"
+        "-o", "--output", required=True, type=output_folder, metavar="OUT", help="prediction folder"
     )
     add_predictor_options(parser)
     parser.add_argument("--cls-head", default=None, help="head written to predictions.csv")
@@ -111,7 +107,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="also write OUT/overlays/: every label map on its image (axial slice through the "
         "largest structure) and a contact sheet",
     )
-    parser.add_argument("--overwrite", action="store_true", help="predict finished cases again")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="predict finished cases again, also in a folder of another model or settings",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser
 
@@ -127,10 +127,6 @@ def _check_args(args: argparse.Namespace) -> None:
         )
     if args.checkpoint is not None and args.folds is not None:
         raise ConfigError("--folds selects folds of --model RUN; drop it with --checkpoint")
-    if args.output.exists() and not args.output.is_dir():
-        raise ConfigError(
-            f"the output {args.output} is a file, not a folder; give a folder for the predictions"
-        )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -175,10 +171,6 @@ def run(args: argparse.Namespace) -> int:
         notes += [f"--{f.replace('_', '-')} given" for f in given]
         origin = f" ({'; '.join(notes)})" if notes else ""
         say(f"post-processing: {predictor.postprocessing.describe()}{origin}")
-    settings = prediction_settings(args, predictor)
-    check_settings(args.output, settings, overwrite=args.overwrite)
-    if ranks.is_main:
-        record_settings(args.output, settings)
     if ranks.distributed:
         say(f"{ranks.world_size} processes share the cases (rank 0's progress shown)")
     result = predict_distributed(
