@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     print(f"[4/4] evaluating into {out / 'report'}")
     scoring = EvaluationConfig(regions=PANCREAS_REGIONS)  # the phantoms are pancreas crops
-    report = evaluate(out / "predictions", data, out_dir=out / "report", split="test",
+    report = evaluate(out / "predictions", data, output_dir=out / "report", split="test",
                       config=scoring)  # fmt: skip
     timings["evaluate_s"] = time.perf_counter() - start
 

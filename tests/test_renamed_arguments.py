@@ -8,6 +8,11 @@
   ``sampling_warnings`` said ``mode``, ``losses.class_weights`` said ``method``,
   ``BalancedCaseSampler`` once said ``weights_mode``), with the words ``"balanced"``,
   ``"inverse_sqrt"`` and ``"none"``.
+- The folder a call writes into is ``output_dir`` everywhere (``evaluate``, ``write_report``
+  and ``write_overlays`` said ``out_dir``; ``Predictor.predict`` and the distributed
+  prediction say ``output_dir``). A run folder (``run_dir``: read and written by the trainer,
+  cross-validation and ``Predictor.from_run``) and the preprocessing cache (``cache_dir``) are
+  other things and keep their names.
 """
 
 from __future__ import annotations
@@ -27,6 +32,10 @@ from multitask_unet.data.preprocessing.cache import preprocess_dataset
 from multitask_unet.data.readers import DatasetIndex
 from multitask_unet.data.sampling import BalancedCaseSampler, case_weights, sampling_warnings
 from multitask_unet.data.validation import validate_dataset
+from multitask_unet.evaluation import EvaluationConfig, evaluate, write_report
+from multitask_unet.evaluation.overlays import OverlayCase, write_overlays
+from multitask_unet.inference import Predictor
+from multitask_unet.inference.distributed import merge_parts, part_path, predict_distributed
 from multitask_unet.losses import LossTermConfig, MultiTaskLossConfig, class_weights
 from multitask_unet.training import train
 from multitask_unet.training.crossval import cross_validate
@@ -143,3 +152,44 @@ def test_loss_weights_take_the_case_draws_words() -> None:
         plain({"cls": logits}, {"cls": target}).total,
         weighted({"cls": logits}, {"cls": target}).total,
     )
+
+
+def test_the_folder_a_call_writes_is_output_dir_everywhere() -> None:
+    for fn in (evaluate, write_report, write_overlays, Predictor.predict, predict_distributed,
+               merge_parts, part_path):  # fmt: skip
+        parameters = inspect.signature(fn).parameters
+        assert "output_dir" in parameters and "out_dir" not in parameters, fn.__name__
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def test_out_dir_still_works_for_evaluate_write_report_and_overlays(
+    phantom_dataset: DatasetIndex, tmp_path: Path
+) -> None:
+    pred = tmp_path / "pred"  # the reference masks as predictions
+    pred.mkdir()
+    records = phantom_dataset.split("validation").records
+    for record in records:
+        (pred / f"{record.case_id}.nii.gz").write_bytes(record.mask.read_bytes())
+    options = {"split": "validation", "config": EvaluationConfig(n_bootstrap=20), "figures": False}
+    root = phantom_dataset.root
+    new = evaluate(pred, root, output_dir=tmp_path / "new", **options)
+    with _warns_renamed("out_dir", "output_dir") as record:
+        old = evaluate(pred, root, out_dir=tmp_path / "old", **options)
+    assert "evaluate(out_dir=...)" in str(record[0].message)
+    assert record[0].filename == __file__
+    assert old.summary == new.summary and _files(tmp_path / "old") == _files(tmp_path / "new")
+
+    write_report(new, output_dir=tmp_path / "written_new", figures=False)
+    with _warns_renamed("out_dir", "output_dir"):
+        write_report(new, out_dir=tmp_path / "written_old", figures=False)
+    assert _files(tmp_path / "written_old") == _files(tmp_path / "written_new") != {}
+
+    pytest.importorskip("matplotlib")
+    cases = [OverlayCase(r.case_id, r.images[0], r.mask) for r in records]
+    drawn = write_overlays(cases, output_dir=tmp_path / "overlays_new")
+    with _warns_renamed("out_dir", "output_dir"):
+        redrawn = write_overlays(cases, out_dir=tmp_path / "overlays_old")
+    assert [p.name for p in redrawn] == [p.name for p in drawn] and len(drawn) == len(cases) + 1

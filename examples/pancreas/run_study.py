@@ -63,7 +63,7 @@ def run_budget(data: Path, out: Path, minutes: float, *, workers: int = 2) -> di
     predictor = Predictor.from_run(out / "run")
     predictor.predict(index.split("validation").records, out / "predictions_validation")
     report = evaluate(out / "predictions_validation", index.root, config=SCORING,
-                      out_dir=out / "report_validation", split="validation")  # fmt: skip
+                      output_dir=out / "report_validation", split="validation")  # fmt: skip
     return {
         "mode": "cpu_budget",
         "budget_minutes": minutes,

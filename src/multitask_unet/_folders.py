@@ -19,7 +19,7 @@ def check_output_folder(path: str | os.PathLike[str], *, what: str = "") -> Path
 
     Args:
         path: The folder.
-        what: What the folder is called in the error, e.g. ``"the report folder out_dir"``.
+        what: What the folder is called in the error, e.g. ``"the report folder output_dir"``.
 
     Raises:
         ConfigError: ``path`` is a file, or lies below one.

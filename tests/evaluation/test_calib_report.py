@@ -50,7 +50,7 @@ def test_report_has_calibration_before_and_after(predictions, tmp_path):
     index, pred_dir, case_ids, labels, calibrated, raw = predictions
     write_predictions(pred_dir, case_ids, index.class_names, calibrated, raw)
     out = tmp_path / "report"
-    report = evaluate(pred_dir, index.root, out_dir=out, config=FAST)
+    report = evaluate(pred_dir, index.root, output_dir=out, config=FAST)
     summary = json.loads((out / "summary.json").read_text())
     order = np.argsort(case_ids)  # the report lists cases sorted by id
     for probs, suffix in ((calibrated, ""), (raw, "_uncalibrated")):

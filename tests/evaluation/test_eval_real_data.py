@@ -40,7 +40,7 @@ def test_real_validation_split(quiz_subset, tmp_path):
     shutil.copytree(quiz_subset / "validation", ref_root / "validation")
     config = EvaluationConfig(regions=PANCREAS_REGIONS, n_bootstrap=100)
     report = evaluate(
-        pred_dir, ref_root, out_dir=tmp_path / "report", split="validation", config=config
+        pred_dir, ref_root, output_dir=tmp_path / "report", split="validation", config=config
     )
     rows = {row["case_id"]: row for row in report.cases}
     assert set(rows) == {"quiz_2_074", "quiz_2_089", "quiz_2_364"}

@@ -85,10 +85,10 @@ def test_a_report_folder_that_is_a_file_is_refused_first(phantom_predictions, tm
     file = tmp_path / "report.txt"
     file.write_text("not a folder")
     name, sub = re.escape(str(file)), re.escape(str(file / "sub"))
-    with pytest.raises(ConfigError, match=rf"out_dir {name} is a file, not a folder; give a"):
-        evaluate(tmp_path / "missing", root, out_dir=file, config=FAST)  # before pred is read
+    with pytest.raises(ConfigError, match=rf"output_dir {name} is a file, not a folder; give a"):
+        evaluate(tmp_path / "missing", root, output_dir=file, config=FAST)  # before pred is read
     with pytest.raises(ConfigError, match=rf"{sub} cannot be created: {name} is a file"):
-        evaluate(pred, root, out_dir=file / "sub", config=FAST, figures=False)
+        evaluate(pred, root, output_dir=file / "sub", config=FAST, figures=False)
     assert file.read_text() == "not a folder"
 
 

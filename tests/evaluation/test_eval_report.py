@@ -34,7 +34,9 @@ def _f1(pred, ref):
 
 def test_report_files_and_values(study, tmp_path):
     out = tmp_path / "report"
-    report = evaluate(study.pred_dir, study.ref_root, out_dir=out, split="validation", config=FAST)
+    report = evaluate(
+        study.pred_dir, study.ref_root, output_dir=out, split="validation", config=FAST
+    )
     assert sorted(p.name for p in out.iterdir()) == [
         "cases.csv",
         "confusion_matrix.png",
@@ -84,7 +86,7 @@ def test_report_files_and_values(study, tmp_path):
 
 def test_cases_csv_rows(study, tmp_path):
     out = tmp_path / "report"
-    evaluate(study.pred_dir, study.ref_root, out_dir=out, config=FAST, figures=False)
+    evaluate(study.pred_dir, study.ref_root, output_dir=out, config=FAST, figures=False)
     assert not list(out.glob("*.png"))
     with (out / "cases.csv").open() as handle:
         rows = {row["case_id"]: row for row in csv.DictReader(handle)}
@@ -307,10 +309,10 @@ def test_missing_matplotlib_gives_a_clear_error_before_any_work(study, tmp_path,
 
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` fail
     with pytest.raises(MultitaskUNetError, match=r"pip install matplotlib.*--no-figures"):
-        evaluate(study.pred_dir, study.ref_root, out_dir=tmp_path / "r", config=FAST)
+        evaluate(study.pred_dir, study.ref_root, output_dir=tmp_path / "r", config=FAST)
     assert not (tmp_path / "r").exists()
     report = evaluate(
-        study.pred_dir, study.ref_root, out_dir=tmp_path / "r", config=FAST, figures=False
+        study.pred_dir, study.ref_root, output_dir=tmp_path / "r", config=FAST, figures=False
     )
     assert report.summary["cases"]["evaluated"] == 9
 

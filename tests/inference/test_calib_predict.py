@@ -77,7 +77,9 @@ def test_evaluation_reports_before_and_after(calibrated, phantom_dataset, tmp_pa
     out = tmp_path / "pred"
     Predictor.from_checkpoint(path, mirror_axes=()).predict(records, out, progress=False)
     report_dir = tmp_path / "report"
-    evaluate(out, phantom_dataset.root, out_dir=report_dir, config=EvaluationConfig(n_bootstrap=20))
+    evaluate(
+        out, phantom_dataset.root, output_dir=report_dir, config=EvaluationConfig(n_bootstrap=20)
+    )
     summary = json.loads((report_dir / "summary.json").read_text())
     for name in ("ece", "brier", "nll"):
         assert summary[name]["estimate"] is not None

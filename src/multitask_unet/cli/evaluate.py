@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     report = evaluate(
         args.pred,
         args.ref,
-        out_dir=args.output,
+        output_dir=args.output,
         split=args.split,
         layout=args.layout,
         config=config,

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from multitask_unet._deprecation import renamed_kwargs
 from multitask_unet.data.io import read_image, read_mask
 from multitask_unet.evaluation.figures import require_matplotlib, save_figure
 
@@ -98,10 +99,14 @@ def _draw(ax: Any, case: OverlayCase) -> None:
     ax.set_axis_off()
 
 
+@renamed_kwargs(out_dir="output_dir")
 def write_overlays(
-    cases: Sequence[OverlayCase], out_dir: str | os.PathLike[str], *, sheet_cases: int = 24
+    cases: Sequence[OverlayCase], output_dir: str | os.PathLike[str], *, sheet_cases: int = 24
 ) -> list[Path]:
     """Write ``OUT/CASE.png`` for every case and ``OUT/contact_sheet.png`` (see module docs).
+
+    ``output_dir`` (created) was called ``out_dir``; that name still works with a
+    ``FutureWarning``.
 
     Returns:
         The written files, the contact sheet last.
@@ -109,7 +114,7 @@ def write_overlays(
     require_matplotlib()
     from matplotlib.figure import Figure
 
-    out = Path(out_dir)
+    out = Path(output_dir)
     order = sorted(
         cases,
         key=lambda c: (c.score is None or math.isnan(c.score), c.score or 0.0, c.case_id),

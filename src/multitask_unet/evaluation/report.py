@@ -1,6 +1,6 @@
 """Evaluate a prediction folder against a reference dataset.
 
-:func:`evaluate` computes an :class:`EvaluationReport` and, given ``out_dir``, writes it with
+:func:`evaluate` computes an :class:`EvaluationReport` and, given ``output_dir``, writes it with
 :func:`~multitask_unet.evaluation.report_writer.write_report`: ``cases.csv`` (one row per
 case), ``summary.json`` (every metric as ``{"estimate", "low", "high", "confidence", "n",
 "n_resamples", "n_undefined"}``, percentile bootstrap over cases) and the figures.
@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from multitask_unet._deprecation import renamed_kwargs
 from multitask_unet._folders import check_output_folder
 from multitask_unet.data.records import CaseRecord
 from multitask_unet.errors import DataError, ShapeError
@@ -159,11 +160,12 @@ def summarize(
     return summary
 
 
+@renamed_kwargs(out_dir="output_dir")
 def evaluate(
     pred_dir: str | Path,
     ref_root: str | Path,
     *,
-    out_dir: str | Path | None = None,
+    output_dir: str | Path | None = None,
     split: str | None = None,
     layout: str = "auto",
     config: EvaluationConfig | None = None,
@@ -175,7 +177,8 @@ def evaluate(
     Args:
         pred_dir: Folder with ``CASE.nii.gz`` label maps and/or ``predictions.csv``.
         ref_root: Reference dataset, e.g. in the study layout (``SPLIT/subtypeK/CASE.nii.gz``).
-        out_dir: Report folder; None computes without writing.
+        output_dir: Report folder; None computes without writing (formerly ``out_dir``, which
+            still works with a ``FutureWarning``).
         split: Evaluate exactly this split of the reference: every case of it must have a
             prediction. None evaluates the predicted cases, which must all be in the reference.
         layout: Layout of ``ref_root`` (``"study"``, ``"nnunet"``, ``"manifest"``) or ``"auto"``.
@@ -187,19 +190,19 @@ def evaluate(
         The :class:`EvaluationReport`.
 
     Raises:
-        ConfigError: ``out_dir`` is a file or lies below one (refused before anything is
+        ConfigError: ``output_dir`` is a file or lies below one (refused before anything is
             read), or a region or label names a value the dataset does not have.
         DataError: ``pred_dir`` is missing, a file or empty, or does not fit the reference.
 
     Example:
-        >>> report = evaluate("runs/pred", "data/pancreas", out_dir="runs/report")  # doctest: +SKIP
+        >>> report = evaluate("runs/pred", "data/pancreas", output_dir="runs/report")  # doctest: +SKIP
         >>> report.summary["dice_foreground"]["estimate"]  # doctest: +SKIP
         0.89
     """
     config = config or EvaluationConfig()
     pred_dir = Path(pred_dir)
-    if out_dir is not None:
-        check_output_folder(out_dir, what="the report folder out_dir")
+    if output_dir is not None:
+        check_output_folder(output_dir, what="the report folder output_dir")
         if figures:
             from multitask_unet.evaluation.figures import require_matplotlib
 
@@ -271,10 +274,10 @@ def evaluate(
     report = EvaluationReport(rows, summary, names)
     if y_true is not None:
         report.y_true, report.scores, report.uncalibrated = y_true, scores, raw_scores
-    if out_dir is not None:
-        write_report(report, out_dir, figures=figures)
+    if output_dir is not None:
+        write_report(report, output_dir, figures=figures)
         if figures and seg_rows:
-            write_overlays(_overlay_cases(rows, reference, masks), Path(out_dir) / "overlays")
+            write_overlays(_overlay_cases(rows, reference, masks), Path(output_dir) / "overlays")
     return report
 
 

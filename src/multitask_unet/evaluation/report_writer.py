@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from multitask_unet._atomic import write_text_atomic
+from multitask_unet._deprecation import renamed_kwargs
 
 if TYPE_CHECKING:
     from multitask_unet.evaluation.report import EvaluationReport
@@ -55,27 +56,32 @@ __all__ = ["format_interval", "format_summary", "headline_metrics", "write_repor
 CLASSIFICATION_HEADLINE = ("auc_ovr_macro", "macro_f1", "balanced_accuracy")
 
 
-def write_report(report: EvaluationReport, out_dir: str | Path, *, figures: bool = True) -> None:
-    """Write ``cases.csv``, ``summary.json`` and (optionally) the figures, each atomically."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out_dir / "cases.csv", _cases_csv(report.cases))
+@renamed_kwargs(out_dir="output_dir")
+def write_report(report: EvaluationReport, output_dir: str | Path, *, figures: bool = True) -> None:
+    """Write ``cases.csv``, ``summary.json`` and (optionally) the figures, each atomically.
+
+    ``output_dir`` (created) was called ``out_dir``; that name still works with a
+    ``FutureWarning``.
+    """
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / "cases.csv", _cases_csv(report.cases))
     text = json.dumps(_json_safe(report.summary), indent=2, allow_nan=False)
-    write_text_atomic(out_dir / "summary.json", text + "\n")
+    write_text_atomic(out / "summary.json", text + "\n")
     if not figures:
         return
     from multitask_unet.evaluation import figures as fig
 
     if report.y_true.size:
         fig.plot_roc_curves(
-            report.y_true, report.scores, report.class_names, out_dir / "roc_curves.png"
+            report.y_true, report.scores, report.class_names, out / "roc_curves.png"
         )
         matrix = np.asarray(report.summary["confusion_matrix"]["counts"])
-        fig.plot_confusion_matrix(matrix, report.class_names, out_dir / "confusion_matrix.png")
+        fig.plot_confusion_matrix(matrix, report.class_names, out / "confusion_matrix.png")
         versions = {"as written": report.scores}
         if report.uncalibrated is not None:
             versions = {"uncalibrated": report.uncalibrated, "calibrated": report.scores}
-        fig.plot_reliability_diagram(report.y_true, versions, out_dir / "reliability_diagram.png")
+        fig.plot_reliability_diagram(report.y_true, versions, out / "reliability_diagram.png")
     names = list(dict.fromkeys(k for row in report.cases for k in row))
 
     def columns(prefix: str) -> dict[str, np.ndarray]:
@@ -86,16 +92,16 @@ def write_report(report: EvaluationReport, out_dir: str | Path, *, figures: bool
         }
 
     if dice := columns("dice_"):
-        fig.plot_dice_distribution(dice, out_dir / "dice_distribution.png")
+        fig.plot_dice_distribution(dice, out / "dice_distribution.png")
     if nsd := columns("nsd_"):
-        fig.plot_distribution(nsd, out_dir / "nsd_distribution.png", ylabel="NSD",
+        fig.plot_distribution(nsd, out / "nsd_distribution.png", ylabel="NSD",
                               title="Normalised surface Dice per case", ylim=(-0.02, 1.02))  # fmt: skip
     if hd95 := columns("hd95_"):
-        fig.plot_distribution(hd95, out_dir / "hd95_distribution.png", ylabel="HD95 (mm)",
+        fig.plot_distribution(hd95, out / "hd95_distribution.png", ylabel="HD95 (mm)",
                               title="95th-percentile Hausdorff distance per case")  # fmt: skip
     regions = [k.removeprefix("ref_volume_ml_") for k in names if k.startswith("ref_volume_ml_")]
     if regions:
-        fig.plot_dice_against_volume(report.cases, regions, out_dir / "dice_vs_volume.png")
+        fig.plot_dice_against_volume(report.cases, regions, out / "dice_vs_volume.png")
 
 
 def headline_metrics(summary: Mapping[str, Any]) -> list[str]:

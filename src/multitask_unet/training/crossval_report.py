@@ -55,7 +55,7 @@ def summarize_folds(
     by_id = {r.case_id: r for r in index.records}
     held = {k: splits[k]["val"] for k in finished}
     raw = evaluate(run_dir / OOF, index.root, config=evaluation, figures=False,
-                   out_dir=run_dir / "report_validation")  # fmt: skip
+                   output_dir=run_dir / "report_validation")  # fmt: skip
     summary["raw"] = _scores(raw.cases, held)
     summary["raw_classification"] = {
         k: v for k, v in raw.summary.items() if k.startswith(("auc", "macro", "accuracy"))
@@ -75,7 +75,7 @@ def summarize_folds(
     }
     _write_postprocessed(run_dir, held, crossfit, search)
     post = evaluate(run_dir / POST, index.root, config=evaluation, figures=False,
-                    out_dir=run_dir / "report_validation_postprocessed")  # fmt: skip
+                    output_dir=run_dir / "report_validation_postprocessed")  # fmt: skip
     summary["postprocessed"] = _scores(post.cases, held)
     summary["postprocessing"] = {
         "chosen_on_every_case": _choice(everything),
