@@ -30,6 +30,7 @@ from multitask_unet.evaluation.classification import (
     roc_auc_ovr,
     roc_curve,
 )
+from multitask_unet.evaluation.comparison import compare_reports
 from multitask_unet.evaluation.config import PANCREAS_REGIONS, EvaluationConfig, Region
 from multitask_unet.evaluation.report import EvaluationReport, evaluate, summarize
 from multitask_unet.evaluation.report_writer import format_interval, format_summary, write_report
@@ -51,6 +52,7 @@ __all__ = [
     "bootstrap_ci",
     "bootstrap_many",
     "bootstrap_mean",
+    "compare_reports",
     "confusion_matrix",
     "dice",
     "evaluate",

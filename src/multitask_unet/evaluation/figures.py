@@ -27,6 +27,7 @@ from multitask_unet.evaluation.calibration_metrics import reliability_bins
 from multitask_unet.evaluation.classification import roc_auc_ovr, roc_curve
 
 __all__ = [
+    "plot_comparison",
     "plot_confusion_matrix",
     "plot_dice_against_volume",
     "plot_dice_distribution",
@@ -212,6 +213,56 @@ def plot_reliability_diagram(
     top.set_title(f"Reliability, top label ({n_bins} equal-width bins, n = {np.size(y_true)})")
     top.legend(loc="upper left", fontsize="small")
     bottom.set(xlabel="confidence (largest probability)", ylabel="cases")
+    save_figure(fig, path)
+
+
+def plot_comparison(
+    table: Mapping[str, Mapping[str, Mapping[str, Any] | None]],
+    metrics: Mapping[str, str],
+    path: str | os.PathLike[str],
+    *,
+    title: str = "",
+) -> None:
+    """Several reports side by side: one panel per metric, one bar per report with its interval.
+
+    Args:
+        table: Report name -> summary key -> summary entry (``estimate``, ``low``, ``high``), or
+            None where the report lacks the metric (drawn as ``n/a``).
+        metrics: Summary key -> panel title, in panel order.
+        path: PNG file to write (atomically).
+        title: Title above the panels.
+    """
+    require_matplotlib()
+    from matplotlib.figure import Figure
+
+    names = list(table)
+    fig = Figure(figsize=(2.4 * len(metrics) + 1.0, 0.35 * len(names) + 1.6), dpi=100,
+                 layout="constrained")  # fmt: skip
+    axes = fig.subplots(1, len(metrics), sharey=True, squeeze=False)[0]
+    for ax, (key, label) in zip(axes, metrics.items()):
+        values = []
+        for row, name in enumerate(names):
+            entry = table[name].get(key) or {}
+            value = entry.get("estimate")
+            if value is None or np.isnan(value):
+                ax.text(0.02, row, "n/a", va="center", fontsize=8, color="0.4",
+                        transform=ax.get_yaxis_transform())  # fmt: skip
+                continue
+            low, high = entry.get("low"), entry.get("high")
+            err = None
+            if low is not None and high is not None:
+                err = [[max(value - low, 0.0)], [max(high - value, 0.0)]]
+                values += [low, high]
+            ax.barh(row, value, xerr=err, color=f"C{row % 10}", capsize=2)
+            values.append(value)
+        if values and min(values) >= 0.0 and max(values) <= 1.0:
+            ax.set_xlim(0, 1)  # scores in [0, 1] (Dice, AUC, F1) share one scale
+        ax.set_title(label, fontsize=9)
+        ax.grid(axis="x", alpha=0.3)
+    axes[0].set_yticks(range(len(names)), names, fontsize=8)
+    axes[0].set_ylim(len(names) - 0.5, -0.5)  # the first report on top
+    if title:
+        fig.suptitle(title, fontsize=10)
     save_figure(fig, path)
 
 
