@@ -59,16 +59,7 @@ def class_weights(
         tensor([0.8453, 1.4641])
     """
     values = _counts(counts, "weight")
-    if class_weights in ("balanced", "inverse"):
-        raw = 1.0 / values
-    elif class_weights == "inverse_sqrt":
-        raw = values.rsqrt()
-    elif class_weights == "none":
-        raw = torch.ones_like(values)
-    else:
-        raise ConfigError(
-            f"class_weights must be 'balanced', 'inverse_sqrt' or 'none', got {class_weights!r}"
-        )
+    raw = _soften(1.0 / values, "balanced" if class_weights == "inverse" else class_weights)
     return (raw * values.sum() / (raw * values).sum()).float()
 
 
@@ -107,18 +98,20 @@ def pos_weights(
         raise ConfigError(
             f"one-vs-rest pos_weight needs the counts of at least 2 classes, got {counts!r}"
         )
-    ratio = (values.sum() - values) / values
+    return _soften((values.sum() - values) / values, class_weights).float()
+
+
+def _soften(ratio: torch.Tensor, class_weights: str) -> torch.Tensor:
+    """``balanced``: ``ratio``; ``inverse_sqrt``: its square root; ``none``: ones."""
     if class_weights == "balanced":
-        raw = ratio
-    elif class_weights == "inverse_sqrt":
-        raw = ratio.sqrt()
-    elif class_weights == "none":
-        raw = torch.ones_like(values)
-    else:
-        raise ConfigError(
-            f"class_weights must be 'balanced', 'inverse_sqrt' or 'none', got {class_weights!r}"
-        )
-    return raw.float()
+        return ratio
+    if class_weights == "inverse_sqrt":
+        return ratio.sqrt()
+    if class_weights == "none":
+        return torch.ones_like(ratio)
+    raise ConfigError(
+        f"class_weights must be 'balanced', 'inverse_sqrt' or 'none', got {class_weights!r}"
+    )
 
 
 def _counts(counts: Sequence[int] | torch.Tensor, what: str) -> torch.Tensor:
