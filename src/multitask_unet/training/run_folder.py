@@ -7,22 +7,15 @@ with; :func:`finished_run` is what :func:`~multitask_unet.training.train` return
 asked to resume a run that has already trained all its epochs.
 
 Example:
-    >>> import tempfile
-    >>> from multitask_unet.data.phantoms import write_phantom_dataset
-    >>> from multitask_unet.training import TrainConfig, train
-    >>> root = write_phantom_dataset(tempfile.mkdtemp(), n_train=3, n_validation=1, n_test=0,
-    ...                              shape=(16, 16, 16)).root
-    >>> config = TrainConfig.from_dict({"model": {"preset": "tiny_plain"},
-    ...     "optimization": {"epochs": 1, "iterations_per_epoch": 1},
-    ...     "data": {"batch_size": 1, "patch_size": [16, 16, 16]}, "runtime": {"progress": False}})
-    >>> run = tempfile.mkdtemp()
-    >>> _ = train(root, run, config, workers=1, intensity_samples=1000,
-    ...           verbose=False)  # doctest: +ELLIPSIS
-    epoch 1/1  ...
-    >>> run_checkpoint(run).name  # the run validated: the epoch with the best score
-    'best.pt'
-    >>> train(root, run, config, resume=True, verbose=False).epochs  # finished: returns at once
-    1
+    >>> import pathlib, tempfile
+    >>> run = pathlib.Path(tempfile.mkdtemp())
+    >>> (run / "checkpoints").mkdir()
+    >>> (run / "checkpoints" / "last.pt").touch()  # a run trained without validation
+    >>> run_checkpoint(run).name
+    'last.pt'
+    >>> (run / "checkpoints" / "best.pt").touch()  # ... and one that validated
+    >>> run_checkpoint(run).name, run_checkpoint(run, prefer="last").name
+    ('best.pt', 'last.pt')
 """
 
 from __future__ import annotations
