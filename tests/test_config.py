@@ -120,3 +120,31 @@ def test_a_plan_without_labels_is_refused_not_given_the_studys() -> None:
     with pytest.raises(ConfigError, match="PreprocessingConfig needs 'labels'"):
         PreprocessingConfig.from_dict(plan)
     assert PreprocessingConfig.from_dict({**plan, "labels": [0, 1, 2, 3]}).labels == (0, 1, 2, 3)
+
+
+def test_merged_changes_only_the_nested_keys_it_names() -> None:
+    merged = SCENE.merged({"shapes": {"a": {"size": [9]}, "c": {"name": "ball"}}, "note": "x"})
+    assert merged.shapes == {"a": Box((9,)), "b": Ball(0.5), "c": Ball()}
+    assert (merged.main, merged.spacing, merged.note) == (SCENE.main, SCENE.spacing, "x")
+    assert SCENE.shapes["a"] == Box((2, 3, 4))  # the original is unchanged
+    assert SCENE.merged({}) == SCENE
+
+
+def test_merged_with_another_name_replaces_the_component() -> None:
+    # the ball's radius would be no option of a box: the box starts from its defaults
+    assert SCENE.merged({"main": {"name": "box", "size": [2]}}).main == Box((2,))
+    assert SCENE.merged({"main": {"name": "ball", "radius": 3.0}}).main == Ball(3.0)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"main": {"size": [1]}}, "Ball has no option 'size'"),
+        ({"spacing": [1, 2]}, "must have 3 items"),
+        ({"main": {"name": "cube"}}, "Unknown shape 'cube'"),
+        ([("note", "x")], r"Scene\.merged takes a mapping"),
+    ],
+)
+def test_merged_checks_like_from_dict(overrides, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        SCENE.merged(overrides)
