@@ -11,8 +11,9 @@ For each variant (four classification heads x two imbalance strategies) the grid
 3. evaluates ``validation/`` (the split with ground truth) with
    :func:`multitask_unet.evaluation.evaluate`;
 
-then :func:`report.write_comparison` writes ``OUT/report/study_report.md`` and ``.png``.
-Every step is skipped when its output exists, so an interrupted grid continues where it stopped.
+then :func:`multitask_unet.evaluation.compare_reports` writes ``OUT/report/study_report.md``,
+``.json`` and ``.png``. Every step is skipped when its output exists (a finished training run
+returns at once), so an interrupted grid continues where it stopped.
 
 Example:
     >>> from grid import variants
@@ -22,22 +23,20 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 import os
+import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from report import write_comparison
-
 from multitask_unet.data.phantoms import write_phantom_dataset
 from multitask_unet.data.readers import DatasetIndex, read_dataset
 from multitask_unet.errors import ConfigError
-from multitask_unet.evaluation import PANCREAS_REGIONS, EvaluationConfig, evaluate
+from multitask_unet.evaluation import PANCREAS_REGIONS, EvaluationConfig, compare_reports, evaluate
 from multitask_unet.inference import Predictor
-from multitask_unet.training import TrainConfig, prepare_plan, train
+from multitask_unet.training import TrainConfig, prepare_plan, run_checkpoint, train
 
-__all__ = ["SMOKE", "run_grid", "run_smoke", "variant_config", "variants"]
+__all__ = ["SMOKE", "run_grid", "run_smoke", "study_metrics", "variants"]
 
 HERE = Path(__file__).parent
 CONFIGS = HERE / "configs"
@@ -68,71 +67,11 @@ def variants(config_dir: str | os.PathLike[str] = CONFIGS) -> dict[str, Path]:
     return found
 
 
-def _merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in overrides.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
-def variant_config(
-    path: str | os.PathLike[str],
-    index: DatasetIndex,
-    *,
-    overrides: Mapping[str, Any] | None = None,
-) -> TrainConfig:
-    """Load a variant's config; weight one-vs-rest positives when it uses weighted losses.
-
-    A ``bce_ovr`` term without ``pos_weight`` in a variant that draws cases uniformly
-    (``data.class_weights: none``, the weighted-loss strategy) gets ``pos_weight_k = negatives_k /
-    positives_k`` from the training split: the binary counterpart of weighted cross-entropy.
-
-    Args:
-        path: The YAML file.
-        index: The dataset (its training split gives the class counts).
-        overrides: Nested keys replacing the file's (e.g. :data:`SMOKE`, or
-            ``{"runtime": {"device": "cpu"}}``).
-    """
-    config = TrainConfig.load(path)
-    if overrides:
-        config = TrainConfig.from_dict(_merge(config.to_dict(), overrides))
-    loss = config.optimization.loss
-    terms = dict(loss.terms) if loss is not None else {}
-    term = terms.get("cls")
-    if (
-        term is not None
-        and term.loss == "bce_ovr"
-        and "pos_weight" not in term.options
-        and config.data.class_weights == "none"
-    ):
-        labels = [r.label for r in index.split("train") if r.label is not None]
-        counts = [labels.count(k) for k in range(len(index.class_names))]
-        if min(counts) == 0:
-            raise ConfigError(f"{path}: a subtype has no training case (counts {counts})")
-        pos_weight = [(len(labels) - n) / n for n in counts]
-        terms["cls"] = dataclasses.replace(term, options={**term.options, "pos_weight": pos_weight})
-        loss = dataclasses.replace(loss, terms=terms)
-        config = config.replace(optimization={"loss": loss})
-    return config
-
-
-def _shared_plan(
-    index: DatasetIndex, config: TrainConfig, out: Path, *, workers: int, intensity_samples: int
-) -> Path:
-    path = out / "plan.json"
-    if not path.is_file():
-        plan = prepare_plan(index, config, workers=workers, intensity_samples=intensity_samples)
-        out.mkdir(parents=True, exist_ok=True)
-        plan.save(path)
-    return path
-
-
-def _best_checkpoint(run: Path) -> Path:
-    best = run / "checkpoints" / "best.pt"
-    return best if best.is_file() else run / "checkpoints" / "last.pt"
+def study_metrics(class_names: Sequence[str]) -> dict[str, str]:
+    """The compared metrics (summary key -> column): the study's Dice, AUC per subtype, F1."""
+    metrics = {"dice_whole_pancreas": "whole-pancreas Dice", "dice_lesion": "lesion Dice"}
+    metrics |= {f"auc_ovr_{name}": f"AUC {name} vs rest" for name in class_names}
+    return metrics | {"macro_f1": "macro-F1"}
 
 
 def run_variant(
@@ -150,51 +89,26 @@ def run_variant(
     training augmentation mirrored (the checkpoint records them)."""
     folder = out / name
     run = folder / "run"
-    run.mkdir(parents=True, exist_ok=True)
-    if not (run / "plan.json").is_file():
-        (run / "plan.json").write_text(plan_path.read_text(encoding="utf-8"), encoding="utf-8")
-    done = run / "checkpoints" / "last.pt"
-    finished = False
-    if done.is_file() and (run / "metrics.csv").is_file():
-        with (run / "metrics.csv").open() as fh:
-            finished = sum(1 for _ in fh) - 1 >= config.optimization.epochs
-    if not finished:
-        print(f"[{name}] training {config.model.preset} + {config.model.head}")
-        train(
-            index,
-            run,
-            config,
-            resume=done.is_file(),
-            cache_dir=out / "preprocessed",
-            workers=workers,
-            verbose=False,
-        )
+    if not (run / "plan.json").is_file():  # every variant trains with the shared plan
+        run.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(plan_path, run / "plan.json")
+    print(f"[{name}] {config.model.preset} + {config.model.head}")
+    resume = (run / "checkpoints" / "last.pt").is_file()
+    train(index, run, config, resume=resume, cache_dir=out / "preprocessed", workers=workers,
+          verbose=False)  # fmt: skip
     options = {} if mirror_axes is None else {"mirror_axes": tuple(mirror_axes)}
     predictor = Predictor.from_checkpoint(
-        _best_checkpoint(run), device=_device(config.runtime.device), **options
+        run_checkpoint(run), device=config.runtime.device, **options
     )
     for split in ("validation", "test"):
         if split in index.splits:
-            records = list(index.split(split).records)
+            records = index.split(split).records
             predictor.predict(records, folder / f"predictions_{split}", progress=False)
     report = folder / "report_validation"
     if not (report / "summary.json").is_file():
-        evaluate(
-            folder / "predictions_validation",
-            index.root,
-            out_dir=report,
-            split="validation",
-            config=EvaluationConfig(regions=PANCREAS_REGIONS),
-        )
+        evaluate(folder / "predictions_validation", index.root, output_dir=report,
+                 split="validation", config=EvaluationConfig(regions=PANCREAS_REGIONS))  # fmt: skip
     return report
-
-
-def _device(device: str) -> str:
-    if device == "auto":
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
 
 
 def run_grid(
@@ -217,14 +131,14 @@ def run_grid(
             and ``report/``.
         only: Variant names to run (default: every ``configs/study_*.yaml``).
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
-        overrides: Nested config keys applied to every variant.
+        overrides: Nested config keys applied to every variant (``TrainConfig.merged``).
         workers: Processes for planning and preprocessing.
         intensity_samples: Foreground voxels for the CT percentiles (nnU-Net: 1e8).
         mirror_axes: Test-time mirroring of the predictor (``()`` turns it off); default: the
             axes the training augmentation mirrored.
 
     Returns:
-        A summary: per variant the headline metrics, plus the report's paths.
+        A summary: per variant the compared metrics, plus the report's path.
     """
     out = Path(out)
     index = data if isinstance(data, DatasetIndex) else read_dataset(data)
@@ -233,18 +147,27 @@ def run_grid(
     unknown = sorted(set(names) - set(found))
     if unknown:
         raise ConfigError(f"unknown variant(s) {unknown}; choose from {', '.join(found)}")
-    overrides = _merge({"runtime": {"device": device}}, overrides or {})
-    configs = {n: variant_config(found[n], index, overrides=overrides) for n in names}
-    plan_path = _shared_plan(
-        index, configs[names[0]], out, workers=workers, intensity_samples=intensity_samples
-    )
+    device_only = {"runtime": {"device": device}}  # then the caller's overrides
+    configs = {n: TrainConfig.load(found[n]).merged(device_only).merged(overrides or {})
+               for n in names}  # fmt: skip
+    plan_path = out / "plan.json"
+    if not plan_path.is_file():
+        plan = prepare_plan(index, configs[names[0]], workers=workers,
+                            intensity_samples=intensity_samples)  # fmt: skip
+        plan.save(plan_path)
     reports = {
         n: run_variant(
             index, n, c, out, plan_path=plan_path, workers=workers, mirror_axes=mirror_axes
         )
         for n, c in configs.items()
     }
-    table = write_comparison(reports, out / "report", class_names=index.class_names)
+    table = compare_reports(
+        reports,
+        study_metrics(index.class_names),
+        output_dir=out / "report",
+        name="study_report",
+        title="Pancreas study: variants compared on validation/",
+    )
     return {"mode": "grid", "variants": table, "report": str(out / "report" / "study_report.md")}
 
 
@@ -257,12 +180,5 @@ def run_smoke(out: str | os.PathLike[str], *, only: Sequence[str] | None = None)
         if (data / "dataset.json").is_file()
         else write_phantom_dataset(data, **SMOKE_PHANTOMS)
     )
-    return run_grid(
-        index,
-        out / "grid",
-        only=only,
-        device="cpu",
-        overrides=SMOKE,
-        workers=1,
-        intensity_samples=10**4,
-    )
+    return run_grid(index, out / "grid", only=only, device="cpu", overrides=SMOKE, workers=1,
+                    intensity_samples=10**4)  # fmt: skip

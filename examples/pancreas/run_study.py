@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:  # the grid and report modules beside this script
+if str(HERE) not in sys.path:  # the grid module beside this script
     sys.path.insert(0, str(HERE))
 
 from multitask_unet.data.readers import read_dataset  # noqa: E402
