@@ -199,6 +199,47 @@ def header_claims_more_voxels(index: DatasetIndex, case: CaseRecord | None = Non
     return _edit_nifti_header((case or first_case(index)).mask, edit)
 
 
+def _edit_both_headers(
+    index: DatasetIndex, case: CaseRecord | None, edit: Callable[[bytearray], None]
+) -> Path:
+    """The same header edit in the mask and the image (so that they still share one grid)."""
+    record = case or first_case(index)
+    _edit_nifti_header(record.mask, edit)
+    return _edit_nifti_header(record.images[0], edit)
+
+
+def no_orientation(index: DatasetIndex, case: CaseRecord | None = None) -> Path:
+    """qform_code = sform_code = 0: nibabel reads LAS about the centre, ITK LPS at 0."""
+
+    def edit(raw: bytearray) -> None:
+        raw[252:256] = struct.pack("<hh", 0, 0)
+
+    return _edit_both_headers(index, case, edit)
+
+
+def qform_sform_disagree(index: DatasetIndex, case: CaseRecord | None = None) -> Path:
+    """An 'aligned' sform (code 2) and a qform 25 mm away: ITK reads the qform."""
+
+    def edit(raw: bytearray) -> None:
+        qoffset_x = struct.unpack("<f", raw[268:272])[0]
+        raw[268:272] = struct.pack("<f", qoffset_x + 25.0)
+        raw[254:256] = struct.pack("<h", 2)
+
+    return _edit_both_headers(index, case, edit)
+
+
+def negative_pixdim(index: DatasetIndex, case: CaseRecord | None = None) -> Path:
+    """pixdim[1] < 0 under a qform (no sform): nibabel reads |pixdim|, ITK a flipped axis."""
+
+    def edit(raw: bytearray) -> None:
+        pixdim = list(struct.unpack("<8f", raw[76:108]))
+        pixdim[1] = -pixdim[1]
+        raw[76:108] = struct.pack("<8f", *pixdim)
+        raw[254:256] = struct.pack("<h", 0)
+
+    return _edit_both_headers(index, case, edit)
+
+
 def mask_linked_outside(index: DatasetIndex, case: CaseRecord | None = None) -> Path:
     """The mask replaced by a link to a file outside the dataset folder."""
     path = (case or first_case(index)).mask
@@ -240,6 +281,9 @@ DEFECTS: list[tuple[Callable[..., Path], str, str]] = [
     (zero_spacing_header, "error", "which nibabel would read as 1 mm"),
     (header_claims_more_voxels, "error", "the header claims shape (2048, 2048, 2048)"),
     (mask_linked_outside, "warning", "outside the dataset"),
+    (no_orientation, "warning", "holds no orientation (qform_code and sform_code are 0)"),
+    (qform_sform_disagree, "warning", "qform and sform disagree (by up to 25 mm"),
+    (negative_pixdim, "warning", "axis 0 is negative"),
 ]
 
 

@@ -91,3 +91,46 @@ def test_a_gzip_of_several_members_is_counted_and_read(tmp_path: Path) -> None:
     path = tmp_path / "members.nii.gz"
     path.write_bytes(gzip.compress(raw[:500]) + gzip.compress(raw[500:]))
     np.testing.assert_array_equal(read_image(path).array, data)
+
+
+def _sitk_affine(path: Path) -> np.ndarray:
+    """The RAS+ affine SimpleITK (ITK-SNAP, nnU-Net's default reader) gives the file."""
+    from multitask_unet.data.io import _read_sitk
+
+    return _read_sitk(path)[1]
+
+
+@pytest.mark.parametrize(
+    ("edit", "words"),
+    [
+        ({"qform_code": 0, "sform_code": 0}, "holds no orientation"),
+        ({"sform_code": 2, "qoffset_x": 25.0}, "qform and sform disagree"),
+        ({"sform_code": 0, "pixdim": (1.0, -1.0, 1.0, 2.0, 1, 1, 1, 1)}, "axis 0 is negative"),
+    ],
+    ids=["no_orientation", "qform_sform_disagree", "negative_pixdim"],
+)
+def test_a_header_itk_reads_differently_is_read_as_nibabel_does_with_a_warning(
+    tmp_path: Path, edit: dict, words: str
+) -> None:
+    from multitask_unet.data.canonical import read_canonical_case
+    from multitask_unet.data.records import CaseRecord
+    from multitask_unet.errors import DataWarning
+
+    path = _nii(tmp_path, "ct_0000.nii")
+    if "qoffset_x" in edit:
+        raw = bytearray(path.read_bytes())
+        raw[268:272] = struct.pack("<f", edit.pop("qoffset_x"))
+        path.write_bytes(bytes(raw))
+    _edit_header(path, **edit)
+    volume = read_image(path)
+    assert not np.allclose(volume.affine, _sitk_affine(path), atol=1e-3)  # readers disagree
+    assert len(volume.notes) == 1 and words in volume.notes[0][0]
+    with pytest.warns(DataWarning, match=rf"{re.escape(str(path))} \(case c\): .*{words}"):
+        case = read_canonical_case(CaseRecord("c", (path,)))
+    np.testing.assert_array_equal(case.original_affine, volume.affine)
+
+
+def test_a_header_every_reader_reads_alike_has_no_note(tmp_path: Path) -> None:
+    path = _nii(tmp_path)
+    assert np.allclose(read_image(path).affine, _sitk_affine(path), atol=1e-4)
+    assert read_image(path).notes == ()

@@ -51,7 +51,9 @@ class CanonicalCase:
 def read_canonical_case(record: CaseRecord, *, orientation: str = "LPS") -> CanonicalCase:
     """Read ``record``'s channels and mask and reorient them to ``orientation``.
 
-    NaN/Inf image voxels are replaced, with a warning (:func:`fill_nonfinite`).
+    NaN/Inf image voxels are replaced, with a warning (:func:`fill_nonfinite`); a header that
+    ITK-based tools read differently (:attr:`Volume.notes`) is read as nibabel does, with a
+    :class:`~multitask_unet.errors.DataWarning` naming the file.
 
     Raises:
         DataError: A file is unreadable, not 3D, or does not share the first channel's grid.
@@ -61,6 +63,7 @@ def read_canonical_case(record: CaseRecord, *, orientation: str = "LPS") -> Cano
     volumes = [read_image(path) for path in record.images]
     first = volumes[0]
     for volume in volumes:
+        _warn_notes(volume, record.case_id)
         _check_grid(volume.array.shape, volume.affine, first, volume.path, record.case_id)
     stacked = np.stack([np.asarray(v.array, dtype=np.float32) for v in volumes])
     if any(np.issubdtype(v.array.dtype, np.floating) for v in volumes):  # integers are finite
@@ -69,6 +72,7 @@ def read_canonical_case(record: CaseRecord, *, orientation: str = "LPS") -> Cano
     seg = None
     if record.mask is not None:
         mask = read_mask(record.mask)
+        _warn_notes(mask, record.case_id)
         _check_grid(mask.array.shape, mask.affine, first, mask.path, record.case_id)
         seg, _ = to_canonical(mask.array, mask.affine, orientation=orientation)
     return CanonicalCase(
@@ -113,6 +117,12 @@ def fill_nonfinite(image: np.ndarray, paths: Sequence[Path], case_id: str) -> No
             DataWarning,
             stacklevel=3,
         )
+
+
+def _warn_notes(volume: Volume, case_id: str) -> None:
+    for what, fix in volume.notes:
+        message = f"{volume.path} (case {case_id}): {what}; {fix}"
+        warnings.warn(message, DataWarning, stacklevel=3)
 
 
 def _check_grid(

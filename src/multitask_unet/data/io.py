@@ -24,7 +24,12 @@ from pathlib import Path
 import numpy as np
 
 from multitask_unet._atomic import atomic_path
-from multitask_unet.data.nifti_checks import check_nifti_size, checked_nifti_affine
+from multitask_unet.data.nifti_checks import (
+    GeometryNote,
+    check_nifti_size,
+    checked_nifti_affine,
+    geometry_notes,
+)
 from multitask_unet.errors import DataError
 
 __all__ = [
@@ -54,11 +59,15 @@ class Volume:
             (scaled NIfTI data becomes float64).
         affine: ``(4, 4)`` voxel-index -> RAS+ millimetre transform.
         path: The file or DICOM folder it was read from, if any.
+        notes: ``(what, fix)`` for each way other readers (ITK) would place the voxels
+            elsewhere, e.g. a NIfTI header without orientation (see
+            :func:`~multitask_unet.data.nifti_checks.geometry_notes`); callers warn about them.
     """
 
     array: np.ndarray
     affine: np.ndarray
     path: Path | None = None
+    notes: tuple[GeometryNote, ...] = ()
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -183,11 +192,12 @@ def read_image(path: str | Path) -> Volume:
                 f"{path} is corrupt or truncated ({type(exc).__name__}: {exc}); "
                 "re-export or re-download the file"
             ) from exc
+        notes = geometry_notes(path, img)
     else:
-        array, affine = _read_sitk(path)
+        (array, affine), notes = _read_sitk(path), ()
     while array.ndim > 3 and array.shape[-1] == 1:
         array = array[..., 0]
-    return Volume(np.asarray(array), affine, path)
+    return Volume(np.asarray(array), affine, path, notes)
 
 
 def round_labels(array: np.ndarray, *, tolerance: float = 1e-3) -> tuple[np.ndarray, float]:
@@ -231,7 +241,7 @@ def read_mask(path: str | Path, *, tolerance: float = 1e-3) -> Volume:
         labels, _ = round_labels(vol.array, tolerance=tolerance)
     except DataError as exc:
         raise DataError(f"{path}: {exc}") from None
-    return Volume(labels, vol.affine, vol.path)
+    return Volume(labels, vol.affine, vol.path, vol.notes)
 
 
 def write_image(

@@ -10,6 +10,17 @@ that names the file and the fix:
 - **A header larger than its file**: a shape whose voxels the file cannot hold is refused before
   any array is allocated. For ``.nii.gz`` under 4 GiB the gzip trailer gives the uncompressed
   size; otherwise, or when it disagrees, the stream is decompressed in chunks to count its bytes.
+
+Headers that readers interpret differently are readable, but :func:`geometry_notes` describes
+them, so that callers can warn: ITK-based tools (SimpleITK, ITK-SNAP, nnU-Net's default reader)
+would place the voxels elsewhere than nibabel and this library do, and a prediction written for
+such a file would not overlay it there.
+
+- **No orientation** (``qform_code`` and ``sform_code`` 0): nibabel reads the axes as LAS with
+  the origin at the volume's centre, ITK as LPS with the origin at 0.
+- **qform and sform disagree**: nibabel uses the sform, ITK the qform unless ``sform_code`` is 1.
+- **A negative spacing in pixdim** (qform only): nibabel reads its absolute value, ITK flips
+  the axis.
 """
 
 from __future__ import annotations
@@ -25,7 +36,12 @@ import numpy as np
 
 from multitask_unet.errors import DataError
 
-__all__ = ["check_nifti_size", "checked_nifti_affine"]
+__all__ = ["GeometryNote", "check_nifti_size", "checked_nifti_affine", "geometry_notes"]
+
+#: ``(what is wrong, the fix)``: a header that readers interpret differently.
+GeometryNote = tuple[str, str]
+
+_ITK = "ITK-based tools (SimpleITK, ITK-SNAP, nnU-Net's default reader)"
 
 
 def checked_nifti_affine(path: Path, img) -> np.ndarray:  # img: nibabel.Nifti1Image
@@ -48,6 +64,55 @@ def checked_nifti_affine(path: Path, img) -> np.ndarray:  # img: nibabel.Nifti1I
             "the true spacing and save the file again"
         )
     return affine.copy()
+
+
+def geometry_notes(path: Path, img) -> tuple[GeometryNote, ...]:  # img: nibabel.Nifti1Image
+    """Where nibabel and ITK-based readers disagree about ``img``'s geometry (module docstring).
+
+    Returns:
+        ``(what, fix)`` pairs, empty for a header that every reader reads alike.
+    """
+    header = img.header
+    qcode, scode = int(header["qform_code"]), int(header["sform_code"])
+    if qcode == 0 and scode == 0:
+        what = (
+            "the header holds no orientation (qform_code and sform_code are 0): nibabel and this "
+            f"library read its axes as LAS with the origin at the centre, {_ITK} as LPS with the "
+            "origin at 0, so a prediction written for it is flipped and shifted against it in "
+            "one of them"
+        )
+        fix = "set the scanner geometry in the qform and sform and save the file again"
+        return ((what, fix),)
+    notes: list[GeometryNote] = []
+    if qcode > 0 and scode > 0:
+        qform, sform = header.get_qform(), header.get_sform()
+        step = float(np.linalg.norm(sform[:3, :3], axis=0).min())
+        gap = float(np.abs(qform - sform)[:3].max())
+        if not gap <= 1e-3 * step:
+            what = (
+                f"the qform and sform disagree (by up to {gap:.3g} mm; voxels of {step:.3g} mm): "
+                f"nibabel and this library use the sform, {_ITK} the qform unless sform_code is "
+                f"1 (it is {scode})"
+            )
+            fix = (
+                "set both to the true geometry (e.g. img.set_qform(img.get_sform())) and save "
+                "the file again"
+            )
+            notes.append((what, fix))
+    if scode == 0:  # the qform uses pixdim, which nibabel made positive on loading
+        pixdim = [round(float(v), 6) for v in _header_as_stored(path, img)["pixdim"][1:4]]
+        negative = [axis for axis, v in enumerate(pixdim) if v < 0]
+        if negative:
+            what = (
+                f"the header's voxel spacing (pixdim) is {tuple(pixdim)}: axis {negative[0]} is "
+                "negative, which nibabel and this library read as its absolute value and "
+                f"{_ITK} as a flipped axis"
+            )
+            fix = (
+                "store positive pixdim and the axis directions in the qform and save the file again"
+            )
+            notes.append((what, fix))
+    return tuple(notes)
 
 
 def _header_as_stored(path: Path, img):  # -> nibabel header

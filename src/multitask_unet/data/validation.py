@@ -7,7 +7,8 @@ warnings describe what the pipeline will do about a harmless oddity (e.g. mask v
 
 Checked per case: missing image or mask; unreadable or truncated files, headers that claim more
 voxels than their file holds or a spacing of 0 (:mod:`~multitask_unet.data.nifti_checks`);
-links to files outside the dataset folder (a warning); 2D and 4D volumes; NaN or Inf
+links to files outside the dataset folder and NIfTI headers that ITK-based tools read differently
+(warnings); 2D and 4D volumes; NaN or Inf
 intensities; image/mask (and channel/channel) shape, spacing, origin and direction
 mismatches beyond ``geometry_tolerance``; non-integer mask values (rounded within
 ``label_tolerance``, an error beyond it); mask values outside the declared labels; masks
@@ -132,6 +133,8 @@ def _check_case(
         except DataError as exc:
             error(f"unreadable {what}: {exc}", "re-export the file (e.g. as .nii.gz)", path)
             return None
+        for note, fix in vol.notes:
+            issues.append(Issue("warning", f"{what}: {note}", fix, file=path, case_id=cid))
         return vol if _dimensions_ok(vol, what, error) else None
 
     n_files = 0
