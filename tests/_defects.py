@@ -133,6 +133,13 @@ def undeclared_label(index: DatasetIndex, case: CaseRecord | None = None) -> Pat
     return _rewrite(path, array=array)
 
 
+def negative_label(index: DatasetIndex, case: CaseRecord | None = None) -> Path:
+    path = (case or first_case(index)).mask
+    array = read_image(path).array.astype(np.int16)
+    array[0, 0, 0] = -1  # an 'ignore' value of another tool
+    return _rewrite(path, array=array)
+
+
 def duplicate_case_id(index: DatasetIndex, case: CaseRecord | None = None) -> Path:
     record = case or first_case(index, label=0)
     target = record.images[0].parent.parent / "subtype1"
@@ -272,6 +279,7 @@ DEFECTS: list[tuple[Callable[..., Path], str, str]] = [
     (nearly_integer_labels, "warning", "rounded to integers"),
     (non_integer_labels, "error", "non-integer values such as 1.5"),
     (undeclared_label, "error", "mask values [7] are not declared"),
+    (negative_label, "error", "mask holds negative values [-1]"),
     (duplicate_case_id, "error", "appears 2 times"),
     (label_contradicts_folder, "error", "gives subtype 2 but the case is in train/subtype0"),
     (empty_split, "error", "split folder 'holdout' has no cases"),

@@ -122,6 +122,26 @@ def test_read_mask_returns_integers_and_names_the_file(tmp_path: Path):
         read_mask(bad)
 
 
+@pytest.mark.parametrize("dtype", [np.int16, np.float32])
+def test_a_negative_label_is_refused_where_training_and_prediction_read_masks(
+    tmp_path: Path, dtype
+):
+    """-1 (another tool's 'ignore') would reach the loss as a class index."""
+    from multitask_unet.data.canonical import read_canonical_case
+    from multitask_unet.data.records import CaseRecord
+
+    affine = spacing_affine((1, 1, 1))
+    image = write_image(tmp_path / "c_0000.nii.gz", np.zeros((3, 3, 3), np.int16), affine)
+    labels = np.zeros((3, 3, 3), dtype)
+    labels[0, 0, 0] = -1
+    mask = write_image(tmp_path / "c.nii.gz", labels, affine)
+    words = r"c\.nii\.gz: label map holds negative values such as -1"
+    with pytest.raises(DataError, match=words):
+        read_mask(mask)
+    with pytest.raises(DataError, match=words):
+        read_canonical_case(CaseRecord("c", (image,), mask))
+
+
 def test_missing_corrupt_and_truncated_files_raise_data_error(tmp_path: Path):
     with pytest.raises(DataError, match="does not exist"):
         read_image(tmp_path / "nope.nii.gz")

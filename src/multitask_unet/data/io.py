@@ -235,12 +235,22 @@ def round_labels(array: np.ndarray, *, tolerance: float = 1e-3) -> tuple[np.ndar
 
 
 def read_mask(path: str | Path, *, tolerance: float = 1e-3) -> Volume:
-    """Read a label map and return it with integer voxels (see :func:`round_labels`)."""
+    """Read a label map and return it with integer voxels (see :func:`round_labels`).
+
+    Raises:
+        DataError: A value is not an integer (beyond ``tolerance``) or is negative; the message
+            names the file.
+    """
     vol = read_image(path)
     try:
         labels, _ = round_labels(vol.array, tolerance=tolerance)
     except DataError as exc:
         raise DataError(f"{path}: {exc}") from None
+    if labels.size and labels.min() < 0:
+        raise DataError(
+            f"{path}: label map holds negative values such as {int(labels.min())}; labels are "
+            "0 (background), 1, 2, ...: remap them and save the mask again"
+        )
     return Volume(labels, vol.affine, vol.path, vol.notes)
 
 

@@ -252,7 +252,12 @@ def _check_labels(
     else:
         out = []
         values = _values(array)
-    unknown = sorted(set(values) - label_values) if label_values else []  # none declared
+    negative = [v for v in values if v < 0]
+    if negative:
+        fix = "remap them to 0 (background) or to labels 1, 2, ... and save the mask again"
+        out.append(issue("error", f"mask holds negative values {negative}", fix))
+    declared = label_values | set(negative)  # negatives are reported above
+    unknown = sorted(set(values) - declared) if label_values else []  # none declared
     if unknown:
         fix = "remap these values or declare them in dataset.json labels (label_names=...)"
         message = f"mask values {unknown} are not declared labels {sorted(label_values)}"
