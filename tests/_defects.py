@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import json
 import shutil
 import struct
 from collections.abc import Callable
@@ -137,6 +138,24 @@ def negative_label(index: DatasetIndex, case: CaseRecord | None = None) -> Path:
     path = (case or first_case(index)).mask
     array = read_image(path).array.astype(np.int16)
     array[0, 0, 0] = -1  # an 'ignore' value of another tool
+    return _rewrite(path, array=array)
+
+
+def label_gap_declared(index: DatasetIndex, case: CaseRecord | None = None) -> Path:
+    """dataset.json declares a label 5 after 0, 1, 2: a head of 6 outputs, 2 never trained."""
+    path = index.root / "dataset.json"
+    declared = json.loads(path.read_text())
+    declared["labels"]["extra"] = 5
+    path.write_text(json.dumps(declared))
+    return path
+
+
+def mask_255_undeclared(index: DatasetIndex, case: CaseRecord | None = None) -> Path:
+    """No dataset.json, and a mask storing its foreground as 255 (a common binary export)."""
+    (index.root / "dataset.json").unlink()
+    path = (case or first_case(index)).mask
+    array = read_image(path).array.copy()
+    array[array > 0] = 255
     return _rewrite(path, array=array)
 
 
@@ -280,6 +299,8 @@ DEFECTS: list[tuple[Callable[..., Path], str, str]] = [
     (non_integer_labels, "error", "non-integer values such as 1.5"),
     (undeclared_label, "error", "mask values [7] are not declared"),
     (negative_label, "error", "mask holds negative values [-1]"),
+    (label_gap_declared, "error", "the declared labels are [0, 1, 2, 5]: the segmentation head"),
+    (mask_255_undeclared, "error", "the masks hold labels [0, 1, 2, 255] (no dataset.json"),
     (duplicate_case_id, "error", "appears 2 times"),
     (label_contradicts_folder, "error", "gives subtype 2 but the case is in train/subtype0"),
     (empty_split, "error", "split folder 'holdout' has no cases"),
@@ -298,4 +319,5 @@ DEFECTS: list[tuple[Callable[..., Path], str, str]] = [
 #: The defects of one case each (several can damage one dataset, in different cases).
 CASE_DEFECTS = [d for d in DEFECTS if d[0] not in (
     duplicate_case_id, empty_split, empty_subtype_folder, subtype_without_training_cases,
+    label_gap_declared, mask_255_undeclared,
 )]  # fmt: skip

@@ -13,7 +13,8 @@ intensities; image/mask (and channel/channel) shape, spacing, origin and directi
 mismatches beyond ``geometry_tolerance``; non-integer mask values (rounded within
 ``label_tolerance``, an error beyond it); mask values outside the declared labels; masks
 without foreground. Checked per dataset: duplicate case ids, empty splits and subtype folders,
-labels contradicting their folder, subtypes without training cases.
+labels contradicting their folder, subtypes without training cases, segmentation labels (declared,
+else found in the masks) not numbered 0, 1, 2, ... without gaps (nnU-Net's rule).
 
 Example:
     >>> from multitask_unet.data.phantoms import write_phantom_dataset
@@ -85,7 +86,7 @@ def validate_dataset(
 
     root = Path(index.root).resolve()
 
-    def check(record: CaseRecord) -> tuple[list[Issue], int]:
+    def check(record: CaseRecord) -> tuple[list[Issue], int, list[int]]:
         return _check_case(record, label_values, label_tolerance, geometry_tolerance, root)
 
     n_workers = max(1, workers if workers is not None else min(4, os.cpu_count() or 1))
@@ -95,14 +96,17 @@ def validate_dataset(
         with ThreadPoolExecutor(n_workers) as pool:
             results = list(pool.map(check, index.records))
     issues = list(index.issues)
-    for case_issues, _ in results:
+    found: dict[int, Path] = {}  # mask value -> a mask holding it
+    for record, (case_issues, _, values) in zip(index.records, results):
         issues.extend(case_issues)
+        found.update((v, record.mask) for v in values if v not in found)  # type: ignore[misc]
     issues.extend(_check_index(index))
+    issues.extend(_check_numbering(index, found))
     return ValidationReport(
         tuple(issues),
         root=index.root,
         n_cases=len(index),
-        n_files=sum(n for _, n in results),
+        n_files=sum(n for _, n, _ in results),
         seconds=time.perf_counter() - start,
     )
 
@@ -113,7 +117,8 @@ def _check_case(
     label_tol: float,
     geometry_tol: float,
     root: Path,
-) -> tuple[list[Issue], int]:
+) -> tuple[list[Issue], int, list[int]]:
+    """The case's issues, how many files were opened and the values found in its mask."""
     issues: list[Issue] = []
     cid = record.case_id
 
@@ -138,6 +143,7 @@ def _check_case(
         return vol if _dimensions_ok(vol, what, error) else None
 
     n_files = 0
+    values: list[int] = []
     reference: Volume | None = None
     if not record.images:
         fix = "list at least one image channel for the case"
@@ -168,8 +174,9 @@ def _check_case(
         if mask is not None:
             if reference is not None:
                 issues.extend(_geometry(reference, mask, "mask", _GRID_FIX, geometry_tol, cid))
-            issues.extend(_check_labels(mask, label_values, label_tol, cid))
-    return issues, n_files
+            label_issues, values = _check_labels(mask, label_values, label_tol, cid)
+            issues.extend(label_issues)
+    return issues, n_files, values
 
 
 def _dimensions_ok(vol: Volume, what: str, error) -> bool:
@@ -220,7 +227,7 @@ def _geometry(
 
 def _check_labels(
     mask: Volume, label_values: frozenset[int], tol: float, case_id: str
-) -> list[Issue]:
+) -> tuple[list[Issue], list[int]]:
     array = mask.array
 
     def issue(severity: str, message: str, fix: str) -> Issue:
@@ -230,7 +237,7 @@ def _check_labels(
         finite = np.isfinite(array)
         if not finite.all():
             fix = "store integer labels 0, 1, 2, ..."
-            return [issue("error", f"{int((~finite).sum())} mask voxel(s) are NaN or Inf", fix)]
+            return [issue("error", f"{int((~finite).sum())} mask voxel(s) are NaN or Inf", fix)], []
         rounded = np.rint(array)
         distance = np.abs(array - rounded)
         deviation = float(distance.max()) if array.size else 0.0
@@ -241,7 +248,7 @@ def _check_labels(
                 f"mask holds non-integer values such as {example!r} (up to {deviation:.3g} from "
                 f"an integer; tolerance {tol:g})"
             )
-            return [issue("error", message, fix)]
+            return [issue("error", message, fix)], []
         out = []
         if deviation > 0:
             example = float(array[distance > 0].flat[0])
@@ -265,7 +272,32 @@ def _check_labels(
     if not any(v != 0 for v in values):
         fix = "check it is the right file; an all-background mask only teaches background"
         out.append(issue("warning", "mask has no foreground (all voxels are 0)", fix))
-    return out
+    return out, values
+
+
+def _check_numbering(index: DatasetIndex, found: Mapping[int, Path]) -> list[Issue]:
+    """Labels are numbered 0, 1, ..., N as nnU-Net requires: value V means V + 1 outputs."""
+    declared = index.labels_declared
+    values = sorted(set(index.label_names.values()) if declared else (v for v in found if v >= 0))
+    if not values or values == list(range(len(values))):
+        return []
+    renumber = ", ".join(f"{v} -> {k}" for k, v in enumerate(values) if k != v)
+    head = (
+        f"the segmentation head has one output per value up to {values[-1]} "
+        f"({values[-1] + 1} outputs, {values[-1] + 1 - len(values)} never trained); number the "
+        "labels 0, 1, 2, ... without gaps, as nnU-Net requires"
+    )
+    if declared:
+        json_path = Path(index.root) / "dataset.json"
+        file = json_path if json_path.is_file() else Path(index.root)
+        fix = f"renumber them ({renumber}) in dataset.json and in the masks"
+        return [Issue("error", f"the declared labels are {values}: {head}", fix, file=file)]
+    fix = (
+        f"remap the masks ({renumber}), or declare every label 0..N in a dataset.json "
+        "(labels) when some appear in no mask"
+    )
+    message = f"the masks hold labels {values} (no dataset.json declares them): {head}"
+    return [Issue("error", message, fix, file=found[values[-1]])]
 
 
 def _values(array: np.ndarray) -> list[int]:
