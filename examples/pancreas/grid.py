@@ -98,7 +98,7 @@ def run_variant(
           verbose=False)  # fmt: skip
     options = {} if mirror_axes is None else {"mirror_axes": tuple(mirror_axes)}
     predictor = Predictor.from_checkpoint(
-        run_checkpoint(run), device=config.runtime.device, **options
+        run_checkpoint(run, prefer="best"), device=config.runtime.device, **options
     )
     for split in ("validation", "test"):
         if split in index.splits:

@@ -20,8 +20,8 @@ def _touch(run: Path, *names: str) -> None:
 
 def test_the_best_checkpoint_when_the_run_validated(tmp_path: Path) -> None:
     _touch(tmp_path, "last.pt", "best.pt")
-    assert run_checkpoint(tmp_path) == tmp_path / "checkpoints" / "best.pt"
-    assert run_checkpoint(tmp_path, prefer="last") == tmp_path / "checkpoints" / "last.pt"
+    assert run_checkpoint(tmp_path, prefer="best") == tmp_path / "checkpoints" / "best.pt"
+    assert run_checkpoint(tmp_path) == tmp_path / "checkpoints" / "last.pt"  # as predict --model
 
 
 def test_the_last_checkpoint_without_validation(tmp_path: Path) -> None:
@@ -52,7 +52,7 @@ def test_a_finished_run_reads_its_result(trained: TrainResult) -> None:
     assert done is not None
     assert (done.epochs, done.best_score) == (1, trained.best_score)
     assert done.metrics == pytest.approx(trained.metrics)
-    assert run_checkpoint(trained.run_dir).name == "best.pt"
+    assert run_checkpoint(trained.run_dir, prefer="best").name == "best.pt"
 
 
 def test_a_run_with_epochs_left_or_none_is_not_finished(

@@ -3,7 +3,8 @@
 A run folder (``multitask-unet train DATA -o RUN``) keeps ``checkpoints/last.pt`` (after every
 epoch, with the state to resume) and, when the run validates, ``checkpoints/best.pt`` (the
 epoch with the best validation score). :func:`run_checkpoint` is the checkpoint to predict
-with; :func:`finished_run` is what :func:`~multitask_unet.training.train` returns at once when
+with: the last epoch's by default, as ``predict --model RUN`` and nnU-Net (``checkpoint_final``)
+predict, or the best validated one; :func:`finished_run` is what :func:`~multitask_unet.training.train` returns at once when
 asked to resume a run that has already trained all its epochs.
 
 Example:
@@ -11,11 +12,11 @@ Example:
     >>> run = pathlib.Path(tempfile.mkdtemp())
     >>> (run / "checkpoints").mkdir()
     >>> (run / "checkpoints" / "last.pt").touch()  # a run trained without validation
-    >>> run_checkpoint(run).name
+    >>> run_checkpoint(run, prefer="best").name
     'last.pt'
     >>> (run / "checkpoints" / "best.pt").touch()  # ... and one that validated
-    >>> run_checkpoint(run).name, run_checkpoint(run, prefer="last").name
-    ('best.pt', 'last.pt')
+    >>> run_checkpoint(run).name, run_checkpoint(run, prefer="best").name
+    ('last.pt', 'best.pt')
 """
 
 from __future__ import annotations
@@ -37,15 +38,15 @@ __all__ = ["finished_run", "run_checkpoint"]
 
 
 def run_checkpoint(
-    run_dir: str | os.PathLike[str], *, prefer: Literal["best", "last"] = "best"
+    run_dir: str | os.PathLike[str], *, prefer: Literal["best", "last"] = "last"
 ) -> Path:
     """The checkpoint of a training run to predict with.
 
     Args:
         run_dir: ``RUN`` of ``multitask-unet train DATA -o RUN``.
-        prefer: ``"best"``: ``checkpoints/best.pt`` (the epoch with the best validation
-            score) when the run validated, else ``checkpoints/last.pt``; ``"last"``: the last
-            epoch's.
+        prefer: ``"last"`` (the default, the final weights, as ``predict --model RUN``
+            uses): ``checkpoints/last.pt``; ``"best"``: ``checkpoints/best.pt`` (the epoch with
+            the best validation score) when the run validated, else ``last.pt``.
 
     Raises:
         ConfigError: ``prefer`` is neither word, or the run has no ``checkpoints/last.pt``
