@@ -19,7 +19,7 @@ from multitask_unet.data.orientation import to_canonical, voxel_spacing
 from multitask_unet.data.records import CaseRecord
 from multitask_unet.errors import DataError, DataWarning
 
-__all__ = ["CanonicalCase", "fill_nonfinite", "read_canonical_case"]
+__all__ = ["CanonicalCase", "fill_nonfinite", "grid_differences", "read_canonical_case"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -64,7 +64,7 @@ def read_canonical_case(record: CaseRecord, *, orientation: str = "LPS") -> Cano
     first = volumes[0]
     for volume in volumes:
         _warn_notes(volume, record.case_id)
-        _check_grid(volume.array.shape, volume.affine, first, volume.path, record.case_id)
+        _check_grid(volume, first, record.case_id)
     stacked = np.stack([np.asarray(v.array, dtype=np.float32) for v in volumes])
     if any(np.issubdtype(v.array.dtype, np.floating) for v in volumes):  # integers are finite
         fill_nonfinite(stacked, record.images, record.case_id)
@@ -73,7 +73,7 @@ def read_canonical_case(record: CaseRecord, *, orientation: str = "LPS") -> Cano
     if record.mask is not None:
         mask = read_mask(record.mask)
         _warn_notes(mask, record.case_id)
-        _check_grid(mask.array.shape, mask.affine, first, mask.path, record.case_id)
+        _check_grid(mask, first, record.case_id)
         seg, _ = to_canonical(mask.array, mask.affine, orientation=orientation)
     return CanonicalCase(
         case_id=record.case_id,
@@ -125,14 +125,53 @@ def _warn_notes(volume: Volume, case_id: str) -> None:
         warnings.warn(message, DataWarning, stacklevel=3)
 
 
-def _check_grid(
-    shape: tuple[int, ...], affine: np.ndarray, first: Volume, path: Path | None, case_id: str
-) -> None:
-    if len(shape) != 3:
-        raise DataError(f"{path}: expected a 3D volume, got shape {tuple(shape)} (case {case_id})")
-    if tuple(shape) != tuple(first.array.shape) or not np.allclose(affine, first.affine, atol=1e-3):
-        raise DataError(
-            f"{path} (case {case_id}) is not on the grid of {first.path}: shape {tuple(shape)} "
-            f"vs {tuple(first.array.shape)}, spacing/origin/direction must match too; resample "
-            "it onto the image grid"
+def grid_differences(reference: Volume, volume: Volume, tolerance: float = 1e-3) -> list[str]:
+    """How ``volume``'s voxel grid differs from ``reference``'s (the image's), one phrase each.
+
+    Args:
+        reference: The case's first image channel.
+        volume: Another channel or the mask.
+        tolerance: Relative tolerance on spacing, on origin (in voxels) and on direction cosines.
+
+    Returns:
+        E.g. ``["origin (10.4, 20, -30) differs from the image's (10, 20, -30) (0.5 voxels)"]``;
+        empty when the grids match.
+    """
+    if volume.shape != reference.shape:
+        return [f"shape {volume.shape} differs from the image's {reference.shape}"]
+    out = []
+    ref_spacing, spacing = np.asarray(reference.spacing), np.asarray(volume.spacing)
+    if np.max(np.abs(spacing - ref_spacing) / ref_spacing) > tolerance:
+        out.append(f"spacing {_fmt(spacing)} differs from the image's {_fmt(ref_spacing)}")
+    shift = np.abs(np.asarray(volume.origin) - np.asarray(reference.origin)) / ref_spacing.min()
+    if np.max(shift) > tolerance:
+        out.append(
+            f"origin {_fmt(volume.origin)} differs from the image's {_fmt(reference.origin)} "
+            f"({np.max(shift):.3g} voxels)"
         )
+    if np.max(np.abs(volume.direction - reference.direction)) > tolerance:
+        out.append(
+            f"direction {_fmt(volume.direction.ravel())} differs from the image's "
+            f"{_fmt(reference.direction.ravel())} (axes flipped or rotated)"
+        )
+    return out
+
+
+def _check_grid(volume: Volume, first: Volume, case_id: str) -> None:
+    shape = volume.shape
+    if len(shape) != 3 or min(shape) == 1:
+        kind = "2D" if len(shape) < 3 or min(shape[:3]) == 1 else f"{len(shape)}D"
+        raise DataError(
+            f"{volume.path} (case {case_id}) is {kind} (shape {shape}); 3D volumes with several "
+            "voxels along every axis are needed: provide the full volume, one channel per file"
+        )
+    differences = grid_differences(first, volume)
+    if differences:
+        raise DataError(
+            f"{volume.path} (case {case_id}) is not on the grid of {first.path}: "
+            f"{'; '.join(differences)}; resample it onto the image grid"
+        )
+
+
+def _fmt(values) -> str:
+    return "(" + ", ".join(f"{float(v):.4g}" for v in np.asarray(values).ravel()) + ")"

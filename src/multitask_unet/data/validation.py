@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from multitask_unet.data.canonical import grid_differences
 from multitask_unet.data.io import Volume, read_image
 from multitask_unet.data.readers import DatasetIndex, read_dataset
 from multitask_unet.data.readers.labels import CaseLabels, LabelsSource
@@ -198,31 +199,10 @@ def _dimensions_ok(vol: Volume, what: str, error) -> bool:
 def _geometry(
     ref: Volume, vol: Volume, what: str, fix: str, tol: float, case_id: str
 ) -> list[Issue]:
-    def issue(message: str) -> Issue:
-        return Issue("error", f"{what} {message}", fix, file=vol.path, case_id=case_id)
-
-    if vol.shape != ref.shape:
-        return [issue(f"shape {vol.shape} differs from the image's {ref.shape}")]
-    out = []
-    ref_spacing, spacing = np.asarray(ref.spacing), np.asarray(vol.spacing)
-    if np.max(np.abs(spacing - ref_spacing) / ref_spacing) > tol:
-        out.append(issue(f"spacing {_fmt(spacing)} differs from the image's {_fmt(ref_spacing)}"))
-    shift = np.abs(np.asarray(vol.origin) - np.asarray(ref.origin)) / ref_spacing.min()
-    if np.max(shift) > tol:
-        out.append(
-            issue(
-                f"origin {_fmt(vol.origin)} differs from the image's {_fmt(ref.origin)} "
-                f"({np.max(shift):.3g} voxels)"
-            )
-        )
-    if np.max(np.abs(vol.direction - ref.direction)) > tol:
-        out.append(
-            issue(
-                f"direction {_fmt(vol.direction.ravel())} differs from the image's "
-                f"{_fmt(ref.direction.ravel())} (axes flipped or rotated)"
-            )
-        )
-    return out
+    return [
+        Issue("error", f"{what} {difference}", fix, file=vol.path, case_id=case_id)
+        for difference in grid_differences(ref, vol, tol)
+    ]
 
 
 def _check_labels(
@@ -373,7 +353,3 @@ def _first_file(record: CaseRecord) -> Path:
 def _case_issue(severity: str, message: str, fix: str, record: CaseRecord) -> Issue:
     file = _first_file(record)
     return Issue(severity, message, fix, file=file, case_id=record.case_id)  # type: ignore[arg-type]
-
-
-def _fmt(values) -> str:
-    return "(" + ", ".join(f"{float(v):.4g}" for v in np.asarray(values).ravel()) + ")"
