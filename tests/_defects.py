@@ -113,6 +113,12 @@ def inf_intensity(index: DatasetIndex, case: CaseRecord | None = None) -> Path:
     return _rewrite(path, array=array)
 
 
+def constant_image(index: DatasetIndex, case: CaseRecord | None = None) -> Path:
+    """A blank export: every voxel -1024."""
+    path = (case or first_case(index)).images[0]
+    return _rewrite(path, array=np.full(read_image(path).shape, -1024, np.int16))
+
+
 def nearly_integer_labels(index: DatasetIndex, case: CaseRecord | None = None) -> Path:
     path = (case or first_case(index)).mask
     array = read_image(path).array.astype(np.float32)
@@ -295,6 +301,7 @@ DEFECTS: list[tuple[Callable[..., Path], str, str]] = [
     (image_4d, "error", "is 4D"),
     (nan_intensity, "error", "NaN or Inf"),
     (inf_intensity, "error", "NaN or Inf"),
+    (constant_image, "warning", "image channel 0 is constant (every voxel is -1024)"),
     (nearly_integer_labels, "warning", "rounded to integers"),
     (non_integer_labels, "error", "non-integer values such as 1.5"),
     (undeclared_label, "error", "mask values [7] are not declared"),

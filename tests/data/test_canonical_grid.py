@@ -67,3 +67,12 @@ def test_preprocessing_accepts_exactly_what_validation_accepts(tmp_path: Path, m
         read = False
         assert re.search(r"origin .* differs", str(exc))
     assert read == report.ok, str(report)
+
+
+def test_a_constant_image_is_read_with_a_warning_naming_it(tmp_path: Path) -> None:
+    from multitask_unet.errors import DataWarning
+
+    path = write_image(tmp_path / "blank_0000.nii.gz", np.zeros((6, 7, 8), np.int16),
+                       spacing_affine(_SPACING))  # fmt: skip
+    with pytest.warns(DataWarning, match=rf"{re.escape(str(path))} \(case b\): every voxel is 0"):
+        read_canonical_case(CaseRecord("b", (path,), split="predict"))

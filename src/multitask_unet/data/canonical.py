@@ -19,7 +19,13 @@ from multitask_unet.data.orientation import to_canonical, voxel_spacing
 from multitask_unet.data.records import CaseRecord
 from multitask_unet.errors import DataError, DataWarning
 
-__all__ = ["CanonicalCase", "fill_nonfinite", "grid_differences", "read_canonical_case"]
+__all__ = [
+    "CanonicalCase",
+    "constant_value",
+    "fill_nonfinite",
+    "grid_differences",
+    "read_canonical_case",
+]
 
 
 @dataclass(frozen=True, eq=False)
@@ -51,7 +57,8 @@ class CanonicalCase:
 def read_canonical_case(record: CaseRecord, *, orientation: str = "LPS") -> CanonicalCase:
     """Read ``record``'s channels and mask and reorient them to ``orientation``.
 
-    NaN/Inf image voxels are replaced, with a warning (:func:`fill_nonfinite`); a header that
+    NaN/Inf image voxels are replaced, with a warning (:func:`fill_nonfinite`); a constant
+    channel (:func:`constant_value`) is read with a warning too; a header that
     ITK-based tools read differently (:attr:`Volume.notes`) is read as nibabel does, with a
     :class:`~multitask_unet.errors.DataWarning` naming the file.
 
@@ -68,6 +75,15 @@ def read_canonical_case(record: CaseRecord, *, orientation: str = "LPS") -> Cano
     stacked = np.stack([np.asarray(v.array, dtype=np.float32) for v in volumes])
     if any(np.issubdtype(v.array.dtype, np.floating) for v in volumes):  # integers are finite
         fill_nonfinite(stacked, record.images, record.case_id)
+    for channel, path in zip(stacked, record.images):
+        value = constant_value(channel)
+        if value is not None:
+            warnings.warn(
+                f"{path} (case {record.case_id}): every voxel is {value:g}, so the image holds "
+                "nothing to segment or classify; check it is the right file (a failed export?)",
+                DataWarning,
+                stacklevel=2,
+            )
     image, affine = to_canonical(stacked, first.affine, orientation=orientation)
     seg = None
     if record.mask is not None:
@@ -83,6 +99,14 @@ def read_canonical_case(record: CaseRecord, *, orientation: str = "LPS") -> Cano
         original_affine=first.affine.copy(),
         original_shape=tuple(int(s) for s in first.array.shape),  # type: ignore[arg-type]
     )
+
+
+def constant_value(array: np.ndarray) -> float | None:
+    """The value of every voxel when ``array`` is constant (a blank export), else ``None``."""
+    if array.size == 0:
+        return None
+    low, high = np.min(array), np.max(array)
+    return float(low) if low == high else None
 
 
 def fill_nonfinite(image: np.ndarray, paths: Sequence[Path], case_id: str) -> None:

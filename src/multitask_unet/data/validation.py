@@ -7,14 +7,14 @@ warnings describe what the pipeline will do about a harmless oddity (e.g. mask v
 
 Checked per case: missing image or mask; unreadable or truncated files, headers that claim more
 voxels than their file holds or a spacing of 0 (:mod:`~multitask_unet.data.nifti_checks`);
-links to files outside the dataset folder and NIfTI headers that ITK-based tools read differently
-(warnings); 2D and 4D volumes; NaN or Inf
-intensities; image/mask (and channel/channel) shape, spacing, origin and direction
-mismatches beyond ``geometry_tolerance``; non-integer mask values (rounded within
-``label_tolerance``, an error beyond it); mask values outside the declared labels; masks
-without foreground. Checked per dataset: duplicate case ids, empty splits and subtype folders,
-labels contradicting their folder, subtypes without training cases, segmentation labels (declared,
-else found in the masks) not numbered 0, 1, 2, ... without gaps (nnU-Net's rule).
+2D and 4D volumes; NaN or Inf intensities; image/mask (and channel/channel) shape, spacing,
+origin and direction mismatches beyond ``geometry_tolerance``; non-integer mask values (rounded
+within ``label_tolerance``, an error beyond it); negative mask values; mask values outside the
+declared labels. Warnings: links to files outside the dataset folder, NIfTI headers that
+ITK-based tools read differently, constant images, masks without foreground. Checked per
+dataset: duplicate case ids, empty splits and subtype folders, labels contradicting their
+folder, subtypes without training cases, segmentation labels (declared, else found in the
+masks) not numbered 0, 1, 2, ... without gaps (nnU-Net's rule).
 
 Example:
     >>> from multitask_unet.data.phantoms import write_phantom_dataset
@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from multitask_unet.data.canonical import grid_differences
+from multitask_unet.data.canonical import constant_value, grid_differences
 from multitask_unet.data.io import Volume, read_image
 from multitask_unet.data.readers import DatasetIndex, read_dataset
 from multitask_unet.data.readers.labels import CaseLabels, LabelsSource
@@ -163,6 +163,10 @@ def _check_case(
             if bad:
                 fix = "replace them (e.g. by the minimum intensity) before training"
                 error(f"{bad} voxel(s) are NaN or Inf", fix, path)
+        if (value := constant_value(vol.array)) is not None:
+            fix = "check it is the right file (a failed export?); training learns nothing from it"
+            message = f"image channel {channel} is constant (every voxel is {value:g})"
+            issues.append(Issue("warning", message, fix, file=path, case_id=cid))
         if reference is None:
             reference = vol
         else:
