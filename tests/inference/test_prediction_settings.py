@@ -63,6 +63,29 @@ def test_another_checkpoint_is_refused_and_overwrite_predicts_again(
     assert again.predicted == () and len(again.skipped) == 1
 
 
+def test_overwrite_refuses_to_leave_another_models_cases_beside_the_new_ones(
+    phantom_root: Path, tiny_checkpoint: Path, tiny_plan, checkpoint_factory, tmp_path: Path
+) -> None:
+    images = sorted((phantom_root / "test").glob("*_0000.nii.gz"))[:2]
+    out = tmp_path / "pred"
+    Predictor.from_checkpoint(tiny_checkpoint, mirror_axes=()).predict(images, out, progress=False)
+    other = Predictor.from_checkpoint(
+        checkpoint_factory(tmp_path / "other.pt", tiny_plan, seed=1), mirror_axes=()
+    )
+    before = _mtimes(out)
+    kept = images[1].name.removesuffix("_0000.nii.gz")
+    with pytest.raises(
+        ConfigError, match=rf"label maps of 1 case\(s\) that this run does not predict \({kept}\)"
+    ):
+        other.predict(images[0], out, overwrite=True, progress=False)
+    assert _mtimes(out) == before  # refused before anything is written
+    run = other.predict(images, out, overwrite=True, progress=False)  # every case: accepted
+    assert len(run.predicted) == 2
+    same = Predictor.from_checkpoint(tiny_checkpoint, mirror_axes=())
+    (out / SETTINGS_NAME).unlink()  # no record: nothing to compare, nothing refused
+    assert len(same.predict(images[0], out, overwrite=True, progress=False).predicted) == 1
+
+
 @pytest.mark.parametrize(
     ("options", "expected"),
     [

@@ -276,7 +276,13 @@ def predict_distributed(
     names, calibrated = predictor.class_names, predictor.calibrated
     records = case_records(inputs, predictor.model.config.in_channels)
     out = output_folder(output_dir)
-    settings = claim_folder(out, predictor, overwrite=overwrite, write=ranks.is_main)
+    settings = claim_folder(
+        out,
+        predictor,
+        overwrite=overwrite,
+        case_ids=[r.case_id for r in records],
+        write=ranks.is_main,
+    )
     if ranks.is_main and head:  # rows of an interrupted run
         merge_parts(out, names, uncalibrated=calibrated, reset=overwrite)
     if not ranks.distributed:

@@ -141,7 +141,7 @@ def predict_into(
     """
     records = case_records(inputs, predictor.model.config.in_channels)
     out = output_folder(output_dir)
-    claim_folder(out, predictor, overwrite=overwrite)
+    claim_folder(out, predictor, overwrite=overwrite, case_ids=[r.case_id for r in records])
     done, skipped, csv_path = write_predictions(
         predictor, records, out, overwrite=overwrite, progress=progress
     )

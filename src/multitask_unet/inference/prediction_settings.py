@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -129,24 +130,55 @@ def check_settings(
 
 
 def claim_folder(
-    out: Path, predictor: Predictor, *, overwrite: bool, write: bool = True
+    out: Path,
+    predictor: Predictor,
+    *,
+    overwrite: bool,
+    case_ids: Collection[str],
+    write: bool = True,
 ) -> dict[str, Any]:
     """Check ``out``'s record against ``predictor`` (:func:`check_settings`), then write its own.
 
     Args:
         out: The prediction folder (it exists).
         predictor: The predictor about to write into ``out``.
-        overwrite: Accept a folder of other settings.
+        overwrite: Accept a folder of other settings, unless it holds label maps of cases
+            outside ``case_ids``: those would stay, made with the other settings.
+        case_ids: The cases this run predicts.
         write: Write the record (under ``torchrun`` only rank 0 does).
 
     Returns:
         The settings recorded.
+
+    Raises:
+        ConfigError: See :func:`check_settings`; with ``overwrite``, the other settings' label
+            maps of cases this run does not predict, named.
     """
     settings = prediction_settings(predictor)
     check_settings(out, settings, predictor, overwrite=overwrite)
+    path = out / SETTINGS_NAME
+    if overwrite and path.is_file() and _other_settings(path, out, settings, predictor):
+        found = {p.name.removesuffix(".nii.gz") for p in out.glob("*.nii.gz")}
+        stale = sorted(c for c in found - set(case_ids) if not c.startswith("."))
+        if stale:
+            shown = ", ".join(stale[:5]) + (f" and {len(stale) - 5} more" if len(stale) > 5 else "")
+            raise ConfigError(
+                f"{out} holds label maps of {len(stale)} case(s) that this run does not predict "
+                f"({shown}), made with other settings (see {path}); overwriting the others would "
+                "mix two models' predictions in one folder: predict into a new folder, or "
+                "delete those files first"
+            )
     if write:
         write_text_atomic(out / SETTINGS_NAME, json.dumps(settings, indent=2) + "\n")
     return settings
+
+
+def _other_settings(path: Path, out: Path, settings: dict[str, Any], predictor: Predictor) -> bool:
+    """Whether the record at ``path`` names other settings (a damaged one counts as other)."""
+    try:
+        return bool(_differences(_read(path, out), settings, predictor))
+    except ConfigError:
+        return True
 
 
 def check_agreement(
