@@ -132,6 +132,27 @@ def test_nnunet_dataset_validates(tmp_path: Path):
     assert [i.file for i in report.errors] == [root / "labelsTr" / "c1.nii.gz"]
 
 
+def test_a_file_with_another_ending_than_the_dataset_uses_is_named_with_the_fix(tmp_path: Path):
+    """nnU-Net reads only file_ending (.nii.gz): a .nii image or a .NII.GZ file is not found."""
+    root = tmp_path / "Dataset002"
+    affine = spacing_affine((1.0, 1.0, 2.0))
+    mask = np.zeros((6, 6, 4), np.uint8)
+    mask[2:4, 2:4, 1:3] = 1
+    write_image(root / "imagesTr" / "a_0000.nii", mask.astype(np.int16) * 50, affine)
+    write_image(root / "labelsTr" / "a.nii.gz", mask, affine)
+    write_image(root / "imagesTr" / "b_0000.NII.GZ", mask.astype(np.int16) * 50, affine)
+    write_dataset_json(root, {"background": 0, "organ": 1}, num_training=1)
+    report = validate_dataset(root)
+    [missing] = report.errors
+    assert missing.file == root / "imagesTr" / "a_0000.nii.gz"
+    assert (
+        missing.message == "image channel 0 missing; a_0000.nii beside it has another file ending"
+    )
+    assert missing.fix == "save it as a_0000.nii.gz (the dataset's file ending)"
+    [upper] = [w for w in report.warnings if w.file == root / "imagesTr" / "b_0000.NII.GZ"]
+    assert upper.fix.startswith("rename it b_0000.nii.gz (file endings are case-sensitive")
+
+
 # -- command line -----------------------------------------------------------------------------
 
 

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from multitask_unet.data.canonical import constant_value, grid_differences
-from multitask_unet.data.io import Volume, read_image
+from multitask_unet.data.io import Volume, image_suffix, read_image
 from multitask_unet.data.readers import DatasetIndex, read_dataset
 from multitask_unet.data.readers.labels import CaseLabels, LabelsSource
 from multitask_unet.data.records import CaseRecord
@@ -128,7 +128,12 @@ def _check_case(
 
     def load(path: Path, what: str) -> Volume | None:
         if not path.exists():
-            error(f"{what} missing", f"add {path.name} or remove case {cid!r}", path)
+            others = ", ".join(p.name for p in _other_endings(path))
+            if others:
+                message = f"{what} missing; {others} beside it has another file ending"
+                error(message, f"save it as {path.name} (the dataset's file ending)", path)
+            else:
+                error(f"{what} missing", f"add {path.name} or remove case {cid!r}", path)
             return None
         if path.is_symlink() and not path.resolve().is_relative_to(root):
             message = f"{what} is a link to {path.resolve()}, outside the dataset {root}"
@@ -182,6 +187,19 @@ def _check_case(
             label_issues, values = _check_labels(mask, label_values, label_tol, cid)
             issues.extend(label_issues)
     return issues, n_files, values
+
+
+def _other_endings(path: Path) -> list[Path]:
+    """Files beside ``path`` named like it with another image ending (``.nii``, ``.NII.GZ``)."""
+    suffix = image_suffix(path)
+    if suffix is None or not path.parent.is_dir():
+        return []
+    stem = path.name[: -len(suffix)]
+    return sorted(
+        p
+        for p in path.parent.iterdir()
+        if (found := image_suffix(p)) is not None and p.name[: -len(found)] == stem and p != path
+    )
 
 
 def _dimensions_ok(vol: Volume, what: str, error) -> bool:

@@ -258,9 +258,15 @@ def _labelled(record: CaseRecord, labels: CaseLabels) -> CaseRecord:
 
 
 def _stray(paths: list[Path], ending: str) -> list[Issue]:
-    fix = f"remove it or convert it to {ending} (dataset.json file_ending)"
     message = "file ignored: not an image with the dataset's file ending"
-    return [Issue("warning", message, fix, file=p) for p in paths]
+    issues = []
+    for path in paths:
+        fix = f"remove it or convert it to {ending} (dataset.json file_ending)"
+        if path.name.lower().endswith(ending.lower()):  # e.g. CASE_0000.NII.GZ
+            renamed = path.name[: -len(ending)] + ending
+            fix = f"rename it {renamed} (file endings are case-sensitive, as in nnU-Net)"
+        issues.append(Issue("warning", message, fix, file=path))
+    return issues
 
 
 def _error(message: str, fix: str, path: Path) -> Issue:
