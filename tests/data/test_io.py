@@ -122,6 +122,20 @@ def test_read_mask_returns_integers_and_names_the_file(tmp_path: Path):
         read_mask(bad)
 
 
+@pytest.mark.parametrize("name", ["ct.NII.GZ", "ct.nii.GZ", "ct.NII", "ct.nii.gz"])
+def test_an_uppercase_ending_is_written_compressed_as_it_says_and_read_back(tmp_path: Path, name):
+    data = np.arange(24, dtype=np.int16).reshape(2, 3, 4)
+    path = write_image(tmp_path / name, data, spacing_affine((1, 1, 1)))
+    assert (path.read_bytes()[:2] == b"\x1f\x8b") == name.lower().endswith(".gz")
+    np.testing.assert_array_equal(read_image(path).array, data)
+
+
+def test_an_ending_of_mixed_case_that_nibabel_cannot_open_is_named_with_the_fix(tmp_path: Path):
+    path = write_image(tmp_path / "ct.Nii.gz", np.zeros((2, 3, 4), np.int16), np.eye(4))
+    with pytest.raises(DataError, match=r"ct\.Nii\.gz: .*\(mixed case\); rename it ct\.nii\.gz"):
+        read_image(path)
+
+
 @pytest.mark.parametrize("dtype", [np.int16, np.float32])
 def test_a_negative_label_is_refused_where_training_and_prediction_read_masks(
     tmp_path: Path, dtype
@@ -131,7 +145,8 @@ def test_a_negative_label_is_refused_where_training_and_prediction_read_masks(
     from multitask_unet.data.records import CaseRecord
 
     affine = spacing_affine((1, 1, 1))
-    image = write_image(tmp_path / "c_0000.nii.gz", np.zeros((3, 3, 3), np.int16), affine)
+    image = np.arange(27, dtype=np.int16).reshape(3, 3, 3)
+    image = write_image(tmp_path / "c_0000.nii.gz", image, affine)
     labels = np.zeros((3, 3, 3), dtype)
     labels[0, 0, 0] = -1
     mask = write_image(tmp_path / "c.nii.gz", labels, affine)

@@ -286,7 +286,7 @@ def write_image(
     img.set_qform(affine, code=1)
     img.set_sform(affine, code=1)
     img.header.set_xyzt_units("mm", "sec")
-    suffix = ".nii.gz" if path.name.endswith(".nii.gz") else ".nii"
+    suffix = ".nii.gz" if path.name.lower().endswith(".nii.gz") else ".nii"  # .NII.GZ too
     with atomic_path(path, suffix=suffix) as tmp:
         nib.save(img, tmp)
     return path
@@ -305,6 +305,12 @@ def _load_nifti(path: Path):  # -> nibabel.Nifti1Image
 
     if not path.exists():
         raise DataError(f"{path} does not exist; check the path or add the file")
+    ending = path.name[len(path.name) - len(image_suffix(path) or "") :]
+    if any(part not in (part.lower(), part.upper()) for part in ending.split(".")):
+        raise DataError(  # nibabel would look for the lower-case name and find no file
+            f"{path}: nibabel cannot open a file ending in {ending} (mixed case); rename it "
+            f"{path.name[: -len(ending)]}{ending.lower()}"
+        )
     try:
         return nib.load(path)
     except Exception as exc:
