@@ -295,6 +295,14 @@ def test_preprocess_case_without_mask_and_with_bad_grid(tmp_path: Path) -> None:
         preprocess_case(mixed, _config())
 
 
+def test_a_mask_label_beyond_the_plans_labels_is_refused_naming_the_mask(tmp_path: Path) -> None:
+    """A plan of another dataset (labels 0, 1) would hand label 2 to a 2-output head."""
+    record = _make_case(tmp_path, "case")
+    with pytest.raises(DataError, match=r"case\.nii\.gz \(case case\) holds label 2, beyond the "
+                                        r"plan's labels \(0, 1\)"):  # fmt: skip
+        preprocess_case(record, _config(labels=(0, 1)))
+
+
 def test_restore_native_rejects_a_foreign_grid(tmp_path: Path) -> None:
     case = preprocess_case(_make_case(tmp_path, "case"), _config())
     with pytest.raises(ShapeError, match="preprocessed grid"):
@@ -315,9 +323,7 @@ def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> list[CaseRecord]:
 
 
 def _plan(records: list[CaseRecord], **kwargs):
-    fingerprint = compute_fingerprint(
-        records, workers=1, progress=False, intensity_samples=3000
-    )
+    fingerprint = compute_fingerprint(records, workers=1, progress=False, intensity_samples=3000)
     return create_plan(fingerprint, size_divisor=(4, 8, 8), **kwargs)
 
 

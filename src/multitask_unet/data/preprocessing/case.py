@@ -40,7 +40,7 @@ from multitask_unet.data.preprocessing.resampling import (
     resample_seg,
 )
 from multitask_unet.data.records import CaseRecord
-from multitask_unet.errors import ShapeError
+from multitask_unet.errors import DataError, ShapeError
 
 if TYPE_CHECKING:  # planning imports cropping and resampling from this package
     from multitask_unet.data.planning.plan import ChannelNormalization, Plan, PreprocessingConfig
@@ -203,9 +203,20 @@ def preprocess_case(record: CaseRecord, config: PreprocessingConfig | Plan) -> P
 
     Returns:
         The :class:`PreprocessedCase`.
+
+    Raises:
+        DataError: A file cannot be read as the case's grid needs (see
+            :func:`~multitask_unet.data.canonical.read_canonical_case`), or the mask holds a
+            label beyond the plan's labels.
     """
     config = getattr(config, "preprocessing", config)  # a Plan carries its PreprocessingConfig
     case = read_canonical_case(record, orientation=config.orientation)
+    if case.seg is not None and case.seg.size and int(case.seg.max()) > max(config.labels):
+        raise DataError(  # the loss would take it for an output the head does not have
+            f"{record.mask} (case {record.case_id}) holds label {int(case.seg.max())}, beyond the "
+            f"plan's labels {tuple(config.labels)}; preprocess with a plan made for this dataset "
+            "or remap the mask"
+        )
     spacing = case.spacing
     full_shape = case.image.shape[1:]
     bbox = nonzero_bbox(case.image) if config.crop_to_nonzero else tuple((0, s) for s in full_shape)
