@@ -216,6 +216,12 @@ def test_collect_cases(tmp_path, phantom_root) -> None:
     ]  # fmt: skip
     two = collect_cases([folder / "a_0000.nii.gz"], num_channels=2)
     assert [p.name for p in two[0].images] == ["a_0000.nii.gz", "a_0001.nii.gz"]
+    upper = tmp_path / "upper"
+    upper.mkdir()
+    for name in ("c_0000.NII.GZ", "c_0001.NII.GZ"):  # the siblings keep the file's own ending
+        shutil.copy(folder / "a_0000.nii.gz", upper / name)
+    two = collect_cases([upper / "c_0000.NII.GZ"], num_channels=2)
+    assert [p.name for p in two[0].images] == ["c_0000.NII.GZ", "c_0001.NII.GZ"]
     assert [c.case_id for c in collect_cases([dicom, folder / "b.nii.gz", folder / "b.nii.gz"])] == [
         "series1", "b",
     ]  # fmt: skip

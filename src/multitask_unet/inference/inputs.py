@@ -57,8 +57,9 @@ def is_dicom_series(folder: str | os.PathLike[str]) -> bool:
 
 
 def _file_case(path: Path, num_channels: int) -> CaseRecord:
-    suffix = image_suffix(path) or ""
-    stem = path.name[: len(path.name) - len(suffix)]
+    length = len(image_suffix(path) or "")
+    suffix = path.name[len(path.name) - length :]  # as written: .NII.GZ siblings are .NII.GZ
+    stem = path.name[: len(path.name) - length]
     case_id, channel = stem, None
     if len(stem) > 5 and stem[-5] == "_" and stem[-4:].isdigit():
         case_id, channel = stem[:-5], int(stem[-4:])
