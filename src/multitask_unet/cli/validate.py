@@ -35,8 +35,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="check a dataset (files, geometry, labels) and list every problem with its fix",
         description=(
             "Read every image and mask of DATA once and report all problems in one pass: missing "
-            "or unreadable files, 2D/4D volumes, NaN/Inf, shape/spacing/origin/direction "
-            "mismatches, non-integer or undeclared labels, duplicate ids, empty splits and "
+            "or unreadable files (and files of another ending beside them), 2D/4D volumes, "
+            "NaN/Inf, constant images, shape/spacing/origin/direction mismatches, headers that "
+            "nnU-Net's reader reads differently (no or disagreeing qform/sform), non-integer, "
+            "negative, undeclared or non-consecutive labels, duplicate ids, empty splits and "
             "subtypes. Then warn when a subtype of the train split has too few cases for the "
             "case sampling strategy. Exit code 1 when there is an error, 0 otherwise (warnings "
             "allowed)."
