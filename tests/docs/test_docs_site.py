@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 import warnings
+from html import unescape
 from pathlib import Path
 from types import ModuleType
 
@@ -131,10 +132,24 @@ def test_every_page_is_in_the_navigation() -> None:
             "**Example**\n\n    multitask-unet plan DATA",
         ),
         ("x = a[::2]  # slices stay", "x = a[::2]  # slices stay"),
+        (
+            "Args:\n    a, b: Shared.\n        More.\n    c: C.",
+            "Args:\n    a: Shared.\n        More.\n    b: Shared.\n        More.\n    c: C.",
+        ),
+        ("Returns:\n    a, b: not parameters", "Returns:\n    a, b: not parameters"),
+        (":func:`~pkg.mod.\n    run` and :mod:`.io`", "`run` and `io`"),
     ],
 )
 def test_docstrings_are_translated_for_mkdocstrings(docstring: str, expected: str) -> None:
     assert _load_ext("griffe_docstrings").translate(docstring) == expected
+
+
+def test_roles_whose_target_resolves_become_optional_links() -> None:
+    translate = _load_ext("griffe_docstrings").translate
+    paths = {"run": "pkg.mod.run"}.get
+    assert translate(":func:`run`, :class:`Other`", paths) == (
+        '<autoref identifier="pkg.mod.run" optional>`run`</autoref>, `Other`'
+    )
 
 
 # -- result files rendered into pages ----------------------------------------------------------
@@ -233,12 +248,13 @@ def test_committed_result_files_render(path: Path) -> None:
 # -- the strict build ------------------------------------------------------------------------
 
 
-@pytest.mark.slow
-def test_mkdocs_build_strict(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The site built once with ``mkdocs build --strict`` for every test that reads it."""
     for module in ("mkdocs", "material", "mkdocstrings", "mkdocstrings_handlers.python"):
         if importlib.util.find_spec(module) is None:
             pytest.skip(f"{module} is not installed (pip install -e '.[docs]')")
-    site = tmp_path / "site"
+    site = tmp_path_factory.mktemp("site")
     command = [sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet"]
     proc = subprocess.run(
         [*command, "-f", str(ROOT / "mkdocs.yml"), "-d", str(site)],
@@ -249,7 +265,119 @@ def test_mkdocs_build_strict(tmp_path: Path) -> None:
         timeout=600,
     )
     assert proc.returncode == 0, f"mkdocs build --strict failed:\n{proc.stdout}\n{proc.stderr}"
+    return site
+
+
+@pytest.mark.slow
+def test_mkdocs_build_strict(site: Path) -> None:
     assert (site / "reference" / "models" / "index.html").is_file()
+
+
+# What a reader would see as broken markup: (name, pattern on the text outside code).
+_TEXT_ARTIFACTS = [
+    ("a Sphinx role", re.compile(r":(?:py:)?(?:func|class|meth|attr|mod|data|exc|obj|const):`")),
+    ("reST double backticks", re.compile(r"``")),
+    ("a reST directive", re.compile(r"(?m)^\s*\.\. [\w-]+::")),
+    ("a doctest outside a code block", re.compile(r">>> ")),
+    ("a visible HTML comment", re.compile(r"<!--")),
+]
+# ... and patterns on the HTML (code blocks removed).
+_HTML_ARTIFACTS = [
+    ("an unparsed docstring section", re.compile(
+        r"<p>\s*(?:Args|Arguments|Returns|Raises|Yields|Examples?|Attributes|Parameters):")),
+    ("a table rendered as text", re.compile(r"<p>(?:(?!</p>).)*\n\s*\|(?:(?!</p>).)*</p>", re.S)),
+    ("a heading with raw Markdown", re.compile(r"<h\d[^>]*>[^<]*(?:\*\*|`|\]\()")),
+    ("an unexpanded marker", re.compile(r"<!--\s*(?:results|crossval|cli|summary):")),
+    ("a wrapped Returns line read as a second value", re.compile(
+        r'>(?:Returns|Yields):</span></p>\s*<table>(?:(?!</table>).)*?<tbody>'
+        r"(?:(?!</table>).)*?</tr>\s*<tr", re.S)),
+]  # fmt: skip
+_CODE = re.compile(r"<(pre|code|script|style|svg)\b.*?</\1>", re.S)
+MAX_TOC_ENTRIES = 150  # data.md held 210 before it was split by subpackage
+
+
+def reader_visible_artifacts(html: str) -> list[str]:
+    """Names and excerpts of broken markup a reader would see on the page ``html``."""
+    prose = _CODE.sub("", html)
+    text = unescape(re.sub(r"<[^>]+>", "", prose))
+    found = [(name, m) for name, pattern in _TEXT_ARTIFACTS for m in pattern.finditer(text)]
+    found += [(name, m) for name, pattern in _HTML_ARTIFACTS for m in pattern.finditer(prose)]
+
+    contexts = [(name, m.string[max(0, m.start() - 60) : m.end() + 100]) for name, m in found]
+    return [f"{n}: ...{' '.join(re.sub(r'<[^>]+>', ' ', c).split())[:300]}..." for n, c in contexts]
+
+
+@pytest.mark.parametrize(
+    "html",
+    [
+        "<p>See :func:`run`.</p>",
+        "<p>as ``sklearn.metrics.roc_curve(...,</p>",
+        "<p>.. note::\n   Careful.</p>",
+        "<p>&gt;&gt;&gt; f()</p>",
+        "<p>&lt;!-- results: x.json --&gt;</p>",
+        "<p>Args:\n    x: A value.</p>",
+        "<p>A table:\n| a | b |\n|---|---|</p>",
+        '<h2 id="x">The **plan**</h2>',
+        "<!-- crossval: cv.json dice -->",
+        '<span class="doc-section-title">Returns:</span></p>\n<table><thead><tr><th>Type</th>'
+        "</tr></thead><tbody><tr><td>a</td></tr>\n<tr><td>wrapped line</td></tr></tbody></table>",
+    ],
+)
+def test_artifacts_are_found(html: str) -> None:
+    assert reader_visible_artifacts(html)
+
+
+def test_code_and_rendered_markup_are_not_artifacts() -> None:
+    html = (
+        '<p><span class="doc-section-title">Returns:</span></p><table><tbody><tr><td>x</td></tr>'
+        "</tbody></table><pre><code>&gt;&gt;&gt; f()\n``x``</code></pre><p><code>a``b</code></p>"
+        '<h2 id="x">The plan</h2><!-- a comment -->'
+    )
+    assert reader_visible_artifacts(html) == []
+
+
+@pytest.mark.slow
+def test_rendered_pages_show_no_broken_markup(site: Path) -> None:
+    broken = []
+    for page in sorted(site.rglob("*.html")):
+        html = page.read_text(encoding="utf-8")
+        where = page.relative_to(site).as_posix()
+        broken += [f"{where}: {artifact}" for artifact in reader_visible_artifacts(html)]
+        for src in re.findall(r'<img[^>]*\ssrc="([^"]+)"', html):
+            local = "://" not in src and not src.startswith("data:")
+            if local and not (page.parent / src.split("#")[0]).resolve().is_file():
+                broken.append(f"{where}: image {src} is not in the site")
+        toc = html.split('data-md-component="toc"', 1)[-1].split("</nav>", 1)[0]
+        if (n := toc.count('class="md-nav__link"')) > MAX_TOC_ENTRIES:
+            broken.append(f"{where}: {n} table-of-contents entries; split the page by subpackage")
+    assert not broken, "\n".join(broken[:40])
+
+
+@pytest.mark.slow
+def test_sphinx_roles_become_links_in_the_api_reference(site: Path) -> None:
+    """The docstrings' :func:`x` roles link to the target's entry (see griffe_docstrings.py)."""
+    html = (site / "reference" / "training" / "index.html").read_text(encoding="utf-8")
+    link = re.compile(r'<a class="autorefs autorefs-internal"[^>]*href="[^"]*#([\w.]+)"><code>')
+    targets = set(link.findall(html))
+    assert "multitask_unet.training.config.TrainConfig" in targets, sorted(targets)[:20]
+
+
+def test_every_sphinx_role_of_the_package_resolves() -> None:
+    griffe = pytest.importorskip("griffe")
+    ext = _load_ext("griffe_docstrings")
+    package = griffe.load("multitask_unet", search_paths=[str(ROOT / "src")])
+    objects = ext._objects(package)
+    paths = [obj.path for obj in objects]
+    unresolved = [
+        f"{obj.path}: {match.group(0)}"
+        for obj in objects
+        if obj.docstring is not None
+        for match in ext._ROLE.finditer(obj.docstring.value)
+        if ext.resolver(obj, package, paths)(ext._role_parts(match)[0].rstrip("()")) is None
+    ]
+    assert not unresolved, "roles whose target is no object of the package:\n" + "\n".join(
+        unresolved
+    )
 
 
 def test_the_cli_reference_lists_every_argument_of_every_command() -> None:
