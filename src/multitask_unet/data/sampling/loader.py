@@ -218,7 +218,8 @@ class TrainLoader:
 
     Call :meth:`set_epoch` before each epoch to draw new cases and patches. With the
     augmentation's ``backend: device`` the batches hold unaugmented windows: apply
-    :attr:`augmentation` (a :class:`DeviceAugmentation`; None otherwise) to each on the device.
+    :attr:`augmentation` (a :class:`~.device_augmentation.DeviceAugmentation`; None
+    otherwise) to each on the device.
     """
 
     def __init__(
