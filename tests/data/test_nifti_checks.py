@@ -134,3 +134,15 @@ def test_a_header_every_reader_reads_alike_has_no_note(tmp_path: Path) -> None:
     path = _nii(tmp_path)
     assert np.allclose(read_image(path).affine, _sitk_affine(path), atol=1e-4)
     assert read_image(path).notes == ()
+
+
+def test_a_scanner_sform_is_read_by_every_reader_so_a_stale_qform_has_no_note(
+    tmp_path: Path,
+) -> None:
+    path = _nii(tmp_path, "ct_0000.nii")
+    raw = bytearray(path.read_bytes())
+    raw[268:272] = struct.pack("<f", 25.0)  # qoffset_x: the qform 25 mm away
+    path.write_bytes(bytes(raw))
+    _edit_header(path, sform_code=1)  # scanner coordinates: ITK reads the sform as nibabel does
+    assert np.allclose(read_image(path).affine, _sitk_affine(path), atol=1e-3)
+    assert read_image(path).notes == ()

@@ -84,15 +84,15 @@ def geometry_notes(path: Path, img) -> tuple[GeometryNote, ...]:  # img: nibabel
         fix = "set the scanner geometry in the qform and sform and save the file again"
         return ((what, fix),)
     notes: list[GeometryNote] = []
-    if qcode > 0 and scode > 0:
+    if qcode > 0 and scode > 1:  # sform_code 1 (scanner): ITK reads the sform too
         qform, sform = header.get_qform(), header.get_sform()
         step = float(np.linalg.norm(sform[:3, :3], axis=0).min())
         gap = float(np.abs(qform - sform)[:3].max())
         if not gap <= 1e-3 * step:
             what = (
                 f"the qform and sform disagree (by up to {gap:.3g} mm; voxels of {step:.3g} mm): "
-                f"nibabel and this library use the sform, {_ITK} the qform unless sform_code is "
-                f"1 (it is {scode})"
+                f"nibabel and this library use the sform, {_ITK} the qform, as sform_code is "
+                f"{scode}, not 1"
             )
             fix = (
                 "set both to the true geometry (e.g. img.set_qform(img.get_sform())) and save "
