@@ -76,3 +76,17 @@ def test_a_constant_image_is_read_with_a_warning_naming_it(tmp_path: Path) -> No
                        spacing_affine(_SPACING))  # fmt: skip
     with pytest.warns(DataWarning, match=rf"{re.escape(str(path))} \(case b\): every voxel is 0"):
         read_canonical_case(CaseRecord("b", (path,), split="predict"))
+
+
+def test_a_case_read_twice_warns_once(tmp_path: Path) -> None:
+    """Training reads a case for the fingerprint and again for the cache: one warning, not two."""
+    import warnings
+
+    path = tmp_path / "c_0000.nii.gz"
+    write_image(path, np.zeros((8, 8, 8), np.int16), spacing_affine((1.0, 1.0, 1.0)))
+    record = CaseRecord("c", (path,))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")  # Python's own: once per message and location
+        read_canonical_case(record)  # as the fingerprint does ...
+        read_canonical_case(record)  # ... and the cache, from another line
+    assert [str(w.message).count("every voxel is 0") for w in caught] == [1]

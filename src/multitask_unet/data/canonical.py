@@ -82,7 +82,7 @@ def read_canonical_case(record: CaseRecord, *, orientation: str = "LPS") -> Cano
                 f"{path} (case {record.case_id}): every voxel is {value:g}, so the image holds "
                 "nothing to segment or classify; check it is the right file (a failed export?)",
                 DataWarning,
-                stacklevel=2,
+                stacklevel=1,  # one location: a case read again (fingerprint, then cache) warns once
             )
     image, affine = to_canonical(stacked, first.affine, orientation=orientation)
     seg = None
@@ -139,14 +139,14 @@ def fill_nonfinite(image: np.ndarray, paths: Sequence[Path], case_id: str) -> No
             f"along the file's third axis were read as the image's lowest value {fill:g}; their "
             "prediction is background-like. Fix the file to predict them",
             DataWarning,
-            stacklevel=3,
+            stacklevel=1,  # one location: a case read again warns once
         )
 
 
 def _warn_notes(volume: Volume, case_id: str) -> None:
     for what, fix in volume.notes:
         message = f"{volume.path} (case {case_id}): {what}; {fix}"
-        warnings.warn(message, DataWarning, stacklevel=3)
+        warnings.warn(message, DataWarning, stacklevel=1)  # one location: warned once
 
 
 def grid_differences(reference: Volume, volume: Volume, tolerance: float = 1e-3) -> list[str]:
