@@ -52,8 +52,8 @@ if TYPE_CHECKING:
 
 __all__ = ["format_interval", "format_summary", "headline_metrics", "write_report"]
 
-#: Classification metrics that :func:`headline_metrics` lists after the regions' scores.
 CLASSIFICATION_HEADLINE = ("auc_ovr_macro", "macro_f1", "balanced_accuracy")
+"""Classification metrics that :func:`headline_metrics` lists after the regions' scores."""
 
 
 @renamed_kwargs(out_dir="output_dir")

@@ -34,6 +34,7 @@ from multitask_unet.registry import Registry
 __all__ = ["LOSSES", "create_loss"]
 
 LOSSES: Registry[Callable[..., nn.Module]] = Registry("loss")
+"""Every registered loss factory, by name (``"dice_ce"``, ``"ce"``, ``"focal"``, ...)."""
 
 
 def create_loss(name: str, **kwargs: Any) -> nn.Module:

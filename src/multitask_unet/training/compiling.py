@@ -36,6 +36,7 @@ COMPILE_MODES: tuple[CompileMode, ...] = (
     "reduce-overhead",
     "max-autotune",
 )
+"""The values ``TrainConfig.runtime.compile`` accepts (see the module docstring)."""
 
 
 def compile_mode(setting: str, device: torch.device) -> str | None:

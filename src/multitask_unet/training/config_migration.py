@@ -62,8 +62,8 @@ _OLD_KEYS = {
 MOVED: dict[str, str] = {key: section for section, keys in _OLD_KEYS.items() for key in keys}
 # The two old time limits -> the runtime.on_time_limit they mean.
 _LIMITS = {"time_budget_minutes": "fit", "time_limit_minutes": "stop"}
-#: Options renamed within their section: the case draws and the loss say ``class_weights``.
 RENAMED: dict[str, str] = {"weights_mode": "class_weights"}
+"""Options renamed within their section: the case draws and the loss say ``class_weights``."""
 _DOCS = "docs/concepts/training.md"
 
 

@@ -46,9 +46,9 @@ __all__ = [
 _REFERENCE_ELEMENTS = 560_000_000  # nnU-Net: UNet_reference_val_3d ...
 _REFERENCE_GB = 8.0  # ... at UNet_reference_val_corresp_GB, batch size 2
 
-#: Voxels a training patch must keep at the network's deepest stage (``patch / size_divisor``):
-#: instance normalisation of a single voxel is undefined, and PyTorch refuses it in training.
 MIN_BOTTLENECK_VOXELS = 2
+"""Voxels a training patch must keep at the network's deepest stage (``patch / size_divisor``):
+instance normalisation of a single voxel is undefined, and PyTorch refuses it in training."""
 
 
 def size_divisor_tuple(size_divisor: int | Sequence[int]) -> tuple[int, int, int]:

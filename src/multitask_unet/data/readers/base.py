@@ -236,5 +236,5 @@ class Layout(ABC):
         )
 
 
-#: Dataset layouts by name. Built-in: ``study``, ``nnunet``, ``manifest``.
 LAYOUTS: Registry[type[Layout]] = Registry("dataset layout")
+"""Dataset layouts by name. Built-in: ``study``, ``nnunet``, ``manifest``."""

@@ -71,6 +71,32 @@ def finish(
     labels: tuple[int, ...],
     normalization: str | Sequence[str],
 ) -> Plan:
+    """Pick the candidate to train and build its plan with the ``budget`` section.
+
+    Among the :func:`contenders`, the most capable preset wins, then (within it) candidates
+    reaching ``search.target_iterations``, then the finest spacing, the largest coverage, batch
+    and number of steps. Its steps are what the training time left after ``overhead`` and
+    ``trial_seconds`` allows; the chosen entry of ``candidates`` is marked ``"chosen"`` with
+    the reason.
+
+    Args:
+        fingerprint: The dataset's fingerprint the plan is made from.
+        candidates: The measured candidates (the chosen one is replaced in place).
+        search: The search's settings.
+        seconds: The whole budget.
+        device: The device trained on, e.g. ``"cuda"``.
+        overhead: Seconds of the budget set aside for preprocessing, validation and checkpoints.
+        trial_seconds: Seconds the trials took.
+        divisors: Size divisor of each preset's network.
+        labels: Segmentation labels of the plan.
+        normalization: Intensity normalisation scheme (one, or one per channel).
+
+    Returns:
+        The plan of the chosen candidate.
+
+    Raises:
+        ConfigError: If no candidate is feasible (none reaches ``search.min_iterations``).
+    """
     feasible = [i for i, c in enumerate(candidates) if c.status == "feasible"]
     if not feasible:
         timed = [c for c in candidates if c.step_seconds is not None]

@@ -32,16 +32,17 @@ __all__ = [
     "recipe_sections",
 ]
 
-#: How far a budget run may lengthen its planned schedule when steps run faster than measured.
 MAX_LENGTHENING = 1.5
-#: The training recipe a budget plan prescribes besides network and schedule (``TrainConfig``
-#: options by section), as cross-validated on the pancreas study (docs/study/pancreas.md):
-#: AdamW, which converges within the few thousand steps of a short budget where nnU-Net's SGD
-#: needs far more; cases drawn uniformly; some patches of classified cases centred on the lesion.
+"""How far a budget run may lengthen its planned schedule when steps run faster than measured."""
+
 BUDGET_RECIPE: dict[str, Any] = {
     "optimization": {"optimizer": {"name": "adamw", "lr": 0.003, "weight_decay": 1e-4}},
     "data": {"class_weights": "none", "lesion_probability": 0.15},
 }
+"""The training recipe a budget plan prescribes besides network and schedule (``TrainConfig``
+options by section), as cross-validated on the pancreas study (docs/study/pancreas.md):
+AdamW, which converges within the few thousand steps of a short budget where nnU-Net's SGD
+needs far more; cases drawn uniformly; some patches of classified cases centred on the lesion."""
 
 
 def recipe_sections(recipe: Mapping[str, Any], *, warn: bool = False) -> dict[str, dict[str, Any]]:
