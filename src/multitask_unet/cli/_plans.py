@@ -1,7 +1,7 @@
 """``--plans FILE --configuration NAME``: take over an nnU-Net plans file (``train``, ``crossval``).
 
-The plans' configuration gives the network (:func:`plans_network`, merged into the ``model``
-section by :func:`~multitask_unet.cli.train.build_config`) and the plan (:func:`plans_planner`,
+The plans' configuration gives the network (``plans_network``, merged into the ``model``
+section by :func:`~multitask_unet.cli.train.build_config`) and the plan (``plans_planner``,
 handed to :func:`~multitask_unet.training.train` or
 :func:`~multitask_unet.training.crossval.cross_validate` as their ``planner``). Every check that
 needs no fingerprint runs before the command writes anything.

@@ -22,6 +22,10 @@ class Decoder(nn.Module):
 
     A decoder is built from the encoder's ``feature_info`` alone and never holds the encoder.
     Subclasses set :attr:`stage_info`: channels and cumulative stride of each output stage.
+
+    Attributes:
+        stage_info: One :class:`~multitask_unet.features.FeatureInfo` (channels, cumulative
+            stride per axis) per map ``forward`` returns, coarse to fine.
     """
 
     stage_info: tuple[FeatureInfo, ...]

@@ -23,6 +23,11 @@ class Encoder(nn.Module):
 
     Subclasses set :attr:`feature_info` in ``__init__``; it must describe exactly what
     ``forward`` returns (the contract tests check it).
+
+    Attributes:
+        feature_info: One :class:`~multitask_unet.features.FeatureInfo` (channels, cumulative
+            stride per axis) per map ``forward`` returns, fine to coarse.
+        spatial_dims: Number of spatial axes of the input.
     """
 
     feature_info: tuple[FeatureInfo, ...]

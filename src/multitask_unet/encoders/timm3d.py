@@ -212,7 +212,8 @@ class Timm3dEncoder(Encoder):
                 )
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """``(B, C_in, D, H, W)`` to the feature maps of :attr:`feature_info`, fine to coarse."""
+        """``(B, C_in, D, H, W)`` to the feature maps of
+        :attr:`~.base.Encoder.feature_info`, fine to coarse."""
         if x.ndim != 5:
             raise ShapeError(
                 f"timm-3d encoders take (B, C, D, H, W) tensors, got shape {tuple(x.shape)}"

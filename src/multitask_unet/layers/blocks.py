@@ -138,8 +138,8 @@ class _ResidualBlock(nn.Module):
     """What the residual blocks share: the ResNet-D shortcut, the addition and the activation.
 
     A subclass registers its convolutions first (``conv1``, ``conv2``, ...), then calls
-    :meth:`_add_shortcut`, so parameter names and order stay those of
-    dynamic-network-architectures; it defines the convolution path in :meth:`_residual`.
+    ``_add_shortcut``, so parameter names and order stay those of
+    dynamic-network-architectures; it defines the convolution path in ``_residual``.
     """
 
     def _add_shortcut(

@@ -183,7 +183,7 @@ def _factor(lo: float, hi: float) -> float:
 
 
 class _ChannelwiseIntensity(RandomTransform, tio.IntensityTransform):
-    """Base: applies :meth:`channel` to every channel of every intensity image."""
+    """Base: applies ``channel`` to every channel of every intensity image."""
 
     def apply_transform(self, subject: tio.Subject) -> tio.Subject:
         for image in self.get_images(subject):

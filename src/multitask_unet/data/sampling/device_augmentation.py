@@ -224,6 +224,10 @@ class DeviceAugmentation:
     (:attr:`window_size`, as the :class:`WindowSampler` crops them). Any input at least the
     patch works: rotation and scaling resample about its centre (zeros where they read outside
     it), other samples are centre-cropped.
+
+    Attributes:
+        window_size: ``(D, H, W)`` of the windows to crop around each patch, larger than
+            ``patch_size`` where rotation or scaling needs the margin.
     """
 
     def __init__(

@@ -220,6 +220,10 @@ class TrainLoader:
     augmentation's ``backend: device`` the batches hold unaugmented windows: apply
     :attr:`augmentation` (a :class:`~.device_augmentation.DeviceAugmentation`; None
     otherwise) to each on the device.
+
+    Attributes:
+        augmentation: The augmentation to apply on the device, or None when the loader's
+            batches are augmented already (or not at all).
     """
 
     def __init__(
