@@ -18,6 +18,8 @@ Two habits of the docstrings are translated before griffe parses them:
   When the target resolves in the docstring's scope (an imported or sibling name, a full
   path, a re-export), the code is a link to the target's entry in the API reference (an
   optional mkdocs-autorefs reference: a target the reference does not render stays code).
+  An attribute with no docstring of its own that its class's ``Attributes:`` section
+  describes links to the class's entry, whose table shows it.
 
 The translation runs once the whole package is loaded, so that every target can be resolved.
 """
@@ -30,7 +32,7 @@ from typing import Any
 
 import griffe
 
-__all__ = ["GoogleDocstrings", "translate"]
+__all__ = ["GoogleDocstrings", "role_targets", "translate"]
 
 _EXAMPLE_HEADER = re.compile(r"^(\s*)Example:[ \t]*$", re.MULTILINE)
 _LITERAL_WORD = re.compile(r"^(\s*)(\w+)::[ \t]*$", re.MULTILINE)
@@ -42,6 +44,7 @@ _PARAM_SECTION = re.compile(
 _GROUPED_ITEM = re.compile(
     r"^(?P<names>\*{0,2}\w+(?:[ \t]*,[ \t]*\*{0,2}\w+)+)(?P<rest>(?:[ \t]*\([^)]*\))?:.*)$"
 )
+_ATTRIBUTES_SECTION = re.compile(r"^(?P<indent>[ \t]*)Attributes:[ \t]*$")
 _ROLE = re.compile(
     r":(?:py:)?(?:class|func|meth|attr|mod|data|exc|obj|const|ref):"
     r"`(?P<text>[^`]+)`(?!`)"
@@ -58,6 +61,36 @@ def _role_parts(match: re.Match[str]) -> tuple[str, str]:
     if text.startswith("~"):
         return text[1:], text[1:].rsplit(".", 1)[-1]
     return text, text.lstrip(".")
+
+
+def _section_attributes(docstring: str) -> set[str]:
+    """The names the ``Attributes:`` sections of ``docstring`` describe."""
+    names: set[str] = set()
+    lines = docstring.split("\n")
+    for i, line in enumerate(lines):
+        if (header := _ATTRIBUTES_SECTION.match(line)) is None:
+            continue
+        items = []
+        for item in lines[i + 1 :]:
+            if item.strip() and _indent(item) <= len(header.group("indent")):
+                break
+            items.append(item)
+        item_indent = min((_indent(item) for item in items if item.strip()), default=0)
+        for item in items:
+            entry = re.match(r"([\w, ]+?)(?:[ \t]*\([^)]*\))?:", item.strip())
+            if entry and _indent(item) == item_indent:
+                names.update(name.strip() for name in entry.group(1).split(","))
+    return names
+
+
+def _entry(obj: griffe.Object) -> str:
+    """The path of the reference entry that shows ``obj``: its own, or its class's for an
+    attribute with no docstring that the class's ``Attributes:`` section describes."""
+    parent = obj.parent
+    if not obj.is_attribute or obj.docstring is not None or parent is None or not parent.is_class:
+        return obj.path
+    docstring = parent.docstring.value if parent.docstring is not None else ""
+    return parent.path if obj.name in _section_attributes(docstring) else obj.path
 
 
 def _role_markup(match: re.Match[str], resolve: Callable[[str], str | None] | None) -> str:
@@ -141,7 +174,7 @@ def resolver(
     imports), as a member its class inherits, relative to ``obj``'s module when it starts with ``.``, as a full path, and last
     as the end of exactly one of ``paths`` (Sphinx's search for an unqualified name); aliases
     (re-exports, imports) lead to the object's own path, the one its reference entry is
-    anchored at.
+    anchored at (its class's, for an attribute only the class's ``Attributes:`` describes).
     """
 
     def find(path: str) -> str | None:
@@ -152,7 +185,7 @@ def resolver(
             found: griffe.Object | griffe.Alias = package
             for part in parts[1:]:  # inherited members included
                 found = found.all_members[part] if found.is_class else found.members[part]
-            return found.final_target.path if found.is_alias else found.path
+            return _entry(found.final_target if found.is_alias else found)
         except (KeyError, griffe.AliasResolutionError, griffe.CyclicAliasError):  # stays code
             return None
 
@@ -187,6 +220,19 @@ def _objects(obj: griffe.Object) -> list[griffe.Object]:
         if not member.is_alias:
             found.extend(_objects(member))
     return found
+
+
+def role_targets(package: griffe.Module) -> list[tuple[griffe.Object, str, str | None]]:
+    """Every role in the docstrings of ``package``: the object whose docstring holds it, the
+    role as written, and the path of the reference entry it links to (None: it stays code)."""
+    objects = _objects(package)
+    paths = [obj.path for obj in objects]
+    return [
+        (obj, match.group(0), resolver(obj, package, paths)(_role_parts(match)[0].rstrip("()")))
+        for obj in objects
+        if obj.docstring is not None
+        for match in _ROLE.finditer(obj.docstring.value)
+    ]
 
 
 class GoogleDocstrings(griffe.Extension):

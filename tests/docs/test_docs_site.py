@@ -362,24 +362,6 @@ def test_sphinx_roles_become_links_in_the_api_reference(site: Path) -> None:
     assert "multitask_unet.training.config.TrainConfig" in targets, sorted(targets)[:20]
 
 
-def test_every_sphinx_role_of_the_package_resolves() -> None:
-    griffe = pytest.importorskip("griffe")
-    ext = _load_ext("griffe_docstrings")
-    package = griffe.load("multitask_unet", search_paths=[str(ROOT / "src")])
-    objects = ext._objects(package)
-    paths = [obj.path for obj in objects]
-    unresolved = [
-        f"{obj.path}: {match.group(0)}"
-        for obj in objects
-        if obj.docstring is not None
-        for match in ext._ROLE.finditer(obj.docstring.value)
-        if ext.resolver(obj, package, paths)(ext._role_parts(match)[0].rstrip("()")) is None
-    ]
-    assert not unresolved, "roles whose target is no object of the package:\n" + "\n".join(
-        unresolved
-    )
-
-
 def test_the_cli_reference_lists_every_argument_of_every_command() -> None:
     import argparse
 
