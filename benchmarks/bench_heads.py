@@ -275,7 +275,8 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m benchmarks.bench_heads``."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--preset", default="nnunet_3d_fullres")
     parser.add_argument("--size", type=int, nargs="+", default=[32, 64, 64])
@@ -293,7 +294,22 @@ def main() -> None:
     parser.add_argument("--profile", type=Path, help="folder for the torch.profiler summary")
     parser.add_argument("--profile-variants", nargs="+", help="variants to profile (default: all)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/heads_cpu.json"))
-    args = parser.parse_args()
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """:func:`build_parser`'s arguments, with the variant names checked before any model."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    chosen = variants(args.only, args.compare_unsplit)  # exits on an unknown --only name
+    unknown = sorted(set(args.profile_variants or ()) - set(chosen))
+    if unknown:  # they would be left out of the profile without a word
+        parser.error(f"--profile-variants {unknown} are not run; choose from {sorted(chosen)}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     if args.voxel_chunk is not None:
         attention_ops.VOXEL_CHUNK = args.voxel_chunk
     run(args)

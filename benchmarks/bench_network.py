@@ -186,7 +186,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any] | None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m benchmarks.bench_network``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--arch", default="nnunet_3d_fullres_plain", choices=sorted(ARCHS))
@@ -201,7 +202,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         help="cpu: process CPU seconds, steadier on a shared CPU machine (CPU only)",
     )
     parser.add_argument("--child", choices=("dna", "ours"), help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any] | None:
+    args = build_parser().parse_args(argv)
     if args.child:
         _child_peak(args)
         return None

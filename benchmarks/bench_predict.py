@@ -174,7 +174,8 @@ def shared_note(note: str | None, clock: str) -> str | None:
     return f"{note}; 1-minute load average {load:.1f} on {cpus} CPUs at the start; clock {clock}"
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m benchmarks.bench_predict``."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--arch", default="small_plain", choices=sorted(ARCHS))
@@ -198,12 +199,23 @@ def main() -> None:
     )
     parser.add_argument("--note", default=None, help="other programs used the CPUs: say which")
     parser.add_argument("--name", default="predict")
-    args = parser.parse_args()
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """:func:`build_parser`'s arguments, with the clock checked against the device."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.device.startswith("cuda") and args.clock != "wall":
+        parser.error("--clock process counts CPU seconds; on CUDA use --clock wall")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     cuda = args.device.startswith("cuda")
-    if cuda and args.clock != "wall":
-        parser.error("--clock process counts CPU seconds; on CUDA use --clock wall")
 
     from multitask_unet.inference import plan_windows, sliding_window_predict
     from multitask_unet.interop.nnunet import load_nnunet_weights, model_from_plans

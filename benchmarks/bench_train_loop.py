@@ -193,7 +193,8 @@ def shared_note(note: str | None, load: float, cpus: int) -> str | None:
     )
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m benchmarks.bench_train_loop``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--quick", action="store_true", help="the small plan, k=1 2, few steps")
@@ -225,7 +226,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--no-real", action="store_true", help="use phantoms even with real data")
     parser.add_argument("--output", type=Path, help="folder of the JSON (default: results/)")
     parser.add_argument("--shared-note", help="other programs used the CPUs meanwhile: say which")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = build_parser().parse_args(argv)
     cuda = args.device.startswith("cuda")
     args.plans = args.plans or (["study", "small"] if cuda and not args.quick else ["small"])
     args.k = args.k or ([1, 2] if args.quick or not cuda else [1, 2, 4, 8])

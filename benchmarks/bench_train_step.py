@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import itertools
 import time
 from collections.abc import Callable
 from typing import Any
@@ -263,7 +264,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+def step_names() -> list[str]:
+    """Every step ``--only`` can name: the references and our variants on either device."""
+    names = {"nnunet", "nnunet_eager"}
+    for cuda, quick, compile in itertools.product((False, True), repeat=3):
+        for batch in (2, 8):  # float32 is left out on CUDA above batch 2
+            names |= {f"ours_{name}" for name in variants(cuda, quick, compile, batch)}
+    return sorted(names)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m benchmarks.bench_train_step``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--quick", action="store_true", help="small patch, batch 2, fewer repeats")
@@ -272,9 +283,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--compile", action="store_true", help="also time torch.compile")
-    parser.add_argument("--only", nargs="+", help="time only these steps (and the reference)")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=step_names(),
+        metavar="STEP",
+        help="time only these steps (and the reference): %(choices)s",
+    )
     parser.add_argument("--name", default="train_step", help="result file: NAME-<device>.json")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = build_parser().parse_args(argv)
     cuda = args.device.startswith("cuda")
     if args.patch is None:
         args.patch = (64, 128, 192) if cuda and not args.quick else (32, 64, 64)

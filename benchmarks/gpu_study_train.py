@@ -182,7 +182,8 @@ def _write(path: Path, result: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m benchmarks.gpu_study_train``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="study config YAML")
     parser.add_argument("--device", default="cuda", help="cuda, cuda:N or cpu")
@@ -198,6 +199,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--threads", type=int, help="CPU threads for torch")
     parser.add_argument("--output", type=Path, help="write the result JSON here")
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """:func:`build_parser`'s arguments, with the step counts checked."""
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.iterations < 1 or (args.warmup is not None and args.warmup < 0):
         parser.error("--iterations must be >= 1 and --warmup >= 0")

@@ -174,7 +174,8 @@ def suite(device: str, quick: bool) -> list[tuple[str, list[str], Path, Headline
     ]
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m benchmarks.run``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--quick", action="store_true", help="fewer repetitions, small sizes")
@@ -184,7 +185,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="run nothing: build the suite table from the result files already written",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     rows: dict[str, Any] = {}
     environments: list[dict[str, Any] | None] = []
     failed = []
