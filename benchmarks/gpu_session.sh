@@ -53,9 +53,14 @@ step() {  # step BATCH TIMEOUT [bench_train_step options...]
     echo "batch $batch: $((SECONDS - start)) s"
 }
 
-parts=("$@")
-[ ${#parts[@]} -eq 0 ] || [ "${parts[0]}" = all ] && parts=(loop24 predict heads)
-[ "${parts[0]}" = step ] && parts=(b2 b8)
+parts=()
+for part in "${@:-all}"; do  # all and step stand for several parts, wherever they are named
+    case $part in
+        all) parts+=(loop24 predict heads) ;;
+        step) parts+=(b2 b8) ;;
+        *) parts+=("$part") ;;
+    esac
+done
 for part in "${parts[@]}"; do
     case $part in
         tests)
