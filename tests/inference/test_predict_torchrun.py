@@ -174,3 +174,29 @@ def test_more_processes_than_gpus_is_refused_by_name(monkeypatch) -> None:
     with pytest.raises(ConfigError, match=r"LOCAL_RANK=1.*1 GPU.*--nproc_per_node"):
         RankInfo(rank=1, world_size=2, local_rank=1).device("auto")
     assert RankInfo(rank=1, world_size=2, local_rank=1).device("cpu").type == "cpu"
+
+
+def test_one_process_rerun_takes_the_rows_an_interrupted_torchrun_run_left(
+    phantom_root: Path, tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    """A torchrun run stopped after a rank wrote a case: its part file holds the case's row.
+    A rerun in one process merges it (the case counts as finished) instead of leaving it for a
+    later torchrun run to merge over newer rows."""
+    from multitask_unet.inference import Predictor
+
+    predictor = Predictor.from_checkpoint(tiny_checkpoint, mirror_axes=())
+    images = sorted((phantom_root / "test").glob("*_0000.nii.gz"))[:2]
+    out = tmp_path / "pred"
+    first = predictor.predict(images, out, progress=False)
+    table = PredictionTable.read(out / "predictions.csv")
+    row = table.case_ids.index(first.predicted[0])
+    part = PredictionTable.open(part_path(out, 1), table.class_names)
+    part.set(first.predicted[0], table.probabilities[row], int(table.predicted[row]))
+    part.save()  # as rank 1 left it
+    merged = PredictionTable.open(out / "predictions.csv", table.class_names)
+    del merged.rows[first.predicted[0]]  # the row only rank 1's part holds
+    merged.save()
+    again = predictor.predict(images, out, progress=False)
+    assert again.predicted == () and set(again.skipped) == set(first.predicted)
+    assert sorted(PredictionTable.read(out / "predictions.csv").case_ids) == sorted(first.predicted)
+    assert not list(out.glob("predictions.rank*.csv"))

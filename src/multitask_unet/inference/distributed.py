@@ -53,6 +53,7 @@ from multitask_unet.errors import ConfigError, DataError
 from multitask_unet.inference.prediction_folder import (
     case_records,
     is_finished,
+    merge_parts,
     output_folder,
     write_predictions,
 )
@@ -180,44 +181,6 @@ def share_cases(
         if target == rank:
             mine.append(cases[i])
     return mine
-
-
-def merge_parts(
-    output_dir: str | os.PathLike[str],
-    class_names: Sequence[str],
-    *,
-    uncalibrated: bool = False,
-    reset: bool = False,
-) -> Path | None:
-    """Merge every ``OUT/predictions.rank*.csv`` into ``OUT/predictions.csv``, then delete them.
-
-    A part's row replaces the row of the same case. The merged file is written atomically
-    before the parts are deleted, so an interruption loses no row.
-
-    Args:
-        output_dir: The prediction folder.
-        class_names: The model's classes.
-        uncalibrated: The tables have ``uncalibrated_prob_`` columns.
-        reset: Drop files of another model instead of refusing them (``--overwrite``).
-
-    Returns:
-        ``OUT/predictions.csv`` when there were parts, else ``None``.
-
-    Raises:
-        DataError: A file has another model's columns and ``reset`` is off.
-    """
-    out = Path(output_dir)
-    parts = sorted(out.glob("predictions.rank*.csv"))
-    if not parts:
-        return None
-    options = {"reset": reset, "uncalibrated": uncalibrated}
-    table = PredictionTable.open(out / "predictions.csv", class_names, **options)
-    for part in parts:
-        table.rows.update(PredictionTable.open(part, class_names, **options).rows)
-    table.save()
-    for part in parts:
-        part.unlink(missing_ok=True)
-    return table.path
 
 
 @contextlib.contextmanager

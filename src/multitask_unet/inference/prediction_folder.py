@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 __all__ = [
     "case_records",
     "is_finished",
+    "merge_parts",
     "output_folder",
     "predict_into",
     "write_predictions",
@@ -142,7 +143,47 @@ def predict_into(
     records = case_records(inputs, predictor.model.config.in_channels)
     out = output_folder(output_dir)
     claim_folder(out, predictor, overwrite=overwrite, case_ids=[r.case_id for r in records])
+    if predictor.cls_head is not None:  # rows of an interrupted torchrun run: theirs too
+        merge_parts(out, predictor.class_names, uncalibrated=predictor.calibrated, reset=overwrite)
     done, skipped, csv_path = write_predictions(
         predictor, records, out, overwrite=overwrite, progress=progress
     )
     return PredictionRun(out, done, skipped, csv_path)
+
+
+def merge_parts(
+    output_dir: str | os.PathLike[str],
+    class_names: Sequence[str],
+    *,
+    uncalibrated: bool = False,
+    reset: bool = False,
+) -> Path | None:
+    """Merge every ``OUT/predictions.rank*.csv`` into ``OUT/predictions.csv``, then delete them.
+
+    A part's row replaces the row of the same case. The merged file is written atomically
+    before the parts are deleted, so an interruption loses no row.
+
+    Args:
+        output_dir: The prediction folder.
+        class_names: The model's classes.
+        uncalibrated: The tables have ``uncalibrated_prob_`` columns.
+        reset: Drop files of another model instead of refusing them (``--overwrite``).
+
+    Returns:
+        ``OUT/predictions.csv`` when there were parts, else ``None``.
+
+    Raises:
+        DataError: A file has another model's columns and ``reset`` is off.
+    """
+    out = Path(output_dir)
+    parts = sorted(out.glob("predictions.rank*.csv"))
+    if not parts:
+        return None
+    options = {"reset": reset, "uncalibrated": uncalibrated}
+    table = PredictionTable.open(out / "predictions.csv", class_names, **options)
+    for part in parts:
+        table.rows.update(PredictionTable.open(part, class_names, **options).rows)
+    table.save()
+    for part in parts:
+        part.unlink(missing_ok=True)
+    return table.path
