@@ -139,7 +139,7 @@ class Config:
             )
         try:
             return target(**kwargs)
-        except TypeError as exc:  # missing required fields
+        except TypeError as exc:  # a __post_init__ check that meets a value of a wrong type
             raise ConfigError(f"{target.__name__}: {exc}") from None
 
     def replace(self: C, **changes: Any) -> C:

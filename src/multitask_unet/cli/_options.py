@@ -83,17 +83,12 @@ def seed(text: str) -> int:
 
 def positive_int(text: str) -> int:
     """An argparse type: a whole number >= 1."""
-    return _whole_number(text, 1)
-
-
-def _whole_number(text: str, low: int, high: int | None = None) -> int:
     try:
         value: int | None = int(text)
     except ValueError:
         value = None
-    if value is None or value < low or (high is not None and value > high):
-        span = f"from {low} to {high}" if high is not None else f">= {low}"
-        raise argparse.ArgumentTypeError(f"must be a whole number {span}, got {text!r}")
+    if value is None or value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
     return value
 
 
